@@ -1,0 +1,106 @@
+/*
+ * msg: decodes one whole message (header included) into a view over its
+ * bytes: OP_MSG sections, legacy OP_QUERY / OP_REPLY, and OP_COMPRESSED
+ * (unwrapped into a caller-owned scratch buffer). Nothing is copied except
+ * decompressed bytes; every pointer in a view points into the message or the
+ * scratch buffer and lives as long as they do.
+ */
+#ifndef MT_MSG_H
+#define MT_MSG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "wire.h"
+
+#define MT_MSG_FLAG_CHECKSUM_PRESENT 0x1u
+#define MT_MSG_FLAG_MORE_TO_COME 0x2u
+#define MT_MSG_FLAG_EXHAUST_ALLOWED 0x10000u
+
+#define MT_MSG_MAX_SEQUENCES 4
+
+typedef enum {
+    MT_MSG_OK = 0,
+    MT_MSG_ERR_TRUNCATED,   /* a length or offset points past the end */
+    MT_MSG_ERR_HEADER,      /* impossible header */
+    MT_MSG_ERR_SECTION,     /* unknown section kind or malformed section */
+    MT_MSG_ERR_BSON,        /* a document does not validate */
+    MT_MSG_ERR_CHECKSUM,    /* CRC-32C mismatch */
+    MT_MSG_ERR_COMPRESSOR,  /* unknown compressor id */
+    MT_MSG_ERR_DECOMPRESS,  /* payload does not decompress to the declared size */
+    MT_MSG_ERR_TOO_LARGE,   /* declared uncompressed size over the limit */
+    MT_MSG_ERR_NESTED,      /* OP_COMPRESSED inside OP_COMPRESSED */
+    MT_MSG_ERR_NOMEM,
+    MT_MSG_ERR_OPCODE,      /* opcode we do not decode (still forwarded) */
+} mt_msg_err_t;
+
+const char *mt_msg_err_str(mt_msg_err_t err);
+
+typedef enum {
+    MT_COMPRESSOR_NONE = -1,
+    MT_COMPRESSOR_NOOP = 0,
+    MT_COMPRESSOR_SNAPPY = 1,
+    MT_COMPRESSOR_ZLIB = 2,
+    MT_COMPRESSOR_ZSTD = 3,
+} mt_compressor_t;
+
+const char *mt_compressor_str(int id);
+
+/* Caller-owned growable buffer for decompressed bytes; reuse it across
+ * messages, release with mt_msg_scratch_free(). */
+typedef struct {
+    uint8_t *data;
+    size_t len;
+    size_t cap;
+} mt_msg_scratch_t;
+
+void mt_msg_scratch_free(mt_msg_scratch_t *s);
+
+typedef struct {
+    const char *identifier; /* NUL-terminated, e.g. "documents" */
+    const uint8_t *docs;    /* concatenated BSON documents */
+    size_t docs_len;
+    uint32_t count;         /* number of documents */
+} mt_msg_sequence_t;
+
+typedef struct {
+    mt_wire_header_t hdr;     /* outer header as on the wire */
+    int32_t opcode;           /* effective opcode (inner one for OP_COMPRESSED) */
+    int compressor;           /* mt_compressor_t; NONE when not compressed */
+
+    /* OP_MSG */
+    uint32_t flags;
+    bool checksum_present;
+    uint32_t checksum;
+    const uint8_t *body;      /* kind-0 section (OP_MSG), query (OP_QUERY), first document (OP_REPLY) */
+    size_t body_len;
+    mt_msg_sequence_t seqs[MT_MSG_MAX_SEQUENCES];
+    size_t nseqs;
+
+    /* OP_QUERY */
+    const char *full_collection; /* "db.$cmd" */
+    int32_t number_to_skip;
+    int32_t number_to_return;
+
+    /* OP_REPLY */
+    int32_t response_flags;
+    int64_t cursor_id;
+    int32_t number_returned;
+    const uint8_t *reply_docs;   /* all documents of the OP_REPLY */
+    size_t reply_docs_len;
+} mt_msg_t;
+
+/* Decodes buf[0..len), one whole message including its header. scratch may be
+ * NULL when decompression is not wanted (then OP_COMPRESSED yields
+ * MT_MSG_ERR_OPCODE). Every BSON document referenced by the view is validated. */
+mt_msg_err_t mt_msg_parse(const uint8_t *buf, size_t len, mt_msg_scratch_t *scratch, mt_msg_t *out);
+
+/* CRC-32C (Castagnoli) as used by OP_MSG checksums. */
+uint32_t mt_msg_crc32c(const uint8_t *buf, size_t len);
+
+/* Compression used by tests, fuzz seeds and the benchmark: compresses src
+ * with the given compressor into *out (malloc'd, caller frees). 0 on success. */
+int mt_msg_compress(int compressor, const uint8_t *src, size_t len, uint8_t **out, size_t *out_len);
+
+#endif
