@@ -1,0 +1,485 @@
+/*
+ * httpc: GET requests to the admin endpoint over libh2o's http1client, on the
+ * caller's libuv loop. Names are resolved with uv_getaddrinfo; connections go
+ * through an h2o socket pool bound to the resolved address.
+ */
+#include "httpc.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <h2o/http1client.h>
+#include <h2o/socketpool.h>
+#include <h2o/timeout.h>
+
+/* Connections held by the pool at once; requests are short and few. */
+#define MT_HTTPC_POOL_CAPACITY 16
+
+typedef struct mt_httpc_req_s mt_httpc_req_t;
+
+/*
+ * A request lives on the client's pending list from mt_httpc_get until its
+ * callback has run (or the client is closed). While the name is being
+ * resolved it has no h2o client yet (h2o == NULL, waiting_resolve set).
+ */
+struct mt_httpc_req_s {
+    mt_httpc_t *client;
+    mt_httpc_req_t *prev, *next;
+    h2o_http1client_t *h2o;
+    bool waiting_resolve;
+    char *head; /* the request head, owned until the request ends */
+    h2o_iovec_t head_iov;
+    int status;
+    char *body;
+    size_t body_len, body_cap;
+    mt_httpc_done_cb cb;
+    void *data;
+};
+
+struct mt_httpc_s {
+    uv_loop_t *loop;
+    mt_httpc_url_t url;
+    char host_header[MT_HTTPC_HOST_MAX + 16];
+    char *token; /* NULL when none */
+    h2o_timeout_t io_timeout;
+    h2o_http1client_ctx_t ctx;
+    h2o_socketpool_t pool;
+    bool pool_ready;
+    bool resolving;
+    bool closed;
+    uv_getaddrinfo_t gai;
+    mt_httpc_req_t *pending; /* doubly linked, head insertion */
+    size_t npending;
+};
+
+const char *mt_httpc_result_str(mt_httpc_result_t r)
+{
+    switch (r) {
+    case MT_HTTPC_OK:
+        return "ok";
+    case MT_HTTPC_ERR_CONNECT:
+        return "connect";
+    case MT_HTTPC_ERR_IO:
+        return "io";
+    case MT_HTTPC_ERR_TIMEOUT:
+        return "timeout";
+    case MT_HTTPC_ERR_TOO_LARGE:
+        return "too_large";
+    }
+    return "unknown";
+}
+
+static int parse_port(const char *s, size_t n, uint16_t *out)
+{
+    unsigned long v = 0;
+    if (n == 0 || n > 5)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)s[i]))
+            return -1;
+        v = v * 10 + (unsigned long)(s[i] - '0');
+    }
+    if (v == 0 || v > 65535)
+        return -1;
+    *out = (uint16_t)v;
+    return 0;
+}
+
+int mt_httpc_parse_url(const char *url, mt_httpc_url_t *out, char *err, size_t errlen)
+{
+    const char *p = url, *host, *host_end, *port_s = NULL, *end;
+    uint16_t port = 27080;
+
+    memset(out, 0, sizeof(*out));
+    if (url == NULL || *url == '\0') {
+        snprintf(err, errlen, "empty admin URL");
+        return -1;
+    }
+    if (strncasecmp(p, "http://", 7) == 0) {
+        p += 7;
+        port = 80;
+    } else if (strstr(p, "://") != NULL) {
+        snprintf(err, errlen, "unsupported URL scheme in '%s' (only http:// is supported)", url);
+        return -1;
+    }
+    end = p + strcspn(p, "/?#");
+    if (*p == '[') {
+        host = p + 1;
+        host_end = memchr(host, ']', (size_t)(end - host));
+        if (host_end == NULL) {
+            snprintf(err, errlen, "unterminated '[' in URL '%s'", url);
+            return -1;
+        }
+        if (host_end + 1 < end) {
+            if (host_end[1] != ':') {
+                snprintf(err, errlen, "bad characters after ']' in URL '%s'", url);
+                return -1;
+            }
+            port_s = host_end + 2;
+        }
+    } else {
+        host = p;
+        host_end = memchr(p, ':', (size_t)(end - p));
+        if (host_end != NULL)
+            port_s = host_end + 1;
+        else
+            host_end = end;
+    }
+    if (host_end == host || (size_t)(host_end - host) >= sizeof(out->host)) {
+        snprintf(err, errlen, "bad host in URL '%s'", url);
+        return -1;
+    }
+    if (port_s != NULL && parse_port(port_s, (size_t)(end - port_s), &port) != 0) {
+        snprintf(err, errlen, "bad port in URL '%s'", url);
+        return -1;
+    }
+    memcpy(out->host, host, (size_t)(host_end - host));
+    out->port = port;
+    /* The prefix is the path up to any query or fragment, without a trailing slash. */
+    size_t plen = strcspn(end, "?#");
+    while (plen > 0 && end[plen - 1] == '/')
+        plen--;
+    if (plen >= sizeof(out->prefix)) {
+        snprintf(err, errlen, "URL path too long in '%s'", url);
+        return -1;
+    }
+    memcpy(out->prefix, end, plen);
+    out->prefix[plen] = '\0';
+    return 0;
+}
+
+mt_httpc_t *mt_httpc_new(uv_loop_t *loop, const char *base_url, const char *token, uint64_t timeout_ms,
+                         char *err, size_t errlen)
+{
+    mt_httpc_t *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (mt_httpc_parse_url(base_url, &c->url, err, errlen) != 0) {
+        free(c);
+        return NULL;
+    }
+    if (token != NULL && *token != '\0') {
+        if (strpbrk(token, "\r\n") != NULL) {
+            snprintf(err, errlen, "the token must not contain line breaks");
+            free(c);
+            return NULL;
+        }
+        c->token = strdup(token);
+        if (c->token == NULL) {
+            snprintf(err, errlen, "out of memory");
+            free(c);
+            return NULL;
+        }
+    }
+    if (strchr(c->url.host, ':') != NULL)
+        snprintf(c->host_header, sizeof(c->host_header), "[%s]:%u", c->url.host, (unsigned)c->url.port);
+    else
+        snprintf(c->host_header, sizeof(c->host_header), "%s:%u", c->url.host, (unsigned)c->url.port);
+    c->loop = loop;
+    h2o_timeout_init(loop, &c->io_timeout, timeout_ms);
+    c->ctx.loop = loop;
+    c->ctx.io_timeout = &c->io_timeout;
+    return c;
+}
+
+size_t mt_httpc_pending(const mt_httpc_t *c)
+{
+    return c->npending;
+}
+
+static void req_unlink(mt_httpc_req_t *r)
+{
+    mt_httpc_t *c = r->client;
+    if (r->prev != NULL)
+        r->prev->next = r->next;
+    else
+        c->pending = r->next;
+    if (r->next != NULL)
+        r->next->prev = r->prev;
+    r->prev = r->next = NULL;
+    c->npending--;
+}
+
+static void req_free(mt_httpc_req_t *r)
+{
+    free(r->head);
+    free(r->body);
+    free(r);
+}
+
+/* Ends a request: off the list, callback, freed. h2o closes its own side. */
+static void req_finish(mt_httpc_req_t *r, mt_httpc_result_t result, const char *error)
+{
+    mt_httpc_resp_t resp = {.result = result, .error = error, .status = r->status, .body = "", .body_len = 0};
+    if (result == MT_HTTPC_OK && r->body != NULL) {
+        resp.body = r->body;
+        resp.body_len = r->body_len;
+    }
+    req_unlink(r);
+    r->cb(&resp, r->data);
+    req_free(r);
+}
+
+static mt_httpc_result_t result_for(const char *errstr)
+{
+    if (errstr != NULL && strstr(errstr, "timeout") != NULL)
+        return MT_HTTPC_ERR_TIMEOUT;
+    return MT_HTTPC_ERR_IO;
+}
+
+static int on_body(h2o_http1client_t *h2o, const char *errstr)
+{
+    mt_httpc_req_t *r = h2o->data;
+    h2o_buffer_t *in = h2o->sock != NULL ? h2o->sock->input : NULL;
+
+    if (errstr != NULL && errstr != h2o_http1client_error_is_eos) {
+        req_finish(r, result_for(errstr), errstr);
+        return -1;
+    }
+    /* Take what arrived and consume it, so that the next call sees only new bytes. */
+    if (in != NULL && in->size > 0) {
+        if (r->body_len + in->size > MT_HTTPC_BODY_MAX) {
+            req_finish(r, MT_HTTPC_ERR_TOO_LARGE, "response body too large");
+            return -1;
+        }
+        if (r->body_len + in->size + 1 > r->body_cap) {
+            size_t cap = r->body_cap ? r->body_cap : 16384;
+            while (cap < r->body_len + in->size + 1)
+                cap *= 2;
+            char *nb = realloc(r->body, cap);
+            if (nb == NULL) {
+                req_finish(r, MT_HTTPC_ERR_IO, "out of memory");
+                return -1;
+            }
+            r->body = nb;
+            r->body_cap = cap;
+        }
+        memcpy(r->body + r->body_len, in->bytes, in->size);
+        r->body_len += in->size;
+        r->body[r->body_len] = '\0';
+        h2o_buffer_consume(&h2o->sock->input, in->size);
+    }
+    if (errstr == h2o_http1client_error_is_eos)
+        req_finish(r, MT_HTTPC_OK, NULL);
+    return 0;
+}
+
+static h2o_http1client_body_cb on_head(h2o_http1client_t *h2o, const char *errstr, int minor_version, int status,
+                                       h2o_iovec_t msg, struct st_h2o_header_t *headers, size_t num_headers,
+                                       int rlen)
+{
+    mt_httpc_req_t *r = h2o->data;
+    (void)minor_version, (void)msg, (void)headers, (void)num_headers, (void)rlen;
+
+    if (errstr != NULL && errstr != h2o_http1client_error_is_eos) {
+        req_finish(r, result_for(errstr), errstr);
+        return NULL;
+    }
+    r->status = status;
+    if (errstr == h2o_http1client_error_is_eos) {
+        req_finish(r, MT_HTTPC_OK, NULL); /* a response without a body (204, 304) */
+        return NULL;
+    }
+    return on_body;
+}
+
+static h2o_http1client_head_cb on_connect(h2o_http1client_t *h2o, const char *errstr, h2o_iovec_t **reqbufs,
+                                          size_t *reqbufcnt, int *method_is_head)
+{
+    mt_httpc_req_t *r = h2o->data;
+
+    if (errstr != NULL) {
+        req_finish(r, strstr(errstr, "timeout") ? MT_HTTPC_ERR_TIMEOUT : MT_HTTPC_ERR_CONNECT, errstr);
+        return NULL;
+    }
+    *reqbufs = &r->head_iov;
+    *reqbufcnt = 1;
+    *method_is_head = 0;
+    return on_head;
+}
+
+/* Hands a request to h2o. The callback may run (and free r) before this returns. */
+static void req_start(mt_httpc_req_t *r)
+{
+    mt_httpc_t *c = r->client;
+    r->waiting_resolve = false;
+    h2o_http1client_connect_with_pool(&r->h2o, r, &c->ctx, &c->pool, on_connect);
+}
+
+static void fail_waiting(mt_httpc_t *c, const char *error)
+{
+    mt_httpc_req_t *r = c->pending, *next;
+    for (; r != NULL; r = next) {
+        next = r->next;
+        if (r->waiting_resolve)
+            req_finish(r, MT_HTTPC_ERR_CONNECT, error);
+    }
+}
+
+static void start_waiting(mt_httpc_t *c)
+{
+    /* Collect first: starting a request may finish (and unlink) it at once. */
+    mt_httpc_req_t *r = c->pending, *next;
+    for (; r != NULL; r = next) {
+        next = r->next;
+        if (r->waiting_resolve)
+            req_start(r);
+    }
+}
+
+static void pool_init(mt_httpc_t *c, const struct sockaddr *sa, socklen_t len)
+{
+    h2o_socketpool_init_by_address(&c->pool, (struct sockaddr *)sa, len, 0, MT_HTTPC_POOL_CAPACITY);
+    c->pool_ready = true;
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    mt_httpc_t *c = req->data;
+    const struct addrinfo *pick = NULL;
+
+    c->resolving = false;
+    if (status == UV_ECANCELED || c->closed) {
+        uv_freeaddrinfo(res);
+        return;
+    }
+    if (status != 0) {
+        char msg[MT_HTTPC_HOST_MAX + 96];
+        snprintf(msg, sizeof(msg), "cannot resolve %s: %s", c->url.host, uv_strerror(status));
+        fail_waiting(c, msg);
+        return;
+    }
+    /* Prefer IPv4: "localhost" often lists ::1 first while admin binds 127.0.0.1. */
+    for (const struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+        if (ai->ai_family == AF_INET) {
+            pick = ai;
+            break;
+        }
+        if (pick == NULL && ai->ai_family == AF_INET6)
+            pick = ai;
+    }
+    if (pick == NULL) {
+        uv_freeaddrinfo(res);
+        fail_waiting(c, "no usable address");
+        return;
+    }
+    pool_init(c, pick->ai_addr, pick->ai_addrlen);
+    uv_freeaddrinfo(res);
+    start_waiting(c);
+}
+
+/* Numeric hosts need no resolver: the pool is set up at once. */
+static bool try_numeric(mt_httpc_t *c)
+{
+    struct sockaddr_in sin;
+    struct sockaddr_in6 sin6;
+    if (uv_ip4_addr(c->url.host, c->url.port, &sin) == 0) {
+        pool_init(c, (struct sockaddr *)&sin, sizeof(sin));
+        return true;
+    }
+    if (uv_ip6_addr(c->url.host, c->url.port, &sin6) == 0) {
+        pool_init(c, (struct sockaddr *)&sin6, sizeof(sin6));
+        return true;
+    }
+    return false;
+}
+
+static char *build_head(const mt_httpc_t *c, const char *path, size_t *len)
+{
+    const char *fmt = "GET %s%s HTTP/1.1\r\nHost: %s\r\nUser-Agent: mongotap/" MT_VERSION
+                      "\r\nAccept: */*\r\n%s%s%sConnection: close\r\n\r\n";
+    const char *auth_a = c->token ? "Authorization: Bearer " : "";
+    const char *auth_b = c->token ? c->token : "";
+    const char *auth_c = c->token ? "\r\n" : "";
+    int n = snprintf(NULL, 0, fmt, c->url.prefix, path, c->host_header, auth_a, auth_b, auth_c);
+    if (n < 0)
+        return NULL;
+    char *s = malloc((size_t)n + 1);
+    if (s == NULL)
+        return NULL;
+    snprintf(s, (size_t)n + 1, fmt, c->url.prefix, path, c->host_header, auth_a, auth_b, auth_c);
+    *len = (size_t)n;
+    return s;
+}
+
+int mt_httpc_get(mt_httpc_t *c, const char *path, mt_httpc_done_cb cb, void *data)
+{
+    if (c->closed || path == NULL || path[0] != '/' || strlen(path) >= MT_HTTPC_PATH_MAX ||
+        strpbrk(path, " \r\n") != NULL)
+        return -1;
+    mt_httpc_req_t *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return -1;
+    size_t len = 0;
+    r->head = build_head(c, path, &len);
+    if (r->head == NULL) {
+        free(r);
+        return -1;
+    }
+    r->head_iov = h2o_iovec_init(r->head, len);
+    r->client = c;
+    r->cb = cb;
+    r->data = data;
+    r->waiting_resolve = true;
+    r->next = c->pending;
+    if (c->pending != NULL)
+        c->pending->prev = r;
+    c->pending = r;
+    c->npending++;
+
+    if (!c->pool_ready && !try_numeric(c)) {
+        if (!c->resolving) {
+            struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                                     .ai_protocol = IPPROTO_TCP};
+            char serv[8];
+            snprintf(serv, sizeof(serv), "%u", (unsigned)c->url.port);
+            c->gai.data = c;
+            int rc = uv_getaddrinfo(c->loop, &c->gai, on_resolved, c->url.host, serv, &hints);
+            if (rc != 0) {
+                req_unlink(r);
+                req_free(r);
+                return -1;
+            }
+            c->resolving = true;
+        }
+        return 0;
+    }
+    if (c->pool_ready)
+        req_start(r);
+    return 0;
+}
+
+void mt_httpc_close(mt_httpc_t *c)
+{
+    if (c->closed)
+        return;
+    c->closed = true;
+    if (c->resolving)
+        uv_cancel((uv_req_t *)&c->gai);
+    while (c->pending != NULL) {
+        mt_httpc_req_t *r = c->pending;
+        req_unlink(r);
+        if (r->h2o != NULL && !r->waiting_resolve)
+            h2o_http1client_cancel(r->h2o);
+        req_free(r);
+    }
+    h2o_timeout_dispose(c->loop, &c->io_timeout);
+}
+
+void mt_httpc_free(mt_httpc_t *c)
+{
+    if (c == NULL)
+        return;
+    /* Disposed here, not in close: when close runs inside a callback, h2o still
+     * hands that request's socket back to the pool after the callback returns. */
+    if (c->pool_ready)
+        h2o_socketpool_dispose(&c->pool);
+    free(c->token);
+    free(c);
+}
