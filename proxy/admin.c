@@ -1,0 +1,565 @@
+/*
+ * admin: every route is answered from the loop thread with what stats/
+ * renders; /events viewers each get a bounded queue, and a viewer that does
+ * not keep up is disconnected rather than allowed to hold memory or time.
+ */
+#include "admin.h"
+
+#include <bson/bson.h>
+#include <h2o.h>
+#include <h2o/socket/uv-binding.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "log.h"
+
+extern const unsigned char mt_web_page[];
+extern const size_t mt_web_page_len;
+
+/* One accepted admin connection: tracked so that a stuck /events viewer can
+ * be cut at the socket, letting h2o tear the connection down itself. */
+typedef struct mt_admin_sock {
+    uv_tcp_t tcp;
+    struct sockaddr_storage peer;
+    struct mt_admin *admin;
+    struct mt_admin_sock *prev, *next;
+} mt_admin_sock_t;
+
+typedef struct mt_sse_viewer {
+    h2o_generator_t generator; /* first: h2o hands it back to us */
+    h2o_req_t *req;
+    struct mt_admin *admin;
+    char *sending;             /* owned until h2o calls proceed */
+    size_t sending_len;
+    char *pending;             /* events waiting for the next proceed */
+    size_t pending_len, pending_cap;
+    bool in_flight;
+    bool dropped;
+    int fd;
+    struct mt_sse_viewer *prev, *next;
+} mt_sse_viewer_t;
+
+typedef struct {
+    h2o_handler_t super;
+    struct mt_admin *admin;
+} mt_admin_handler_t;
+
+struct mt_admin {
+    uv_loop_t *loop;
+    const mt_cli_config_t *cfg;
+    mt_stats_t *stats;
+    h2o_globalconf_t config;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept_ctx;
+    uv_tcp_t listener;
+    bool listening;
+    uv_timer_t tick;
+    bool tick_open;
+    mt_admin_sock_t *socks;
+    mt_sse_viewer_t *viewers;
+    size_t nviewers;
+};
+
+/* ---- helpers ---------------------------------------------------------- */
+
+int mt_admin_token_ok(const char *token, const char *header, size_t header_len)
+{
+    static const char prefix[] = "Bearer ";
+    size_t plen = sizeof(prefix) - 1, tlen = strlen(token), n;
+    unsigned diff = 0;
+
+    if (header_len < plen || strncasecmp(header, prefix, plen) != 0)
+        return 0;
+    header += plen;
+    header_len -= plen;
+    /* compare every byte of the longer string so timing does not leak where
+     * the first difference is */
+    n = header_len > tlen ? header_len : tlen;
+    diff |= (unsigned)(header_len ^ tlen);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char a = i < header_len ? (unsigned char)header[i] : 0;
+        unsigned char b = i < tlen ? (unsigned char)token[i] : 0;
+        diff |= (unsigned)(a ^ b);
+    }
+    return diff == 0;
+}
+
+static void respond(h2o_req_t *req, int status, const char *reason, const char *type,
+                    const char *body, size_t len)
+{
+    req->res.status = status;
+    req->res.reason = reason;
+    req->res.content_length = len;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, type, strlen(type));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL,
+                   H2O_STRLIT("no-store"));
+    h2o_send_inline(req, body, len);
+}
+
+static void respond_owned(h2o_req_t *req, const char *type, char *body)
+{
+    if (!body) {
+        static const char oom[] = "{\"error\": \"out of memory\"}";
+        respond(req, 500, "Internal Server Error", "application/json", oom, sizeof(oom) - 1);
+        return;
+    }
+    respond(req, 200, "OK", type, body, strlen(body));
+    bson_free(body);
+}
+
+static void respond_error(h2o_req_t *req, int status, const char *reason, const char *message)
+{
+    bson_t doc = BSON_INITIALIZER;
+    char *json;
+    size_t len;
+
+    BSON_APPEND_UTF8(&doc, "error", message);
+    BSON_APPEND_INT32(&doc, "status", status);
+    json = bson_as_relaxed_extended_json(&doc, &len);
+    bson_destroy(&doc);
+    if (status == 401)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL,
+                       H2O_STRLIT("Bearer realm=\"mongotap\""));
+    respond(req, status, reason, "application/json", json ? json : "{}", json ? len : 2);
+    bson_free(json);
+}
+
+/* Value of query parameter `name`, copied into out; false when absent. */
+static bool query_param(h2o_req_t *req, const char *name, char *out, size_t cap)
+{
+    const char *q, *end;
+    size_t nlen = strlen(name);
+
+    if (req->query_at == SIZE_MAX)
+        return false;
+    q = req->path.base + req->query_at + 1;
+    end = req->path.base + req->path.len;
+    while (q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *stop = amp ? amp : end;
+        if ((size_t)(stop - q) > nlen && memcmp(q, name, nlen) == 0 && q[nlen] == '=') {
+            size_t vlen = (size_t)(stop - q) - nlen - 1;
+            if (vlen >= cap)
+                vlen = cap - 1;
+            memcpy(out, q + nlen + 1, vlen);
+            out[vlen] = '\0';
+            return true;
+        }
+        q = stop + 1;
+    }
+    return false;
+}
+
+static bool query_limit(h2o_req_t *req, size_t def, size_t *out)
+{
+    char buf[24], *end;
+    unsigned long long v;
+
+    *out = def;
+    if (!query_param(req, "limit", buf, sizeof(buf)))
+        return true;
+    v = strtoull(buf, &end, 10);
+    if (!buf[0] || *end || buf[0] == '-' || v == 0 || v > 100000)
+        return false;
+    *out = (size_t)v;
+    return true;
+}
+
+static bool path_is(h2o_req_t *req, const char *path)
+{
+    return h2o_memis(req->path_normalized.base, req->path_normalized.len, path, strlen(path));
+}
+
+static bool method_is(h2o_req_t *req, const char *m)
+{
+    return h2o_memis(req->method.base, req->method.len, m, strlen(m));
+}
+
+/* ---- /events ---------------------------------------------------------- */
+
+static void viewer_unlink(mt_sse_viewer_t *v)
+{
+    struct mt_admin *a = v->admin;
+
+    if (v->prev)
+        v->prev->next = v->next;
+    else if (a->viewers == v)
+        a->viewers = v->next;
+    if (v->next)
+        v->next->prev = v->prev;
+    v->prev = v->next = NULL;
+    a->nviewers--;
+}
+
+static void viewer_free(mt_sse_viewer_t *v)
+{
+    free(v->sending);
+    free(v->pending);
+    v->sending = v->pending = NULL;
+}
+
+/* Cuts a viewer that cannot keep up: shutting the socket down makes h2o's
+ * pending write fail, and h2o then closes the connection and calls stop. */
+static void viewer_drop(mt_sse_viewer_t *v, const char *why)
+{
+    if (v->dropped)
+        return;
+    v->dropped = true;
+    mt_info("admin: /events viewer dropped: %s", why);
+    free(v->pending);
+    v->pending = NULL;
+    v->pending_len = v->pending_cap = 0;
+    if (v->fd >= 0)
+        shutdown(v->fd, SHUT_RDWR);
+}
+
+static void viewer_flush(mt_sse_viewer_t *v)
+{
+    h2o_iovec_t buf;
+
+    if (v->in_flight || v->dropped || v->pending_len == 0)
+        return;
+    free(v->sending);
+    v->sending = v->pending;
+    v->sending_len = v->pending_len;
+    v->pending = NULL;
+    v->pending_len = v->pending_cap = 0;
+    v->in_flight = true;
+    buf = h2o_iovec_init(v->sending, v->sending_len);
+    h2o_send(v->req, &buf, 1, H2O_SEND_STATE_IN_PROGRESS);
+}
+
+static void viewer_push(mt_sse_viewer_t *v, const char *event, const char *data)
+{
+    size_t need;
+    int n;
+
+    if (v->dropped)
+        return;
+    need = strlen(event) + strlen(data) + 32;
+    if (v->pending_len + need > MT_ADMIN_SSE_MAX_PENDING) {
+        viewer_drop(v, "too slow (queue full)");
+        return;
+    }
+    if (v->pending_len + need > v->pending_cap) {
+        size_t cap = v->pending_cap ? v->pending_cap * 2 : 4096;
+        char *nb;
+        while (cap < v->pending_len + need)
+            cap *= 2;
+        nb = realloc(v->pending, cap);
+        if (!nb) {
+            viewer_drop(v, "out of memory");
+            return;
+        }
+        v->pending = nb;
+        v->pending_cap = cap;
+    }
+    n = snprintf(v->pending + v->pending_len, v->pending_cap - v->pending_len,
+                 "event: %s\ndata: %s\n\n", event, data);
+    if (n > 0)
+        v->pending_len += (size_t)n;
+    viewer_flush(v);
+}
+
+static void sse_proceed(h2o_generator_t *g, h2o_req_t *req)
+{
+    mt_sse_viewer_t *v = (mt_sse_viewer_t *)g;
+
+    (void)req;
+    v->in_flight = false;
+    free(v->sending);
+    v->sending = NULL;
+    viewer_flush(v);
+}
+
+static void sse_stop(h2o_generator_t *g, h2o_req_t *req)
+{
+    mt_sse_viewer_t *v = (mt_sse_viewer_t *)g;
+
+    (void)req;
+    viewer_unlink(v);
+    viewer_free(v);
+    /* v itself lives in the request's pool */
+}
+
+static void broadcast(struct mt_admin *a, const char *event, const char *data)
+{
+    mt_sse_viewer_t *v, *next;
+
+    for (v = a->viewers; v; v = next) {
+        next = v->next;
+        viewer_push(v, event, data);
+    }
+}
+
+static int find_fd(struct mt_admin *a, h2o_req_t *req)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    uv_os_fd_t fd;
+
+    len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
+    for (mt_admin_sock_t *s = a->socks; s; s = s->next) {
+        if (len > 0 && memcmp(&s->peer, &ss, len) == 0 && uv_fileno((uv_handle_t *)&s->tcp, &fd) == 0)
+            return fd;
+    }
+    return -1;
+}
+
+static void serve_events(struct mt_admin *a, h2o_req_t *req)
+{
+    mt_sse_viewer_t *v;
+    char *json;
+
+    if (a->nviewers >= MT_ADMIN_SSE_MAX_VIEWERS) {
+        respond_error(req, 503, "Service Unavailable", "too many /events viewers");
+        return;
+    }
+    v = h2o_mem_alloc_shared(&req->pool, sizeof(*v), NULL);
+    memset(v, 0, sizeof(*v));
+    v->generator.proceed = sse_proceed;
+    v->generator.stop = sse_stop;
+    v->req = req;
+    v->admin = a;
+    v->fd = find_fd(a, req);
+    v->next = a->viewers;
+    if (a->viewers)
+        a->viewers->prev = v;
+    a->viewers = v;
+    a->nviewers++;
+
+    req->res.status = 200;
+    req->res.reason = "OK";
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                   H2O_STRLIT("text/event-stream"));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL,
+                   H2O_STRLIT("no-store"));
+    h2o_start_response(req, &v->generator);
+    /* the first stats event goes out at once, so a viewer sees numbers now */
+    json = mt_stats_json(a->stats, uv_hrtime(), 20);
+    viewer_push(v, "stats", json ? json : "{}");
+    bson_free(json);
+}
+
+static void tick_cb(uv_timer_t *t)
+{
+    struct mt_admin *a = t->data;
+    char *json;
+
+    if (!a->viewers)
+        return;
+    json = mt_stats_json(a->stats, uv_hrtime(), 20);
+    if (json)
+        broadcast(a, "stats", json);
+    bson_free(json);
+}
+
+void mt_admin_publish_finding(mt_admin_t *a, const char *json)
+{
+    if (a)
+        broadcast(a, "finding", json);
+}
+
+/* ---- routes ----------------------------------------------------------- */
+
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    struct mt_admin *a = ((mt_admin_handler_t *)self)->admin;
+    uint64_t now = uv_hrtime();
+    size_t limit;
+
+    if (path_is(req, "/healthz")) {
+        respond(req, 200, "OK", "text/plain; charset=utf-8", "ok\n", 3);
+        return 0;
+    }
+    if (a->cfg->admin_token) {
+        ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+        if (i < 0 || !mt_admin_token_ok(a->cfg->admin_token, req->headers.entries[i].value.base,
+                                        req->headers.entries[i].value.len)) {
+            respond_error(req, 401, "Unauthorized", "missing or wrong bearer token");
+            return 0;
+        }
+    }
+    if (path_is(req, "/api/reset")) {
+        if (!method_is(req, "POST")) {
+            respond_error(req, 405, "Method Not Allowed", "use POST");
+            return 0;
+        }
+        mt_stats_reset(a->stats);
+        respond(req, 200, "OK", "application/json", "{\"reset\": true}", 15);
+        return 0;
+    }
+    if (!method_is(req, "GET") && !method_is(req, "HEAD")) {
+        respond_error(req, 405, "Method Not Allowed", "use GET");
+        return 0;
+    }
+    if (path_is(req, "/")) {
+        respond(req, 200, "OK", "text/html; charset=utf-8", (const char *)mt_web_page,
+                mt_web_page_len);
+    } else if (path_is(req, "/metrics")) {
+        respond_owned(req, "text/plain; version=0.0.4; charset=utf-8", mt_stats_metrics(a->stats, now));
+    } else if (path_is(req, "/api/stats")) {
+        if (!query_limit(req, 100, &limit))
+            respond_error(req, 400, "Bad Request", "limit must be a whole number from 1 to 100000");
+        else
+            respond_owned(req, "application/json", mt_stats_json(a->stats, now, limit));
+    } else if (path_is(req, "/api/connections")) {
+        respond_owned(req, "application/json", mt_stats_connections_json(a->stats, now));
+    } else if (path_is(req, "/api/windows")) {
+        if (!query_limit(req, 20, &limit))
+            respond_error(req, 400, "Bad Request", "limit must be a whole number from 1 to 100000");
+        else
+            respond_owned(req, "application/json", mt_stats_windows_json(a->stats, limit));
+    } else if (path_is(req, "/api/findings")) {
+        respond_owned(req, "application/json", mt_stats_findings_json(a->stats));
+    } else if (path_is(req, "/api/report")) {
+        char fmt[16] = "json";
+        int f;
+        query_param(req, "format", fmt, sizeof(fmt));
+        f = mt_report_format_parse(fmt);
+        if (f < 0) {
+            respond_error(req, 400, "Bad Request", "format must be json, markdown or html");
+            return 0;
+        }
+        respond_owned(req,
+                      f == MT_REPORT_HTML       ? "text/html; charset=utf-8"
+                      : f == MT_REPORT_MARKDOWN ? "text/markdown; charset=utf-8"
+                                                : "application/json",
+                      mt_stats_report(a->stats, (mt_report_format_t)f, now));
+    } else if (path_is(req, "/events")) {
+        serve_events(a, req);
+    } else {
+        respond_error(req, 404, "Not Found", "no such route");
+    }
+    return 0;
+}
+
+/* ---- sockets ---------------------------------------------------------- */
+
+static void sock_closed_cb(uv_handle_t *h)
+{
+    mt_admin_sock_t *s = (mt_admin_sock_t *)h;
+    struct mt_admin *a = s->admin;
+
+    if (s->prev)
+        s->prev->next = s->next;
+    else if (a->socks == s)
+        a->socks = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    free(s);
+}
+
+static void on_admin_connection(uv_stream_t *server, int status)
+{
+    struct mt_admin *a = server->data;
+    mt_admin_sock_t *s;
+    h2o_socket_t *sock;
+    int n = sizeof(struct sockaddr_storage);
+
+    if (status < 0) {
+        mt_warn("admin: accept failed: %s", uv_strerror(status));
+        return;
+    }
+    s = calloc(1, sizeof(*s));
+    if (!s)
+        return;
+    s->admin = a;
+    uv_tcp_init(a->loop, &s->tcp);
+    if (uv_accept(server, (uv_stream_t *)&s->tcp) != 0) {
+        uv_close((uv_handle_t *)&s->tcp, (uv_close_cb)free);
+        return;
+    }
+    uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&s->peer, &n);
+    s->next = a->socks;
+    if (a->socks)
+        a->socks->prev = s;
+    a->socks = s;
+    sock = h2o_uv_socket_create((uv_stream_t *)&s->tcp, sock_closed_cb);
+    h2o_accept(&a->accept_ctx, sock);
+}
+
+mt_admin_t *mt_admin_new(uv_loop_t *loop, const mt_cli_config_t *cfg, mt_stats_t *stats)
+{
+    struct mt_admin *a = calloc(1, sizeof(*a));
+    h2o_hostconf_t *host;
+    h2o_pathconf_t *path;
+    mt_admin_handler_t *handler;
+
+    if (!a)
+        return NULL;
+    a->loop = loop;
+    a->cfg = cfg;
+    a->stats = stats;
+    h2o_config_init(&a->config);
+    a->config.max_request_entity_size = MT_ADMIN_MAX_BODY;
+    a->config.server_name = h2o_iovec_init(H2O_STRLIT("mongotap"));
+    host = h2o_config_register_host(&a->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    path = h2o_config_register_path(host, "/", 0);
+    handler = (mt_admin_handler_t *)h2o_create_handler(path, sizeof(*handler));
+    handler->super.on_req = on_req;
+    handler->admin = a;
+    h2o_context_init(&a->ctx, loop, &a->config);
+    a->accept_ctx.ctx = &a->ctx;
+    a->accept_ctx.hosts = a->config.hosts;
+    return a;
+}
+
+int mt_admin_listen(mt_admin_t *a, char *bound, size_t cap)
+{
+    struct sockaddr_storage ss;
+    int n = sizeof(ss), rc;
+    mt_hostport_t real = a->cfg->admin;
+    char desc[MT_CLI_HOST_MAX + 8];
+
+    if (!mt_cli_is_loopback(a->cfg->admin.host) && !a->cfg->admin_token)
+        mt_warn("admin endpoint on %s is not loopback and has no --admin-token: anyone who can "
+                "reach it can read your query statistics",
+                a->cfg->admin.host);
+    rc = uv_ip4_addr(a->cfg->admin.host, a->cfg->admin.port, (struct sockaddr_in *)&ss);
+    if (rc != 0)
+        rc = uv_ip6_addr(a->cfg->admin.host, a->cfg->admin.port, (struct sockaddr_in6 *)&ss);
+    if (rc != 0 && strcasecmp(a->cfg->admin.host, "localhost") == 0)
+        rc = uv_ip4_addr("127.0.0.1", a->cfg->admin.port, (struct sockaddr_in *)&ss);
+    if (rc == 0) {
+        uv_tcp_init(a->loop, &a->listener);
+        a->listener.data = a;
+        a->listening = true;
+        rc = uv_tcp_bind(&a->listener, (const struct sockaddr *)&ss, 0);
+    }
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&a->listener, 128, on_admin_connection);
+    if (rc != 0) {
+        mt_cli_format_hostport(&a->cfg->admin, desc, sizeof(desc));
+        mt_error("cannot listen for admin on %s: %s (use an IP address, or --admin off)", desc,
+                 uv_strerror(rc));
+        return rc;
+    }
+    if (uv_tcp_getsockname(&a->listener, (struct sockaddr *)&ss, &n) == 0)
+        real.port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                   : ((struct sockaddr_in *)&ss)->sin_port);
+    mt_cli_format_hostport(&real, bound, cap);
+    uv_timer_init(a->loop, &a->tick);
+    a->tick.data = a;
+    a->tick_open = true;
+    uv_timer_start(&a->tick, tick_cb, 1000, 1000);
+    return 0;
+}
+
+void mt_admin_close(mt_admin_t *a)
+{
+    if (!a)
+        return;
+    if (a->listening) {
+        uv_close((uv_handle_t *)&a->listener, NULL);
+        a->listening = false;
+    }
+    if (a->tick_open) {
+        uv_close((uv_handle_t *)&a->tick, NULL);
+        a->tick_open = false;
+    }
+    for (mt_sse_viewer_t *v = a->viewers; v; v = v->next)
+        viewer_drop(v, "shutting down");
+}

@@ -1,0 +1,32 @@
+/*
+ * admin: the HTTP admin endpoint (libh2o on the proxy's libuv loop): health,
+ * JSON API, Prometheus metrics, Server-Sent Events and the web console.
+ */
+#ifndef MT_ADMIN_H
+#define MT_ADMIN_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#include "cli.h"
+#include "stats.h"
+
+typedef struct mt_admin mt_admin_t;
+
+/* Limits on what a client may send and what a slow viewer may cost. */
+#define MT_ADMIN_MAX_BODY (64u << 10)
+#define MT_ADMIN_SSE_MAX_PENDING (256u << 10)
+#define MT_ADMIN_SSE_MAX_VIEWERS 64
+
+mt_admin_t *mt_admin_new(uv_loop_t *loop, const mt_cli_config_t *cfg, mt_stats_t *stats);
+/* Binds the admin address; writes "host:port" (real port) into bound. */
+int mt_admin_listen(mt_admin_t *a, char *bound, size_t cap);
+/* Sends a finding to every /events viewer. */
+void mt_admin_publish_finding(mt_admin_t *a, const char *json);
+/* Stops listening and ends every /events stream. */
+void mt_admin_close(mt_admin_t *a);
+
+/* Constant-time check of an "Authorization" header value against the token. */
+int mt_admin_token_ok(const char *token, const char *header, size_t header_len);
+
+#endif

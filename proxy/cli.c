@@ -1,0 +1,322 @@
+/*
+ * cli: one table describes every option (flag, environment name, parser), so
+ * that --help, the environment and the flags can never disagree.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "log.h"
+
+const char mt_cli_usage[] =
+    "mongotap - a transparent MongoDB wire-protocol proxy with query accounting\n"
+    "\n"
+    "Usage:\n"
+    "  mongotap [proxy] [options]     run the proxy\n"
+    "  mongotap console [--admin URL] [--token TOKEN]\n"
+    "                                 live terminal console fed by the admin API\n"
+    "  mongotap report [--admin URL] [--token TOKEN] [--format json|markdown|html] [-o FILE]\n"
+    "                                 export the N+1 report\n"
+    "  mongotap --version | --help\n"
+    "\n"
+    "Point the app at the proxy: mongodb://127.0.0.1:27018/mydb?directConnection=true\n"
+    "\n"
+    "Proxy options (each also settable as MONGOTAP_<NAME>, e.g. MONGOTAP_UPSTREAM; flags win):\n"
+    "  --listen HOST:PORT       where apps connect (default 127.0.0.1:27018); repeatable,\n"
+    "                           MONGOTAP_LISTEN takes a comma-separated list\n"
+    "  --upstream HOST:PORT     the mongod/mongos to forward to (default 127.0.0.1:27017)\n"
+    "  --admin HOST:PORT|off    HTTP admin endpoint (default 127.0.0.1:27080)\n"
+    "  --admin-token TOKEN      require 'Authorization: Bearer TOKEN' on every admin route\n"
+    "                           but /healthz\n"
+    "  --window-gap-ms N        idle time on a connection that closes its request window\n"
+    "                           (default 100)\n"
+    "  --window-max-ms N        longest a window may stay open (default 30000)\n"
+    "  --n1-threshold N         least repeated single-key lookups (and least parent docs)\n"
+    "                           to flag N+1 (default 5)\n"
+    "  --findings-log PATH      append every finding as one JSON line, flushed as found\n"
+    "  --report PATH            write the full JSON report there on shutdown\n"
+    "  --max-connections N      clients beyond this are refused (default 10000)\n"
+    "  --max-shapes N           distinct query shapes tracked; the rest count under\n"
+    "                           \"<other>\" (default 10000)\n"
+    "  --log-level LEVEL        error, warn, info, debug (default info)\n"
+    "  --log-values             let user data values appear in logs and reports (off)\n"
+    "  -h, --help               this text\n"
+    "  -V, --version            the version\n"
+    "\n"
+    "Signals: SIGINT/SIGTERM stop accepting, let in-flight replies finish (at most 5 s),\n"
+    "write --report and exit 0.\n";
+
+typedef enum { OPT_HOSTPORT, OPT_ADMIN, OPT_STRING, OPT_U64, OPT_U32, OPT_LEVEL, OPT_BOOL } opt_kind_t;
+
+typedef struct {
+    const char *flag;
+    const char *env;
+    opt_kind_t kind;
+    size_t offset;
+    uint64_t min, max; /* numeric bounds */
+} opt_t;
+
+#define OFF(f) offsetof(mt_cli_config_t, f)
+
+static const opt_t options[] = {
+    {"--listen", "MONGOTAP_LISTEN", OPT_HOSTPORT, OFF(listen), 0, 0},
+    {"--upstream", "MONGOTAP_UPSTREAM", OPT_HOSTPORT, OFF(upstream), 0, 0},
+    {"--admin", "MONGOTAP_ADMIN", OPT_ADMIN, OFF(admin), 0, 0},
+    {"--admin-token", "MONGOTAP_ADMIN_TOKEN", OPT_STRING, OFF(admin_token), 0, 0},
+    {"--window-gap-ms", "MONGOTAP_WINDOW_GAP_MS", OPT_U64, OFF(window_gap_ms), 1, 86400000},
+    {"--window-max-ms", "MONGOTAP_WINDOW_MAX_MS", OPT_U64, OFF(window_max_ms), 1, 86400000},
+    {"--n1-threshold", "MONGOTAP_N1_THRESHOLD", OPT_U32, OFF(n1_threshold), 2, 1000000},
+    {"--findings-log", "MONGOTAP_FINDINGS_LOG", OPT_STRING, OFF(findings_log), 0, 0},
+    {"--report", "MONGOTAP_REPORT", OPT_STRING, OFF(report_path), 0, 0},
+    {"--max-connections", "MONGOTAP_MAX_CONNECTIONS", OPT_U32, OFF(max_connections), 1, 1000000},
+    {"--max-shapes", "MONGOTAP_MAX_SHAPES", OPT_U32, OFF(max_shapes), 1, 10000000},
+    {"--log-level", "MONGOTAP_LOG_LEVEL", OPT_LEVEL, OFF(log_level), 0, 0},
+    {"--log-values", "MONGOTAP_LOG_VALUES", OPT_BOOL, OFF(log_values), 0, 0},
+};
+
+void mt_cli_defaults(mt_cli_config_t *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->upstream = (mt_hostport_t){"127.0.0.1", 27017};
+    cfg->admin_enabled = true;
+    cfg->admin = (mt_hostport_t){"127.0.0.1", 27080};
+    cfg->window_gap_ms = 100;
+    cfg->window_max_ms = 30000;
+    cfg->n1_threshold = 5;
+    cfg->max_connections = 10000;
+    cfg->max_shapes = 10000;
+    cfg->log_level = MT_LOG_INFO;
+}
+
+int mt_cli_parse_hostport(const char *s, mt_hostport_t *out)
+{
+    const char *host, *colon;
+    size_t hlen;
+    char *end;
+    unsigned long port;
+
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (!close || close[1] != ':')
+            return -1;
+        host = s + 1;
+        hlen = (size_t)(close - host);
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon || strchr(s, ':') != colon)
+            return -1;
+        host = s;
+        hlen = (size_t)(colon - s);
+    }
+    if (hlen == 0 || hlen >= MT_CLI_HOST_MAX || colon[1] == '\0')
+        return -1;
+    errno = 0;
+    port = strtoul(colon + 1, &end, 10);
+    if (errno || *end != '\0' || port > 65535 || colon[1] == '-' || colon[1] == '+')
+        return -1;
+    memcpy(out->host, host, hlen);
+    out->host[hlen] = '\0';
+    out->port = (uint16_t)port;
+    return 0;
+}
+
+void mt_cli_format_hostport(const mt_hostport_t *hp, char *out, size_t cap)
+{
+    if (strchr(hp->host, ':'))
+        snprintf(out, cap, "[%s]:%u", hp->host, hp->port);
+    else
+        snprintf(out, cap, "%s:%u", hp->host, hp->port);
+}
+
+bool mt_cli_is_loopback(const char *host)
+{
+    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
+           strcasecmp(host, "localhost") == 0;
+}
+
+static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+
+    if (!*s || *s == '-' || *s == '+' || *s == ' ')
+        return -1;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+    static const char *const yes[] = {"1", "true", "yes", "on"};
+    static const char *const no[] = {"0", "false", "no", "off", ""};
+
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
+        if (strcasecmp(s, yes[i]) == 0)
+            return *out = true, 0;
+    for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+        if (strcasecmp(s, no[i]) == 0)
+            return *out = false, 0;
+    return -1;
+}
+
+/* Applies one value; `from` names the flag or variable in the error line. */
+static int apply(const opt_t *o, const char *value, const char *from, mt_cli_config_t *cfg,
+                 char *err, size_t errlen)
+{
+    char *field = (char *)cfg + o->offset;
+    uint64_t n;
+
+    switch (o->kind) {
+    case OPT_HOSTPORT:
+        if (o->offset == OFF(listen)) {
+            /* the environment form takes a comma-separated list */
+            char buf[1024];
+            char *save = NULL, *tok;
+            if (strlen(value) >= sizeof(buf))
+                goto bad;
+            strcpy(buf, value);
+            for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+                if (cfg->nlisten == MT_CLI_MAX_LISTEN) {
+                    snprintf(err, errlen, "%s: at most %d listen addresses", from,
+                             MT_CLI_MAX_LISTEN);
+                    return -1;
+                }
+                if (mt_cli_parse_hostport(tok, &cfg->listen[cfg->nlisten]) != 0)
+                    goto bad;
+                cfg->nlisten++;
+            }
+            if (cfg->nlisten == 0)
+                goto bad;
+            return 0;
+        }
+        if (mt_cli_parse_hostport(value, (mt_hostport_t *)field) != 0)
+            goto bad;
+        return 0;
+    case OPT_ADMIN:
+        if (strcasecmp(value, "off") == 0) {
+            cfg->admin_enabled = false;
+            return 0;
+        }
+        if (mt_cli_parse_hostport(value, &cfg->admin) != 0)
+            goto bad;
+        cfg->admin_enabled = true;
+        return 0;
+    case OPT_STRING:
+        if (!*value)
+            goto bad;
+        *(const char **)field = value;
+        return 0;
+    case OPT_U64:
+        if (parse_u64(value, o->min, o->max, &n) != 0)
+            goto bad_range;
+        *(uint64_t *)field = n;
+        return 0;
+    case OPT_U32:
+        if (parse_u64(value, o->min, o->max, &n) != 0)
+            goto bad_range;
+        *(uint32_t *)field = (uint32_t)n;
+        return 0;
+    case OPT_LEVEL: {
+        int level = mt_log_level_parse(value);
+        if (level < 0) {
+            snprintf(err, errlen, "%s: '%s' is not one of error, warn, info, debug", from, value);
+            return -1;
+        }
+        *(int *)field = level;
+        return 0;
+    }
+    case OPT_BOOL:
+        if (parse_bool(value, (bool *)field) != 0)
+            goto bad;
+        return 0;
+    }
+bad:
+    snprintf(err, errlen, "%s: invalid value '%s'%s", from, value,
+             o->kind == OPT_HOSTPORT || o->kind == OPT_ADMIN ? " (expected HOST:PORT)" : "");
+    return -1;
+bad_range:
+    snprintf(err, errlen, "%s: invalid value '%s' (expected a whole number from %llu to %llu)",
+             from, value, (unsigned long long)o->min, (unsigned long long)o->max);
+    return -1;
+}
+
+static const opt_t *find_flag(const char *arg, size_t len)
+{
+    for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++)
+        if (strlen(options[i].flag) == len && strncmp(options[i].flag, arg, len) == 0)
+            return &options[i];
+    return NULL;
+}
+
+mt_cli_result_t mt_cli_parse(int argc, char **argv, mt_cli_getenv_fn env, mt_cli_config_t *cfg,
+                             char *err, size_t errlen)
+{
+    bool seen_listen_flag = false;
+    int i = 1;
+
+    mt_cli_defaults(cfg);
+    err[0] = '\0';
+    if (i < argc && strcmp(argv[i], "proxy") == 0)
+        i++;
+
+    for (size_t k = 0; env && k < sizeof(options) / sizeof(options[0]); k++) {
+        const char *v = env(options[k].env);
+        if (v && apply(&options[k], v, options[k].env, cfg, err, errlen) != 0)
+            return MT_CLI_ERROR;
+    }
+
+    for (; i < argc; i++) {
+        const char *arg = argv[i];
+        const char *eq, *value;
+        const opt_t *o;
+
+        if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0)
+            return MT_CLI_HELP;
+        if (strcmp(arg, "-V") == 0 || strcmp(arg, "--version") == 0)
+            return MT_CLI_VERSION;
+        eq = strchr(arg, '=');
+        o = strncmp(arg, "--", 2) == 0 ? find_flag(arg, eq ? (size_t)(eq - arg) : strlen(arg)) : NULL;
+        if (!o) {
+            snprintf(err, errlen, "%.*s: unknown option (see --help)",
+                     (int)(eq ? (size_t)(eq - arg) : strlen(arg)), arg);
+            return MT_CLI_ERROR;
+        }
+        if (o->kind == OPT_BOOL && !eq) {
+            value = "true";
+        } else if (eq) {
+            value = eq + 1;
+        } else if (i + 1 < argc) {
+            value = argv[++i];
+        } else {
+            snprintf(err, errlen, "%s: missing value", o->flag);
+            return MT_CLI_ERROR;
+        }
+        if (o->offset == OFF(listen) && !seen_listen_flag) {
+            /* flags win over the environment: drop MONGOTAP_LISTEN's list */
+            cfg->nlisten = 0;
+            seen_listen_flag = true;
+        }
+        if (apply(o, value, o->flag, cfg, err, errlen) != 0)
+            return MT_CLI_ERROR;
+    }
+
+    if (cfg->nlisten == 0) {
+        cfg->listen[0] = (mt_hostport_t){"127.0.0.1", 27018};
+        cfg->nlisten = 1;
+    }
+    if (cfg->window_max_ms < cfg->window_gap_ms) {
+        snprintf(err, errlen, "--window-max-ms: must be at least --window-gap-ms (%llu)",
+                 (unsigned long long)cfg->window_gap_ms);
+        return MT_CLI_ERROR;
+    }
+    return MT_CLI_RUN;
+}

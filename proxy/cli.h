@@ -1,0 +1,64 @@
+/*
+ * cli: the proxy's options, from flags and MONGOTAP_* environment variables
+ * (flags win). Parsing is pure so that it can be unit tested.
+ */
+#ifndef MT_CLI_H
+#define MT_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MT_CLI_MAX_LISTEN 16
+#define MT_CLI_HOST_MAX 256
+
+typedef struct {
+    char host[MT_CLI_HOST_MAX]; /* without brackets for IPv6 */
+    uint16_t port;
+} mt_hostport_t;
+
+typedef struct {
+    mt_hostport_t listen[MT_CLI_MAX_LISTEN];
+    size_t nlisten;
+    mt_hostport_t upstream;
+    bool admin_enabled;
+    mt_hostport_t admin;
+    const char *admin_token;  /* NULL when none; points into argv or the environment */
+    uint64_t window_gap_ms;
+    uint64_t window_max_ms;
+    uint32_t n1_threshold;
+    const char *findings_log; /* NULL when none */
+    const char *report_path;  /* NULL when none */
+    uint32_t max_connections;
+    uint32_t max_shapes;
+    int log_level;            /* mt_log_level_t */
+    bool log_values;
+} mt_cli_config_t;
+
+typedef enum {
+    MT_CLI_RUN = 0,
+    MT_CLI_HELP,
+    MT_CLI_VERSION,
+    MT_CLI_ERROR,
+} mt_cli_result_t;
+
+/* Looks up an environment variable; getenv in production, a table in tests. */
+typedef const char *(*mt_cli_getenv_fn)(const char *name);
+
+void mt_cli_defaults(mt_cli_config_t *cfg);
+
+/* Parses the proxy's arguments (argv[0] is the program or "proxy"). On
+ * MT_CLI_ERROR, err holds one line naming the flag. */
+mt_cli_result_t mt_cli_parse(int argc, char **argv, mt_cli_getenv_fn env, mt_cli_config_t *cfg,
+                             char *err, size_t errlen);
+
+/* "host:port", "[v6]:port". 0 on success. */
+int mt_cli_parse_hostport(const char *s, mt_hostport_t *out);
+/* Formats as "host:port" or "[v6]:port". */
+void mt_cli_format_hostport(const mt_hostport_t *hp, char *out, size_t cap);
+/* True for 127.0.0.0/8, ::1 and "localhost". */
+bool mt_cli_is_loopback(const char *host);
+
+extern const char mt_cli_usage[];
+
+#endif

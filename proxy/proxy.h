@@ -1,0 +1,38 @@
+/*
+ * proxy: listeners and client<->upstream sessions on one libuv loop. Bytes
+ * are forwarded as they arrive, in order and unchanged; complete messages are
+ * handed to stats/ after their bytes are queued for writing.
+ */
+#ifndef MT_PROXY_H
+#define MT_PROXY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "cli.h"
+#include "stats.h"
+
+typedef struct mt_proxy mt_proxy_t;
+typedef void (*mt_proxy_drained_cb)(mt_proxy_t *proxy, void *data);
+
+/* Per-direction write queue limits: reading from a side stops while the
+ * other side has more than HIGH bytes of buffers queued, resumes below LOW. */
+#define MT_PROXY_QUEUE_HIGH (4u << 20)
+#define MT_PROXY_QUEUE_LOW (1u << 20)
+#define MT_PROXY_READ_BUF (64u << 10)
+#define MT_PROXY_CONNECT_TIMEOUT_MS 3000
+#define MT_PROXY_DRAIN_TIMEOUT_MS 5000
+
+mt_proxy_t *mt_proxy_new(uv_loop_t *loop, const mt_cli_config_t *cfg, mt_stats_t *stats);
+/* Binds every --listen address; writes "host:port,host:port" (real ports)
+ * into bound. 0 on success, a libuv error otherwise (logged). */
+int mt_proxy_listen(mt_proxy_t *p, char *bound, size_t cap);
+/* Stops accepting; sessions close once their in-flight replies are
+ * delivered, all of them after MT_PROXY_DRAIN_TIMEOUT_MS at most. */
+void mt_proxy_drain(mt_proxy_t *p, mt_proxy_drained_cb cb, void *data);
+size_t mt_proxy_active(const mt_proxy_t *p);
+/* After the loop has run dry. */
+void mt_proxy_free(mt_proxy_t *p);
+
+#endif
