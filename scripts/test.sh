@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# test.sh: the one test command (CI runs it too). Installs what is missing, builds every
+# tree, then runs the unit tests, the integration tests under ASan/UBSan, the fuzzers for a
+# bounded time and the benchmark smoke test. Stops at the first failing step.
+#
+#   FUZZ_SECONDS=N   time per fuzz target (default 60)
+#   PYTEST_ARGS=...  extra arguments for the integration tests (e.g. "-k foundation -x")
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+STEP=""
+STEP_START=0
+SUMMARY=()
+PASSED=0
+
+step() {
+    STEP=$1
+    STEP_START=$SECONDS
+    echo
+    echo "==> [$(date -u +%H:%M:%S)] $STEP"
+}
+
+step_done() {
+    local took=$((SECONDS - STEP_START))
+    SUMMARY+=("  ok   ${took}s  $STEP")
+    PASSED=$((PASSED + 1))
+    echo "==> ok: $STEP (${took}s)"
+}
+
+on_exit() {
+    local rc=$?
+    if [ $rc -ne 0 ] && [ -n "$STEP" ]; then
+        echo
+        echo "==> FAILED: $STEP (exit $rc, after $((SECONDS - STEP_START))s)" >&2
+        printf '%s\n' "${SUMMARY[@]}" >&2
+        echo "steps: $PASSED passed, 1 failed" >&2
+    fi
+}
+trap on_exit EXIT
+
+step "setup: system and npm packages (scripts/setup.sh)"
+scripts/setup.sh
+step_done
+
+step "build: build/, build-asan/, build-fuzz/ (scripts/build.sh all)"
+scripts/build.sh all
+step_done
+
+step "unit tests under ASan/UBSan (ctest --test-dir build-asan)"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir build-asan --output-on-failure --no-tests=error
+step_done
+
+step "unit tests, release build (ctest --test-dir build)"
+ctest --test-dir build --output-on-failure --no-tests=error
+step_done
+
+step "integration tests under ASan/UBSan (pytest tests/integration)"
+[ -x build-asan/proxy/mongotap ] || { echo "build-asan/proxy/mongotap was not built" >&2; exit 1; }
+# pytest prints its own summary line; exit 5 (nothing collected) is a failure here too.
+# shellcheck disable=SC2086
+MONGOTAP_BIN=build-asan/proxy/mongotap \
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration ${PYTEST_ARGS:-} || {
+    rc=$?
+    [ $rc -eq 5 ] && echo "pytest collected no tests" >&2
+    exit $rc
+}
+step_done
+
+step "fuzz: each build-fuzz/tests/fuzz_* for ${FUZZ_SECONDS}s over a copy of tests/fuzz/corpus"
+FUZZ_TMP=$(mktemp -d)
+trap 'rm -rf "$FUZZ_TMP"; on_exit' EXIT
+nfuzz=0
+for bin in build-fuzz/tests/fuzz_*; do
+    [ -x "$bin" ] && [ -f "$bin" ] || continue
+    name=$(basename "$bin")
+    mkdir -p "$FUZZ_TMP/$name/corpus" "$FUZZ_TMP/$name/artifacts"
+    # a per-target corpus folder if there is one, else the shared seeds
+    if [ -d "tests/fuzz/corpus/$name" ]; then
+        cp -r "tests/fuzz/corpus/$name/." "$FUZZ_TMP/$name/corpus/"
+    elif [ -d tests/fuzz/corpus ]; then
+        find tests/fuzz/corpus -maxdepth 1 -type f -exec cp {} "$FUZZ_TMP/$name/corpus/" \;
+    fi
+    echo "fuzz: $name: $(find "$FUZZ_TMP/$name/corpus" -type f | wc -l) seed(s), ${FUZZ_SECONDS}s"
+    if ! "$bin" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        -artifact_prefix="$FUZZ_TMP/$name/artifacts/" "$FUZZ_TMP/$name/corpus" \
+        >"$FUZZ_TMP/$name/log" 2>&1; then
+        tail -n 60 "$FUZZ_TMP/$name/log" >&2
+        echo "fuzz: $name found a crash; inputs:" >&2
+        for a in "$FUZZ_TMP/$name/artifacts"/*; do
+            [ -f "$a" ] && { echo "  $(basename "$a"): $(od -An -tx1 -v "$a" | head -c 600 | tr -s ' \n' ' ')" >&2; }
+        done
+        exit 1
+    fi
+    grep -E '^stat::number_of_executed_runs' "$FUZZ_TMP/$name/log" | sed "s/^/fuzz: $name: /" || true
+    nfuzz=$((nfuzz + 1))
+done
+if [ "$nfuzz" -eq 0 ]; then
+    echo "no fuzz targets were built in build-fuzz/tests" >&2
+    exit 1
+fi
+echo "fuzz: $nfuzz target(s), 0 crashes"
+step_done
+
+step "bench smoke (bench/smoke.sh)"
+if [ -x bench/smoke.sh ]; then
+    bench/smoke.sh
+else
+    echo "bench/smoke.sh not present yet: nothing to run"
+fi
+step_done
+
+echo
+echo "==> summary"
+printf '%s\n' "${SUMMARY[@]}"
+echo "steps: $PASSED passed, 0 failed"
