@@ -13,6 +13,7 @@
 #include "msg.h"
 
 #define MT_CMD_NAME_MAX 64
+#define MT_CMD_DB_MAX 128
 
 typedef enum {
     MT_CMD_OTHER = 0,
@@ -42,6 +43,8 @@ typedef enum {
     MT_CMD_SHAPE_DELETES,   /* delete.deletes (first statement: q) */
 } mt_cmd_shape_src_t;
 
+const char *mt_cmd_shape_src_str(mt_cmd_shape_src_t src);
+
 typedef struct {
     int32_t request_id;
     int32_t opcode;           /* effective opcode */
@@ -53,7 +56,9 @@ typedef struct {
     bool monitoring;          /* counted, but never opens or extends a window */
     char name[MT_CMD_NAME_MAX];      /* first key, as sent ("find", "ismaster") */
     char name_lower[MT_CMD_NAME_MAX];/* lower-cased, for matching */
-    const char *db;           /* $db, or the part of OP_QUERY's namespace before '.'; "" if none */
+    const char *db;           /* $db, or the part of OP_QUERY's namespace before '.'; "" if none.
+                               * For OP_QUERY it points at db_buf below: copy the string, not
+                               * the pointer, when copying a view. */
     const char *collection;   /* value of the first key when a string; getMore: "collection"; "" if none */
 
     bson_t body;              /* static view of the command document */
@@ -79,6 +84,8 @@ typedef struct {
     const char *driver_name;    /* client.driver.name or NULL */
     const char *driver_version; /* client.driver.version or NULL */
     bool has_topology_version;  /* streaming hello (monitoring) */
+
+    char db_buf[MT_CMD_DB_MAX]; /* OP_QUERY namespace prefix, NUL-terminated */
 } mt_cmd_view_t;
 
 typedef struct {
@@ -91,9 +98,11 @@ typedef struct {
     bson_t body;              /* static view of the reply document (first doc for OP_REPLY) */
     bool ok;                  /* ok: 1 (and OP_REPLY without QueryFailure) */
     int32_t code;             /* error code, 0 when none */
+    int32_t response_flags;   /* OP_REPLY responseFlags, 0 for OP_MSG */
     const char *code_name;    /* or NULL */
     bool has_cursor;
-    int64_t cursor_id;        /* cursor.id (0 when exhausted) */
+    int64_t cursor_id;        /* cursor.id (0 when exhausted); OP_REPLY without a cursor
+                               * document: the header's cursorID */
     const char *ns;           /* cursor.ns or NULL */
     const uint8_t *batch;     /* BSON array firstBatch/nextBatch, or NULL */
     uint32_t batch_len;

@@ -18,7 +18,18 @@
 #define MT_MSG_FLAG_MORE_TO_COME 0x2u
 #define MT_MSG_FLAG_EXHAUST_ALLOWED 0x10000u
 
+/* OP_QUERY flags and OP_REPLY responseFlags we look at. */
+#define MT_MSG_QUERY_FLAG_EXHAUST 0x40
+#define MT_MSG_REPLY_FLAG_CURSOR_NOT_FOUND 0x1
+#define MT_MSG_REPLY_FLAG_QUERY_FAILURE 0x2
+
+/* Kind-1 sections kept in a view; further ones are validated but not kept. */
 #define MT_MSG_MAX_SEQUENCES 4
+
+/* Deepest BSON nesting accepted (a top-level document is depth 0); deeper
+ * documents are rejected before libbson's recursive validator sees them.
+ * mongod's own default limit is the same. */
+#define MT_MSG_MAX_DEPTH 200
 
 typedef enum {
     MT_MSG_OK = 0,
@@ -53,6 +64,7 @@ typedef struct {
     uint8_t *data;
     size_t len;
     size_t cap;
+    void *zstd; /* decompression context, created on first use */
 } mt_msg_scratch_t;
 
 void mt_msg_scratch_free(mt_msg_scratch_t *s);
@@ -79,6 +91,7 @@ typedef struct {
     size_t nseqs;
 
     /* OP_QUERY */
+    int32_t query_flags;         /* MT_MSG_QUERY_FLAG_* */
     const char *full_collection; /* "db.$cmd" */
     int32_t number_to_skip;
     int32_t number_to_return;
@@ -86,6 +99,7 @@ typedef struct {
     /* OP_REPLY */
     int32_t response_flags;
     int64_t cursor_id;
+    int32_t starting_from;
     int32_t number_returned;
     const uint8_t *reply_docs;   /* all documents of the OP_REPLY */
     size_t reply_docs_len;
@@ -96,11 +110,24 @@ typedef struct {
  * MT_MSG_ERR_OPCODE). Every BSON document referenced by the view is validated. */
 mt_msg_err_t mt_msg_parse(const uint8_t *buf, size_t len, mt_msg_scratch_t *scratch, mt_msg_t *out);
 
+/* Checks one BSON document at doc[0..avail): its length prefix fits, its
+ * structure is sound, nesting is at most MT_MSG_MAX_DEPTH, keys and string
+ * values are valid UTF-8, and libbson's bson_validate() accepts it. Sets
+ * *doc_len to the document's length. No allocation, no recursion. */
+mt_msg_err_t mt_msg_validate_bson(const uint8_t *doc, size_t avail, uint32_t *doc_len);
+
 /* CRC-32C (Castagnoli) as used by OP_MSG checksums. */
 uint32_t mt_msg_crc32c(const uint8_t *buf, size_t len);
+
+/* Continues a CRC-32C: mt_msg_crc32c(ab) == mt_msg_crc32c_update(mt_msg_crc32c(a), b). */
+uint32_t mt_msg_crc32c_update(uint32_t crc, const uint8_t *buf, size_t len);
 
 /* Compression used by tests, fuzz seeds and the benchmark: compresses src
  * with the given compressor into *out (malloc'd, caller frees). 0 on success. */
 int mt_msg_compress(int compressor, const uint8_t *src, size_t len, uint8_t **out, size_t *out_len);
+
+/* Wraps one whole message msg[0..len) into an OP_COMPRESSED message with the
+ * same requestID/responseTo (malloc'd into *out, caller frees). 0 on success. */
+int mt_msg_compress_message(int compressor, const uint8_t *msg, size_t len, uint8_t **out, size_t *out_len);
 
 #endif

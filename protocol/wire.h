@@ -76,6 +76,7 @@ typedef struct {
     uint8_t hdr_bytes[MT_WIRE_HEADER_LEN];
     size_t hdr_have;          /* header bytes seen of the current message */
     size_t body_left;         /* body bytes still to come */
+    int failed;               /* an impossible header was seen: every later step reports ERROR */
 } mt_wire_framer_t;
 
 typedef struct {
@@ -87,7 +88,11 @@ typedef struct {
 
 void mt_wire_framer_init(mt_wire_framer_t *f);
 
-/* One step over buf[0..len). len must be > 0. */
+/* One step over buf[0..len). len must be > 0. A HEADER step consumes only
+ * header bytes (at most 16); the body follows in BODY steps. After HEADER,
+ * forward hdr_bytes[0..held) and then buf[0..consumed) before the next step:
+ * the next step may overwrite hdr_bytes. ERROR consumes the header bytes it
+ * examined (none of which may be forwarded) and the framer stays failed. */
 void mt_wire_framer_step(mt_wire_framer_t *f, const uint8_t *buf, size_t len, mt_frame_step_t *out);
 
 #endif
