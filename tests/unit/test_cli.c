@@ -1,0 +1,194 @@
+/*
+ * test_cli: option parsing from flags and MONGOTAP_* variables.
+ */
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <string.h>
+
+#include "cli.h"
+#include "log.h"
+
+static const char *const *fake_env;
+
+static const char *env_table(const char *name)
+{
+    for (size_t i = 0; fake_env && fake_env[i]; i += 2)
+        if (strcmp(fake_env[i], name) == 0)
+            return fake_env[i + 1];
+    return NULL;
+}
+
+/* argv ends with NULL */
+static mt_cli_result_t parse(mt_cli_config_t *cfg, char *err, size_t errlen, char **argv)
+{
+    int argc = 0;
+
+    while (argv[argc])
+        argc++;
+    return mt_cli_parse(argc, argv, env_table, cfg, err, errlen);
+}
+
+#define ARGV(...) ((char *[]){"mongotap", __VA_ARGS__, NULL})
+
+Test(cli, defaults_match_the_spec)
+{
+    mt_cli_config_t cfg;
+    char err[256];
+    char *argv[] = {"mongotap", NULL};
+
+    fake_env = NULL;
+    cr_assert_eq(parse(&cfg, err, sizeof(err), argv), MT_CLI_RUN);
+    cr_assert_eq(cfg.nlisten, 1);
+    cr_assert_str_eq(cfg.listen[0].host, "127.0.0.1");
+    cr_assert_eq(cfg.listen[0].port, 27018);
+    cr_assert_str_eq(cfg.upstream.host, "127.0.0.1");
+    cr_assert_eq(cfg.upstream.port, 27017);
+    cr_assert(cfg.admin_enabled);
+    cr_assert_eq(cfg.admin.port, 27080);
+    cr_assert_null(cfg.admin_token);
+    cr_assert_eq(cfg.window_gap_ms, 100);
+    cr_assert_eq(cfg.window_max_ms, 30000);
+    cr_assert_eq(cfg.n1_threshold, 5);
+    cr_assert_eq(cfg.max_connections, 10000);
+    cr_assert_eq(cfg.max_shapes, 10000);
+    cr_assert_eq(cfg.log_level, MT_LOG_INFO);
+    cr_assert_not(cfg.log_values);
+}
+
+Test(cli, every_flag_both_forms)
+{
+    mt_cli_config_t cfg;
+    char err[256];
+    char **argv = ARGV("proxy", "--listen", "127.0.0.1:1001", "--listen=[::1]:1002",
+                       "--upstream", "db.internal:27019", "--admin=off", "--admin-token", "s3cret",
+                       "--window-gap-ms", "250", "--window-max-ms=60000", "--n1-threshold", "7",
+                       "--findings-log", "f.jsonl", "--report", "r.json", "--max-connections", "3",
+                       "--max-shapes=42", "--log-level", "debug", "--log-values");
+
+    fake_env = NULL;
+    cr_assert_eq(parse(&cfg, err, sizeof(err), argv),
+                 MT_CLI_RUN, "%s", err);
+    cr_assert_eq(cfg.nlisten, 2);
+    cr_assert_str_eq(cfg.listen[1].host, "::1");
+    cr_assert_eq(cfg.listen[1].port, 1002);
+    cr_assert_str_eq(cfg.upstream.host, "db.internal");
+    cr_assert_not(cfg.admin_enabled);
+    cr_assert_str_eq(cfg.admin_token, "s3cret");
+    cr_assert_eq(cfg.window_gap_ms, 250);
+    cr_assert_eq(cfg.window_max_ms, 60000);
+    cr_assert_eq(cfg.n1_threshold, 7);
+    cr_assert_str_eq(cfg.findings_log, "f.jsonl");
+    cr_assert_str_eq(cfg.report_path, "r.json");
+    cr_assert_eq(cfg.max_connections, 3);
+    cr_assert_eq(cfg.max_shapes, 42);
+    cr_assert_eq(cfg.log_level, MT_LOG_DEBUG);
+    cr_assert(cfg.log_values);
+}
+
+Test(cli, environment_then_flags_win)
+{
+    static const char *const env[] = {"MONGOTAP_UPSTREAM", "10.0.0.1:1",  "MONGOTAP_LISTEN",
+                                      "127.0.0.1:1,127.0.0.2:2", "MONGOTAP_N1_THRESHOLD", "9",
+                                      "MONGOTAP_LOG_VALUES", "true", NULL};
+    mt_cli_config_t cfg;
+    char err[256];
+
+    fake_env = env;
+    cr_assert_eq(parse(&cfg, err, sizeof(err), (char *[]){"mongotap", NULL}), MT_CLI_RUN, "%s",
+                 err);
+    cr_assert_str_eq(cfg.upstream.host, "10.0.0.1");
+    cr_assert_eq(cfg.nlisten, 2);
+    cr_assert_eq(cfg.n1_threshold, 9);
+    cr_assert(cfg.log_values);
+
+    cr_assert_eq(parse(&cfg, err, sizeof(err), ARGV("--upstream", "127.0.0.1:5", "--listen", "127.0.0.1:6")),
+                 MT_CLI_RUN);
+    cr_assert_str_eq(cfg.upstream.host, "127.0.0.1");
+    cr_assert_eq(cfg.upstream.port, 5);
+    cr_assert_eq(cfg.nlisten, 1, "a --listen flag replaces MONGOTAP_LISTEN's list");
+    cr_assert_eq(cfg.listen[0].port, 6);
+    fake_env = NULL;
+}
+
+Test(cli, help_and_version)
+{
+    mt_cli_config_t cfg;
+    char err[256];
+
+    fake_env = NULL;
+    cr_assert_eq(parse(&cfg, err, sizeof(err), ARGV("--help")), MT_CLI_HELP);
+    cr_assert_eq(parse(&cfg, err, sizeof(err), ARGV("-V")), MT_CLI_VERSION);
+    /* --help names every option */
+    static const char *const flags[] = {"--listen", "--upstream", "--admin ", "--admin-token",
+                                        "--window-gap-ms", "--window-max-ms", "--n1-threshold",
+                                        "--findings-log", "--report", "--max-connections",
+                                        "--max-shapes", "--log-level", "--log-values"};
+    for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
+        cr_assert_not_null(strstr(mt_cli_usage, flags[i]), "%s missing from --help", flags[i]);
+}
+
+/* Inline arrays, not pointers: Criterion runs each case in a fresh process
+ * where pointers into this one's data would not be valid. */
+typedef struct {
+    char args[2][48];
+    char names[32]; /* the flag or variable the error line must name */
+} bad_case_t;
+
+ParameterizedTestParameters(cli, bad_values)
+{
+    static bad_case_t cases[] = {
+        {{"--window-gap-ms", "abc"}, "--window-gap-ms"},
+        {{"--window-gap-ms", "-5"}, "--window-gap-ms"},
+        {{"--window-gap-ms", "0"}, "--window-gap-ms"},
+        {{"--n1-threshold", "1"}, "--n1-threshold"},
+        {{"--max-connections", "99999999999999999999"}, "--max-connections"},
+        {{"--listen", "127.0.0.1"}, "--listen"},
+        {{"--listen", "127.0.0.1:70000"}, "--listen"},
+        {{"--upstream", ":27017"}, "--upstream"},
+        {{"--admin", "nonsense"}, "--admin"},
+        {{"--log-level", "loud"}, "--log-level"},
+        {{"--log-values=maybe"}, "--log-values"},
+        {{"--bogus"}, "--bogus"},
+        {{"--report"}, "--report"},
+        {{"-x"}, "-x"},
+    };
+    return cr_make_param_array(bad_case_t, cases, sizeof(cases) / sizeof(cases[0]));
+}
+
+ParameterizedTest(bad_case_t *c, cli, bad_values)
+{
+    mt_cli_config_t cfg;
+    char err[256];
+    char *argv[5] = {"mongotap"};
+    int argc = 1;
+
+    fake_env = NULL;
+    for (int i = 0; i < 2 && c->args[i][0]; i++)
+        argv[argc++] = c->args[i];
+    cr_assert_eq(mt_cli_parse(argc, argv, env_table, &cfg, err, sizeof(err)), MT_CLI_ERROR);
+    cr_assert_not_null(strstr(err, c->names), "error '%s' does not name %s", err, c->names);
+    cr_assert_null(strchr(err, '\n'), "one line");
+}
+
+Test(cli, bad_environment_names_the_variable)
+{
+    static const char *const env[] = {"MONGOTAP_MAX_SHAPES", "lots", NULL};
+    mt_cli_config_t cfg;
+    char err[256];
+
+    fake_env = env;
+    cr_assert_eq(parse(&cfg, err, sizeof(err), (char *[]){"mongotap", NULL}), MT_CLI_ERROR);
+    cr_assert_not_null(strstr(err, "MONGOTAP_MAX_SHAPES"), "%s", err);
+    fake_env = NULL;
+}
+
+Test(cli, loopback_detection)
+{
+    cr_assert(mt_cli_is_loopback("127.0.0.1"));
+    cr_assert(mt_cli_is_loopback("127.1.2.3"));
+    cr_assert(mt_cli_is_loopback("::1"));
+    cr_assert(mt_cli_is_loopback("localhost"));
+    cr_assert_not(mt_cli_is_loopback("0.0.0.0"));
+    cr_assert_not(mt_cli_is_loopback("::"));
+    cr_assert_not(mt_cli_is_loopback("10.1.1.1"));
+}
