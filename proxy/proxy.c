@@ -277,16 +277,14 @@ static void session_release(mt_session_t *s)
     proxy_check_drained(p);
 }
 
-static void session_handle_closed_cb(uv_handle_t *h)
+static void timer_closed_cb(uv_handle_t *h)
 {
     session_release(h->data);
 }
 
-static void close_handle(mt_session_t *s, uv_handle_t *h)
+static void side_closed_cb(uv_handle_t *h)
 {
-    if (!uv_is_closing(h))
-        uv_close(h, session_handle_closed_cb);
-    (void)s;
+    session_release(((mt_side_t *)h->data)->session);
 }
 
 /* The one teardown path: logs why, tells stats, closes every handle. */
@@ -302,9 +300,9 @@ static void session_close(mt_session_t *s, mt_log_level_t level, const char *rea
         mt_stats_conn_close(s->stats, uv_hrtime());
         s->stats = NULL;
     }
-    close_handle(s, (uv_handle_t *)&s->client.tcp);
-    close_handle(s, (uv_handle_t *)&s->upstream.tcp);
-    close_handle(s, (uv_handle_t *)&s->connect_timer);
+    uv_close((uv_handle_t *)&s->client.tcp, side_closed_cb);
+    uv_close((uv_handle_t *)&s->upstream.tcp, side_closed_cb);
+    uv_close((uv_handle_t *)&s->connect_timer, timer_closed_cb);
 }
 
 /* ---- writing ---------------------------------------------------------- */
@@ -591,7 +589,7 @@ static void session_activate(mt_session_t *s)
 
 static void upstream_failed(mt_session_t *s, const char *what, int err)
 {
-    char why[160];
+    char why[sizeof(s->proxy->upstream_desc) + 160];
 
     mt_stats_add(s->proxy->stats, MT_STAT_UPSTREAM_ERRORS, 1);
     snprintf(why, sizeof(why), "upstream %s %s: %s", s->proxy->upstream_desc, what,
@@ -749,9 +747,9 @@ static void on_connection(uv_stream_t *server, int status)
         mt_stats_add(p->stats, MT_STAT_CONNECTIONS_REFUSED, 1);
         accept_error_log(p, "client", rc);
         s->state = MT_SESSION_CLOSING;
-        uv_close((uv_handle_t *)&s->client.tcp, session_handle_closed_cb);
-        uv_close((uv_handle_t *)&s->upstream.tcp, session_handle_closed_cb);
-        uv_close((uv_handle_t *)&s->connect_timer, session_handle_closed_cb);
+        uv_close((uv_handle_t *)&s->client.tcp, side_closed_cb);
+        uv_close((uv_handle_t *)&s->upstream.tcp, side_closed_cb);
+        uv_close((uv_handle_t *)&s->connect_timer, timer_closed_cb);
         return;
     }
     uv_tcp_nodelay(&s->client.tcp, 1);
