@@ -18,6 +18,8 @@
 
 /* Connections held by the pool at once; requests are short and few. */
 #define MT_HTTPC_POOL_CAPACITY 16
+/* How long an idle kept-alive connection may wait in the pool. */
+#define MT_HTTPC_POOL_IDLE_MS 2000
 
 typedef struct mt_httpc_req_s mt_httpc_req_t;
 
@@ -49,6 +51,7 @@ struct mt_httpc_s {
     h2o_http1client_ctx_t ctx;
     h2o_socketpool_t pool;
     bool pool_ready;
+    uv_timer_t reaper; /* tears h2o's parts down one loop turn after mt_httpc_close */
     bool resolving;
     bool closed;
     uv_getaddrinfo_t gai;
@@ -336,6 +339,8 @@ static void start_waiting(mt_httpc_t *c)
 static void pool_init(mt_httpc_t *c, const struct sockaddr *sa, socklen_t len)
 {
     h2o_socketpool_init_by_address(&c->pool, (struct sockaddr *)sa, len, 0, MT_HTTPC_POOL_CAPACITY);
+    /* Also gives the pool its loop, which it needs to expire idle sockets. */
+    h2o_socketpool_set_timeout(&c->pool, c->loop, MT_HTTPC_POOL_IDLE_MS);
     c->pool_ready = true;
 }
 
@@ -455,6 +460,23 @@ int mt_httpc_get(mt_httpc_t *c, const char *path, mt_httpc_done_cb cb, void *dat
     return 0;
 }
 
+/*
+ * The pool and the I/O timeout are disposed one loop turn later: when close is
+ * called from inside a request's callback, h2o still uses both (it unlinks the
+ * request's timeout entry and may hand its socket back to the pool) after that
+ * callback returns.
+ */
+static void on_reap(uv_timer_t *t)
+{
+    mt_httpc_t *c = t->data;
+    if (c->pool_ready) {
+        h2o_socketpool_dispose(&c->pool);
+        c->pool_ready = false;
+    }
+    h2o_timeout_dispose(c->loop, &c->io_timeout);
+    uv_close((uv_handle_t *)&c->reaper, NULL);
+}
+
 void mt_httpc_close(mt_httpc_t *c)
 {
     if (c->closed)
@@ -469,17 +491,15 @@ void mt_httpc_close(mt_httpc_t *c)
             h2o_http1client_cancel(r->h2o);
         req_free(r);
     }
-    h2o_timeout_dispose(c->loop, &c->io_timeout);
+    uv_timer_init(c->loop, &c->reaper);
+    c->reaper.data = c;
+    uv_timer_start(&c->reaper, on_reap, 0, 0);
 }
 
 void mt_httpc_free(mt_httpc_t *c)
 {
     if (c == NULL)
         return;
-    /* Disposed here, not in close: when close runs inside a callback, h2o still
-     * hands that request's socket back to the pool after the callback returns. */
-    if (c->pool_ready)
-        h2o_socketpool_dispose(&c->pool);
     free(c->token);
     free(c);
 }
