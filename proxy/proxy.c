@@ -863,6 +863,16 @@ size_t mt_proxy_active(const mt_proxy_t *p)
     return p->active;
 }
 
+void mt_proxy_usage(const mt_proxy_t *p, mt_proxy_usage_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (const mt_session_t *s = p->sessions; s; s = s->next) {
+        out->sessions++;
+        out->queued_bytes += s->client.queued + s->upstream.queued;
+        out->paused_sides += (size_t)s->client.paused + (size_t)s->upstream.paused;
+    }
+}
+
 static void drain_timer_closed_cb(uv_handle_t *h)
 {
     (void)h;
@@ -877,7 +887,8 @@ static void proxy_check_drained(mt_proxy_t *p)
     cb = p->drained_cb;
     p->drained_cb = NULL;
     if (p->drain_timer_open) {
-        uv_close((uv_handle_t *)&p->drain_timer, drain_timer_closed_cb);
+        if (!uv_is_closing((uv_handle_t *)&p->drain_timer))
+            uv_close((uv_handle_t *)&p->drain_timer, drain_timer_closed_cb);
         p->drain_timer_open = false;
     }
     cb(p, p->drained_data);

@@ -32,6 +32,14 @@ int mt_proxy_listen(mt_proxy_t *p, char *bound, size_t cap);
  * delivered, all of them after MT_PROXY_DRAIN_TIMEOUT_MS at most. */
 void mt_proxy_drain(mt_proxy_t *p, mt_proxy_drained_cb cb, void *data);
 size_t mt_proxy_active(const mt_proxy_t *p);
+
+/* What the sessions hold right now (walks them: for tests and diagnostics). */
+typedef struct {
+    size_t sessions;
+    size_t queued_bytes; /* read buffers waiting in write queues */
+    size_t paused_sides; /* sides not read because their peer is backed up */
+} mt_proxy_usage_t;
+void mt_proxy_usage(const mt_proxy_t *p, mt_proxy_usage_t *out);
 /* After the loop has run dry. */
 void mt_proxy_free(mt_proxy_t *p);
 

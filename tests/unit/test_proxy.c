@@ -1,0 +1,390 @@
+/*
+ * test_proxy: the forwarding path on a real libuv loop. An echo server plays
+ * the upstream; a client writes messages in pieces through the proxy and
+ * checks what comes back, byte for byte. Every handle is closed before the
+ * loop is checked empty.
+ */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "cli.h"
+#include "proxy.h"
+#include "stats.h"
+
+/* ---- a tiny upstream: echoes, or streams a fixed amount on demand ------ */
+
+typedef struct {
+    uv_tcp_t listener;
+    uv_tcp_t conn;
+    bool have_conn;
+    bool echo;
+    uint8_t *received;
+    size_t received_len, received_cap;
+    size_t flood_bytes; /* sent once the first byte arrives, when not echoing */
+    bool flooded;
+    int port;
+} upstream_t;
+
+typedef struct {
+    uv_tcp_t tcp;
+    uv_connect_t connect;
+    uint8_t *got;
+    size_t got_len, got_cap;
+    bool eof;
+    bool reading;
+    const uint8_t *send;
+    size_t send_len, sent;
+    size_t piece;
+    uv_timer_t pacer;
+    size_t expect; /* stop the loop when this many bytes came back */
+} client_t;
+
+static uv_loop_t loop;
+static upstream_t up;
+static client_t cl;
+static mt_stats_t *stats;
+static mt_proxy_t *proxy;
+static mt_cli_config_t cfg;
+static int proxy_port;
+
+static void append(uint8_t **buf, size_t *len, size_t *cap, const void *data, size_t n)
+{
+    if (*len + n > *cap) {
+        *cap = (*len + n) * 2;
+        *buf = realloc(*buf, *cap);
+        cr_assert_not_null(*buf);
+    }
+    memcpy(*buf + *len, data, n);
+    *len += n;
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)h;
+    buf->base = malloc(suggested);
+    buf->len = suggested;
+}
+
+/* Whole messages of an opcode nobody decodes, so only framing applies. */
+#define FLOOD_MSG (64u << 10)
+static void make_flood(uint8_t *data, size_t len)
+{
+    for (size_t off = 0; off < len; off += FLOOD_MSG) {
+        int32_t h[4] = {(int32_t)FLOOD_MSG, (int32_t)(off / FLOOD_MSG), 0, 9999};
+        memcpy(data + off, h, sizeof(h));
+        for (size_t i = 16; i < FLOOD_MSG; i++)
+            data[off + i] = (uint8_t)(i * 7 + off / FLOOD_MSG);
+    }
+}
+
+static void flood_written_cb(uv_write_t *req, int status)
+{
+    (void)status;
+    free(req->data);
+    free(req);
+}
+
+static void up_write_cb(uv_write_t *req, int status)
+{
+    (void)status;
+    free(req->data);
+    free(req);
+}
+
+static void up_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    if (nread > 0) {
+        append(&up.received, &up.received_len, &up.received_cap, buf->base, (size_t)nread);
+        if (up.echo) {
+            uv_write_t *req = malloc(sizeof(*req));
+            uv_buf_t b = uv_buf_init(buf->base, (unsigned)nread);
+            req->data = buf->base;
+            uv_write(req, s, &b, 1, up_write_cb);
+            return;
+        }
+        if (!up.flooded && up.flood_bytes) {
+            uv_write_t *req = malloc(sizeof(*req));
+            uint8_t *data = malloc(up.flood_bytes);
+            uv_buf_t b = uv_buf_init((char *)data, (unsigned)up.flood_bytes);
+            make_flood(data, up.flood_bytes);
+            req->data = data;
+            up.flooded = true;
+            uv_write(req, s, &b, 1, flood_written_cb);
+        }
+    } else if (nread < 0) {
+        uv_read_stop(s);
+    }
+    free(buf->base);
+}
+
+static void up_on_connection(uv_stream_t *server, int status)
+{
+    cr_assert_eq(status, 0);
+    cr_assert_not(up.have_conn, "one upstream connection per client");
+    uv_tcp_init(&loop, &up.conn);
+    cr_assert_eq(uv_accept(server, (uv_stream_t *)&up.conn), 0);
+    up.have_conn = true;
+    uv_read_start((uv_stream_t *)&up.conn, alloc_cb, up_read_cb);
+}
+
+static int bound_port(uv_tcp_t *t)
+{
+    struct sockaddr_in sa;
+    int n = sizeof(sa);
+
+    cr_assert_eq(uv_tcp_getsockname(t, (struct sockaddr *)&sa, &n), 0);
+    return ntohs(sa.sin_port);
+}
+
+static void start(bool echo, size_t flood_bytes)
+{
+    struct sockaddr_in sa;
+    mt_stats_config_t scfg;
+    char bound[256], *colon;
+
+    cr_assert_eq(uv_loop_init(&loop), 0);
+    memset(&up, 0, sizeof(up));
+    memset(&cl, 0, sizeof(cl));
+    up.echo = echo;
+    up.flood_bytes = flood_bytes;
+    uv_tcp_init(&loop, &up.listener);
+    uv_ip4_addr("127.0.0.1", 0, &sa);
+    cr_assert_eq(uv_tcp_bind(&up.listener, (struct sockaddr *)&sa, 0), 0);
+    cr_assert_eq(uv_listen((uv_stream_t *)&up.listener, 16, up_on_connection), 0);
+    up.port = bound_port(&up.listener);
+
+    mt_cli_defaults(&cfg);
+    cfg.nlisten = 1;
+    cfg.listen[0] = (mt_hostport_t){"127.0.0.1", 0};
+    cfg.upstream = (mt_hostport_t){"127.0.0.1", (uint16_t)up.port};
+    cfg.admin_enabled = false;
+    mt_stats_config_defaults(&scfg);
+    stats = mt_stats_new(&scfg, uv_hrtime());
+    cr_assert_not_null(stats);
+    proxy = mt_proxy_new(&loop, &cfg, stats);
+    cr_assert_not_null(proxy);
+    cr_assert_eq(mt_proxy_listen(proxy, bound, sizeof(bound)), 0);
+    colon = strrchr(bound, ':');
+    cr_assert_not_null(colon);
+    proxy_port = atoi(colon + 1);
+    cr_assert_gt(proxy_port, 0);
+}
+
+static void drained_cb(mt_proxy_t *p, void *data)
+{
+    (void)p;
+    (void)data;
+}
+
+static void close_all_cb(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void finish(void)
+{
+    mt_proxy_drain(proxy, drained_cb, NULL);
+    uv_walk(&loop, close_all_cb, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert_eq(mt_proxy_active(proxy), 0, "every session closed");
+    cr_assert_eq(uv_loop_close(&loop), 0, "no handle left open");
+    mt_proxy_free(proxy);
+    mt_stats_free(stats);
+    free(up.received);
+    free(cl.got);
+}
+
+/* ---- the client ------------------------------------------------------- */
+
+static void cl_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    if (nread > 0) {
+        append(&cl.got, &cl.got_len, &cl.got_cap, buf->base, (size_t)nread);
+        if (cl.expect && cl.got_len >= cl.expect)
+            uv_stop(&loop);
+    } else if (nread < 0) {
+        cl.eof = true;
+        uv_read_stop(s);
+        uv_stop(&loop);
+    }
+    free(buf->base);
+}
+
+static void cl_write_cb(uv_write_t *req, int status)
+{
+    (void)status;
+    free(req);
+}
+
+static void send_next_piece(uv_timer_t *t)
+{
+    size_t n = cl.send_len - cl.sent < cl.piece ? cl.send_len - cl.sent : cl.piece;
+    uv_write_t *req;
+    uv_buf_t b;
+
+    if (n == 0) {
+        uv_timer_stop(t);
+        return;
+    }
+    req = malloc(sizeof(*req));
+    b = uv_buf_init((char *)cl.send + cl.sent, (unsigned)n);
+    cl.sent += n;
+    uv_write(req, (uv_stream_t *)&cl.tcp, &b, 1, cl_write_cb);
+}
+
+static void cl_connect_cb(uv_connect_t *req, int status)
+{
+    (void)req;
+    cr_assert_eq(status, 0);
+    if (cl.reading)
+        uv_read_start((uv_stream_t *)&cl.tcp, alloc_cb, cl_read_cb);
+    uv_timer_start(&cl.pacer, send_next_piece, 0, 1);
+}
+
+static void client_send(const uint8_t *data, size_t len, size_t piece, bool reading)
+{
+    struct sockaddr_in sa;
+
+    cl.send = data;
+    cl.send_len = len;
+    cl.piece = piece;
+    cl.reading = reading;
+    uv_tcp_init(&loop, &cl.tcp);
+    uv_timer_init(&loop, &cl.pacer);
+    uv_ip4_addr("127.0.0.1", proxy_port, &sa);
+    cr_assert_eq(uv_tcp_connect(&cl.connect, &cl.tcp, (struct sockaddr *)&sa, cl_connect_cb), 0);
+}
+
+/* A small OP_MSG ping: {ping: 1, $db: "admin"} */
+static size_t make_ping(uint8_t *out, int32_t request_id)
+{
+    static const uint8_t body[] = {
+        0x1f, 0x00, 0x00, 0x00, 0x10, 'p', 'i', 'n', 'g', 0x00, 0x01, 0x00, 0x00, 0x00,
+        0x02, '$',  'd',  'b',  0x00, 0x06, 0x00, 0x00, 0x00, 'a', 'd', 'm', 'i', 'n', 0x00, 0x00};
+    size_t len = 16 + 4 + 1 + sizeof(body);
+    int32_t h[4] = {(int32_t)len, request_id, 0, 2013};
+
+    memcpy(out, h, 16); /* little-endian host */
+    memset(out + 16, 0, 4);
+    out[20] = 0;
+    memcpy(out + 21, body, sizeof(body));
+    return len;
+}
+
+static void run_echo_case(int messages, size_t piece)
+{
+    uint8_t stream[64 * 64];
+    size_t len = 0;
+
+    start(true, 0);
+    for (int i = 0; i < messages; i++)
+        len += make_ping(stream + len, i + 1);
+    cl.expect = len;
+    client_send(stream, len, piece, true);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert_eq(up.received_len, len, "upstream got %zu of %zu bytes", up.received_len, len);
+    cr_assert_arr_eq(up.received, stream, len, "upstream saw the bytes unchanged");
+    cr_assert_eq(cl.got_len, len);
+    cr_assert_arr_eq(cl.got, stream, len, "client got the replies unchanged");
+    finish();
+}
+
+Test(proxy, forwards_one_byte_at_a_time)
+{
+    run_echo_case(6, 1);
+}
+
+Test(proxy, forwards_odd_pieces)
+{
+    run_echo_case(64, 23);
+}
+
+Test(proxy, forwards_coalesced)
+{
+    run_echo_case(64, 64 * 64);
+}
+
+Test(proxy, impossible_header_never_reaches_upstream)
+{
+    uint8_t stream[256];
+    size_t len = make_ping(stream, 1);
+    int32_t bad[4] = {8, 2, 0, 2013};
+
+    start(true, 0);
+    memcpy(stream + len, bad, sizeof(bad));
+    client_send(stream, len + sizeof(bad), 5, true);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert(cl.eof, "the client connection is closed");
+    cr_assert_leq(up.received_len, len, "no byte of the bad message was forwarded");
+    cr_assert_arr_eq(up.received, stream, up.received_len);
+    cr_assert_eq(mt_stats_get(stats, MT_STAT_PROTOCOL_ERRORS), 1);
+    finish();
+}
+
+/* The upstream sends far more than the client reads: the proxy must stop
+ * reading upstream instead of queueing it all. */
+static void check_backpressure(uv_timer_t *t)
+{
+    mt_proxy_usage_t u;
+
+    mt_proxy_usage(proxy, &u);
+    if (u.paused_sides == 0)
+        return; /* not backed up yet */
+    cr_assert_leq(u.queued_bytes, MT_PROXY_QUEUE_HIGH + MT_PROXY_READ_BUF,
+                  "queued %zu bytes while paused", u.queued_bytes);
+    uv_timer_stop(t);
+    /* now drain: read everything */
+    cl.reading = true;
+    uv_read_start((uv_stream_t *)&cl.tcp, alloc_cb, cl_read_cb);
+}
+
+static void never_paused(uv_timer_t *t)
+{
+    (void)t;
+    cr_assert_fail("the proxy never stopped reading the upstream");
+}
+
+Test(proxy, backpressure_bounds_memory)
+{
+    uv_timer_t guard;
+    uint8_t ping[64];
+    size_t flood = 48u << 20;
+    uv_timer_t watch;
+
+    start(false, flood);
+    client_send(ping, make_ping(ping, 1), 64, false);
+    cl.expect = flood;
+    uv_timer_init(&loop, &watch);
+    uv_timer_start(&watch, check_backpressure, 5, 5);
+    uv_timer_init(&loop, &guard);
+    uv_timer_start(&guard, never_paused, 20000, 0);
+    uv_unref((uv_handle_t *)&guard);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert_eq(cl.got_len, flood, "every byte arrived after the client caught up");
+    {
+        uint8_t *want = malloc(flood);
+        make_flood(want, flood);
+        cr_assert_arr_eq(cl.got, want, flood, "in order and unchanged");
+        free(want);
+    }
+    cr_assert_eq(mt_stats_get(stats, MT_STAT_PROTOCOL_ERRORS), 0);
+    finish();
+}
+
+Test(proxy, upstream_refused_closes_client)
+{
+    uint8_t ping[64];
+
+    start(true, 0);
+    /* point the proxy at the listener's port after closing it */
+    uv_close((uv_handle_t *)&up.listener, NULL);
+    client_send(ping, make_ping(ping, 1), 64, true);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert(cl.eof);
+    cr_assert_eq(mt_stats_get(stats, MT_STAT_UPSTREAM_ERRORS), 1);
+    finish();
+}
