@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""summarize.py: turns the JSON lines of bench/run.sh (results.jsonl) into markdown tables:
+medians over rounds per mode, connection count and target, the mongotap/HAProxy ratios, the
+memory figures, and each performance goal marked PASS or MISS."""
+
+import json
+import statistics
+import sys
+from collections import defaultdict
+
+TARGETS = ["direct", "haproxy", "mongotap"]
+MODE_ORDER = ["find1", "find100", "insert1k", "big4m", "driver"]
+# The added-p99 goal is judged on the small-message modes; in big4m the p99 is mostly the
+# time to copy 4 MiB twice and is reported for information.
+P99_GOAL_MODES = ["find1", "find100", "insert1k"]
+P99_SLACK_US = 5.0  # added p99 within this of HAProxy's counts as equal (timer and scheduler noise)
+
+
+def load(path):
+    points = defaultdict(list)  # (mode, conns, target) -> [result]
+    meta = defaultdict(list)
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            r = json.loads(line)
+            if "kind" in r:
+                meta[r["kind"]].append(r)
+            else:
+                points[(r["mode"], r["conns"], r["target"])].append(r)
+    return points, meta
+
+
+def med(rs, key):
+    vals = [r.get(key, 0) for r in rs]
+    return statistics.median(vals) if vals else None
+
+
+def fmt(v, digits=0):
+    if v is None:
+        return "-"
+    return f"{v:,.{digits}f}"
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def main():
+    points, meta = load(sys.argv[1])
+    run = meta["run"][0] if meta["run"] else {}
+    modes = [m for m in MODE_ORDER if any(k[0] == m for k in points)]
+    conns_of = lambda m: sorted({k[1] for k in points if k[0] == m})
+    have = lambda t: any(k[2] == t for k in points)
+    targets = [t for t in TARGETS if have(t)]
+    goals = []  # (goal, point, value, PASS/MISS)
+
+    out = []
+    out.append(
+        f"Medians of {run.get('rounds', '?')} round(s) of {run.get('seconds', '?')} s per point "
+        f"(after {run.get('warmup', '?')} s of warm-up); build {run.get('build_type') or '?'}, "
+        f"{run.get('cpus', '?')} CPUs, pinned: {'yes' if run.get('pinned') else 'no'}, "
+        f"HAProxy {run.get('haproxy', '?')}.")
+    out.append("")
+
+    # throughput
+    out.append("### Throughput (requests/s)")
+    out.append("")
+    out.append("| mode | conns | " + " | ".join(targets) + " | mongotap / haproxy |")
+    out.append("|---|---:|" + "---:|" * len(targets) + "---:|")
+    for m in modes:
+        for c in conns_of(m):
+            rps = {t: med(points.get((m, c, t), []), "req_per_s") for t in targets}
+            rt = ratio(rps.get("mongotap"), rps.get("haproxy"))
+            out.append(f"| {m} | {c} | " + " | ".join(fmt(rps[t]) for t in targets) +
+                       f" | {fmt(rt, 2)} |")
+            if m in ("find1", "find100") and "mongotap" in targets:
+                goals.append(("throughput >= 1.0x haproxy", f"{m} c={c}", f"{fmt(rt, 2)}x",
+                              rt is not None and rt >= 1.0))
+    out.append("")
+
+    # latency
+    out.append("### Latency (microseconds; added = p99 minus direct's p99)")
+    out.append("")
+    hdr = "| mode | conns | " + " | ".join(f"p50 {t}" for t in targets) + " | " + \
+          " | ".join(f"p99 {t}" for t in targets)
+    proxies = [t for t in targets if t != "direct"]
+    hdr += " | " + " | ".join(f"added p99 {t}" for t in proxies)
+    if "mongotap" in proxies and "haproxy" in proxies:
+        hdr += " | added ratio"
+    out.append(hdr + " |")
+    ncols = 2 + 2 * len(targets) + len(proxies) + (1 if len(proxies) == 2 else 0)
+    out.append("|---|" + "---:|" * (ncols - 1))
+    for m in modes:
+        for c in conns_of(m):
+            p50 = {t: med(points.get((m, c, t), []), "p50_us") for t in targets}
+            p99 = {t: med(points.get((m, c, t), []), "p99_us") for t in targets}
+            added = {t: (p99[t] - p99["direct"]) if p99.get(t) is not None and p99.get("direct") is not None
+                     else None for t in proxies}
+            row = f"| {m} | {c} | " + " | ".join(fmt(p50[t], 1) for t in targets) + " | " + \
+                  " | ".join(fmt(p99[t], 1) for t in targets) + " | " + \
+                  " | ".join(fmt(added[t], 1) for t in proxies)
+            if len(proxies) == 2:
+                a_m, a_h = added["mongotap"], added["haproxy"]
+                ar = ratio(a_m, a_h) if a_h is not None and a_h > 0 else None
+                row += f" | {fmt(ar, 2)}"
+                if m in P99_GOAL_MODES and a_m is not None and a_h is not None:
+                    ok = a_m <= 1.2 * a_h or a_m - a_h <= P99_SLACK_US
+                    goals.append(("added p99 <= 1.2x haproxy's", f"{m} c={c}",
+                                  f"{a_m:.1f} vs {a_h:.1f} us", ok))
+            out.append(row + " |")
+    out.append("")
+
+    # big documents
+    if "big4m" in modes:
+        out.append("### 4 MiB documents (MB/s, both directions: insert 4 MiB, then find 4 MiB back)")
+        out.append("")
+        out.append("| conns | " + " | ".join(targets) + " | mongotap / haproxy |")
+        out.append("|---:|" + "---:|" * len(targets) + "---:|")
+        for c in conns_of("big4m"):
+            bps = {t: med(points.get(("big4m", c, t), []), "bytes_per_s") for t in targets}
+            rt = ratio(bps.get("mongotap"), bps.get("haproxy"))
+            out.append(f"| {c} | " + " | ".join(fmt(bps[t] / 1e6 if bps[t] else None) for t in targets) +
+                       f" | {fmt(rt, 2)} |")
+            if "mongotap" in targets:
+                goals.append(("4 MiB bytes/s >= 0.9x haproxy", f"c={c}", f"{fmt(rt, 2)}x",
+                              rt is not None and rt >= 0.9))
+        out.append("")
+
+    # memory
+    if meta["idle_rss"]:
+        out.append("### Memory with idle connections (each said hello once, then stays open)")
+        out.append("")
+        out.append("| target | connections | RSS before (KiB) | RSS after (KiB) | KiB per connection |")
+        out.append("|---|---:|---:|---:|---:|")
+        for r in meta["idle_rss"]:
+            note = f" ({r['note']})" if r.get("note") else ""
+            out.append(f"| {r['target']} | {r['conns']:,}{note} | {r['rss_before_kib']:,} | "
+                       f"{r['rss_after_kib']:,} | {r['kib_per_conn']:.2f} |")
+            if r["target"] == "mongotap":
+                goals.append(("<= 32 KiB RSS per idle connection", f"{r['conns']:,} conns",
+                              f"{r['kib_per_conn']:.2f} KiB", r["kib_per_conn"] <= 32))
+        out.append("")
+    if meta["shapes_rss"]:
+        r = meta["shapes_rss"][0]
+        out.append("### Memory under distinct query shapes (mongotap, default --max-shapes)")
+        out.append("")
+        out.append("| shapes sent | RSS (KiB) |")
+        out.append("|---:|---:|")
+        for n, kib in r["points"]:
+            out.append(f"| {n:,} | {kib:,} |")
+        out.append("")
+        (n1, k1), (n2, k2) = r["points"][-2], r["points"][-1]
+        growth = k2 - k1
+        flat = growth <= max(1024, 0.05 * k1) and r.get("errors", 0) == 0
+        goals.append(("RSS flat under distinct shapes", f"{n1:,} -> {n2:,}",
+                      f"{growth:+,} KiB, {r.get('errors', 0)} errors", flat))
+
+    errors = sum(r.get("errors", 0) for rs in points.values() for r in rs)
+    zero = [f"{k[0]} c={k[1]} {k[2]}" for k, rs in points.items() if any(r.get("requests", 0) == 0 for r in rs)]
+    out.append(f"Load generator errors over all points: {errors}." +
+               (f" Points with no request: {', '.join(sorted(zero))}." if zero else ""))
+    out.append("")
+
+    if goals:
+        out.append("### Goals")
+        out.append("")
+        out.append("| goal | point | value | result |")
+        out.append("|---|---|---|---|")
+        for g, p, v, ok in goals:
+            out.append(f"| {g} | {p} | {v} | {'PASS' if ok else 'MISS'} |")
+        out.append("")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
