@@ -97,6 +97,7 @@ struct lg_run {
     uint64_t next_shape; /* shapes mode: next field number */
     uint64_t shape_end;
     int idle_announced;
+    int load_started; /* all_settled() ran */
     uv_timer_t timer;
     uv_signal_t sigint;
     uv_signal_t sigterm;
@@ -559,10 +560,9 @@ static void timer_cb(uv_timer_t *t)
 static void all_settled(lg_run_t *run)
 {
     const lg_opts_t *o = run->o;
+    run->load_started = 1;
     if (o->mode == LG_MODE_IDLE) {
         /* hellos went out as each connection opened; the timer, if any, ends the hold */
-        run->phase = LG_PHASE_MEASURE;
-        run->measure_start = uv_hrtime();
         if (o->seconds > 0)
             uv_timer_start(&run->timer, timer_cb, (uint64_t)(o->seconds * 1000.0 + 0.5), 0);
         return;
@@ -598,7 +598,7 @@ static void connect_cb(uv_connect_t *req, int status)
     if (run->phase == LG_PHASE_DONE)
         return;
     start_connects(run);
-    if (run->settled == run->o->conns && run->phase == LG_PHASE_CONNECT)
+    if (run->settled == run->o->conns && !run->load_started)
         all_settled(run);
 }
 
@@ -625,7 +625,7 @@ static void start_connects(lg_run_t *run)
                 return;
         }
     }
-    if (run->settled == o->conns && run->phase == LG_PHASE_CONNECT)
+    if (run->settled == o->conns && !run->load_started)
         all_settled(run);
 }
 
@@ -693,6 +693,11 @@ static int run_raw(const lg_opts_t *o, lg_result_t *res)
     uv_signal_start(&run->sigint, signal_cb, SIGINT);
     uv_signal_start(&run->sigterm, signal_cb, SIGTERM);
 
+    if (o->mode == LG_MODE_IDLE) {
+        /* every hello is measured: the figures say how long connecting took */
+        run->phase = LG_PHASE_MEASURE;
+        run->measure_start = uv_hrtime();
+    }
     start_connects(run);
     uv_run(run->loop, UV_RUN_DEFAULT);
 

@@ -77,7 +77,7 @@ static void *driver_thread(void *arg)
                 fprintf(stderr, "mt-loadgen: driver find: %s (%lld documents)\n",
                         error.message[0] ? error.message : "unexpected reply", (long long)n);
         }
-        if (t0 >= t->measure_from && t1 <= t->stop_at) {
+        if (!failed && t0 >= t->measure_from && t1 <= t->stop_at) {
             t->res.requests++;
             mt_lathist_record(&t->res.hist, t1 - t0);
         }

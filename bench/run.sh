@@ -30,7 +30,7 @@ OUT=""
 usage() {
     cat <<'EOF'
 usage: bench/run.sh [options]
-  --quick            1 round, 1 s per point, 8 connections, small memory tests
+  --quick            1 round, 1 s per point, 8 connections, 4 modes, small memory tests
   --rounds N         rounds over every point (default 3); targets are interleaved per point
   --seconds S        measured seconds per point (default 5)
   --warmup S         unmeasured seconds before each point (default 1)
@@ -51,7 +51,8 @@ EOF
 while [ $# -gt 0 ]; do
     case "$1" in
     --quick)
-        ROUNDS=1 SECONDS_PER_POINT=1 WARMUP=0.2 CONNS="8" IDLE_CONNS=1000 SHAPES=20000 SHAPES_FIRST=2000
+        ROUNDS=1 SECONDS_PER_POINT=1 WARMUP=0.1 CONNS="8" MODES="find1 find100 big4m driver"
+        IDLE_CONNS=1000 SHAPES=20000 SHAPES_FIRST=2000
         shift ;;
     --rounds) ROUNDS=$2; shift 2 ;;
     --seconds) SECONDS_PER_POINT=$2; shift 2 ;;

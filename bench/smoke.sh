@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# smoke.sh: a short end-to-end check of the benchmark (about 20 s). Builds nothing: it expects the
+# build tree (MT_BUILD_DIR, default build/) to hold bench/mt-loadgen, bench/mt-stub-upstream and
+# proxy/mongotap, runs `bench/run.sh --quick`, and fails if any target answered no request or
+# any error was seen, or if a memory measurement is missing.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PYTHON=${PYTHON:-python3}
+OUT=$(mktemp -d "${TMPDIR:-/tmp}/mt-bench-smoke.XXXXXX")
+trap 'rm -rf "$OUT"' EXIT
+
+if ! timeout 180 "$ROOT/bench/run.sh" --quick --out "$OUT" >"$OUT/stdout.txt" 2>"$OUT/stderr.txt"; then
+    cat "$OUT/stderr.txt" >&2
+    echo "bench smoke: FAIL: run.sh --quick failed" >&2
+    exit 1
+fi
+
+if ! "$PYTHON" - "$OUT/results.jsonl" "${MT_BENCH_SKIP_MONGOTAP:-0}" <<'PYEOF'; then
+import json
+import sys
+
+path, skip_mongotap = sys.argv[1], sys.argv[2] == "1"
+problems = []
+points, meta = [], {}
+for line in open(path):
+    r = json.loads(line)
+    if "kind" in r:
+        meta.setdefault(r["kind"], []).append(r)
+    else:
+        points.append(r)
+
+targets = {"direct", "haproxy"} | (set() if skip_mongotap else {"mongotap"})
+seen = {r["target"] for r in points}
+if seen != targets:
+    problems.append(f"targets measured: {sorted(seen)}, expected {sorted(targets)}")
+for r in points:
+    name = f"{r['mode']} c={r['conns']} {r['target']}"
+    if r.get("requests", 0) <= 0:
+        problems.append(f"{name}: no request completed")
+    if r.get("errors", 0) != 0:
+        problems.append(f"{name}: {r['errors']} errors")
+
+idle = {r["target"]: r for r in meta.get("idle_rss", [])}
+for t in targets - {"direct"}:
+    if t not in idle:
+        problems.append(f"idle memory test missing for {t}")
+    elif idle[t]["conns"] != idle[t]["asked"]:
+        problems.append(f"idle test on {t}: {idle[t]['conns']} of {idle[t]['asked']} connections")
+if not skip_mongotap:
+    shapes = meta.get("shapes_rss", [])
+    if not shapes:
+        problems.append("shapes memory test missing")
+    elif shapes[0]["errors"] != 0 or shapes[0]["sent"] != shapes[0]["points"][-1][0]:
+        problems.append(f"shapes test: {shapes[0]['sent']} sent, {shapes[0]['errors']} errors")
+
+if problems:
+    for p in problems:
+        print("bench smoke: " + p, file=sys.stderr)
+    sys.exit(1)
+print(f"bench smoke: {len(points)} points over {len(targets)} targets, no errors")
+PYEOF
+    cat "$OUT/stdout.txt" >&2
+    echo "bench smoke: FAIL" >&2
+    exit 1
+fi
+echo "bench smoke: OK"
