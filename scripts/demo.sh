@@ -9,8 +9,13 @@ cd "$ROOT"
 PY=/usr/bin/python3
 
 scripts/setup.sh
-scripts/build.sh normal >/dev/null
-BIN=build/proxy/mongotap
+# MONGOTAP_BIN runs an already built binary instead of building build/
+if [ -n "${MONGOTAP_BIN:-}" ]; then
+    BIN=$MONGOTAP_BIN
+else
+    scripts/build.sh normal >/dev/null
+    BIN=build/proxy/mongotap
+fi
 JONGODB=node_modules/@jongodb/memory-server-bin-linux-x64-gnu/bin/jongodb
 [ -x "$BIN" ] || { echo "demo: $BIN was not built" >&2; exit 1; }
 
@@ -39,6 +44,7 @@ port_or_free() {
 import socket, sys
 want = int(sys.argv[1])
 s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: TIME_WAIT is no obstacle
 try:
     s.bind(("127.0.0.1", want))
 except OSError:

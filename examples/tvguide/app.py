@@ -48,7 +48,8 @@ def create_app(uri=None):
     uri = uri or os.environ.get("MONGODB_URI", DEFAULT_URI)
     commands = CommandLog()
     disconnect()
-    connect(host=uri, appname="tvguide", event_listeners=[commands])
+    connect(host=uri, appname="tvguide", uuidRepresentation="standard",
+            event_listeners=[commands])
 
     app = Flask(__name__)
     app.config["COMMAND_LOG"] = commands

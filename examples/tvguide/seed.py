@@ -37,7 +37,7 @@ def oid(kind, i):
 def seed(uri=None):
     uri = uri or os.environ.get("MONGODB_URI", DEFAULT_URI)
     disconnect()
-    connect(host=uri, appname="tvguide-seed")
+    connect(host=uri, appname="tvguide-seed", uuidRepresentation="standard")
     # jongodb has no drop command: clear with deletes instead of drop_collection()
     Show.objects.delete()
     Channel.objects.delete()
