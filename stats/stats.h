@@ -19,7 +19,7 @@
     X(CONNECTIONS_TOTAL, "connections_total", "connections_total", "Client connections accepted")  \
     X(CONNECTIONS_REFUSED, "connections_refused", "connections_refused_total",                     \
       "Client connections refused (max-connections or accept errors)")                             \
-    X(COMMANDS, "commands", "commands_total_all", "Commands seen")                                  \
+    X(COMMANDS, "commands", "commands_seen_total", "Commands seen")                                 \
     X(PARSE_ERRORS, "parse_errors", "parse_errors_total", "Messages forwarded that did not parse") \
     X(PROTOCOL_ERRORS, "protocol_errors", "protocol_errors_total",                                 \
       "Connections closed for an impossible message header")                                       \
@@ -65,9 +65,14 @@ void mt_stats_free(mt_stats_t *st);
 
 void mt_stats_add(mt_stats_t *st, mt_stat_counter_t counter, uint64_t by);
 uint64_t mt_stats_get(const mt_stats_t *st, mt_stat_counter_t counter);
+/* The JSON name of a counter ("connections_total"). */
+const char *mt_stat_counter_str(mt_stat_counter_t counter);
 
 /* Connections. client_addr is "ip:port". The returned handle is owned by
- * stats and valid until mt_stats_conn_close(). */
+ * stats and valid until mt_stats_conn_close(). Opening one counts
+ * CONNECTIONS_TOTAL (the caller counts refusals, bytes and upstream errors
+ * with mt_stats_add()). NULL when out of memory; every conn function accepts
+ * NULL and does nothing. */
 mt_stats_conn_t *mt_stats_conn_open(mt_stats_t *st, uint64_t conn_id, const char *client_addr,
                                     uint64_t now_ns);
 /* A whole request message (header included) that was forwarded upstream;
@@ -98,6 +103,7 @@ char *mt_stats_metrics(mt_stats_t *st, uint64_t now_ns);                   /* /m
 typedef enum { MT_REPORT_JSON, MT_REPORT_MARKDOWN, MT_REPORT_HTML } mt_report_format_t;
 /* Parses "json", "markdown" (or "md"), "html"; returns -1 on anything else. */
 int mt_report_format_parse(const char *s);
+const char *mt_report_format_str(mt_report_format_t fmt);
 char *mt_stats_report(mt_stats_t *st, mt_report_format_t fmt, uint64_t now_ns);
 
 #endif

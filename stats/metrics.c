@@ -1,0 +1,215 @@
+/*
+ * metrics: the Prometheus side. Counters come from the MT_STATS_COUNTERS
+ * table in stats.h; labelled series are plain arrays indexed by label
+ * indexes cached in each shape entry, so a message costs two increments.
+ */
+#include "metrics.h"
+
+#include <bson/bson.h>
+#include <string.h>
+#include <strings.h>
+
+/* Command label set. Index 0 is "other". */
+static const char *const command_names[] = {
+    "other",          "find",           "aggregate",        "getMore",         "insert",
+    "update",         "delete",         "findAndModify",    "count",           "distinct",
+    "killCursors",    "hello",          "isMaster",         "ping",            "buildInfo",
+    "saslStart",      "saslContinue",   "authenticate",     "logout",          "endSessions",
+    "getLastError",   "createIndexes",  "dropIndexes",      "listIndexes",     "listCollections",
+    "listDatabases",  "create",         "drop",             "dropDatabase",    "collMod",
+    "commitTransaction", "abortTransaction", "explain",      "serverStatus",    "dbStats",
+    "collStats",      "getParameter",   "connectionStatus", "whatsmyuri",      "mapReduce",
+    "bulkWrite",      "getnonce",       "renameCollection", "validate",        "currentOp",
+    "killOp",         "hostInfo",       "getCmdLineOpts",
+};
+
+#define NCOMMANDS (sizeof command_names / sizeof command_names[0])
+_Static_assert(NCOMMANDS <= MT_METRICS_MAX_COMMANDS, "too many command labels");
+
+/* Bucket upper bounds in ns, and as printed (seconds). */
+static const uint64_t bucket_ns[MT_METRICS_NBUCKETS] = {
+    100000,    250000,    500000,     1000000,    2500000,    5000000,
+    10000000,  25000000,  50000000,   100000000,  250000000,  500000000,
+    1000000000, 2500000000, 5000000000, 10000000000,
+};
+static const char *const bucket_le[MT_METRICS_NBUCKETS] = {
+    "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025",
+    "0.05",   "0.1",     "0.25",   "0.5",   "1",      "2.5",   "5",    "10",
+};
+
+void mt_metrics_init(mt_metrics_t *m)
+{
+    memset(m, 0, sizeof *m);
+    mt_idmap_init(&m->coll_index, sizeof(uint16_t), MT_METRICS_MAX_COLLECTIONS);
+}
+
+void mt_metrics_free(mt_metrics_t *m)
+{
+    for (size_t i = 0; i < m->ncollections; i++)
+        bson_free(m->collections[i]);
+    mt_idmap_free(&m->coll_index);
+    memset(m, 0, sizeof *m);
+}
+
+void mt_metrics_clear(mt_metrics_t *m)
+{
+    mt_metrics_free(m);
+    mt_metrics_init(m);
+}
+
+uint16_t mt_metrics_command_label(const char *name)
+{
+    for (size_t i = 1; i < NCOMMANDS; i++)
+        if (strcasecmp(name, command_names[i]) == 0)
+            return (uint16_t)i;
+    return 0;
+}
+
+const char *mt_metrics_command_name(uint16_t idx)
+{
+    return idx < NCOMMANDS ? command_names[idx] : command_names[0];
+}
+
+static int64_t name_hash(const char *s)
+{
+    uint64_t h = UINT64_C(0xcbf29ce484222325);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        h ^= *p;
+        h *= UINT64_C(0x100000001b3);
+    }
+    return (int64_t)h;
+}
+
+uint16_t mt_metrics_collection_label(mt_metrics_t *m, const char *collection)
+{
+    int64_t h = name_hash(collection);
+    uint16_t *idx = mt_idmap_get(&m->coll_index, h);
+    if (idx)
+        return strcmp(m->collections[*idx], collection) == 0 ? *idx : MT_METRICS_COLL_OTHER;
+    if (m->ncollections >= MT_METRICS_MAX_COLLECTIONS)
+        return MT_METRICS_COLL_OTHER;
+    char *copy = bson_strdup(collection);
+    if (!copy)
+        return MT_METRICS_COLL_OTHER;
+    idx = mt_idmap_put(&m->coll_index, h, NULL, NULL);
+    if (!idx) {
+        bson_free(copy);
+        return MT_METRICS_COLL_OTHER;
+    }
+    *idx = (uint16_t)m->ncollections;
+    m->collections[m->ncollections++] = copy;
+    return *idx;
+}
+
+void mt_metrics_count(mt_metrics_t *m, uint16_t command, uint16_t collection)
+{
+    if (command >= NCOMMANDS)
+        command = 0;
+    if (collection > MT_METRICS_COLL_OTHER)
+        collection = MT_METRICS_COLL_OTHER;
+    m->commands[command][collection]++;
+}
+
+void mt_metrics_observe(mt_metrics_t *m, uint16_t command, uint64_t ns)
+{
+    if (command >= NCOMMANDS)
+        command = 0;
+    size_t b = 0;
+    while (b < MT_METRICS_NBUCKETS && ns > bucket_ns[b])
+        b++;
+    m->buckets[command][b]++;
+    m->sum_ns[command] += ns;
+    m->count[command]++;
+}
+
+/* Label values escape backslash, double quote and line feed. */
+static void append_label(bson_string_t *s, const char *v)
+{
+    for (const char *p = v; *p; p++) {
+        if (*p == '\\')
+            bson_string_append(s, "\\\\");
+        else if (*p == '"')
+            bson_string_append(s, "\\\"");
+        else if (*p == '\n')
+            bson_string_append(s, "\\n");
+        else
+            bson_string_append_c(s, *p);
+    }
+}
+
+static void header(bson_string_t *s, const char *name, const char *type, const char *help)
+{
+    bson_string_append_printf(s, "# HELP mongotap_%s %s\n# TYPE mongotap_%s %s\n", name, help,
+                              name, type);
+}
+
+static void gauge(bson_string_t *s, const char *name, const char *help, double v)
+{
+    header(s, name, "gauge", help);
+    bson_string_append_printf(s, "mongotap_%s %.17g\n", name, v);
+}
+
+static void ns_seconds(bson_string_t *s, uint64_t ns)
+{
+    bson_string_append_printf(s, "%llu.%09llu", (unsigned long long)(ns / 1000000000ULL),
+                              (unsigned long long)(ns % 1000000000ULL));
+}
+
+char *mt_metrics_render(const mt_metrics_t *m, const mt_metrics_input_t *in)
+{
+    bson_string_t *s = bson_string_new(NULL);
+
+#define MT_METRICS_EMIT(id, json, prom, help)                                                      \
+    header(s, prom, "counter", help);                                                              \
+    bson_string_append_printf(s, "mongotap_%s %llu\n", prom,                                       \
+                              (unsigned long long)in->counters[MT_STAT_##id]);
+    MT_STATS_COUNTERS(MT_METRICS_EMIT)
+#undef MT_METRICS_EMIT
+
+    gauge(s, "uptime_seconds", "Seconds since mongotap started", in->uptime_s);
+    gauge(s, "connections_active", "Client connections open now", (double)in->connections_active);
+    gauge(s, "windows_open", "Request windows open now", (double)in->windows_open);
+    gauge(s, "shapes_tracked", "Query shapes tracked (the <other> entry included)",
+          (double)in->shapes_tracked);
+    gauge(s, "patterns_tracked", "N+1 patterns tracked", (double)in->patterns);
+    gauge(s, "requests_pending", "Requests forwarded whose reply has not been seen",
+          (double)in->pending_requests);
+
+    header(s, "commands_total", "counter",
+           "Commands by command name and collection (bounded label sets)");
+    for (size_t c = 0; c < NCOMMANDS; c++) {
+        for (size_t k = 0; k <= MT_METRICS_COLL_OTHER; k++) {
+            uint64_t v = m->commands[c][k];
+            if (!v)
+                continue;
+            bson_string_append_printf(s, "mongotap_commands_total{command=\"%s\",collection=\"",
+                                      command_names[c]);
+            append_label(s, k == MT_METRICS_COLL_OTHER ? "<other>" : m->collections[k]);
+            bson_string_append_printf(s, "\"} %llu\n", (unsigned long long)v);
+        }
+    }
+
+    header(s, "command_duration_seconds", "histogram",
+           "Time from a request forwarded to the first byte of its reply, by command");
+    for (size_t c = 0; c < NCOMMANDS; c++) {
+        if (!m->count[c])
+            continue;
+        uint64_t cum = 0;
+        for (size_t b = 0; b < MT_METRICS_NBUCKETS; b++) {
+            cum += m->buckets[c][b];
+            bson_string_append_printf(
+                s, "mongotap_command_duration_seconds_bucket{command=\"%s\",le=\"%s\"} %llu\n",
+                command_names[c], bucket_le[b], (unsigned long long)cum);
+        }
+        cum += m->buckets[c][MT_METRICS_NBUCKETS];
+        bson_string_append_printf(
+            s, "mongotap_command_duration_seconds_bucket{command=\"%s\",le=\"+Inf\"} %llu\n",
+            command_names[c], (unsigned long long)cum);
+        bson_string_append_printf(s, "mongotap_command_duration_seconds_sum{command=\"%s\"} ",
+                                  command_names[c]);
+        ns_seconds(s, m->sum_ns[c]);
+        bson_string_append_printf(s, "\nmongotap_command_duration_seconds_count{command=\"%s\"} %llu\n",
+                                  command_names[c], (unsigned long long)m->count[c]);
+    }
+    return bson_string_free(s, false);
+}

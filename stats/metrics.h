@@ -1,0 +1,61 @@
+/*
+ * metrics: Prometheus text exposition (format 0.0.4). Keeps the labelled
+ * series: commands by (command, collection) and a latency histogram by
+ * command. Label sets are bounded: command names outside a known set become
+ * "other", collections past the first MT_METRICS_MAX_COLLECTIONS seen become
+ * "<other>" (first come keeps its label, so every series stays monotonic).
+ */
+#ifndef MT_METRICS_H
+#define MT_METRICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "idmap.h"
+#include "stats.h"
+
+#define MT_METRICS_MAX_COLLECTIONS 100
+#define MT_METRICS_COLL_OTHER MT_METRICS_MAX_COLLECTIONS /* label index of "<other>" */
+#define MT_METRICS_NBUCKETS 16
+#define MT_METRICS_MAX_COMMANDS 48
+
+typedef struct {
+    char *collections[MT_METRICS_MAX_COLLECTIONS];
+    size_t ncollections;
+    mt_idmap_t coll_index; /* hash of name -> uint16 index */
+    uint64_t commands[MT_METRICS_MAX_COMMANDS][MT_METRICS_MAX_COLLECTIONS + 1];
+    uint64_t buckets[MT_METRICS_MAX_COMMANDS][MT_METRICS_NBUCKETS + 1]; /* last: +Inf */
+    uint64_t sum_ns[MT_METRICS_MAX_COMMANDS];
+    uint64_t count[MT_METRICS_MAX_COMMANDS];
+} mt_metrics_t;
+
+/* Live values rendered as gauges, plus the global counter table. */
+typedef struct {
+    const uint64_t *counters; /* MT_STAT__COUNT values */
+    double uptime_s;
+    uint64_t connections_active;
+    uint64_t windows_open;
+    uint64_t shapes_tracked;
+    uint64_t patterns;
+    uint64_t pending_requests;
+} mt_metrics_input_t;
+
+void mt_metrics_init(mt_metrics_t *m);
+void mt_metrics_free(mt_metrics_t *m);
+/* Zeroes every series and forgets collection labels. */
+void mt_metrics_clear(mt_metrics_t *m);
+
+/* Label index of a command name (case-insensitive; "other" when unknown). */
+uint16_t mt_metrics_command_label(const char *name);
+const char *mt_metrics_command_name(uint16_t idx);
+/* Label index of a collection; MT_METRICS_COLL_OTHER past the bound. */
+uint16_t mt_metrics_collection_label(mt_metrics_t *m, const char *collection);
+
+void mt_metrics_count(mt_metrics_t *m, uint16_t command, uint16_t collection);
+void mt_metrics_observe(mt_metrics_t *m, uint16_t command, uint64_t ns);
+
+/* The exposition text; free with bson_free(). */
+char *mt_metrics_render(const mt_metrics_t *m, const mt_metrics_input_t *in);
+
+#endif

@@ -1,0 +1,158 @@
+/*
+ * window: request windows, the groups of commands the N+1 detector looks at.
+ * A window holds its commands (bounded), the single-key lookups' values (as
+ * hashes) and, as evidence, copies of find/aggregate result documents
+ * (bounded). The registry holds the open windows (by id, by "mongotap:" key)
+ * and the last closed ones. The rules for opening and closing live in
+ * stats.c; this module keeps the data and renders it.
+ */
+#ifndef MT_WINDOW_H
+#define MT_WINDOW_H
+
+#include <bson/bson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "command.h"
+#include "idmap.h"
+
+/* Bounds. A window keeps its first MT_WINDOW_MAX_COMMANDS commands (the rest
+ * are only counted). As evidence it copies the documents returned by its
+ * find/aggregate commands up to MT_WINDOW_EVIDENCE_DOCS documents or
+ * MT_WINDOW_EVIDENCE_BYTES bytes of BSON, whichever comes first; evidence is
+ * dropped once the window is analysed, and a closed window keeps at most
+ * MT_WINDOW_CLOSED_COMMANDS commands for /api/windows. */
+#define MT_WINDOW_MAX_COMMANDS 10000
+#define MT_WINDOW_EVIDENCE_DOCS 1000
+#define MT_WINDOW_EVIDENCE_BYTES (1024 * 1024)
+#define MT_WINDOW_CLOSED_COMMANDS 1000
+#define MT_WINDOW_CLOSED_KEEP 100    /* closed windows kept */
+#define MT_WINDOW_MAX_KEYED 10000    /* open "mongotap:" windows */
+#define MT_WINDOW_KEY_MAX 200        /* longest "mongotap:" key kept */
+#define MT_WINDOW_KEY_PREFIX "mongotap:"
+
+typedef struct {
+    const char *command;    /* the four shape key parts: point into the shape */
+    const char *db;         /* registry or into the window's arena */
+    const char *collection;
+    const char *shape;
+    uint64_t shape_hash;    /* mt_shapes_hash() of the four */
+    mt_cmd_kind_t kind;
+    uint64_t start_ns;      /* when the request was forwarded */
+    uint64_t duration_ns;   /* request to (first) reply */
+    uint64_t getmore_ns;    /* getMores on its cursor inside the window */
+    uint64_t docs;          /* documents returned, getMores on its cursor included */
+    bool replied;
+
+    /* Single-key lookups (mt_shape_single_key) */
+    bool single_key;
+    bool value_hashable;
+    const char *key;        /* field path, in the arena */
+    uint64_t value_hash;    /* mt_n1_value_hash() of the looked-up value */
+    const uint8_t *value_doc; /* {"": value}, kept only with log_values */
+    uint32_t value_doc_len;
+} mt_window_cmd_t;
+
+/* Evidence: a run of documents (concatenated BSON) returned to one command. */
+typedef struct {
+    uint32_t cmd;
+    uint32_t off;
+    uint32_t len;
+} mt_window_evseg_t;
+
+typedef struct mt_window_block mt_window_block_t;
+typedef struct mt_window mt_window_t;
+
+struct mt_window {
+    uint64_t id;
+    uint64_t conn_id;       /* connection that opened it */
+    const char *key;        /* "mongotap:..." or NULL (in the arena) */
+    void *owner;            /* per-connection windows: the connection; keyed: NULL */
+    uint64_t started_ns;
+    uint64_t last_ns;       /* last request or reply */
+    uint64_t closed_ns;
+    int64_t started_ms;     /* wall clock */
+    uint32_t inflight;      /* requests sent, reply not yet seen */
+    bool closed;
+    uint32_t findings;
+
+    char client_addr[64];
+    char app_name[128];
+    char driver[128];
+
+    mt_window_cmd_t *cmds;
+    uint32_t ncmds, cmds_cap;
+    uint64_t total_cmds;    /* kept or not */
+
+    uint8_t *ev;
+    size_t ev_len, ev_cap;
+    uint32_t ev_docs;
+    mt_window_evseg_t *segs;
+    uint32_t nsegs, segs_cap;
+
+    mt_window_block_t *arena;
+
+    mt_window_t *prev, *next; /* open list */
+};
+
+/* Adds a command. Returns its index, or -1 when the window is full (the
+ * command is still counted in total_cmds) or out of memory. The strings are
+ * not copied: they must outlive the window (shape registry entries do) or be
+ * copied with mt_window_strdup() first. */
+int mt_window_add_cmd(mt_window_t *w, const mt_window_cmd_t *cmd);
+
+/* Copies a string (bounded to max bytes, 0 = no bound) into the window's
+ * arena; NULL when out of memory. */
+const char *mt_window_strdup(mt_window_t *w, const char *s, size_t max);
+const uint8_t *mt_window_memdup(mt_window_t *w, const uint8_t *p, size_t len);
+
+/* Copies the documents of a BSON array (a firstBatch / nextBatch) as
+ * evidence for command idx, within the evidence bounds. */
+void mt_window_add_evidence(mt_window_t *w, uint32_t idx, const uint8_t *array, uint32_t len);
+
+/* Frees evidence and values (after analysis) and cuts the command list to
+ * MT_WINDOW_CLOSED_COMMANDS. */
+void mt_window_trim(mt_window_t *w);
+
+/* Duration shown for a window: first request to last reply. */
+uint64_t mt_window_duration_ns(const mt_window_t *w);
+
+/* /api/windows object; /api/connections "window" object. */
+void mt_window_bson(const mt_window_t *w, bson_t *doc);
+void mt_window_brief_bson(const mt_window_t *w, bson_t *doc);
+
+/* Registry */
+typedef struct {
+    mt_window_t *open_head;
+    size_t open_count;
+    size_t keyed_open;
+    mt_idmap_t by_id;   /* window id -> mt_window_t * */
+    mt_idmap_t by_key;  /* hash of key -> mt_window_t * */
+    mt_window_t *closed[MT_WINDOW_CLOSED_KEEP];
+    size_t closed_next; /* ring position of the next closed window */
+    size_t closed_count;
+    uint64_t next_id;
+} mt_window_reg_t;
+
+void mt_window_reg_init(mt_window_reg_t *reg);
+/* Frees every window, open or closed (reset and shutdown). */
+void mt_window_reg_clear(mt_window_reg_t *reg);
+
+/* Opens a window (key NULL for a per-connection window). NULL when out of
+ * memory or, for keyed windows, past MT_WINDOW_MAX_KEYED. */
+mt_window_t *mt_window_reg_open(mt_window_reg_t *reg, uint64_t conn_id, const char *key,
+                                void *owner, uint64_t now_ns, int64_t now_ms,
+                                const char *client_addr, const char *app_name,
+                                const char *driver);
+mt_window_t *mt_window_reg_find(const mt_window_reg_t *reg, uint64_t id);
+mt_window_t *mt_window_reg_find_key(const mt_window_reg_t *reg, const char *key);
+/* Takes an open window out of the open set and marks it closed. */
+void mt_window_reg_detach(mt_window_reg_t *reg, mt_window_t *w, uint64_t now_ns);
+/* Trims a detached window and keeps it among the last closed ones (the
+ * oldest kept window is freed). */
+void mt_window_reg_retire(mt_window_reg_t *reg, mt_window_t *w);
+/* The i-th most recent closed window (0 = newest), or NULL. */
+mt_window_t *mt_window_reg_closed(const mt_window_reg_t *reg, size_t i);
+
+#endif
