@@ -363,6 +363,20 @@ static const char shapes_title[] = "  TOTAL ms    COUNT   P50 ms   P99 ms   MAX 
 #define MT_CONSOLE_WIDE_COLS 120
 static const char shapes_title_narrow[] = "  TOTAL ms    COUNT   P99 ms  COMMAND    NAMESPACE           SHAPE";
 
+/* "db.coll" in at most width columns; a long database name gives way first, since the
+ * collection is what tells shapes apart ("tvguide_te~.channel"). */
+static void fit_ns(const char *db, const char *coll, size_t width, char *out, size_t cap)
+{
+    size_t dl = strlen(db), cl = strlen(coll);
+    if (dl + 1 + cl <= width || width < 8) {
+        snprintf(out, cap, "%s.%s", db, coll);
+    } else if (cl + 4 <= width) {
+        snprintf(out, cap, "%.*s~.%s", (int)(width - cl - 2), db, coll);
+    } else {
+        snprintf(out, cap, "%.*s~", (int)(width - 1), coll);
+    }
+}
+
 static void build_shapes(const console_t *con, lines_t *ls, bool wide)
 {
     shape_row_t *rows;
@@ -386,7 +400,7 @@ static void build_shapes(const console_t *con, lines_t *ls, bool wide)
         mt_console_fmt_ms(r->max, max, sizeof(max));
         mt_console_fmt_count(r->docs, docs, sizeof(docs));
         mt_console_fmt_count(r->errors, errs, sizeof(errs));
-        snprintf(ns, sizeof(ns), "%s.%s", or_dash(r->db), or_dash(r->coll));
+        fit_ns(or_dash(r->db), or_dash(r->coll), wide ? 25 : 19, ns, sizeof(ns));
         attr_t attr = r->errors > 0 && con->colors ? COLOR_PAIR(PAIR_MEDIUM) : A_NORMAL;
         if (wide)
             lines_add(ls, attr, "%10s %8s %8s %8s %8s %8s %4s  %-11.11s %-25.25s %s", total, count, p50, p99, max, docs,
@@ -632,8 +646,10 @@ static void render(console_t *con)
     } else if (con->updated_at != 0) {
         char when[16];
         strftime(when, sizeof(when), "%H:%M:%S", localtime(&con->updated_at));
-        snprintf(buf, sizeof(buf), " %s  updated %s  every %.1fs", con->admin_url, when,
-                 (double)con->interval_ms / 1000.0);
+        static const char *const sort_names[] = {"total time", "count", "p99"};
+        snprintf(buf, sizeof(buf), " %s  updated %s  every %.1fs%s%s", con->admin_url, when,
+                 (double)con->interval_ms / 1000.0, con->view == MT_CONSOLE_VIEW_SHAPES ? "  sorted by " : "",
+                 con->view == MT_CONSOLE_VIEW_SHAPES ? sort_names[con->sort] : "");
         put_row(2, A_DIM, buf);
     } else {
         snprintf(buf, sizeof(buf), " connecting to %s ...", con->admin_url);
