@@ -1,0 +1,103 @@
+/*
+ * fuzz_protocol: the input is a byte stream from a client or a server. The
+ * framer cuts it (fed in uneven chunks, as sockets deliver it) and every
+ * whole message goes through the decoder, both command views and the shape
+ * functions, exactly as the proxy uses them.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "command.h"
+#include "msg.h"
+#include "shape.h"
+#include "wire.h"
+
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "invariant failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__);         \
+            abort();                                                                               \
+        }                                                                                          \
+    } while (0)
+
+static void account(const uint8_t *msg, size_t len, mt_msg_scratch_t *scratch)
+{
+    mt_msg_t m;
+    if (mt_msg_parse(msg, len, scratch, &m) != MT_MSG_OK)
+        return;
+    CHECK(m.body != NULL);
+
+    char shape[MT_SHAPE_MAX];
+    mt_cmd_view_t cmd;
+    if (mt_cmd_request(&m, &cmd) == MT_MSG_OK) {
+        size_t n = mt_shape_of_command(&cmd, shape, sizeof(shape));
+        CHECK(n < sizeof(shape) && strlen(shape) == n);
+        CHECK(bson_utf8_validate(shape, n, false));
+        const char *key;
+        bson_iter_t value;
+        if (mt_shape_single_key(&cmd, &key, &value))
+            CHECK(key != NULL && key[0] != '$');
+        (void)mt_cmd_is_monitoring(cmd.name, cmd.has_topology_version);
+        /* a small buffer exercises the cut */
+        char small[24];
+        n = mt_shape_render(m.body, (uint32_t)m.body_len, false, small, sizeof(small));
+        CHECK(n < sizeof(small) && strlen(small) == n);
+    }
+    mt_reply_view_t reply;
+    if (mt_cmd_reply(&m, &reply) == MT_MSG_OK && reply.batch)
+        CHECK(reply.docs >= 0);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static const size_t chunks[] = {1, 7, 64, 3, 4096, 16, 2};
+    mt_msg_scratch_t scratch = {0};
+    mt_wire_framer_t f;
+    uint8_t *msg = NULL;
+    size_t msg_len = 0, msg_have = 0, off = 0, forwarded = 0, k = 0;
+
+    mt_wire_framer_init(&f);
+    while (off < size) {
+        size_t len = chunks[k++ % (sizeof(chunks) / sizeof(chunks[0]))];
+        if (len > size - off)
+            len = size - off;
+        const uint8_t *chunk = data + off;
+        size_t used = 0;
+        while (used < len) {
+            mt_frame_step_t st;
+            mt_wire_framer_step(&f, chunk + used, len - used, &st);
+            if (st.event == MT_FRAME_ERROR)
+                goto done;
+            CHECK(st.consumed > 0 && st.consumed <= len - used);
+            if (st.event == MT_FRAME_HEADER) {
+                CHECK(st.held + st.consumed == MT_WIRE_HEADER_LEN);
+                CHECK(forwarded + st.held == off + used);
+                msg_len = (size_t)f.hdr.message_length;
+                msg_have = 0;
+                free(msg);
+                msg = malloc(msg_len);
+                CHECK(msg != NULL);
+                memcpy(msg, f.hdr_bytes, MT_WIRE_HEADER_LEN);
+                msg_have = MT_WIRE_HEADER_LEN;
+                forwarded += MT_WIRE_HEADER_LEN;
+            } else if (st.event == MT_FRAME_BODY) {
+                CHECK(msg_have + st.consumed <= msg_len);
+                memcpy(msg + msg_have, chunk + used, st.consumed);
+                msg_have += st.consumed;
+                forwarded += st.consumed;
+            }
+            if (st.flags & MT_FRAME_END) {
+                CHECK(msg_have == msg_len);
+                account(msg, msg_len, &scratch);
+            }
+            used += st.consumed;
+        }
+        off += len;
+    }
+done:
+    free(msg);
+    mt_msg_scratch_free(&scratch);
+    return 0;
+}
