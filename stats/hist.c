@@ -48,7 +48,7 @@ void mt_hist_record(mt_hist_t *h, uint64_t ns)
          * Quantiles only depend on proportions, so they stay right. */
         h->in_buckets = 0;
         for (unsigned i = 0; i < MT_HIST_BUCKETS; i++) {
-            h->buckets[i] = (h->buckets[i] + 1) / 2;
+            h->buckets[i] = h->buckets[i] / 2 + (h->buckets[i] & 1); /* rounds up, no wrap */
             h->in_buckets += h->buckets[i];
         }
     }
