@@ -252,7 +252,8 @@ static void read_command(mt_cmd_view_t *out)
             if (k == MT_CMD_INSERT && BSON_ITER_HOLDS_ARRAY(&it))
                 out->statements += count_elems(&it, NULL, NULL);
         } else if (strcmp(key, "updates") == 0 || strcmp(key, "deletes") == 0) {
-            bool mine = (k == MT_CMD_UPDATE && key[0] == 'u') || (k == MT_CMD_DELETE && key[0] == 'd');
+            bool mine =
+                (k == MT_CMD_UPDATE && key[0] == 'u') || (k == MT_CMD_DELETE && key[0] == 'd');
             if (mine && BSON_ITER_HOLDS_ARRAY(&it))
                 out->statements += count_elems(&it, &out->shape_doc, &out->shape_doc_len);
         } else if (strcmp(key, "limit") == 0) {
@@ -270,8 +271,8 @@ static void read_command(mt_cmd_view_t *out)
             }
         } else if (strcmp(key, "cursor") == 0) {
             bson_iter_t c;
-            if (k == MT_CMD_AGGREGATE && BSON_ITER_HOLDS_DOCUMENT(&it) && bson_iter_recurse(&it, &c) &&
-                bson_iter_find(&c, "batchSize") && is_number(&c)) {
+            if (k == MT_CMD_AGGREGATE && BSON_ITER_HOLDS_DOCUMENT(&it) &&
+                bson_iter_recurse(&it, &c) && bson_iter_find(&c, "batchSize") && is_number(&c)) {
                 out->has_batch_size = true;
                 out->batch_size = as_i64(&c);
             }
@@ -280,8 +281,8 @@ static void read_command(mt_cmd_view_t *out)
                 out->comment = bson_iter_utf8(&it, NULL);
         } else if (strcmp(key, "cursors") == 0) {
             bson_iter_t c;
-            if (k == MT_CMD_KILL_CURSORS && BSON_ITER_HOLDS_ARRAY(&it) && bson_iter_recurse(&it, &c) &&
-                bson_iter_next(&c) && is_number(&c))
+            if (k == MT_CMD_KILL_CURSORS && BSON_ITER_HOLDS_ARRAY(&it) &&
+                bson_iter_recurse(&it, &c) && bson_iter_next(&c) && is_number(&c))
                 out->cursor_id = as_i64(&c);
         } else if (strcmp(key, "client") == 0) {
             if (BSON_ITER_HOLDS_DOCUMENT(&it))
@@ -308,8 +309,8 @@ static void read_sequences(const mt_msg_t *msg, mt_cmd_view_t *out)
             /* documents were validated by mt_msg_parse: the length prefix is sound */
             const uint8_t *d = seq->docs;
             out->shape_doc = d;
-            out->shape_doc_len = (uint32_t)d[0] | (uint32_t)d[1] << 8 | (uint32_t)d[2] << 16 |
-                                 (uint32_t)d[3] << 24;
+            out->shape_doc_len =
+                (uint32_t)d[0] | (uint32_t)d[1] << 8 | (uint32_t)d[2] << 16 | (uint32_t)d[3] << 24;
         }
     }
 }
@@ -358,7 +359,8 @@ static void read_legacy_find(const mt_msg_t *msg, const char *coll, mt_cmd_view_
     copy_name(out->name_lower, "find");
     out->kind = MT_CMD_FIND;
     out->collection = coll;
-    if (find_subdoc(&out->body, "$query", &f, &flen) || find_subdoc(&out->body, "query", &f, &flen)) {
+    if (find_subdoc(&out->body, "$query", &f, &flen) ||
+        find_subdoc(&out->body, "query", &f, &flen)) {
         out->shape_doc = f;
         out->shape_doc_len = flen;
     } else {

@@ -27,9 +27,9 @@ typedef enum {
     MT_CMD_COUNT,
     MT_CMD_DISTINCT,
     MT_CMD_KILL_CURSORS,
-    MT_CMD_HELLO,       /* hello / isMaster / ismaster */
-    MT_CMD_MONITORING,  /* ping, buildInfo, getLastError, endSessions ... */
-    MT_CMD_AUTH,        /* saslStart, saslContinue, authenticate ... */
+    MT_CMD_HELLO,      /* hello / isMaster / ismaster */
+    MT_CMD_MONITORING, /* ping, buildInfo, getLastError, endSessions ... */
+    MT_CMD_AUTH,       /* saslStart, saslContinue, authenticate ... */
 } mt_cmd_kind_t;
 
 const char *mt_cmd_kind_str(mt_cmd_kind_t kind);
@@ -37,31 +37,32 @@ const char *mt_cmd_kind_str(mt_cmd_kind_t kind);
 /* Which field of the command the shape is taken from. */
 typedef enum {
     MT_CMD_SHAPE_NONE = 0,
-    MT_CMD_SHAPE_FILTER,    /* find.filter, count.query, distinct.query, findAndModify.query */
-    MT_CMD_SHAPE_PIPELINE,  /* aggregate.pipeline */
-    MT_CMD_SHAPE_UPDATES,   /* update.updates (first statement: q and u) */
-    MT_CMD_SHAPE_DELETES,   /* delete.deletes (first statement: q) */
+    MT_CMD_SHAPE_FILTER,   /* find.filter, count.query, distinct.query, findAndModify.query */
+    MT_CMD_SHAPE_PIPELINE, /* aggregate.pipeline */
+    MT_CMD_SHAPE_UPDATES,  /* update.updates (first statement: q and u) */
+    MT_CMD_SHAPE_DELETES,  /* delete.deletes (first statement: q) */
 } mt_cmd_shape_src_t;
 
 const char *mt_cmd_shape_src_str(mt_cmd_shape_src_t src);
 
 typedef struct {
     int32_t request_id;
-    int32_t opcode;           /* effective opcode */
-    int compressor;           /* mt_compressor_t */
-    bool more_to_come;        /* no reply will follow */
+    int32_t opcode;    /* effective opcode */
+    int compressor;    /* mt_compressor_t */
+    bool more_to_come; /* no reply will follow */
     bool exhaust_allowed;
 
     mt_cmd_kind_t kind;
-    bool monitoring;          /* counted, but never opens or extends a window */
-    char name[MT_CMD_NAME_MAX];      /* first key, as sent ("find", "ismaster") */
-    char name_lower[MT_CMD_NAME_MAX];/* lower-cased, for matching */
-    const char *db;           /* $db, or the part of OP_QUERY's namespace before '.'; "" if none.
-                               * For OP_QUERY it points at db_buf below: copy the string, not
-                               * the pointer, when copying a view. */
-    const char *collection;   /* value of the first key when a string; getMore: "collection"; "" if none */
+    bool monitoring;                  /* counted, but never opens or extends a window */
+    char name[MT_CMD_NAME_MAX];       /* first key, as sent ("find", "ismaster") */
+    char name_lower[MT_CMD_NAME_MAX]; /* lower-cased, for matching */
+    const char *db; /* $db, or the part of OP_QUERY's namespace before '.'; "" if none.
+                     * For OP_QUERY it points at db_buf below: copy the string, not
+                     * the pointer, when copying a view. */
+    const char
+        *collection; /* value of the first key when a string; getMore: "collection"; "" if none */
 
-    bson_t body;              /* static view of the command document */
+    bson_t body; /* static view of the command document */
 
     /* Where the shape comes from: a document (filter/query) or an array
      * (pipeline) or, for update/delete, the first statement document. */
@@ -75,9 +76,9 @@ typedef struct {
     bool single_batch;
     bool has_batch_size;
     int64_t batch_size;
-    const char *comment;      /* when comment is a string, else NULL */
-    int64_t cursor_id;        /* getMore: the cursor; killCursors: first cursor */
-    uint32_t statements;      /* insert/update/delete: documents in body array + kind-1 sequence */
+    const char *comment; /* when comment is a string, else NULL */
+    int64_t cursor_id;   /* getMore: the cursor; killCursors: first cursor */
+    uint32_t statements; /* insert/update/delete: documents in body array + kind-1 sequence */
 
     /* Handshake metadata (hello/isMaster with a "client" document). */
     const char *app_name;       /* client.application.name or NULL */
@@ -93,23 +94,23 @@ typedef struct {
     int32_t response_to;
     int32_t opcode;
     int compressor;
-    bool more_to_come;        /* exhaust: another reply to the same request follows */
+    bool more_to_come; /* exhaust: another reply to the same request follows */
 
-    bson_t body;              /* static view of the reply document (first doc for OP_REPLY) */
-    bool ok;                  /* ok: 1 (and OP_REPLY without QueryFailure) */
-    int32_t code;             /* error code, 0 when none */
-    int32_t response_flags;   /* OP_REPLY responseFlags, 0 for OP_MSG */
-    const char *code_name;    /* or NULL */
+    bson_t body;            /* static view of the reply document (first doc for OP_REPLY) */
+    bool ok;                /* ok: 1 (and OP_REPLY without QueryFailure) */
+    int32_t code;           /* error code, 0 when none */
+    int32_t response_flags; /* OP_REPLY responseFlags, 0 for OP_MSG */
+    const char *code_name;  /* or NULL */
     bool has_cursor;
-    int64_t cursor_id;        /* cursor.id (0 when exhausted); OP_REPLY without a cursor
-                               * document: the header's cursorID */
-    const char *ns;           /* cursor.ns or NULL */
-    const uint8_t *batch;     /* BSON array firstBatch/nextBatch, or NULL */
+    int64_t cursor_id;    /* cursor.id (0 when exhausted); OP_REPLY without a cursor
+                           * document: the header's cursorID */
+    const char *ns;       /* cursor.ns or NULL */
+    const uint8_t *batch; /* BSON array firstBatch/nextBatch, or NULL */
     uint32_t batch_len;
-    int32_t docs;             /* documents in the batch (OP_REPLY: numberReturned) */
+    int32_t docs; /* documents in the batch (OP_REPLY: numberReturned) */
     bool has_n;
-    int64_t n;                /* writes: n */
-    int32_t write_errors;     /* writeErrors count */
+    int64_t n;            /* writes: n */
+    int32_t write_errors; /* writeErrors count */
 } mt_reply_view_t;
 
 /* Reads a request. MT_MSG_OK with a filled view, or an error when the

@@ -33,17 +33,17 @@
 
 typedef enum {
     MT_MSG_OK = 0,
-    MT_MSG_ERR_TRUNCATED,   /* a length or offset points past the end */
-    MT_MSG_ERR_HEADER,      /* impossible header */
-    MT_MSG_ERR_SECTION,     /* unknown section kind or malformed section */
-    MT_MSG_ERR_BSON,        /* a document does not validate */
-    MT_MSG_ERR_CHECKSUM,    /* CRC-32C mismatch */
-    MT_MSG_ERR_COMPRESSOR,  /* unknown compressor id */
-    MT_MSG_ERR_DECOMPRESS,  /* payload does not decompress to the declared size */
-    MT_MSG_ERR_TOO_LARGE,   /* declared uncompressed size over the limit */
-    MT_MSG_ERR_NESTED,      /* OP_COMPRESSED inside OP_COMPRESSED */
+    MT_MSG_ERR_TRUNCATED,  /* a length or offset points past the end */
+    MT_MSG_ERR_HEADER,     /* impossible header */
+    MT_MSG_ERR_SECTION,    /* unknown section kind or malformed section */
+    MT_MSG_ERR_BSON,       /* a document does not validate */
+    MT_MSG_ERR_CHECKSUM,   /* CRC-32C mismatch */
+    MT_MSG_ERR_COMPRESSOR, /* unknown compressor id */
+    MT_MSG_ERR_DECOMPRESS, /* payload does not decompress to the declared size */
+    MT_MSG_ERR_TOO_LARGE,  /* declared uncompressed size over the limit */
+    MT_MSG_ERR_NESTED,     /* OP_COMPRESSED inside OP_COMPRESSED */
     MT_MSG_ERR_NOMEM,
-    MT_MSG_ERR_OPCODE,      /* opcode we do not decode (still forwarded) */
+    MT_MSG_ERR_OPCODE, /* opcode we do not decode (still forwarded) */
 } mt_msg_err_t;
 
 const char *mt_msg_err_str(mt_msg_err_t err);
@@ -73,19 +73,19 @@ typedef struct {
     const char *identifier; /* NUL-terminated, e.g. "documents" */
     const uint8_t *docs;    /* concatenated BSON documents */
     size_t docs_len;
-    uint32_t count;         /* number of documents */
+    uint32_t count; /* number of documents */
 } mt_msg_sequence_t;
 
 typedef struct {
-    mt_wire_header_t hdr;     /* outer header as on the wire */
-    int32_t opcode;           /* effective opcode (inner one for OP_COMPRESSED) */
-    int compressor;           /* mt_compressor_t; NONE when not compressed */
+    mt_wire_header_t hdr; /* outer header as on the wire */
+    int32_t opcode;       /* effective opcode (inner one for OP_COMPRESSED) */
+    int compressor;       /* mt_compressor_t; NONE when not compressed */
 
     /* OP_MSG */
     uint32_t flags;
     bool checksum_present;
     uint32_t checksum;
-    const uint8_t *body;      /* kind-0 section (OP_MSG), query (OP_QUERY), first document (OP_REPLY) */
+    const uint8_t *body; /* kind-0 section (OP_MSG), query (OP_QUERY), first document (OP_REPLY) */
     size_t body_len;
     mt_msg_sequence_t seqs[MT_MSG_MAX_SEQUENCES];
     size_t nseqs;
@@ -101,7 +101,7 @@ typedef struct {
     int64_t cursor_id;
     int32_t starting_from;
     int32_t number_returned;
-    const uint8_t *reply_docs;   /* all documents of the OP_REPLY */
+    const uint8_t *reply_docs; /* all documents of the OP_REPLY */
     size_t reply_docs_len;
 } mt_msg_t;
 
@@ -128,6 +128,7 @@ int mt_msg_compress(int compressor, const uint8_t *src, size_t len, uint8_t **ou
 
 /* Wraps one whole message msg[0..len) into an OP_COMPRESSED message with the
  * same requestID/responseTo (malloc'd into *out, caller frees). 0 on success. */
-int mt_msg_compress_message(int compressor, const uint8_t *msg, size_t len, uint8_t **out, size_t *out_len);
+int mt_msg_compress_message(int compressor, const uint8_t *msg, size_t len, uint8_t **out,
+                            size_t *out_len);
 
 #endif

@@ -248,8 +248,8 @@ static bool single_operator(const bson_iter_t *it, bson_iter_t *value)
         *value = operand;
         return true;
     }
-    if (strcmp(name, "$in") == 0 && BSON_ITER_HOLDS_ARRAY(&operand) && bson_iter_recurse(&operand, &elems) &&
-        bson_iter_next(&elems) && is_literal(&elems)) {
+    if (strcmp(name, "$in") == 0 && BSON_ITER_HOLDS_ARRAY(&operand) &&
+        bson_iter_recurse(&operand, &elems) && bson_iter_next(&elems) && is_literal(&elems)) {
         bson_iter_t v = elems;
         if (bson_iter_next(&elems))
             return false; /* more than one element */
@@ -259,7 +259,8 @@ static bool single_operator(const bson_iter_t *it, bson_iter_t *value)
     return false;
 }
 
-static bool single_key_filter(const uint8_t *doc, uint32_t len, const char **key, bson_iter_t *value)
+static bool single_key_filter(const uint8_t *doc, uint32_t len, const char **key,
+                              bson_iter_t *value)
 {
     bson_t b;
     bson_iter_t it;
@@ -294,9 +295,9 @@ bool mt_shape_single_key(const mt_cmd_view_t *cmd, const char **key, bson_iter_t
         bson_t b;
         bson_iter_t it, stage;
         if (!bson_init_static(&b, cmd->shape_doc, cmd->shape_doc_len) || !bson_iter_init(&it, &b) ||
-            !bson_iter_next(&it) || !BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &stage) ||
-            !bson_iter_next(&stage) || strcmp(bson_iter_key(&stage), "$match") != 0 ||
-            !BSON_ITER_HOLDS_DOCUMENT(&stage))
+            !bson_iter_next(&it) || !BSON_ITER_HOLDS_DOCUMENT(&it) ||
+            !bson_iter_recurse(&it, &stage) || !bson_iter_next(&stage) ||
+            strcmp(bson_iter_key(&stage), "$match") != 0 || !BSON_ITER_HOLDS_DOCUMENT(&stage))
             return false;
         bson_iter_t match = stage;
         if (bson_iter_next(&stage))

@@ -72,18 +72,19 @@ typedef enum {
 #define MT_FRAME_END 0x1u /* the current message ended with these bytes */
 
 typedef struct {
-    mt_wire_header_t hdr;     /* header of the current message */
+    mt_wire_header_t hdr; /* header of the current message */
     uint8_t hdr_bytes[MT_WIRE_HEADER_LEN];
-    size_t hdr_have;          /* header bytes seen of the current message */
-    size_t body_left;         /* body bytes still to come */
-    int failed;               /* an impossible header was seen: every later step reports ERROR */
+    size_t hdr_have;  /* header bytes seen of the current message */
+    size_t body_left; /* body bytes still to come */
+    int failed;       /* an impossible header was seen: every later step reports ERROR */
 } mt_wire_framer_t;
 
 typedef struct {
     mt_frame_event_t event;
     unsigned flags;  /* MT_FRAME_END */
     size_t consumed; /* bytes of the chunk consumed by this step */
-    size_t held;     /* for HEADER: header bytes held from earlier chunks (in hdr_bytes), to forward first */
+    size_t held;     /* for HEADER: header bytes held from earlier chunks (in hdr_bytes), to forward
+                        first */
 } mt_frame_step_t;
 
 void mt_wire_framer_init(mt_wire_framer_t *f);

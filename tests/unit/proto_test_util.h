@@ -67,7 +67,8 @@ static inline size_t fx_list(const char *prefix, const char *suffix, char **name
     struct dirent *e;
     while ((e = readdir(d)) && n < max) {
         size_t l = strlen(e->d_name), sl = strlen(suffix);
-        if (strncmp(e->d_name, prefix, strlen(prefix)) == 0 && l >= sl && strcmp(e->d_name + l - sl, suffix) == 0)
+        if (strncmp(e->d_name, prefix, strlen(prefix)) == 0 && l >= sl &&
+            strcmp(e->d_name + l - sl, suffix) == 0)
             names[n++] = strdup(e->d_name);
     }
     closedir(d);
@@ -96,8 +97,8 @@ static inline uint8_t *fx_request(const char *scenario, const char *command, int
         uint8_t *buf = fx_read(names[i], &l);
         mt_msg_t m;
         mt_cmd_view_t v;
-        if (mt_msg_parse(buf, l, &scratch, &m) == MT_MSG_OK && mt_cmd_request(&m, &v) == MT_MSG_OK &&
-            strcasecmp(v.name, command) == 0 && nth-- == 0) {
+        if (mt_msg_parse(buf, l, &scratch, &m) == MT_MSG_OK &&
+            mt_cmd_request(&m, &v) == MT_MSG_OK && strcasecmp(v.name, command) == 0 && nth-- == 0) {
             found = buf;
             *len = l;
         } else {
@@ -135,8 +136,9 @@ static inline uint8_t *fx_reply(const char *scenario, int32_t request_id, size_t
 
 /* Builds an OP_MSG: flags, a kind-0 body, and optionally one kind-1
  * sequence of ndocs documents. malloc'd; *len set. */
-static inline uint8_t *fx_op_msg(uint32_t flags, int32_t request_id, int32_t response_to, const bson_t *body,
-                                 const char *seq_id, bson_t **seq_docs, size_t ndocs, size_t *len)
+static inline uint8_t *fx_op_msg(uint32_t flags, int32_t request_id, int32_t response_to,
+                                 const bson_t *body, const char *seq_id, bson_t **seq_docs,
+                                 size_t ndocs, size_t *len)
 {
     size_t seq_len = 0;
     if (seq_id) {
@@ -188,8 +190,8 @@ static inline uint8_t *fx_op_msg_json(const char *json, uint32_t flags, size_t *
 }
 
 /* An OP_QUERY on ns with the given JSON query. */
-static inline uint8_t *fx_op_query_json(const char *ns, int32_t flags, int32_t ntoreturn, const char *json,
-                                        size_t *len)
+static inline uint8_t *fx_op_query_json(const char *ns, int32_t flags, int32_t ntoreturn,
+                                        const char *json, size_t *len)
 {
     bson_t *q = fx_json(json);
     size_t total = 16 + 4 + strlen(ns) + 1 + 8 + q->len;
@@ -212,7 +214,8 @@ static inline uint8_t *fx_op_query_json(const char *ns, int32_t flags, int32_t n
 }
 
 /* An OP_REPLY with the given flags and documents. */
-static inline uint8_t *fx_op_reply(int32_t flags, int64_t cursor_id, bson_t **docs, int32_t ndocs, size_t *len)
+static inline uint8_t *fx_op_reply(int32_t flags, int64_t cursor_id, bson_t **docs, int32_t ndocs,
+                                   size_t *len)
 {
     size_t total = 16 + 20;
     for (int32_t i = 0; i < ndocs; i++)

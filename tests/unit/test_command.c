@@ -280,7 +280,8 @@ Test(command, update_and_delete_statements)
 
 Test(command, statements_from_body_array_and_sequence)
 {
-    bson_t *body = fx_json("{\"insert\": \"c\", \"documents\": [{\"a\": 1}, {\"a\": 2}], \"$db\": \"d\"}");
+    bson_t *body =
+        fx_json("{\"insert\": \"c\", \"documents\": [{\"a\": 1}, {\"a\": 2}], \"$db\": \"d\"}");
     bson_t *docs[3] = {fx_json("{\"a\": 3}"), fx_json("{\"a\": 4}"), fx_json("{\"a\": 5}")};
     size_t len;
     req_t r;
@@ -302,9 +303,10 @@ Test(command, statements_from_body_array_and_sequence)
 Test(command, write_errors_are_counted)
 {
     size_t len;
-    uint8_t *b = fx_op_msg_json("{\"n\": 1, \"writeErrors\": [{\"index\": 1, \"code\": 11000}, {\"index\": 2, "
-                                "\"code\": 11000}], \"ok\": 1.0}",
-                                0, &len);
+    uint8_t *b = fx_op_msg_json(
+        "{\"n\": 1, \"writeErrors\": [{\"index\": 1, \"code\": 11000}, {\"index\": 2, "
+        "\"code\": 11000}], \"ok\": 1.0}",
+        0, &len);
     mt_msg_t m;
     mt_reply_view_t r;
     cr_assert_eq(mt_msg_parse(b, len, NULL, &m), MT_MSG_OK);
@@ -347,10 +349,11 @@ Test(command, ping_is_monitoring)
 
 Test(command, monitoring_names_case_insensitive)
 {
-    const char *yes[] = {"hello",        "isMaster",    "ismaster",     "ping",     "buildInfo", "buildinfo",
-                         "saslStart",    "saslContinue", "endSessions", "getLastError", "authenticate", "getnonce",
-                         "HELLO"};
-    const char *no[] = {"find", "aggregate", "getMore", "insert", "hostInfo", "listCollections", "", "hell"};
+    const char *yes[] = {"hello",        "isMaster",  "ismaster",     "ping",        "buildInfo",
+                         "buildinfo",    "saslStart", "saslContinue", "endSessions", "getLastError",
+                         "authenticate", "getnonce",  "HELLO"};
+    const char *no[] = {"find",     "aggregate",       "getMore", "insert",
+                        "hostInfo", "listCollections", "",        "hell"};
     for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
         cr_assert(mt_cmd_is_monitoring(yes[i], false), "%s", yes[i]);
     for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
@@ -378,15 +381,19 @@ Test(command, kinds_and_shape_sources)
         bool has_shape;
     } cases[] = {
         {"{\"count\": \"c\", \"query\": {\"a\": 1}}", MT_CMD_COUNT, MT_CMD_SHAPE_FILTER, true},
-        {"{\"distinct\": \"c\", \"key\": \"k\", \"query\": {\"a\": 1}}", MT_CMD_DISTINCT, MT_CMD_SHAPE_FILTER, true},
-        {"{\"findAndModify\": \"c\", \"query\": {\"a\": 1}, \"update\": {}}", MT_CMD_FIND_AND_MODIFY,
+        {"{\"distinct\": \"c\", \"key\": \"k\", \"query\": {\"a\": 1}}", MT_CMD_DISTINCT,
          MT_CMD_SHAPE_FILTER, true},
-        {"{\"findandmodify\": \"c\", \"query\": {\"a\": 1}}", MT_CMD_FIND_AND_MODIFY, MT_CMD_SHAPE_FILTER, true},
+        {"{\"findAndModify\": \"c\", \"query\": {\"a\": 1}, \"update\": {}}",
+         MT_CMD_FIND_AND_MODIFY, MT_CMD_SHAPE_FILTER, true},
+        {"{\"findandmodify\": \"c\", \"query\": {\"a\": 1}}", MT_CMD_FIND_AND_MODIFY,
+         MT_CMD_SHAPE_FILTER, true},
         {"{\"find\": \"c\"}", MT_CMD_FIND, MT_CMD_SHAPE_FILTER, false},
         {"{\"find\": \"c\", \"filter\": 3}", MT_CMD_FIND, MT_CMD_SHAPE_FILTER, false},
-        {"{\"saslStart\": 1, \"mechanism\": \"SCRAM-SHA-256\"}", MT_CMD_AUTH, MT_CMD_SHAPE_NONE, false},
+        {"{\"saslStart\": 1, \"mechanism\": \"SCRAM-SHA-256\"}", MT_CMD_AUTH, MT_CMD_SHAPE_NONE,
+         false},
         {"{\"listCollections\": 1}", MT_CMD_OTHER, MT_CMD_SHAPE_NONE, false},
-        {"{\"aggregate\": 1, \"pipeline\": [{\"$currentOp\": {}}]}", MT_CMD_AGGREGATE, MT_CMD_SHAPE_PIPELINE, true},
+        {"{\"aggregate\": 1, \"pipeline\": [{\"$currentOp\": {}}]}", MT_CMD_AGGREGATE,
+         MT_CMD_SHAPE_PIPELINE, true},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         size_t len;
@@ -405,9 +412,10 @@ Test(command, options_comment_and_topology_version)
     size_t len;
     req_t r;
     req_built(&r,
-              fx_op_msg_json("{\"find\": \"users\", \"filter\": {}, \"limit\": {\"$numberLong\": \"10\"}, "
-                             "\"batchSize\": 3.0, \"comment\": \"mongotap:req-42\", \"$db\": \"app\"}",
-                             0, &len),
+              fx_op_msg_json(
+                  "{\"find\": \"users\", \"filter\": {}, \"limit\": {\"$numberLong\": \"10\"}, "
+                  "\"batchSize\": 3.0, \"comment\": \"mongotap:req-42\", \"$db\": \"app\"}",
+                  0, &len),
               &len);
     cr_assert_eq(r.view.limit, 10);
     cr_assert_eq(r.view.batch_size, 3);
@@ -419,18 +427,22 @@ Test(command, options_comment_and_topology_version)
     cr_assert_null(r.view.comment, "only string comments count");
     free(r.buf);
 
-    req_built(&r, fx_op_msg_json("{\"aggregate\": \"c\", \"pipeline\": [], \"cursor\": {\"batchSize\": 7}}", 0, &len),
-              &len);
+    req_built(
+        &r,
+        fx_op_msg_json("{\"aggregate\": \"c\", \"pipeline\": [], \"cursor\": {\"batchSize\": 7}}",
+                       0, &len),
+        &len);
     cr_assert(r.view.has_batch_size);
     cr_assert_eq(r.view.batch_size, 7);
     free(r.buf);
 
-    req_built(&r,
-              fx_op_msg_json("{\"hello\": 1, \"topologyVersion\": {\"processId\": {\"$oid\": "
-                             "\"650000000000000000000000\"}, \"counter\": {\"$numberLong\": \"4\"}}, "
-                             "\"maxAwaitTimeMS\": 10000, \"$db\": \"admin\"}",
-                             MT_MSG_FLAG_EXHAUST_ALLOWED, &len),
-              &len);
+    req_built(
+        &r,
+        fx_op_msg_json("{\"hello\": 1, \"topologyVersion\": {\"processId\": {\"$oid\": "
+                       "\"650000000000000000000000\"}, \"counter\": {\"$numberLong\": \"4\"}}, "
+                       "\"maxAwaitTimeMS\": 10000, \"$db\": \"admin\"}",
+                       MT_MSG_FLAG_EXHAUST_ALLOWED, &len),
+        &len);
     cr_assert(r.view.has_topology_version);
     cr_assert(r.view.monitoring);
     cr_assert(r.view.exhaust_allowed);
@@ -459,12 +471,13 @@ Test(command, op_query_wrapped_command)
 {
     size_t len;
     req_t r;
-    req_built(&r,
-              fx_op_query_json("shop.$cmd", 0, -1,
-                               "{\"$query\": {\"count\": \"orders\", \"query\": {\"status\": \"A\"}}, "
-                               "\"$readPreference\": {\"mode\": \"secondaryPreferred\"}}",
-                               &len),
-              &len);
+    req_built(
+        &r,
+        fx_op_query_json("shop.$cmd", 0, -1,
+                         "{\"$query\": {\"count\": \"orders\", \"query\": {\"status\": \"A\"}}, "
+                         "\"$readPreference\": {\"mode\": \"secondaryPreferred\"}}",
+                         &len),
+        &len);
     cr_assert_str_eq(r.view.name, "count");
     cr_assert_eq(r.view.kind, MT_CMD_COUNT);
     cr_assert_str_eq(r.view.db, "shop");
@@ -477,7 +490,9 @@ Test(command, op_query_on_a_collection_is_a_find)
 {
     size_t len;
     req_t r;
-    req_built(&r, fx_op_query_json("shop.orders", MT_MSG_QUERY_FLAG_EXHAUST, -1, "{\"$query\": {\"_id\": 5}}", &len),
+    req_built(&r,
+              fx_op_query_json("shop.orders", MT_MSG_QUERY_FLAG_EXHAUST, -1,
+                               "{\"$query\": {\"_id\": 5}}", &len),
               &len);
     cr_assert_str_eq(r.view.name, "find");
     cr_assert_eq(r.view.kind, MT_CMD_FIND);
@@ -583,16 +598,18 @@ Test(command, exhaust_stream_of_replies)
      * moreToCome until the last one */
     size_t len;
     req_t q;
-    req_built(&q,
-              fx_op_msg_json("{\"hello\": 1, \"topologyVersion\": {\"processId\": {\"$oid\": "
-                             "\"650000000000000000000000\"}, \"counter\": {\"$numberLong\": \"0\"}}, "
-                             "\"maxAwaitTimeMS\": 10000, \"$db\": \"admin\"}",
-                             MT_MSG_FLAG_EXHAUST_ALLOWED, &len),
-              &len);
+    req_built(
+        &q,
+        fx_op_msg_json("{\"hello\": 1, \"topologyVersion\": {\"processId\": {\"$oid\": "
+                       "\"650000000000000000000000\"}, \"counter\": {\"$numberLong\": \"0\"}}, "
+                       "\"maxAwaitTimeMS\": 10000, \"$db\": \"admin\"}",
+                       MT_MSG_FLAG_EXHAUST_ALLOWED, &len),
+        &len);
     cr_assert(q.view.exhaust_allowed);
     for (int i = 0; i < 3; i++) {
-        bson_t *body = fx_json("{\"isWritablePrimary\": true, \"topologyVersion\": {\"processId\": {\"$oid\": "
-                               "\"650000000000000000000000\"}, \"counter\": {\"$numberLong\": \"0\"}}, \"ok\": 1.0}");
+        bson_t *body = fx_json(
+            "{\"isWritablePrimary\": true, \"topologyVersion\": {\"processId\": {\"$oid\": "
+            "\"650000000000000000000000\"}, \"counter\": {\"$numberLong\": \"0\"}}, \"ok\": 1.0}");
         uint32_t flags = i < 2 ? MT_MSG_FLAG_MORE_TO_COME : 0;
         uint8_t *b = fx_op_msg(flags, 100 + i, q.view.request_id, body, NULL, NULL, 0, &len);
         mt_msg_t m;

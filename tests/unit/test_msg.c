@@ -6,28 +6,43 @@
  */
 #include "proto_test_util.h"
 
+/* clang-format off */
+
 /* OP_MSG {ping: 1, $db: "admin"}, requestID 1 */
 static const uint8_t ping_op_msg[] = {
-    0x33, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xdd, 0x07, 0x00, 0x00,
-    0x00, 0x00, 0x00, 0x00, 0x00, 0x1e, 0x00, 0x00, 0x00, 0x10, 'p',  'i',  'n',  'g',  0x00, 0x01,
-    0x00, 0x00, 0x00, 0x02, '$',  'd',  'b',  0x00, 0x06, 0x00, 0x00, 0x00, 'a',  'd',  'm',  'i',
-    'n',  0x00, 0x00,
+    0x33, 0x00, 0x00, 0x00,  0x01, 0x00, 0x00, 0x00,  0x00, 0x00, 0x00, 0x00,  0xdd, 0x07, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00,                                   /* flagBits */
+    0x00,                                                     /* section kind 0 */
+    0x1e, 0x00, 0x00, 0x00,                                   /* document length 30 */
+    0x10, 'p', 'i', 'n', 'g', 0x00, 0x01, 0x00, 0x00, 0x00,   /* ping: int32 1 */
+    0x02, '$', 'd', 'b', 0x00, 0x06, 0x00, 0x00, 0x00,        /* $db: string of 6 */
+    'a', 'd', 'm', 'i', 'n', 0x00,
+    0x00,
 };
 
 /* The same ping with section kind 2 instead of 0 */
 static const uint8_t ping_bad_section_kind[] = {
-    0x33, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xdd, 0x07, 0x00, 0x00,
-    0x00, 0x00, 0x00, 0x00, 0x02, 0x1e, 0x00, 0x00, 0x00, 0x10, 'p',  'i',  'n',  'g',  0x00, 0x01,
-    0x00, 0x00, 0x00, 0x02, '$',  'd',  'b',  0x00, 0x06, 0x00, 0x00, 0x00, 'a',  'd',  'm',  'i',
-    'n',  0x00, 0x00,
+    0x33, 0x00, 0x00, 0x00,  0x01, 0x00, 0x00, 0x00,  0x00, 0x00, 0x00, 0x00,  0xdd, 0x07, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00,
+    0x02,                                                     /* section kind 2 */
+    0x1e, 0x00, 0x00, 0x00,
+    0x10, 'p', 'i', 'n', 'g', 0x00, 0x01, 0x00, 0x00, 0x00,
+    0x02, '$', 'd', 'b', 0x00, 0x06, 0x00, 0x00, 0x00,
+    'a', 'd', 'm', 'i', 'n', 0x00,
+    0x00,
 };
 
 /* OP_MSG whose body holds {s: "\xff"}: a string that is not UTF-8 */
 static const uint8_t invalid_utf8_op_msg[] = {
-    0x23, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xdd, 0x07, 0x00, 0x00,
-    0x00, 0x00, 0x00, 0x00, 0x00, 0x0e, 0x00, 0x00, 0x00, 0x02, 's',  0x00, 0x02, 0x00, 0x00, 0x00,
-    0xff, 0x00, 0x00,
+    0x23, 0x00, 0x00, 0x00,  0x01, 0x00, 0x00, 0x00,  0x00, 0x00, 0x00, 0x00,  0xdd, 0x07, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00,
+    0x00,
+    0x0e, 0x00, 0x00, 0x00,                                   /* document length 14 */
+    0x02, 's', 0x00, 0x02, 0x00, 0x00, 0x00, 0xff, 0x00,      /* s: string of 2, "\xff" */
+    0x00,
 };
+
+/* clang-format on */
 
 static uint8_t *dup_bytes(const uint8_t *src, size_t len)
 {
@@ -116,7 +131,8 @@ Test(msg, driver_zlib_compressed_messages)
         cr_assert_eq(m.hdr.opcode, MT_OP_COMPRESSED);
         cr_assert_eq(m.opcode, MT_OP_MSG);
         cr_assert_eq(m.compressor, MT_COMPRESSOR_ZLIB);
-        cr_assert(m.body >= scratch.data && m.body < scratch.data + scratch.len, "body lives in scratch");
+        cr_assert(m.body >= scratch.data && m.body < scratch.data + scratch.len,
+                  "body lives in scratch");
         cr_assert_eq(scratch.len, 16 + fx_get_le32(req + 20));
 
         uint8_t *rep = fx_reply(scenarios[i], m.hdr.request_id, &rlen);
@@ -174,8 +190,8 @@ Test(msg, compressor_names)
 }
 
 /* OP_COMPRESSED around an arbitrary payload with a declared size. */
-static uint8_t *compressed_msg(int32_t opcode, int32_t declared, uint8_t compressor, const uint8_t *payload,
-                               size_t plen, size_t *len)
+static uint8_t *compressed_msg(int32_t opcode, int32_t declared, uint8_t compressor,
+                               const uint8_t *payload, size_t plen, size_t *len)
 {
     size_t total = 25 + plen;
     uint8_t *b = malloc(total);
@@ -195,7 +211,8 @@ Test(msg, compression_bomb_is_refused_without_allocating)
 {
     /* a tiny payload that claims to inflate to the 48,000,000-byte limit */
     mt_msg_scratch_t scratch = {0};
-    const int ids[] = {MT_COMPRESSOR_NOOP, MT_COMPRESSOR_SNAPPY, MT_COMPRESSOR_ZLIB, MT_COMPRESSOR_ZSTD};
+    const int ids[] = {MT_COMPRESSOR_NOOP, MT_COMPRESSOR_SNAPPY, MT_COMPRESSOR_ZLIB,
+                       MT_COMPRESSOR_ZSTD};
     for (size_t i = 0; i < 4; i++) {
         uint8_t zeros[64] = {0};
         uint8_t *payload;
@@ -203,8 +220,10 @@ Test(msg, compression_bomb_is_refused_without_allocating)
         cr_assert_eq(mt_msg_compress(ids[i], zeros, sizeof(zeros), &payload, &plen), 0);
         uint8_t *b = compressed_msg(MT_OP_MSG, 48000000, (uint8_t)ids[i], payload, plen, &len);
         mt_msg_t m;
-        cr_assert_eq(mt_msg_parse(b, len, &scratch, &m), MT_MSG_ERR_DECOMPRESS, "%s", mt_compressor_str(ids[i]));
-        cr_assert_eq(scratch.cap, 0, "%s grew scratch to %zu", mt_compressor_str(ids[i]), scratch.cap);
+        cr_assert_eq(mt_msg_parse(b, len, &scratch, &m), MT_MSG_ERR_DECOMPRESS, "%s",
+                     mt_compressor_str(ids[i]));
+        cr_assert_eq(scratch.cap, 0, "%s grew scratch to %zu", mt_compressor_str(ids[i]),
+                     scratch.cap);
         free(b);
 
         b = compressed_msg(MT_OP_MSG, 48000001, (uint8_t)ids[i], payload, plen, &len);
@@ -221,7 +240,8 @@ Test(msg, compression_bomb_is_refused_without_allocating)
 Test(msg, decompressed_size_must_match_exactly)
 {
     mt_msg_scratch_t scratch = {0};
-    const int ids[] = {MT_COMPRESSOR_NOOP, MT_COMPRESSOR_SNAPPY, MT_COMPRESSOR_ZLIB, MT_COMPRESSOR_ZSTD};
+    const int ids[] = {MT_COMPRESSOR_NOOP, MT_COMPRESSOR_SNAPPY, MT_COMPRESSOR_ZLIB,
+                       MT_COMPRESSOR_ZSTD};
     const uint8_t *inner = ping_op_msg + 16;
     int32_t inner_len = (int32_t)sizeof(ping_op_msg) - 16;
     for (size_t i = 0; i < 4; i++) {
@@ -230,9 +250,11 @@ Test(msg, decompressed_size_must_match_exactly)
         mt_msg_t m;
         cr_assert_eq(mt_msg_compress(ids[i], inner, (size_t)inner_len, &payload, &plen), 0);
         for (int32_t d = -1; d <= 1; d++) {
-            uint8_t *b = compressed_msg(MT_OP_MSG, inner_len + d, (uint8_t)ids[i], payload, plen, &len);
+            uint8_t *b =
+                compressed_msg(MT_OP_MSG, inner_len + d, (uint8_t)ids[i], payload, plen, &len);
             mt_msg_err_t want = d == 0 ? MT_MSG_OK : MT_MSG_ERR_DECOMPRESS;
-            cr_assert_eq(mt_msg_parse(b, len, &scratch, &m), want, "%s declared %+d", mt_compressor_str(ids[i]), d);
+            cr_assert_eq(mt_msg_parse(b, len, &scratch, &m), want, "%s declared %+d",
+                         mt_compressor_str(ids[i]), d);
             free(b);
         }
         /* a corrupted payload */
@@ -243,7 +265,8 @@ Test(msg, decompressed_size_must_match_exactly)
         if (ids[i] == MT_COMPRESSOR_NOOP)
             cr_assert_eq(err, MT_MSG_ERR_SECTION); /* noop: the garbage arrives as is */
         else
-            cr_assert_eq(err, MT_MSG_ERR_DECOMPRESS, "%s: %s", mt_compressor_str(ids[i]), mt_msg_err_str(err));
+            cr_assert_eq(err, MT_MSG_ERR_DECOMPRESS, "%s: %s", mt_compressor_str(ids[i]),
+                         mt_msg_err_str(err));
         free(b);
         free(payload);
     }
@@ -350,15 +373,17 @@ Test(msg, checksum_inside_compressed_message)
 Test(msg, exhaust_flags)
 {
     size_t len;
-    uint8_t *b = fx_op_msg_json("{\"hello\": 1, \"topologyVersion\": {\"processId\": {\"$oid\": "
-                                "\"650000000000000000000000\"}, \"counter\": {\"$numberLong\": \"0\"}}, "
-                                "\"maxAwaitTimeMS\": 10000, \"$db\": \"admin\"}",
-                                MT_MSG_FLAG_EXHAUST_ALLOWED, &len);
+    uint8_t *b =
+        fx_op_msg_json("{\"hello\": 1, \"topologyVersion\": {\"processId\": {\"$oid\": "
+                       "\"650000000000000000000000\"}, \"counter\": {\"$numberLong\": \"0\"}}, "
+                       "\"maxAwaitTimeMS\": 10000, \"$db\": \"admin\"}",
+                       MT_MSG_FLAG_EXHAUST_ALLOWED, &len);
     mt_msg_t m;
     cr_assert_eq(mt_msg_parse(b, len, NULL, &m), MT_MSG_OK);
     cr_assert_eq(m.flags, MT_MSG_FLAG_EXHAUST_ALLOWED);
     free(b);
-    b = fx_op_msg_json("{\"isWritablePrimary\": true, \"ok\": 1.0}", MT_MSG_FLAG_MORE_TO_COME, &len);
+    b = fx_op_msg_json("{\"isWritablePrimary\": true, \"ok\": 1.0}", MT_MSG_FLAG_MORE_TO_COME,
+                       &len);
     cr_assert_eq(mt_msg_parse(b, len, NULL, &m), MT_MSG_OK);
     cr_assert_eq(m.flags & MT_MSG_FLAG_MORE_TO_COME, MT_MSG_FLAG_MORE_TO_COME);
     free(b);
@@ -368,8 +393,9 @@ Test(msg, exhaust_flags)
 
 Test(msg, truncated_at_every_length)
 {
-    const char *scenarios[][2] = {
-        {"pymongo_find", "find"}, {"pymongo_insert_many", "insert"}, {"pymongo_handshake", "ismaster"}};
+    const char *scenarios[][2] = {{"pymongo_find", "find"},
+                                  {"pymongo_insert_many", "insert"},
+                                  {"pymongo_handshake", "ismaster"}};
     for (size_t s = 0; s < 3; s++) {
         size_t len;
         uint8_t *full = fx_request(scenarios[s][0], scenarios[s][1], 0, &len);
@@ -434,7 +460,8 @@ Test(msg, header_errors)
 Test(msg, section_errors)
 {
     mt_msg_t m;
-    cr_assert_eq(mt_msg_parse(ping_bad_section_kind, sizeof(ping_bad_section_kind), NULL, &m), MT_MSG_ERR_SECTION);
+    cr_assert_eq(mt_msg_parse(ping_bad_section_kind, sizeof(ping_bad_section_kind), NULL, &m),
+                 MT_MSG_ERR_SECTION);
 
     /* two kind-0 sections */
     bson_t *body = fx_json("{\"ping\": 1}");
@@ -546,7 +573,8 @@ Test(msg, deep_nesting_is_refused_without_recursion)
 Test(msg, invalid_utf8_is_refused)
 {
     mt_msg_t m;
-    cr_assert_eq(mt_msg_parse(invalid_utf8_op_msg, sizeof(invalid_utf8_op_msg), NULL, &m), MT_MSG_ERR_BSON);
+    cr_assert_eq(mt_msg_parse(invalid_utf8_op_msg, sizeof(invalid_utf8_op_msg), NULL, &m),
+                 MT_MSG_ERR_BSON);
 
     struct {
         const char *s;
@@ -555,27 +583,29 @@ Test(msg, invalid_utf8_is_refused)
     } cases[] = {
         {"plain", 5, true},
         {"caf\xc3\xa9", 5, true},
-        {"\xe2\x82\xac", 3, true},        /* euro sign */
-        {"\xf0\x9f\x98\x80", 4, true},    /* emoji */
-        {"nul\0inside", 10, true},        /* BSON strings carry their length */
-        {"\xc3", 1, false},               /* cut sequence */
-        {"\xc0\xaf", 2, false},           /* overlong */
-        {"\xed\xa0\x80", 3, false},       /* surrogate */
-        {"\xf4\x90\x80\x80", 4, false},   /* above U+10FFFF */
-        {"\x80", 1, false},               /* lone continuation */
+        {"\xe2\x82\xac", 3, true},      /* euro sign */
+        {"\xf0\x9f\x98\x80", 4, true},  /* emoji */
+        {"nul\0inside", 10, true},      /* BSON strings carry their length */
+        {"\xc3", 1, false},             /* cut sequence */
+        {"\xc0\xaf", 2, false},         /* overlong */
+        {"\xed\xa0\x80", 3, false},     /* surrogate */
+        {"\xf4\x90\x80\x80", 4, false}, /* above U+10FFFF */
+        {"\x80", 1, false},             /* lone continuation */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         bson_t *value = bson_new(), *key = bson_new();
         bson_append_utf8(value, "k", 1, cases[i].s, (int)cases[i].n);
         uint32_t got;
         mt_msg_err_t want = cases[i].ok ? MT_MSG_OK : MT_MSG_ERR_BSON;
-        cr_assert_eq(mt_msg_validate_bson(bson_get_data(value), value->len, &got), want, "value case %zu", i);
+        cr_assert_eq(mt_msg_validate_bson(bson_get_data(value), value->len, &got), want,
+                     "value case %zu", i);
         if (memchr(cases[i].s, 0, cases[i].n) == NULL) {
             char k[16];
             memcpy(k, cases[i].s, cases[i].n);
             k[cases[i].n] = 0;
             bson_append_int32(key, k, (int)cases[i].n, 1);
-            cr_assert_eq(mt_msg_validate_bson(bson_get_data(key), key->len, &got), want, "key case %zu", i);
+            cr_assert_eq(mt_msg_validate_bson(bson_get_data(key), key->len, &got), want,
+                         "key case %zu", i);
         }
         bson_destroy(value);
         bson_destroy(key);
@@ -591,25 +621,29 @@ Test(msg, malformed_documents)
     static const uint8_t past_end[] = {9, 0, 0, 0, 0};
     static const uint8_t int32_cut[] = {8, 0, 0, 0, 0x10, 'a', 0, 0};
     static const uint8_t unknown_type[] = {9, 0, 0, 0, 0x42, 'a', 0, 0, 0};
-    static const uint8_t negative_string[] = {0x0e, 0, 0, 0, 0x02, 'a', 0, 0xff, 0xff, 0xff, 0xff, 'x', 0, 0};
+    static const uint8_t negative_string[] = {0x0e, 0,    0,    0,    0x02, 'a', 0,
+                                              0xff, 0xff, 0xff, 0xff, 'x',  0,   0};
     cr_assert_eq(mt_msg_validate_bson(too_short, sizeof(too_short), &got), MT_MSG_ERR_BSON);
     cr_assert_eq(mt_msg_validate_bson(no_terminator, sizeof(no_terminator), &got), MT_MSG_ERR_BSON);
     cr_assert_eq(mt_msg_validate_bson(past_end, sizeof(past_end), &got), MT_MSG_ERR_TRUNCATED);
     cr_assert_eq(mt_msg_validate_bson(int32_cut, sizeof(int32_cut), &got), MT_MSG_ERR_BSON);
     cr_assert_eq(mt_msg_validate_bson(unknown_type, sizeof(unknown_type), &got), MT_MSG_ERR_BSON);
-    cr_assert_eq(mt_msg_validate_bson(negative_string, sizeof(negative_string), &got), MT_MSG_ERR_BSON);
+    cr_assert_eq(mt_msg_validate_bson(negative_string, sizeof(negative_string), &got),
+                 MT_MSG_ERR_BSON);
     cr_assert_eq(mt_msg_validate_bson(too_short, 3, &got), MT_MSG_ERR_TRUNCATED);
 
     /* every BSON type libbson writes is accepted */
-    bson_t *all = fx_json("{\"d\": 1.5, \"s\": \"x\", \"o\": {\"a\": [1, 2]}, \"b\": {\"$binary\": {\"base64\": "
-                          "\"AQI=\", \"subType\": \"00\"}}, \"u\": {\"$undefined\": true}, \"i\": {\"$oid\": "
-                          "\"650000000000000000000001\"}, \"t\": true, \"dt\": {\"$date\": 0}, \"n\": null, "
-                          "\"re\": {\"$regularExpression\": {\"pattern\": \"^a\", \"options\": \"i\"}}, "
-                          "\"p\": {\"$dbPointer\": {\"$ref\": \"c\", \"$id\": {\"$oid\": "
-                          "\"650000000000000000000002\"}}}, \"c\": {\"$code\": \"f()\"}, \"sy\": {\"$symbol\": "
-                          "\"s\"}, \"cw\": {\"$code\": \"g()\", \"$scope\": {\"x\": {\"y\": 1}}}, \"i32\": 3, "
-                          "\"ts\": {\"$timestamp\": {\"t\": 1, \"i\": 2}}, \"i64\": {\"$numberLong\": \"9\"}, "
-                          "\"dec\": {\"$numberDecimal\": \"1.5\"}, \"mn\": {\"$minKey\": 1}, \"mx\": {\"$maxKey\": 1}}");
+    bson_t *all = fx_json(
+        "{\"d\": 1.5, \"s\": \"x\", \"o\": {\"a\": [1, 2]}, \"b\": {\"$binary\": {\"base64\": "
+        "\"AQI=\", \"subType\": \"00\"}}, \"u\": {\"$undefined\": true}, \"i\": {\"$oid\": "
+        "\"650000000000000000000001\"}, \"t\": true, \"dt\": {\"$date\": 0}, \"n\": null, "
+        "\"re\": {\"$regularExpression\": {\"pattern\": \"^a\", \"options\": \"i\"}}, "
+        "\"p\": {\"$dbPointer\": {\"$ref\": \"c\", \"$id\": {\"$oid\": "
+        "\"650000000000000000000002\"}}}, \"c\": {\"$code\": \"f()\"}, \"sy\": {\"$symbol\": "
+        "\"s\"}, \"cw\": {\"$code\": \"g()\", \"$scope\": {\"x\": {\"y\": 1}}}, \"i32\": 3, "
+        "\"ts\": {\"$timestamp\": {\"t\": 1, \"i\": 2}}, \"i64\": {\"$numberLong\": \"9\"}, "
+        "\"dec\": {\"$numberDecimal\": \"1.5\"}, \"mn\": {\"$minKey\": 1}, \"mx\": {\"$maxKey\": "
+        "1}}");
     cr_assert_eq(mt_msg_validate_bson(bson_get_data(all), all->len, &got), MT_MSG_OK);
     cr_assert_eq(got, all->len);
     /* cut short at every length (with a terminator written at the cut):
@@ -624,7 +658,8 @@ Test(msg, malformed_documents)
         copy[cut - 1] = 0;
         bson_t b;
         size_t off;
-        bool libbson_ok = bson_init_static(&b, copy, cut) && bson_validate(&b, BSON_VALIDATE_NONE, &off);
+        bool libbson_ok =
+            bson_init_static(&b, copy, cut) && bson_validate(&b, BSON_VALIDATE_NONE, &off);
         mt_msg_err_t err = mt_msg_validate_bson(copy, cut, &got);
         cr_assert(err != MT_MSG_OK || libbson_ok, "cut %u", cut);
         refused += err != MT_MSG_OK;

@@ -14,7 +14,7 @@
 /* Strings are stored inline: Criterion runs each case in a fresh process,
  * where pointers of the parent would be meaningless. */
 struct shape_case {
-    char json[256];     /* the filter, or the pipeline when is_array */
+    char json[256]; /* the filter, or the pipeline when is_array */
     bool is_array;
     char want[256];
 };
@@ -25,44 +25,59 @@ ParameterizedTestParameters(shape, render)
         {"{\"_id\": 1}", false, "{\"_id\": \"?\"}"},
         {"{\"age\": {\"$gt\": 30}}", false, "{\"age\": {\"$gt\": \"?\"}}"},
         {"{}", false, "{}"},
-        {"{\"a\": 1, \"b\": \"x\", \"c\": true}", false, "{\"a\": \"?\", \"b\": \"?\", \"c\": \"?\"}"},
+        {"{\"a\": 1, \"b\": \"x\", \"c\": true}", false,
+         "{\"a\": \"?\", \"b\": \"?\", \"c\": \"?\"}"},
         {"{\"_id\": {\"$in\": [1, 2, 3]}}", false, "{\"_id\": {\"$in\": [\"?\"]}}"},
         {"{\"_id\": {\"$in\": [7]}}", false, "{\"_id\": {\"$in\": [\"?\"]}}"},
         {"{\"_id\": {\"$in\": []}}", false, "{\"_id\": {\"$in\": [\"?\"]}}"},
         {"{\"s\": {\"$nin\": [\"a\", \"b\"]}}", false, "{\"s\": {\"$nin\": [\"?\"]}}"},
         {"{\"tags\": {\"$all\": [\"a\", {\"b\": 1}]}}", false, "{\"tags\": {\"$all\": [\"?\"]}}"},
-        {"{\"$or\": [{\"a\": 1}, {\"b\": {\"$lt\": 2}}]}", false, "{\"$or\": [{\"a\": \"?\"}, {\"b\": {\"$lt\": \"?\"}}]}"},
+        {"{\"$or\": [{\"a\": 1}, {\"b\": {\"$lt\": 2}}]}", false,
+         "{\"$or\": [{\"a\": \"?\"}, {\"b\": {\"$lt\": \"?\"}}]}"},
         {"{\"customer.id\": 1}", false, "{\"customer.id\": \"?\"}"},
-        {"{\"addr\": {\"city\": \"x\", \"zip\": 1}}", false, "{\"addr\": {\"city\": \"?\", \"zip\": \"?\"}}"},
+        {"{\"addr\": {\"city\": \"x\", \"zip\": 1}}", false,
+         "{\"addr\": {\"city\": \"?\", \"zip\": \"?\"}}"},
         {"{\"arr\": [{\"a\": 1}, 2]}", false, "{\"arr\": [{\"a\": \"?\"}, \"?\"]}"},
         {"{\"arr\": [1, 2, 3]}", false, "{\"arr\": [\"?\", \"?\", \"?\"]}"},
-        {"{\"owner\": {\"$ref\": \"users\", \"$id\": {\"$oid\": \"650000000000000000000001\"}}}", false,
-         "{\"owner\": {\"$ref\": \"?\", \"$id\": \"?\"}}"},
+        {"{\"owner\": {\"$ref\": \"users\", \"$id\": {\"$oid\": \"650000000000000000000001\"}}}",
+         false, "{\"owner\": {\"$ref\": \"?\", \"$id\": \"?\"}}"},
         {"{\"owner\": {\"$ref\": \"users\", \"$id\": {\"k\": 1}, \"$db\": \"x\"}}", false,
          "{\"owner\": {\"$ref\": \"?\", \"$id\": {\"k\": \"?\"}, \"$db\": \"?\"}}"},
-        {"{\"n\": null, \"d\": {\"$date\": 0}, \"o\": {\"$oid\": \"650000000000000000000001\"}}", false,
-         "{\"n\": \"?\", \"d\": \"?\", \"o\": \"?\"}"},
-        {"{\"r\": {\"$exists\": true, \"$type\": \"string\"}}", false, "{\"r\": {\"$exists\": \"?\", \"$type\": \"?\"}}"},
-        {"{\"r\": {\"$regularExpression\": {\"pattern\": \"^a\", \"options\": \"\"}}}", false, "{\"r\": \"?\"}"},
-        {"{\"age\": {\"$gte\": 1, \"$lt\": 5}}", false, "{\"age\": {\"$gte\": \"?\", \"$lt\": \"?\"}}"},
+        {"{\"n\": null, \"d\": {\"$date\": 0}, \"o\": {\"$oid\": \"650000000000000000000001\"}}",
+         false, "{\"n\": \"?\", \"d\": \"?\", \"o\": \"?\"}"},
+        {"{\"r\": {\"$exists\": true, \"$type\": \"string\"}}", false,
+         "{\"r\": {\"$exists\": \"?\", \"$type\": \"?\"}}"},
+        {"{\"r\": {\"$regularExpression\": {\"pattern\": \"^a\", \"options\": \"\"}}}", false,
+         "{\"r\": \"?\"}"},
+        {"{\"age\": {\"$gte\": 1, \"$lt\": 5}}", false,
+         "{\"age\": {\"$gte\": \"?\", \"$lt\": \"?\"}}"},
         {"{\"x\": {\"$elemMatch\": {\"a\": 1, \"b\": {\"$in\": [1, 2]}}}}", false,
          "{\"x\": {\"$elemMatch\": {\"a\": \"?\", \"b\": {\"$in\": [\"?\"]}}}}"},
-        {"{\"_id\": {\"$not\": {\"$in\": [1, 2]}}}", false, "{\"_id\": {\"$not\": {\"$in\": [\"?\"]}}}"},
-        {"{\"$expr\": {\"$eq\": [\"$a\", \"$b\"]}}", false, "{\"$expr\": {\"$eq\": [\"?\", \"?\"]}}"},
-        {"{\"loc\": {\"$near\": {\"$geometry\": {\"type\": \"Point\", \"coordinates\": [1, 2]}}}}", false,
-         "{\"loc\": {\"$near\": {\"$geometry\": {\"type\": \"?\", \"coordinates\": [\"?\", \"?\"]}}}}"},
+        {"{\"_id\": {\"$not\": {\"$in\": [1, 2]}}}", false,
+         "{\"_id\": {\"$not\": {\"$in\": [\"?\"]}}}"},
+        {"{\"$expr\": {\"$eq\": [\"$a\", \"$b\"]}}", false,
+         "{\"$expr\": {\"$eq\": [\"?\", \"?\"]}}"},
+        {"{\"loc\": {\"$near\": {\"$geometry\": {\"type\": \"Point\", \"coordinates\": [1, 2]}}}}",
+         false,
+         "{\"loc\": {\"$near\": {\"$geometry\": {\"type\": \"?\", \"coordinates\": [\"?\", "
+         "\"?\"]}}}}"},
         {"{\"k\\\"ey\\\\\": 1}", false, "{\"k\\\"ey\\\\\": \"?\"}"},
         {"{\"line\\nbreak\\u0001\": 1}", false, "{\"line\\u000abreak\\u0001\": \"?\"}"},
         {"{\"caf\xc3\xa9\": 1}", false, "{\"caf\xc3\xa9\": \"?\"}"},
         {"[]", true, "[]"},
         {"[{\"$match\": {\"a\": 1}}, {\"$group\": {\"_id\": \"$a\", \"n\": {\"$sum\": 1}}}]", true,
-         "[{\"$match\": {\"a\": \"?\"}}, {\"$group\": {\"_id\": \"?\", \"n\": {\"$sum\": \"?\"}}}]"},
-        {"[{\"$match\": {\"_id\": {\"$in\": [1, 2]}}}, {\"$sort\": {\"t\": -1}}, {\"$limit\": 5}]", true,
-         "[{\"$match\": {\"_id\": {\"$in\": [\"?\"]}}}, {\"$sort\": {\"t\": \"?\"}}, {\"$limit\": \"?\"}]"},
-        {"[{\"$lookup\": {\"from\": \"channel\", \"localField\": \"channel\", \"foreignField\": \"_id\", \"as\": "
+         "[{\"$match\": {\"a\": \"?\"}}, {\"$group\": {\"_id\": \"?\", \"n\": {\"$sum\": "
+         "\"?\"}}}]"},
+        {"[{\"$match\": {\"_id\": {\"$in\": [1, 2]}}}, {\"$sort\": {\"t\": -1}}, {\"$limit\": 5}]",
+         true,
+         "[{\"$match\": {\"_id\": {\"$in\": [\"?\"]}}}, {\"$sort\": {\"t\": \"?\"}}, {\"$limit\": "
+         "\"?\"}]"},
+        {"[{\"$lookup\": {\"from\": \"channel\", \"localField\": \"channel\", \"foreignField\": "
+         "\"_id\", \"as\": "
          "\"c\"}}, {\"$unwind\": \"$c\"}]",
          true,
-         "[{\"$lookup\": {\"from\": \"?\", \"localField\": \"?\", \"foreignField\": \"?\", \"as\": \"?\"}}, "
+         "[{\"$lookup\": {\"from\": \"?\", \"localField\": \"?\", \"foreignField\": \"?\", \"as\": "
+         "\"?\"}}, "
          "{\"$unwind\": \"?\"}]"},
         {"[{\"$facet\": {\"a\": [{\"$match\": {\"x\": 1}}], \"b\": [{\"$count\": \"n\"}]}}]", true,
          "[{\"$facet\": {\"a\": [{\"$match\": {\"x\": \"?\"}}], \"b\": [{\"$count\": \"?\"}]}}]"},
@@ -158,7 +173,8 @@ Test(shape, cut_never_splits_a_character)
 {
     /* keys of two-byte characters: every cut position must leave valid UTF-8 */
     bson_t *b = bson_new();
-    BSON_APPEND_INT32(b, "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9", 1);
+    BSON_APPEND_INT32(
+        b, "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9", 1);
     BSON_APPEND_INT32(b, "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac", 2);
     for (size_t cap = 4; cap < 64; cap++) {
         char out[64];
@@ -171,7 +187,8 @@ Test(shape, cut_never_splits_a_character)
 
 /* ---- shapes of commands ------------------------------------------------- */
 
-static void command_shape(const char *json, bson_t **seq, size_t nseq, const char *seq_id, const char *want)
+static void command_shape(const char *json, bson_t **seq, size_t nseq, const char *seq_id,
+                          const char *want)
 {
     bson_t *body = fx_json(json);
     size_t len;
@@ -195,23 +212,29 @@ Test(shape, of_commands)
     command_shape("{\"ping\": 1}", NULL, 0, NULL, "{}");
     command_shape("{\"insert\": \"c\", \"documents\": [{\"a\": 1}]}", NULL, 0, NULL, "{}");
     command_shape("{\"count\": \"c\", \"query\": {\"s\": \"A\"}}", NULL, 0, NULL, "{\"s\": \"?\"}");
-    command_shape("{\"distinct\": \"c\", \"key\": \"k\", \"query\": {\"s\": {\"$ne\": 1}}}", NULL, 0, NULL,
-                  "{\"s\": {\"$ne\": \"?\"}}");
-    command_shape("{\"findAndModify\": \"c\", \"query\": {\"_id\": 1}, \"update\": {\"$inc\": {\"n\": 1}}}", NULL, 0,
-                  NULL, "{\"_id\": \"?\"}");
-    command_shape("{\"aggregate\": \"c\", \"pipeline\": [{\"$match\": {\"a\": {\"$in\": [1, 2]}}}], \"cursor\": {}}",
+    command_shape("{\"distinct\": \"c\", \"key\": \"k\", \"query\": {\"s\": {\"$ne\": 1}}}", NULL,
+                  0, NULL, "{\"s\": {\"$ne\": \"?\"}}");
+    command_shape(
+        "{\"findAndModify\": \"c\", \"query\": {\"_id\": 1}, \"update\": {\"$inc\": {\"n\": 1}}}",
+        NULL, 0, NULL, "{\"_id\": \"?\"}");
+    command_shape("{\"aggregate\": \"c\", \"pipeline\": [{\"$match\": {\"a\": {\"$in\": [1, "
+                  "2]}}}], \"cursor\": {}}",
                   NULL, 0, NULL, "[{\"$match\": {\"a\": {\"$in\": [\"?\"]}}}]");
-    command_shape("{\"update\": \"c\", \"updates\": [{\"q\": {\"_id\": 1}, \"u\": {\"$set\": {\"a\": 2}}, "
-                  "\"upsert\": true}, {\"q\": {\"other\": 1}, \"u\": {}}]}",
-                  NULL, 0, NULL, "{\"q\": {\"_id\": \"?\"}, \"u\": {\"$set\": {\"a\": \"?\"}}}");
-    command_shape("{\"update\": \"c\", \"updates\": [{\"q\": {\"a\": 1}, \"u\": [{\"$set\": {\"b\": \"$a\"}}]}]}",
+    command_shape(
+        "{\"update\": \"c\", \"updates\": [{\"q\": {\"_id\": 1}, \"u\": {\"$set\": {\"a\": 2}}, "
+        "\"upsert\": true}, {\"q\": {\"other\": 1}, \"u\": {}}]}",
+        NULL, 0, NULL, "{\"q\": {\"_id\": \"?\"}, \"u\": {\"$set\": {\"a\": \"?\"}}}");
+    command_shape("{\"update\": \"c\", \"updates\": [{\"q\": {\"a\": 1}, \"u\": [{\"$set\": "
+                  "{\"b\": \"$a\"}}]}]}",
                   NULL, 0, NULL, "{\"q\": {\"a\": \"?\"}, \"u\": [{\"$set\": {\"b\": \"?\"}}]}");
-    command_shape("{\"update\": \"c\", \"updates\": [{\"q\": {\"a\": 1}, \"u\": {\"name\": \"x\", \"n\": 2}}]}",
+    command_shape("{\"update\": \"c\", \"updates\": [{\"q\": {\"a\": 1}, \"u\": {\"name\": \"x\", "
+                  "\"n\": 2}}]}",
                   NULL, 0, NULL, "{\"q\": {\"a\": \"?\"}, \"u\": {\"name\": \"?\", \"n\": \"?\"}}");
-    command_shape("{\"delete\": \"c\", \"deletes\": [{\"q\": {\"k\": {\"$in\": [1, 2, 3]}}, \"limit\": 0}]}", NULL,
-                  0, NULL, "{\"q\": {\"k\": {\"$in\": [\"?\"]}}}");
-    command_shape("{\"update\": \"c\", \"updates\": [{\"u\": {\"$set\": {\"a\": 1}}}]}", NULL, 0, NULL,
-                  "{\"q\": {}, \"u\": {\"$set\": {\"a\": \"?\"}}}");
+    command_shape(
+        "{\"delete\": \"c\", \"deletes\": [{\"q\": {\"k\": {\"$in\": [1, 2, 3]}}, \"limit\": 0}]}",
+        NULL, 0, NULL, "{\"q\": {\"k\": {\"$in\": [\"?\"]}}}");
+    command_shape("{\"update\": \"c\", \"updates\": [{\"u\": {\"$set\": {\"a\": 1}}}]}", NULL, 0,
+                  NULL, "{\"q\": {}, \"u\": {\"$set\": {\"a\": \"?\"}}}");
     command_shape("{\"delete\": \"c\"}", NULL, 0, NULL, "{}");
 
     /* statements in a kind-1 section */
@@ -220,7 +243,8 @@ Test(shape, of_commands)
     command_shape("{\"update\": \"c\", \"$db\": \"d\"}", stmts, 2, "updates",
                   "{\"q\": {\"k\": \"?\"}, \"u\": {\"$set\": {\"v\": \"?\"}}}");
     bson_t *dels[1] = {fx_json("{\"q\": {\"k\": {\"$gte\": 0}}, \"limit\": 0}")};
-    command_shape("{\"delete\": \"c\", \"$db\": \"d\"}", dels, 1, "deletes", "{\"q\": {\"k\": {\"$gte\": \"?\"}}}");
+    command_shape("{\"delete\": \"c\", \"$db\": \"d\"}", dels, 1, "deletes",
+                  "{\"q\": {\"k\": {\"$gte\": \"?\"}}}");
     bson_destroy(stmts[0]);
     bson_destroy(stmts[1]);
     bson_destroy(dels[0]);
@@ -237,11 +261,14 @@ Test(shape, of_captured_commands)
         {"pymongo_find", "find", 1, "{\"qty\": {\"$gt\": \"?\"}, \"tags\": {\"$in\": [\"?\"]}}"},
         {"pymongo_getmore", "find", 0, "{}"},
         {"pymongo_aggregate", "aggregate", 0,
-         "[{\"$match\": {\"qty\": {\"$lt\": \"?\"}}}, {\"$group\": {\"_id\": \"?\", \"total\": {\"$sum\": \"?\"}}}]"},
-        {"pymongo_insert_many", "update", 0, "{\"q\": {\"k\": \"?\"}, \"u\": {\"$set\": {\"v\": \"?\"}}}"},
+         "[{\"$match\": {\"qty\": {\"$lt\": \"?\"}}}, {\"$group\": {\"_id\": \"?\", \"total\": "
+         "{\"$sum\": \"?\"}}}]"},
+        {"pymongo_insert_many", "update", 0,
+         "{\"q\": {\"k\": \"?\"}, \"u\": {\"$set\": {\"v\": \"?\"}}}"},
         {"pymongo_insert_many", "delete", 0, "{\"q\": {\"k\": {\"$gte\": \"?\"}}}"},
         {"node_insert_many", "delete", 0, "{\"q\": {\"k\": {\"$in\": [\"?\"]}}}"},
-        {"node_aggregate", "aggregate", 0, "[{\"$match\": {\"_id\": \"?\"}}, {\"$project\": {\"sku\": \"?\"}}]"},
+        {"node_aggregate", "aggregate", 0,
+         "[{\"$match\": {\"_id\": \"?\"}}, {\"$project\": {\"sku\": \"?\"}}]"},
         {"mongoengine_reference", "find", 1, "{\"_id\": \"?\"}"},
     };
     mt_msg_scratch_t scratch = {0};
@@ -273,13 +300,16 @@ ParameterizedTestParameters(shape, single_key)
         {"{\"find\": \"c\", \"filter\": {\"_id\": 1}}", "_id"},
         {"{\"find\": \"c\", \"filter\": {\"_id\": {\"$eq\": 1}}}", "_id"},
         {"{\"find\": \"c\", \"filter\": {\"_id\": {\"$in\": [1]}}}", "_id"},
-        {"{\"find\": \"c\", \"filter\": {\"author_id\": {\"$oid\": \"650000000000000000000001\"}}}", "author_id"},
+        {"{\"find\": \"c\", \"filter\": {\"author_id\": {\"$oid\": \"650000000000000000000001\"}}}",
+         "author_id"},
         {"{\"find\": \"c\", \"filter\": {\"customer.id\": \"x\"}, \"limit\": 1}", "customer.id"},
         {"{\"find\": \"c\", \"filter\": {\"_id\": 1}, \"limit\": 0}", "_id"},
         {"{\"find\": \"c\", \"filter\": {\"_id\": 1}, \"limit\": 1, \"singleBatch\": true}", "_id"},
         {"{\"find\": \"c\", \"filter\": {\"email\": \"a@b\"}}", "email"},
-        {"{\"aggregate\": \"c\", \"pipeline\": [{\"$match\": {\"_id\": 1}}], \"cursor\": {}}", "_id"},
-        {"{\"aggregate\": \"c\", \"pipeline\": [{\"$match\": {\"_id\": {\"$in\": [1]}}}, {\"$project\": {\"a\": 1}}]}",
+        {"{\"aggregate\": \"c\", \"pipeline\": [{\"$match\": {\"_id\": 1}}], \"cursor\": {}}",
+         "_id"},
+        {"{\"aggregate\": \"c\", \"pipeline\": [{\"$match\": {\"_id\": {\"$in\": [1]}}}, "
+         "{\"$project\": {\"a\": 1}}]}",
          "_id"},
         {"{\"find\": \"c\"}", ""},
         {"{\"find\": \"c\", \"filter\": {}}", ""},
@@ -292,12 +322,15 @@ ParameterizedTestParameters(shape, single_key)
         {"{\"find\": \"c\", \"filter\": {\"_id\": {\"$eq\": {\"a\": 1}}}}", ""},
         {"{\"find\": \"c\", \"filter\": {\"_id\": 1}, \"limit\": 5}", ""},
         {"{\"find\": \"c\", \"filter\": {\"$or\": [{\"_id\": 1}]}}", ""},
-        {"{\"find\": \"c\", \"filter\": {\"name\": {\"$regularExpression\": {\"pattern\": \"a\", \"options\": "
+        {"{\"find\": \"c\", \"filter\": {\"name\": {\"$regularExpression\": {\"pattern\": \"a\", "
+         "\"options\": "
          "\"\"}}}}",
          ""},
         {"{\"find\": \"c\", \"filter\": {\"addr\": {\"city\": \"x\"}}}", ""},
         {"{\"find\": \"c\", \"filter\": {\"tags\": [\"a\"]}}", ""},
-        {"{\"aggregate\": \"c\", \"pipeline\": [{\"$project\": {\"a\": 1}}, {\"$match\": {\"_id\": 1}}]}", ""},
+        {"{\"aggregate\": \"c\", \"pipeline\": [{\"$project\": {\"a\": 1}}, {\"$match\": {\"_id\": "
+         "1}}]}",
+         ""},
         {"{\"aggregate\": \"c\", \"pipeline\": []}", ""},
         {"{\"aggregate\": \"c\", \"pipeline\": [{\"$match\": {\"_id\": 1, \"b\": 1}}]}", ""},
         {"{\"count\": \"c\", \"query\": {\"_id\": 1}}", ""},
@@ -320,7 +353,8 @@ ParameterizedTest(struct key_case *c, shape, single_key)
     if (c->key[0]) {
         cr_assert(got, "%s", c->json);
         cr_assert_str_eq(key, c->key);
-        cr_assert(key >= (const char *)buf && key < (const char *)buf + len, "key points into the message");
+        cr_assert(key >= (const char *)buf && key < (const char *)buf + len,
+                  "key points into the message");
         cr_assert_neq(bson_iter_type(&value), BSON_TYPE_DOCUMENT);
         cr_assert_neq(bson_iter_type(&value), BSON_TYPE_ARRAY);
     } else {

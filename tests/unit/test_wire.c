@@ -8,29 +8,39 @@
 
 #include "wire.h"
 
+/* clang-format off */
+
 /* OP_MSG {ping: 1, $db: "admin"}, requestID 1 */
 static const uint8_t ping_op_msg[] = {
-    0x33, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xdd, 0x07, 0x00, 0x00, /* header */
-    0x00, 0x00, 0x00, 0x00,                                                                     /* flagBits */
-    0x00,                                                                                       /* kind 0 */
-    0x1e, 0x00, 0x00, 0x00, 0x10, 'p',  'i',  'n',  'g',  0x00, 0x01, 0x00, 0x00, 0x00,
-    0x02, '$',  'd',  'b',  0x00, 0x06, 0x00, 0x00, 0x00, 'a',  'd',  'm',  'i',  'n',  0x00, 0x00,
+    0x33, 0x00, 0x00, 0x00,  0x01, 0x00, 0x00, 0x00,  0x00, 0x00, 0x00, 0x00,  0xdd, 0x07, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00,                                   /* flagBits */
+    0x00,                                                     /* section kind 0 */
+    0x1e, 0x00, 0x00, 0x00,                                   /* document length 30 */
+    0x10, 'p', 'i', 'n', 'g', 0x00, 0x01, 0x00, 0x00, 0x00,   /* ping: int32 1 */
+    0x02, '$', 'd', 'b', 0x00, 0x06, 0x00, 0x00, 0x00,        /* $db: string of 6 */
+    'a', 'd', 'm', 'i', 'n', 0x00,
+    0x00,                                                     /* end of document */
 };
 
 /* OP_MSG {ok: 1.0}, requestID 2, responseTo 1 */
 static const uint8_t ok_reply_op_msg[] = {
-    0x26, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0xdd, 0x07, 0x00, 0x00,
-    0x00, 0x00, 0x00, 0x00, 0x00, 0x11, 0x00, 0x00, 0x00, 0x01, 'o', 'k', 0x00,
-    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xf0, 0x3f, 0x00,
+    0x26, 0x00, 0x00, 0x00,  0x02, 0x00, 0x00, 0x00,  0x01, 0x00, 0x00, 0x00,  0xdd, 0x07, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00,                                   /* flagBits */
+    0x00,                                                     /* section kind 0 */
+    0x11, 0x00, 0x00, 0x00,                                   /* document length 17 */
+    0x01, 'o', 'k', 0x00,  0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xf0, 0x3f,  /* ok: double 1.0 */
+    0x00,
 };
 
 /* Headers whose length is impossible: 8, 60,000,000 and -1. */
-static const uint8_t header_length_8[] = {0x08, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0xdd, 0x07, 0, 0};
-static const uint8_t header_length_60m[] = {0x00, 0x87, 0x93, 0x03, 3, 0, 0, 0, 0, 0, 0, 0, 0xdd, 0x07, 0, 0};
+static const uint8_t header_length_8[] =        {0x08, 0x00, 0x00, 0x00, 3, 0, 0, 0, 0, 0, 0, 0, 0xdd, 0x07, 0, 0};
+static const uint8_t header_length_60m[] =      {0x00, 0x87, 0x93, 0x03, 3, 0, 0, 0, 0, 0, 0, 0, 0xdd, 0x07, 0, 0};
 static const uint8_t header_length_negative[] = {0xff, 0xff, 0xff, 0xff, 3, 0, 0, 0, 0, 0, 0, 0, 0xdd, 0x07, 0, 0};
 
 /* A bare message: header only, length 16, unknown opcode 9999 */
-static const uint8_t bare_header_message[] = {0x10, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0x0f, 0x27, 0, 0};
+static const uint8_t bare_header_message[] =    {0x10, 0x00, 0x00, 0x00, 4, 0, 0, 0, 0, 0, 0, 0, 0x0f, 0x27, 0, 0};
+
+/* clang-format on */
 
 /* ---- header and readers ------------------------------------------------- */
 
@@ -61,11 +71,14 @@ Test(wire, header_parse_rejects_impossible_lengths)
     cr_assert_eq(mt_wire_header_parse(bare_header_message, 16, &h), MT_WIRE_OK);
 
     uint8_t b[16] = {0};
-    int32_t limits[][2] = {{15, MT_WIRE_ERR}, {16, MT_WIRE_OK}, {48000000, MT_WIRE_OK}, {48000001, MT_WIRE_ERR}};
+    int32_t limits[][2] = {
+        {15, MT_WIRE_ERR}, {16, MT_WIRE_OK}, {48000000, MT_WIRE_OK}, {48000001, MT_WIRE_ERR}};
     for (size_t i = 0; i < 4; i++) {
         uint32_t v = (uint32_t)limits[i][0];
-        b[0] = (uint8_t)v, b[1] = (uint8_t)(v >> 8), b[2] = (uint8_t)(v >> 16), b[3] = (uint8_t)(v >> 24);
-        cr_assert_eq(mt_wire_header_parse(b, 16, &h), (mt_wire_status_t)limits[i][1], "length %d", limits[i][0]);
+        b[0] = (uint8_t)v, b[1] = (uint8_t)(v >> 8), b[2] = (uint8_t)(v >> 16),
+        b[3] = (uint8_t)(v >> 24);
+        cr_assert_eq(mt_wire_header_parse(b, 16, &h), (mt_wire_status_t)limits[i][1], "length %d",
+                     limits[i][0]);
     }
 }
 
@@ -81,7 +94,8 @@ Test(wire, opcode_names)
 
 Test(wire, bounded_readers_fail_on_short_input)
 {
-    static const uint8_t bytes[] = {0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x88, 'a', 'b', 0x00, 'c'};
+    static const uint8_t bytes[] = {0x01, 0x02, 0x03, 0x04, 0x05, 0x06,
+                                    0x07, 0x88, 'a',  'b',  0x00, 'c'};
     const uint8_t *pos = bytes;
     size_t left = sizeof(bytes);
     int32_t i32;
@@ -120,8 +134,8 @@ Test(wire, bounded_readers_fail_on_short_input)
 typedef struct {
     uint8_t out[1024];
     size_t out_len;
-    size_t pending;       /* header bytes consumed but held by the framer */
-    size_t starts[8];     /* where each message began in the forwarded stream */
+    size_t pending;   /* header bytes consumed but held by the framer */
+    size_t starts[8]; /* where each message began in the forwarded stream */
     int headers;
     int ends;
     int errors;
