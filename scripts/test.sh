@@ -30,8 +30,10 @@ step_done() {
     echo "==> ok: $STEP (${took}s)"
 }
 
+FUZZ_TMP=""
 on_exit() {
     local rc=$?
+    [ -z "$FUZZ_TMP" ] || rm -rf "$FUZZ_TMP"
     if [ $rc -ne 0 ] && [ -n "$STEP" ]; then
         echo
         echo "==> FAILED: $STEP (exit $rc, after $((SECONDS - STEP_START))s)" >&2
@@ -74,7 +76,6 @@ step_done
 
 step "fuzz: each build-fuzz/tests/fuzz_* for ${FUZZ_SECONDS}s over a copy of tests/fuzz/corpus"
 FUZZ_TMP=$(mktemp -d)
-trap 'rm -rf "$FUZZ_TMP"; on_exit' EXIT
 nfuzz=0
 for bin in build-fuzz/tests/fuzz_*; do
     [ -x "$bin" ] && [ -f "$bin" ] || continue
