@@ -98,7 +98,7 @@ for bin in build-fuzz/tests/fuzz_*; do
         done
         exit 1
     fi
-    grep -E '^stat::number_of_executed_runs' "$FUZZ_TMP/$name/log" | sed "s/^/fuzz: $name: /" || true
+    grep -E '^stat::(number_of_executed_units|new_units_added)' "$FUZZ_TMP/$name/log" | sed "s/^/fuzz: $name: /" || true
     nfuzz=$((nfuzz + 1))
 done
 if [ "$nfuzz" -eq 0 ]; then
