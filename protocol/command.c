@@ -230,6 +230,9 @@ static void read_command(mt_cmd_view_t *out)
             continue;
         }
         mt_cmd_kind_t k = out->kind;
+        /* most keys (lsid, $clusterTime, ...) are none of ours: one cheap test */
+        if (!strchr("$cfqpdulsbt", key[0]) || key[0] == '\0')
+            continue;
         if (strcmp(key, "$db") == 0) {
             if (BSON_ITER_HOLDS_UTF8(&it))
                 out->db = bson_iter_utf8(&it, NULL);
@@ -441,7 +444,8 @@ mt_msg_err_t mt_cmd_request(const mt_msg_t *msg, mt_cmd_view_t *out)
     read_sequences(msg, out);
     out->shape_src = shape_src_of(out->kind);
     out->shape_doc_is_array = out->shape_doc && out->shape_src == MT_CMD_SHAPE_PIPELINE;
-    out->monitoring = mt_cmd_is_monitoring(out->name, out->has_topology_version);
+    /* same answer as mt_cmd_is_monitoring(), without matching the name again */
+    out->monitoring = out->has_topology_version || out->kind >= MT_CMD_HELLO;
     return MT_MSG_OK;
 }
 

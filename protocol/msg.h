@@ -111,10 +111,13 @@ typedef struct {
 mt_msg_err_t mt_msg_parse(const uint8_t *buf, size_t len, mt_msg_scratch_t *scratch, mt_msg_t *out);
 
 /* Checks one BSON document at doc[0..avail): its length prefix fits, its
- * structure is sound, nesting is at most MT_MSG_MAX_DEPTH, keys and string
- * values are valid UTF-8, and libbson's bson_validate() accepts it. Sets
- * *doc_len to the document's length. No allocation, no recursion. */
+ * structure is sound (everything bson_validate() checks), nesting is at most
+ * MT_MSG_MAX_DEPTH, keys and string values are valid UTF-8. Sets *doc_len to
+ * the document's length. One pass, no allocation, no recursion. */
 mt_msg_err_t mt_msg_validate_bson(const uint8_t *doc, size_t avail, uint32_t *doc_len);
+
+/* Strict UTF-8 check (internal; shared with shape.c). */
+bool mt__utf8_valid(const uint8_t *s, size_t n);
 
 /* CRC-32C (Castagnoli) as used by OP_MSG checksums. */
 uint32_t mt_msg_crc32c(const uint8_t *buf, size_t len);

@@ -66,6 +66,11 @@ Test(msg, every_fixture_decodes)
         mt_msg_err_t err = mt_msg_parse(buf, len, &scratch, &m);
         cr_assert_eq(err, MT_MSG_OK, "%s: %s", names[i], mt_msg_err_str(err));
         cr_assert_not_null(m.body, "%s has no body", names[i]);
+        bson_t body;
+        size_t off;
+        cr_assert(bson_init_static(&body, m.body, m.body_len));
+        cr_assert(bson_validate(&body, BSON_VALIDATE_NONE, &off), "%s: libbson disagrees",
+                  names[i]);
         cr_assert(m.opcode == MT_OP_MSG || m.opcode == MT_OP_QUERY || m.opcode == MT_OP_REPLY);
         free(buf);
     }
@@ -631,6 +636,16 @@ Test(msg, malformed_documents)
     cr_assert_eq(mt_msg_validate_bson(negative_string, sizeof(negative_string), &got),
                  MT_MSG_ERR_BSON);
     cr_assert_eq(mt_msg_validate_bson(too_short, 3, &got), MT_MSG_ERR_TRUNCATED);
+    static const uint8_t bool_two[] = {9, 0, 0, 0, 0x08, 'a', 0, 2, 0};
+    static const uint8_t old_binary_bad_inner[] = {0x13, 0, 0, 0, 0x05, 'a', 0,   6,   0, 0,
+                                                   0,    2, 5, 0, 0,    0,   'x', 'y', 0};
+    static const uint8_t old_binary_good_inner[] = {0x13, 0, 0, 0, 0x05, 'a', 0,   6,   0, 0,
+                                                    0,    2, 2, 0, 0,    0,   'x', 'y', 0};
+    cr_assert_eq(mt_msg_validate_bson(bool_two, sizeof(bool_two), &got), MT_MSG_ERR_BSON);
+    cr_assert_eq(mt_msg_validate_bson(old_binary_bad_inner, sizeof(old_binary_bad_inner), &got),
+                 MT_MSG_ERR_BSON);
+    cr_assert_eq(mt_msg_validate_bson(old_binary_good_inner, sizeof(old_binary_good_inner), &got),
+                 MT_MSG_OK);
 
     /* every BSON type libbson writes is accepted */
     bson_t *all = fx_json(
