@@ -43,6 +43,28 @@ static size_t shown_shapes(const mt_report_input_t *in)
     return in->nshapes < MT_REPORT_TOP_SHAPES ? in->nshapes : MT_REPORT_TOP_SHAPES;
 }
 
+/* "db.collection", or "db" for commands without a collection. */
+static void namespace_of(const char *db, const char *coll, char *out, size_t cap)
+{
+    if (*coll)
+        bson_snprintf(out, cap, "%s.%s", db, coll);
+    else
+        bson_snprintf(out, cap, "%s", db);
+}
+
+/* Cuts s to at most max bytes on a UTF-8 boundary, marking the cut with an
+ * ellipsis. */
+static void cut_label(char *s, size_t max)
+{
+    size_t len = strlen(s);
+    if (len <= max)
+        return;
+    size_t at = max - 3;
+    while (at > 0 && ((unsigned char)s[at] & 0xC0) == 0x80)
+        at--;
+    memcpy(s + at, "\xe2\x80\xa6", 4); /* U+2026 and the NUL */
+}
+
 /* JSON */
 
 static void totals_bson(const mt_report_input_t *in, bson_t *doc)
@@ -146,7 +168,7 @@ static void md_shape_ref(bson_string_t *s, const char *cmd, const char *db, cons
     md_code(s, cmd);
     bson_string_append_c(s, ' ');
     char ns[512];
-    bson_snprintf(ns, sizeof ns, "%s.%s", db, coll);
+    namespace_of(db, coll, ns, sizeof ns);
     md_code(s, ns);
     bson_string_append_c(s, ' ');
     md_code(s, shape);
@@ -217,7 +239,7 @@ static char *render_markdown(const mt_report_input_t *in)
             bson_string_append(s, "| ");
             md_code(s, e->command);
             bson_string_append(s, " | ");
-            bson_snprintf(nsbuf, sizeof nsbuf, "%s.%s", e->db, e->collection);
+            namespace_of(e->db, e->collection, nsbuf, sizeof nsbuf);
             md_code(s, nsbuf);
             bson_string_append(s, " | ");
             md_code(s, e->shape);
@@ -270,10 +292,10 @@ static void html_shape_ref(bson_string_t *s, const char *cmd, const char *db, co
 {
     bson_string_append(s, "<code>");
     html_text(s, cmd);
+    char ns[512];
+    namespace_of(db, coll, ns, sizeof ns);
     bson_string_append(s, "</code> <code>");
-    html_text(s, db);
-    bson_string_append_c(s, '.');
-    html_text(s, coll);
+    html_text(s, ns);
     bson_string_append(s, "</code><br><code class=\"shape\">");
     html_text(s, shape);
     bson_string_append(s, "</code>");
@@ -302,8 +324,9 @@ static void html_chart(bson_string_t *s, const mt_findings_pattern_t **ps, size_
         if (w < 2)
             w = 2;
         char label[600];
-        bson_snprintf(label, sizeof label, "#%zu %s -> %s%s%s", i + 1, p->parent_collection,
+        bson_snprintf(label, sizeof label, "#%zu %s \xe2\x86\x92 %s%s%s", i + 1, p->parent_collection,
                       p->child_collection, p->field ? " via " : "", p->field ? p->field : "");
+        cut_label(label, 56);
         bson_string_append_printf(s, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">", label_w - 8,
                                   y + bar_h - 6);
         html_text(s, label);

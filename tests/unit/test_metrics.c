@@ -1,0 +1,206 @@
+/*
+ * metrics: the Prometheus exposition: every counter of the table with HELP
+ * and TYPE, the gauges, commands by (command, collection) with both label
+ * sets bounded, a cumulative latency histogram per command, label escaping,
+ * and `promtool check metrics` on the result when promtool is installed.
+ */
+#include <unistd.h>
+
+#include "metrics.h"
+#include "stats_test_util.h"
+
+static mt_stats_t *st;
+
+static void setup(void)
+{
+    st = mt_stats_new(NULL, sc_now);
+    cr_assert_not_null(st);
+}
+
+static void teardown(void)
+{
+    mt_stats_free(st);
+}
+
+TestSuite(metrics, .init = setup, .fini = teardown);
+
+static void finds(sc_conn_t *k, const char *coll, int n, uint64_t latency)
+{
+    for (int i = 0; i < n; i++)
+        sc_roundtrip(k, sc_find("tv", coll, fx_json("{\"a\": 1}"), false, NULL),
+                     sc_cursor_reply("tv.x", NULL, 0, 0, true), latency);
+}
+
+/* The value of the sample line starting with prefix (name and labels). */
+static double sample(const char *text, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    for (const char *line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+        if (strncmp(line, prefix, n) == 0 && line[n] == ' ')
+            return strtod(line + n + 1, NULL);
+    }
+    cr_assert_fail("no sample %s in:\n%s", prefix, text);
+    return -1;
+}
+
+static bool has_line(const char *text, const char *line)
+{
+    size_t n = strlen(line);
+    for (const char *p = text; (p = strstr(p, line)); p += n)
+        if ((p == text || p[-1] == '\n') && (p[n] == '\n' || p[n] == '\0'))
+            return true;
+    return false;
+}
+
+Test(metrics, counters_gauges_and_series)
+{
+    sc_conn_t k = sc_open(st, 1, "127.0.0.1:1");
+    finds(&k, "channel", 3, 300 * US);
+    finds(&k, "channel", 1, 20 * MS);
+    finds(&k, "show", 2, 2 * MS);
+    sc_roundtrip(&k, fx_json("{\"ping\": 1, \"$db\": \"admin\"}"), sc_ok(), 50 * US);
+    sc_roundtrip(&k, fx_json("{\"fooBar\": 1, \"$db\": \"admin\"}"), sc_ok(), 50 * US);
+    mt_stats_add(st, MT_STAT_BYTES_FROM_CLIENTS, 4096);
+    char *text = mt_stats_metrics(st, sc_now);
+
+#define MT_TEST_COUNTER(id, json, prom, help)                                                      \
+    cr_assert(has_line(text, "# HELP mongotap_" prom " " help), "HELP for %s", prom);              \
+    cr_assert(has_line(text, "# TYPE mongotap_" prom " counter"), "TYPE for %s", prom);            \
+    cr_assert_eq(strcmp(prom + strlen(prom) - 6, "_total"), 0, "%s ends in _total", prom);
+    MT_STATS_COUNTERS(MT_TEST_COUNTER)
+#undef MT_TEST_COUNTER
+    cr_assert_float_eq(sample(text, "mongotap_commands_seen_total"), 8, 1e-9);
+    cr_assert_float_eq(sample(text, "mongotap_client_bytes_received_total"), 4096, 1e-9);
+    cr_assert_float_eq(sample(text, "mongotap_connections_total"), 1, 1e-9);
+    cr_assert(has_line(text, "# TYPE mongotap_connections_active gauge"));
+    cr_assert_float_eq(sample(text, "mongotap_connections_active"), 1, 1e-9);
+    cr_assert_float_eq(sample(text, "mongotap_windows_open"), 1, 1e-9);
+    cr_assert_float_eq(sample(text, "mongotap_shapes_tracked"), 4, 1e-9);
+
+    cr_assert(has_line(text, "# TYPE mongotap_commands_total counter"));
+    cr_assert_float_eq(sample(text, "mongotap_commands_total{command=\"find\",collection=\"channel\"}"), 4, 1e-9);
+    cr_assert_float_eq(sample(text, "mongotap_commands_total{command=\"find\",collection=\"show\"}"), 2, 1e-9);
+    cr_assert_float_eq(sample(text, "mongotap_commands_total{command=\"ping\",collection=\"\"}"), 1, 1e-9);
+    cr_assert_float_eq(sample(text, "mongotap_commands_total{command=\"other\",collection=\"\"}"), 1, 1e-9);
+
+    cr_assert(has_line(text, "# TYPE mongotap_command_duration_seconds histogram"));
+    const char *b = "mongotap_command_duration_seconds_bucket{command=\"find\",le=";
+    char p[160];
+    snprintf(p, sizeof p, "%s\"0.00025\"}", b);
+    cr_assert_float_eq(sample(text, p), 0, 1e-9);
+    snprintf(p, sizeof p, "%s\"0.0005\"}", b);
+    cr_assert_float_eq(sample(text, p), 3, 1e-9);
+    snprintf(p, sizeof p, "%s\"0.0025\"}", b);
+    cr_assert_float_eq(sample(text, p), 5, 1e-9);
+    snprintf(p, sizeof p, "%s\"0.025\"}", b);
+    cr_assert_float_eq(sample(text, p), 6, 1e-9);
+    snprintf(p, sizeof p, "%s\"+Inf\"}", b);
+    cr_assert_float_eq(sample(text, p), 6, 1e-9);
+    cr_assert_float_eq(sample(text, "mongotap_command_duration_seconds_count{command=\"find\"}"), 6, 1e-9);
+    cr_assert_float_eq(sample(text, "mongotap_command_duration_seconds_sum{command=\"find\"}"),
+                       0.0009 + 0.020 + 0.004, 1e-12);
+    /* base units: seconds */
+    cr_assert_null(strstr(text, "_ms"));
+    bson_free(text);
+    sc_close(&k);
+}
+
+Test(metrics, buckets_are_cumulative)
+{
+    sc_conn_t k = sc_open(st, 1, "127.0.0.1:1");
+    const uint64_t lat[] = {50 * US, 700 * US, 3 * MS, 40 * MS, 300 * MS, 2 * 1000 * MS, 20 * 1000 * MS};
+    for (size_t i = 0; i < sizeof lat / sizeof lat[0]; i++)
+        finds(&k, "c", 1, lat[i]);
+    char *text = mt_stats_metrics(st, sc_now);
+    double prev = -1;
+    int buckets = 0;
+    const char *prefix = "mongotap_command_duration_seconds_bucket{command=\"find\",le=\"";
+    for (const char *line = strstr(text, prefix); line; line = strstr(line + 1, prefix)) {
+        const char *sp = strchr(line, ' ');
+        double v = strtod(sp + 1, NULL);
+        cr_assert_geq(v, prev, "buckets must not decrease");
+        prev = v;
+        buckets++;
+    }
+    cr_assert_eq(buckets, MT_METRICS_NBUCKETS + 1);
+    cr_assert_float_eq(prev, 7, 1e-9);
+    bson_free(text);
+    sc_close(&k);
+}
+
+Test(metrics, collection_labels_are_bounded)
+{
+    sc_conn_t k = sc_open(st, 1, "127.0.0.1:1");
+    char coll[32];
+    for (int i = 0; i < MT_METRICS_MAX_COLLECTIONS + 20; i++) {
+        snprintf(coll, sizeof coll, "c%03d", i);
+        finds(&k, coll, 1, 100 * US);
+    }
+    finds(&k, "c000", 1, 100 * US); /* an early collection keeps its label */
+    char *text = mt_stats_metrics(st, sc_now);
+    int series = 0;
+    for (const char *p = text; (p = strstr(p, "\nmongotap_commands_total{")); p++)
+        series++;
+    cr_assert_eq(series, MT_METRICS_MAX_COLLECTIONS + 1);
+    cr_assert_float_eq(sample(text, "mongotap_commands_total{command=\"find\",collection=\"<other>\"}"), 20, 1e-9);
+    cr_assert_float_eq(sample(text, "mongotap_commands_total{command=\"find\",collection=\"c000\"}"), 2, 1e-9);
+    cr_assert_null(strstr(text, "collection=\"c100\""));
+    bson_free(text);
+    sc_close(&k);
+}
+
+Test(metrics, command_labels)
+{
+    cr_assert_str_eq(mt_metrics_command_name(mt_metrics_command_label("find")), "find");
+    cr_assert_str_eq(mt_metrics_command_name(mt_metrics_command_label("ismaster")), "isMaster");
+    cr_assert_str_eq(mt_metrics_command_name(mt_metrics_command_label("GETMORE")), "getMore");
+    cr_assert_str_eq(mt_metrics_command_name(mt_metrics_command_label("dropEverything")), "other");
+}
+
+Test(metrics, label_values_are_escaped)
+{
+    sc_conn_t k = sc_open(st, 1, "127.0.0.1:1");
+    finds(&k, "we\"ird\\na\nme", 1, 100 * US);
+    char *text = mt_stats_metrics(st, sc_now);
+    cr_assert_not_null(strstr(text, "collection=\"we\\\"ird\\\\na\\nme\"} 1\n"), "%s", text);
+    bson_free(text);
+    sc_close(&k);
+}
+
+Test(metrics, promtool_accepts_the_exposition)
+{
+    if (system("command -v promtool > /dev/null 2>&1") != 0)
+        cr_skip_test("promtool is not installed (Debian package prometheus)");
+
+    sc_conn_t k = sc_open(st, 1, "127.0.0.1:1");
+    finds(&k, "channel", 5, 300 * US);
+    finds(&k, "we\"ird\\name", 1, 100 * US);
+    sc_roundtrip(&k, fx_json("{\"hello\": 1, \"$db\": \"admin\"}"), sc_ok(), 50 * US);
+    sc_now += 500 * MS;
+    mt_stats_tick(st, sc_now);
+    char *text = mt_stats_metrics(st, sc_now);
+    const char *tmp = getenv("TMPDIR");
+    char path[512];
+    snprintf(path, sizeof path, "%s/mongotap-metrics-XXXXXX", tmp && *tmp ? tmp : P_tmpdir);
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    size_t len = strlen(text);
+    cr_assert_eq(write(fd, text, len), (ssize_t)len);
+    close(fd);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "promtool check metrics < '%s' > '%s.out' 2>&1", path, path);
+    int rc = system(cmd);
+    char out[2048] = "";
+    snprintf(cmd, sizeof cmd, "%s.out", path);
+    FILE *f = fopen(cmd, "r");
+    if (f) {
+        size_t n = fread(out, 1, sizeof out - 1, f);
+        out[n] = '\0';
+        fclose(f);
+    }
+    unlink(cmd);
+    unlink(path);
+    cr_assert_eq(rc, 0, "promtool check metrics failed:\n%s", out);
+    bson_free(text);
+    sc_close(&k);
+}
