@@ -100,7 +100,10 @@ static bool collapses(const char *key)
 
 static void render_value(writer_t *w, const bson_iter_t *it, const char *key, int depth)
 {
-    if (BSON_ITER_HOLDS_DOCUMENT(it))
+    /* validated documents never get here; others are cut short, still JSON */
+    if (depth >= MT_MSG_MAX_DEPTH && (BSON_ITER_HOLDS_DOCUMENT(it) || BSON_ITER_HOLDS_ARRAY(it)))
+        PUT_LIT(w, "\"?\"");
+    else if (BSON_ITER_HOLDS_DOCUMENT(it))
         render_container(w, it, false, depth + 1);
     else if (BSON_ITER_HOLDS_ARRAY(it) && key && collapses(key))
         PUT_LIT(w, "[\"?\"]");
@@ -117,21 +120,17 @@ static void render_iter(writer_t *w, bson_iter_t *child, bool is_array, int dept
     bool first = true;
 
     put(w, is_array ? "[" : "{", 1);
-    if (depth > MT_MSG_MAX_DEPTH) {
-        PUT_LIT(w, "\"?\"");
-    } else {
-        while (!w->full && bson_iter_next(child)) {
-            if (!first)
-                PUT_LIT(w, ", ");
-            first = false;
-            const char *key = NULL;
-            if (!is_array) {
-                key = bson_iter_key(child);
-                put_key(w, key, bson_iter_key_len(child));
-                PUT_LIT(w, ": ");
-            }
-            render_value(w, child, key, depth);
+    while (!w->full && bson_iter_next(child)) {
+        if (!first)
+            PUT_LIT(w, ", ");
+        first = false;
+        const char *key = NULL;
+        if (!is_array) {
+            key = bson_iter_key(child);
+            put_key(w, key, bson_iter_key_len(child));
+            PUT_LIT(w, ": ");
         }
+        render_value(w, child, key, depth);
     }
     put(w, is_array ? "]" : "}", 1);
 }

@@ -185,6 +185,33 @@ Test(shape, cut_never_splits_a_character)
     bson_destroy(b);
 }
 
+Test(shape, unvalidated_deep_document_stays_json)
+{
+    /* mt_shape_render is public: a document deeper than the decoder allows
+     * renders its deep part as "?" and keeps brackets balanced */
+    bson_t *root = bson_new();
+    bson_t levels[300];
+    bson_t *cur = root;
+    for (int i = 0; i < 300; i++) {
+        bson_append_document_begin(cur, "a", 1, &levels[i]);
+        cur = &levels[i];
+    }
+    for (int i = 299; i >= 0; i--)
+        bson_append_document_end(i ? &levels[i - 1] : root, &levels[i]);
+    static char out[8192];
+    size_t n = mt_shape_render(bson_get_data(root), root->len, false, out, sizeof(out));
+    cr_assert_lt(n, sizeof(out) - 1, "not cut");
+    size_t open = 0, close = 0;
+    for (size_t i = 0; i < n; i++) {
+        open += out[i] == '{';
+        close += out[i] == '}';
+    }
+    cr_assert_eq(open, close);
+    cr_assert_eq(open, MT_MSG_MAX_DEPTH + 1);
+    cr_assert_not_null(strstr(out, "{\"a\": \"?\"}"));
+    bson_destroy(root);
+}
+
 /* ---- shapes of commands ------------------------------------------------- */
 
 static void command_shape(const char *json, bson_t **seq, size_t nseq, const char *seq_id,
