@@ -90,6 +90,7 @@ struct mt_stats {
     uint64_t rate_ns;
     uint64_t rate_commands;
     double ops_per_sec;
+    uint16_t getmore_label;   /* metrics label of getMore, resolved once */
     mt_n1_result_t results[MT_N1_MAX_RESULTS];
 };
 
@@ -125,6 +126,7 @@ mt_stats_t *mt_stats_new(const mt_stats_config_t *cfg, uint64_t now_ns)
     mt_window_reg_init(&st->windows);
     mt_findings_init(&st->findings);
     mt_metrics_init(&st->metrics);
+    st->getmore_label = mt_metrics_command_label("getMore");
     return st;
 }
 
@@ -445,8 +447,8 @@ void mt_stats_conn_request(mt_stats_conn_t *c, const uint8_t *msg, size_t len, u
 
     const char *db = cmd.db ? cmd.db : "";
     const char *coll = cmd.collection ? cmd.collection : "";
-    bool monitoring = cmd.monitoring || mt_cmd_is_monitoring(cmd.name, cmd.has_topology_version);
-    uint16_t metric_command = mt_metrics_command_label(cmd.name);
+    bool monitoring = cmd.monitoring;
+    uint16_t metric_command = 0; /* resolved below, from the shape entry when cached */
     int64_t now_ms = wall_ms(st, now_ns);
 
     /* Shape: a getMore is accounted to the command that opened its cursor. */
@@ -466,6 +468,7 @@ void mt_stats_conn_request(mt_stats_conn_t *c, const uint8_t *msg, size_t len, u
     if (entry) {
         shape_hash = entry->hash;
         bson_strncpy(shape, entry->shape, sizeof shape);
+        metric_command = st->getmore_label;
         mt_metrics_count(&st->metrics, metric_command, cursor->metric_collection);
     } else {
         bool created = false;
@@ -474,12 +477,15 @@ void mt_stats_conn_request(mt_stats_conn_t *c, const uint8_t *msg, size_t len, u
         entry = mt_shapes_get(&st->shapes, shape_hash, db, coll, cmd.name, shape, &created);
         uint16_t metric_collection;
         if (entry && !entry->overflow) {
+            /* Label lookups happen once per shape, not once per message. */
             if (created) {
-                entry->metric_command = metric_command;
+                entry->metric_command = mt_metrics_command_label(cmd.name);
                 entry->metric_collection = mt_metrics_collection_label(&st->metrics, coll);
             }
+            metric_command = entry->metric_command;
             metric_collection = entry->metric_collection;
         } else {
+            metric_command = mt_metrics_command_label(cmd.name);
             metric_collection = mt_metrics_collection_label(&st->metrics, coll);
         }
         mt_metrics_count(&st->metrics, metric_command, metric_collection);

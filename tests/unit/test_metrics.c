@@ -66,7 +66,7 @@ Test(metrics, counters_gauges_and_series)
 #define MT_TEST_COUNTER(id, json, prom, help)                                                      \
     cr_assert(has_line(text, "# HELP mongotap_" prom " " help), "HELP for %s", prom);              \
     cr_assert(has_line(text, "# TYPE mongotap_" prom " counter"), "TYPE for %s", prom);            \
-    cr_assert_eq(strcmp(prom + strlen(prom) - 6, "_total"), 0, "%s ends in _total", prom);
+    cr_assert_eq(strcmp(&(prom)[strlen(prom) - 6], "_total"), 0, "%s ends in _total", prom);
     MT_STATS_COUNTERS(MT_TEST_COUNTER)
 #undef MT_TEST_COUNTER
     cr_assert_float_eq(sample(text, "mongotap_commands_seen_total"), 8, 1e-9);
