@@ -63,7 +63,8 @@ const uint8_t *mt_window_memdup(mt_window_t *w, const uint8_t *src, size_t len)
 int mt_window_add_cmd(mt_window_t *w, const mt_window_cmd_t *cmd)
 {
     w->total_cmds++;
-    if (w->ncmds >= MT_WINDOW_MAX_COMMANDS)
+    if (w->ncmds >= MT_WINDOW_MAX_COMMANDS ||
+        (w->budget && w->budget->cmds >= MT_WINDOW_TOTAL_COMMANDS))
         return -1;
     if (w->ncmds == w->cmds_cap) {
         uint32_t cap = w->cmds_cap ? w->cmds_cap * 2 : 16;
@@ -76,6 +77,8 @@ int mt_window_add_cmd(mt_window_t *w, const mt_window_cmd_t *cmd)
         w->cmds_cap = cap;
     }
     w->cmds[w->ncmds] = *cmd;
+    if (w->budget)
+        w->budget->cmds++;
     return (int)w->ncmds++;
 }
 
@@ -96,7 +99,8 @@ void mt_window_add_evidence(mt_window_t *w, uint32_t idx, const uint8_t *array, 
         uint32_t dlen = 0;
         const uint8_t *doc = NULL;
         bson_iter_document(&it, &dlen, &doc);
-        if (!doc || w->ev_len + dlen > MT_WINDOW_EVIDENCE_BYTES)
+        if (!doc || w->ev_len + dlen > MT_WINDOW_EVIDENCE_BYTES ||
+            (w->budget && w->budget->ev_bytes + dlen > MT_WINDOW_TOTAL_EVIDENCE))
             break;
         if (w->ev_len + dlen > w->ev_cap) {
             size_t cap = w->ev_cap ? w->ev_cap : 4096;
@@ -113,6 +117,8 @@ void mt_window_add_evidence(mt_window_t *w, uint32_t idx, const uint8_t *array, 
         memcpy(w->ev + w->ev_len, doc, dlen);
         w->ev_len += dlen;
         w->ev_docs++;
+        if (w->budget)
+            w->budget->ev_bytes += dlen;
     }
     if (w->ev_len == seg_off)
         return;
@@ -126,7 +132,10 @@ void mt_window_add_evidence(mt_window_t *w, uint32_t idx, const uint8_t *array, 
         uint32_t cap = w->segs_cap ? w->segs_cap * 2 : 8;
         mt_window_evseg_t *s = bson_realloc(w->segs, cap * sizeof *s);
         if (!s) {
-            w->ev_len = seg_off; /* forget the documents we cannot index */
+            /* forget the documents we cannot index */
+            if (w->budget)
+                w->budget->ev_bytes -= w->ev_len - seg_off;
+            w->ev_len = seg_off;
             return;
         }
         w->segs = s;
@@ -281,6 +290,7 @@ mt_window_t *mt_window_reg_open(mt_window_reg_t *reg, uint64_t conn_id, const ch
     w->owner = owner;
     w->started_ns = w->last_ns = now_ns;
     w->started_ms = now_ms;
+    w->budget = &reg->budget;
     bson_strncpy(w->client_addr, client_addr ? client_addr : "", sizeof w->client_addr);
     bson_strncpy(w->app_name, app_name ? app_name : "", sizeof w->app_name);
     bson_strncpy(w->driver, driver ? driver : "", sizeof w->driver);
@@ -353,6 +363,10 @@ void mt_window_reg_detach(mt_window_reg_t *reg, mt_window_t *w, uint64_t now_ns)
     w->closed = true;
     w->closed_ns = now_ns;
     w->owner = NULL;
+    /* Closed windows are bounded by the closed ring, not the budget. */
+    reg->budget.cmds -= w->ncmds;
+    reg->budget.ev_bytes -= w->ev_len;
+    w->budget = NULL;
 }
 
 void mt_window_reg_retire(mt_window_reg_t *reg, mt_window_t *w)

@@ -31,6 +31,16 @@
 #define MT_WINDOW_MAX_KEYED 10000    /* open "mongotap:" windows */
 #define MT_WINDOW_KEY_MAX 200        /* longest "mongotap:" key kept */
 #define MT_WINDOW_KEY_PREFIX "mongotap:"
+/* Across all open windows together: commands kept and evidence bytes. With
+ * many keyed windows open at once each could otherwise reach its own bound;
+ * past these, windows keep counting but stop keeping. */
+#define MT_WINDOW_TOTAL_COMMANDS 1000000
+#define MT_WINDOW_TOTAL_EVIDENCE (64 * 1024 * 1024)
+
+typedef struct {
+    size_t cmds;     /* commands kept by open windows */
+    size_t ev_bytes; /* evidence bytes held by open windows */
+} mt_window_budget_t;
 
 typedef struct {
     const char *command;    /* the four shape key parts: point into the shape */
@@ -92,6 +102,7 @@ struct mt_window {
     uint32_t nsegs, segs_cap;
 
     mt_window_block_t *arena;
+    mt_window_budget_t *budget; /* the registry's, while open */
 
     mt_window_t *prev, *next; /* open list */
 };
@@ -111,8 +122,8 @@ const uint8_t *mt_window_memdup(mt_window_t *w, const uint8_t *p, size_t len);
  * evidence for command idx, within the evidence bounds. */
 void mt_window_add_evidence(mt_window_t *w, uint32_t idx, const uint8_t *array, uint32_t len);
 
-/* Frees evidence and values (after analysis) and cuts the command list to
- * MT_WINDOW_CLOSED_COMMANDS. */
+/* Frees the evidence and forgets logged values (after analysis), and cuts
+ * the command list to MT_WINDOW_CLOSED_COMMANDS. */
 void mt_window_trim(mt_window_t *w);
 
 /* Duration shown for a window: first request to last reply. */
@@ -133,6 +144,7 @@ typedef struct {
     size_t closed_next; /* ring position of the next closed window */
     size_t closed_count;
     uint64_t next_id;
+    mt_window_budget_t budget;
 } mt_window_reg_t;
 
 void mt_window_reg_init(mt_window_reg_t *reg);

@@ -381,3 +381,93 @@ Test(window, connections_show_their_open_window)
     bson_destroy(doc);
     bson_free(json);
 }
+
+/* An array of n documents {_id: i, pad: <size bytes>}. */
+static bson_t *batch(uint32_t n, size_t pad)
+{
+    char *s = malloc(pad + 1);
+    memset(s, 'p', pad);
+    s[pad] = '\0';
+    bson_t *arr = bson_new(), d;
+    for (uint32_t i = 0; i < n; i++) {
+        char k[16];
+        const char *key;
+        bson_uint32_to_string(i, &key, k, sizeof k);
+        BSON_APPEND_DOCUMENT_BEGIN(arr, key, &d);
+        BSON_APPEND_INT32(&d, "_id", (int32_t)i);
+        BSON_APPEND_UTF8(&d, "pad", s);
+        bson_append_document_end(arr, &d);
+    }
+    free(s);
+    return arr;
+}
+
+Test(window, evidence_is_bounded_and_budgeted)
+{
+    mt_window_reg_t reg;
+    mt_window_reg_init(&reg);
+    mt_window_t *w = mt_window_reg_open(&reg, 1, NULL, NULL, sc_now, 0, "a", "", "");
+    cr_assert_not_null(w);
+    mt_window_cmd_t c = {.command = "find", .db = "d", .collection = "c", .shape = "{}",
+                         .kind = MT_CMD_FIND};
+    int idx = mt_window_add_cmd(w, &c);
+    cr_assert_eq(idx, 0);
+    cr_assert_eq(reg.budget.cmds, 1);
+    /* by documents: 1,200 small ones offered, 1,000 kept */
+    bson_t *small = batch(600, 10);
+    mt_window_add_evidence(w, 0, bson_get_data(small), small->len);
+    mt_window_add_evidence(w, 0, bson_get_data(small), small->len);
+    bson_destroy(small);
+    cr_assert_eq(w->ev_docs, MT_WINDOW_EVIDENCE_DOCS);
+    cr_assert_eq(w->nsegs, 1, "runs of one command's documents are merged");
+    cr_assert_eq(reg.budget.ev_bytes, w->ev_len);
+    mt_window_reg_detach(&reg, w, sc_now);
+    cr_assert_eq(reg.budget.cmds, 0);
+    cr_assert_eq(reg.budget.ev_bytes, 0);
+    mt_window_reg_retire(&reg, w);
+    cr_assert_null(w->ev, "evidence freed once analysed");
+
+    /* by bytes: 3 MiB offered, at most 1 MiB kept */
+    w = mt_window_reg_open(&reg, 1, NULL, NULL, sc_now, 0, "a", "", "");
+    mt_window_add_cmd(w, &c);
+    bson_t *big = batch(30, 100 * 1024);
+    mt_window_add_evidence(w, 0, bson_get_data(big), big->len);
+    bson_destroy(big);
+    cr_assert_leq(w->ev_len, MT_WINDOW_EVIDENCE_BYTES);
+    cr_assert_geq(w->ev_len, MT_WINDOW_EVIDENCE_BYTES - 110 * 1024);
+    cr_assert_eq(reg.budget.ev_bytes, w->ev_len);
+    mt_window_reg_clear(&reg);
+    cr_assert_eq(reg.budget.ev_bytes, 0);
+    mt_window_reg_clear(&reg);
+}
+
+Test(window, registry_lookups)
+{
+    mt_window_reg_t reg;
+    mt_window_reg_init(&reg);
+    mt_window_t *a = mt_window_reg_open(&reg, 1, "mongotap:a", NULL, sc_now, 0, "x", "", "");
+    mt_window_t *b = mt_window_reg_open(&reg, 2, NULL, NULL, sc_now, 0, "y", "", "");
+    cr_assert_eq(mt_window_reg_find_key(&reg, "mongotap:a"), a);
+    cr_assert_null(mt_window_reg_find_key(&reg, "mongotap:b"));
+    cr_assert_eq(mt_window_reg_find(&reg, a->id), a);
+    cr_assert_eq(mt_window_reg_find(&reg, b->id), b);
+    cr_assert_eq(reg.open_count, 2);
+    mt_window_reg_detach(&reg, a, sc_now);
+    mt_window_reg_retire(&reg, a);
+    cr_assert_null(mt_window_reg_find(&reg, a->id));
+    cr_assert_null(mt_window_reg_find_key(&reg, "mongotap:a"));
+    cr_assert_eq(mt_window_reg_closed(&reg, 0), a);
+    cr_assert_null(mt_window_reg_closed(&reg, 1));
+    cr_assert_eq(reg.open_count, 1);
+    cr_assert_eq(reg.keyed_open, 0);
+    /* long keys are cut to MT_WINDOW_KEY_MAX, and found again by the full key */
+    char key[MT_WINDOW_KEY_MAX + 50];
+    memset(key, 'k', sizeof key - 1);
+    memcpy(key, "mongotap:", 9);
+    key[sizeof key - 1] = '\0';
+    mt_window_t *c = mt_window_reg_open(&reg, 3, key, NULL, sc_now, 0, "z", "", "");
+    cr_assert_eq(strlen(c->key), MT_WINDOW_KEY_MAX);
+    cr_assert_eq(mt_window_reg_find_key(&reg, key), c);
+    mt_window_reg_clear(&reg);
+    mt_window_reg_clear(&reg);
+}
