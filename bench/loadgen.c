@@ -121,6 +121,8 @@ const char *lg_mode_str(lg_mode_t mode)
         return "big4m";
     case LG_MODE_SHAPES:
         return "shapes";
+    case LG_MODE_SAMESHAPE:
+        return "sameshape";
     case LG_MODE_IDLE:
         return "idle";
     }
@@ -138,10 +140,17 @@ const char *lg_engine_str(lg_engine_t engine)
     return "unknown";
 }
 
+/* Modes that send --count requests rather than run for --seconds. */
+static int lg_counted(lg_mode_t mode)
+{
+    return mode == LG_MODE_SHAPES || mode == LG_MODE_SAMESHAPE;
+}
+
 static int parse_mode(const char *s, lg_mode_t *out)
 {
     static const lg_mode_t all[] = {LG_MODE_FIND1, LG_MODE_FIND100, LG_MODE_INSERT1K,
-                                    LG_MODE_BIG4M, LG_MODE_SHAPES,  LG_MODE_IDLE};
+                                    LG_MODE_BIG4M, LG_MODE_SHAPES,  LG_MODE_SAMESHAPE,
+                                    LG_MODE_IDLE};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
         if (strcmp(s, lg_mode_str(all[i])) == 0) {
             *out = all[i];
@@ -260,7 +269,12 @@ static const bson_t *next_body(lg_conn_t *c)
     case LG_MODE_BIG4M:
         return c->seq % 2 == 0 ? &run->big_insert_body : &run->big_find_body;
     case LG_MODE_SHAPES:
-        snprintf(field, sizeof(field), "f%llu", (unsigned long long)run->next_shape++);
+    case LG_MODE_SAMESHAPE:
+        if (run->o->mode == LG_MODE_SHAPES)
+            snprintf(field, sizeof(field), "f%llu", (unsigned long long)run->next_shape);
+        else
+            snprintf(field, sizeof(field), "f");
+        run->next_shape++;
         bson_reinit(&c->body);
         build_find(&c->body, "one", field, 1);
         return &c->body;
@@ -331,8 +345,7 @@ static void maybe_all_done(lg_run_t *run)
         fprintf(stderr, "mt-loadgen: every connection failed (%s phase)\n",
                 lg_phase_str(run->phase));
         run_finish(run);
-    } else if (run->o->mode == LG_MODE_SHAPES && run->phase == LG_PHASE_MEASURE &&
-               run->resting == live) {
+    } else if (lg_counted(run->o->mode) && run->phase == LG_PHASE_MEASURE && run->resting == live) {
         run_finish(run);
     } else if (run->o->mode == LG_MODE_IDLE && !run->idle_announced &&
                run->resting + run->dead == run->o->conns) {
@@ -432,7 +445,7 @@ static void conn_continue(lg_conn_t *c)
         maybe_all_done(run);
         return;
     }
-    if (run->o->mode == LG_MODE_SHAPES && run->next_shape >= run->shape_end) {
+    if (lg_counted(run->o->mode) && run->next_shape >= run->shape_end) {
         conn_set_state(c, LG_CONN_RESTING);
         maybe_all_done(run);
         return;
@@ -548,8 +561,8 @@ static void timer_cb(uv_timer_t *t)
         enter_measure(run);
         return;
     }
-    if (run->o->mode == LG_MODE_SHAPES) {
-        fprintf(stderr, "mt-loadgen: time limit reached with %llu shapes unsent\n",
+    if (lg_counted(run->o->mode)) {
+        fprintf(stderr, "mt-loadgen: time limit reached with %llu requests unsent\n",
                 (unsigned long long)(run->shape_end - run->next_shape));
         run->res.errors++;
     }
@@ -567,7 +580,7 @@ static void all_settled(lg_run_t *run)
             uv_timer_start(&run->timer, timer_cb, (uint64_t)(o->seconds * 1000.0 + 0.5), 0);
         return;
     }
-    if (o->mode == LG_MODE_SHAPES || o->warmup <= 0) {
+    if (lg_counted(o->mode) || o->warmup <= 0) {
         enter_measure(run);
     } else {
         run->phase = LG_PHASE_WARMUP;
@@ -762,11 +775,13 @@ static void usage(FILE *out)
     fprintf(
         out,
         "usage: mt-loadgen --target HOST:PORT [options]\n"
-        "  --mode M        find1 | find100 | insert1k | big4m | shapes | idle (default find1)\n"
+        "  --mode M        find1 | find100 | insert1k | big4m | shapes | sameshape | idle\n"
+        "                  (default find1)\n"
         "  --conns N       connections, each with one request in flight (default 1)\n"
-        "  --seconds S     measured time (default 5); for shapes and idle a time limit, 0 = none\n"
+        "  --seconds S     measured time (default 5); for shapes, sameshape and idle a time\n"
+        "                  limit (default: none)\n"
         "  --warmup S      unmeasured time before it (default 1)\n"
-        "  --count N       shapes: requests to send (default 100000)\n"
+        "  --count N       shapes, sameshape: requests to send (default 100000)\n"
         "  --start N       shapes: number of the first field name f<N> (default 0)\n"
         "  --driver mongoc use libmongoc (one client and thread per connection; find1, find100)\n"
         "  --label NAME    name printed as \"target\" (default: the target address)\n"
@@ -914,9 +929,9 @@ int main(int argc, char **argv)
     }
     if (o.label == NULL)
         o.label = o.target;
-    if (!seconds_set && (o.mode == LG_MODE_SHAPES || o.mode == LG_MODE_IDLE))
+    if (!seconds_set && (lg_counted(o.mode) || o.mode == LG_MODE_IDLE))
         o.seconds = 0; /* no time limit unless asked */
-    if (o.seconds <= 0 && o.mode != LG_MODE_SHAPES && o.mode != LG_MODE_IDLE) {
+    if (o.seconds <= 0 && !lg_counted(o.mode) && o.mode != LG_MODE_IDLE) {
         fprintf(stderr, "mt-loadgen: --seconds must be > 0 for mode %s\n", lg_mode_str(o.mode));
         return 2;
     }

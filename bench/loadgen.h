@@ -11,12 +11,13 @@
 #include <stdint.h>
 
 typedef enum {
-    LG_MODE_FIND1,    /* find {_id: <random>} answered by one ~200 B document */
-    LG_MODE_FIND100,  /* find {} answered by 100 documents of ~200 B */
-    LG_MODE_INSERT1K, /* insert of one 1 KiB document */
-    LG_MODE_BIG4M,    /* alternately insert a 4 MiB document and find one back */
-    LG_MODE_SHAPES,   /* finds whose filters all have distinct field names: {"f<i>": 1} */
-    LG_MODE_IDLE,     /* each connection says hello once, then stays idle */
+    LG_MODE_FIND1,     /* find {_id: <random>} answered by one ~200 B document */
+    LG_MODE_FIND100,   /* find {} answered by 100 documents of ~200 B */
+    LG_MODE_INSERT1K,  /* insert of one 1 KiB document */
+    LG_MODE_BIG4M,     /* alternately insert a 4 MiB document and find one back */
+    LG_MODE_SHAPES,    /* finds whose filters all have distinct field names: {"f<i>": 1} */
+    LG_MODE_SAMESHAPE, /* as shapes, but every filter is {"f": 1}: the control for shapes */
+    LG_MODE_IDLE,      /* each connection says hello once, then stays idle */
 } lg_mode_t;
 
 typedef enum {
@@ -39,7 +40,7 @@ typedef struct {
     int conns;
     double seconds; /* measured time; for shapes/idle a time limit (0 = none) */
     double warmup;
-    uint64_t count; /* shapes: requests to send */
+    uint64_t count; /* shapes, sameshape: requests to send */
     uint64_t start; /* shapes: first field number */
     int json;
 } lg_opts_t;

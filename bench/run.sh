@@ -52,7 +52,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
     --quick)
         ROUNDS=1 SECONDS_PER_POINT=1 WARMUP=0.1 CONNS="8" MODES="find1 find100 big4m driver"
-        IDLE_CONNS=1000 SHAPES=20000 SHAPES_FIRST=2000
+        IDLE_CONNS=300 SHAPES=6000 SHAPES_FIRST=1000
         shift ;;
     --rounds) ROUNDS=$2; shift 2 ;;
     --seconds) SECONDS_PER_POINT=$2; shift 2 ;;
@@ -69,7 +69,8 @@ while [ $# -gt 0 ]; do
 done
 [ "$SHAPES_FIRST" -lt "$SHAPES" ] || SHAPES_FIRST=$((SHAPES / 10))
 
-log() { echo "bench: $*" >&2; }
+T0=${EPOCHREALTIME:-0}
+log() { printf 'bench: [%5.1fs] %s\n' "$(awk -v a="$T0" -v b="${EPOCHREALTIME:-0}" 'BEGIN { print b - a }')" "$*" >&2; }
 die() { echo "bench: error: $*" >&2; exit 1; }
 
 USE_MONGOTAP=1
@@ -82,6 +83,8 @@ if [ $USE_MONGOTAP = 1 ] && [ ! -x "$MONGOTAP" ]; then
 fi
 command -v haproxy >/dev/null || die "haproxy not found (apt-get install haproxy)"
 command -v "$PYTHON" >/dev/null || die "python3 not found (needed for the table)"
+# Resolve the interpreter once: a version manager's shim can cost a few hundred ms per call.
+PYTHON=$("$PYTHON" -c 'import sys; print(sys.executable)')
 
 # Every socket of the idle test is a descriptor in the load generator and two (client and
 # upstream) in the proxy: take all the hard limit allows and size the test to fit.
@@ -238,7 +241,11 @@ case "$BUILD_TYPE" in
 Release | RelWithDebInfo) ;;
 *) log "warning: $BUILD is a '${BUILD_TYPE:-default}' build; figures are meant for Release or RelWithDebInfo" ;;
 esac
-meta run "\"rounds\" : $ROUNDS, \"seconds\" : $SECONDS_PER_POINT, \"warmup\" : $WARMUP, \"build_type\" : \"$BUILD_TYPE\", \"cpus\" : $(nproc), \"pinned\" : $([ ${#PIN_LG[@]} -gt 0 ] && echo true || echo false), \"haproxy\" : \"$(haproxy -v 2>/dev/null | head -n1 | awk '{print $3}')\""
+meta run "\"loadavg_start\" : $(cut -d' ' -f1 /proc/loadavg), \"rounds\" : $ROUNDS, \"seconds\" : $SECONDS_PER_POINT, \"warmup\" : $WARMUP, \"build_type\" : \"$BUILD_TYPE\", \"cpus\" : $(nproc), \"pinned\" : $([ ${#PIN_LG[@]} -gt 0 ] && echo true || echo false), \"haproxy\" : \"$(haproxy -v 2>/dev/null | head -n1 | awk '{print $3}')\""
+
+# CPU time stolen by the hypervisor during the run: a noisy neighbour shows here first.
+cpu_counters() { awk '/^cpu / { print $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9, $9 }' /proc/stat; }
+read -r CPU_TOTAL0 CPU_STEAL0 <<<"$(cpu_counters)"
 
 # ---- throughput and latency ----
 start_stub
@@ -297,36 +304,63 @@ if [ $MEMORY = 1 ]; then
         idle_test mongotap "$MONGOTAP_PID" "$MONGOTAP_ADDR"
         stop_pid "$MONGOTAP_PID"
 
-        # Shapes: a fresh mongotap with its default --max-shapes, RSS read with no connection open.
-        start_mongotap mongotap-shapes
-        wait_idle() {
-            local i
-            for ((i = 0; i < 200; i++)); do
-                curl -fsS "http://$MONGOTAP_ADMIN/api/stats?limit=0" 2>/dev/null |
-                    "$PYTHON" -c 'import json, sys; sys.exit(json.load(sys.stdin)["connections"]["active"] != 0)' &&
-                    return 0
+        # Shapes: RSS of a fresh mongotap (default --max-shapes) at 0, SHAPES_FIRST and SHAPES
+        # commands that each have a new shape, read once its connections are closed; then the
+        # same on another fresh mongotap with commands that all have one shape, as the control:
+        # what the windows, histograms and allocator cost per command whatever the shape.
+        shapes_series() {
+            local mode=$1 label=$2 rss0 rss1 rss2 s0 s1 s2
+            start_mongotap "mongotap-$label"
+            s0=$(admin_stats_when_idle)
+            rss0=$(rss_kib "$MONGOTAP_PID")
+            "${PIN_LG[@]}" "$LOADGEN" --target "$MONGOTAP_ADDR" --label "$label" --mode "$mode" \
+                --conns 4 --count "$SHAPES_FIRST" --start 0 --json >>"$WORK/$label.out" \
+                2>>"$WORK/loadgen.log" || true
+            s1=$(admin_stats_when_idle)
+            rss1=$(rss_kib "$MONGOTAP_PID")
+            "${PIN_LG[@]}" "$LOADGEN" --target "$MONGOTAP_ADDR" --label "$label" --mode "$mode" \
+                --conns 4 --count $((SHAPES - SHAPES_FIRST)) --start "$SHAPES_FIRST" --json \
+                >>"$WORK/$label.out" 2>>"$WORK/loadgen.log" || true
+            s2=$(admin_stats_when_idle)
+            rss2=$(rss_kib "$MONGOTAP_PID")
+            stop_pid "$MONGOTAP_PID"
+            meta shapes_rss "$("$PYTHON" - "$WORK/$label.out" "$label" "$rss0 $rss1 $rss2" \
+                "$SHAPES_FIRST $SHAPES" "$s0" "$s1" "$s2" <<'PYEOF'
+import json, sys
+out, label, rss, counts, s0, s1, s2 = sys.argv[1:8]
+runs = [json.loads(l) for l in open(out) if l.startswith("{")]
+rss = [int(x) for x in rss.split()]
+counts = [0] + [int(x) for x in counts.split()]
+stats = [json.loads(s) if s.startswith("{") else {} for s in (s0, s1, s2)]
+points = [{"commands": c, "rss_kib": r, "shapes_tracked": st.get("shapes_tracked"),
+           "windows_closed": st.get("windows", {}).get("closed")}
+          for c, r, st in zip(counts, rss, stats)]
+body = json.dumps({"series": label, "sent": sum(r["requests"] for r in runs),
+                   "errors": sum(r["errors"] for r in runs), "points": points})
+print(body[1:-1])
+PYEOF
+)"
+            log "shapes ($label): RSS $rss0 KiB at 0, $rss1 KiB at $SHAPES_FIRST, $rss2 KiB at $SHAPES"
+        }
+        # /api/stats once mongotap has seen every connection close (or after 5 s: then as is).
+        admin_stats_when_idle() {
+            local i body=""
+            for ((i = 0; i < 100; i++)); do
+                body=$(curl -fsS "http://$MONGOTAP_ADMIN/api/stats?limit=1" 2>/dev/null) || body=""
+                if [ -n "$body" ] && "$PYTHON" -c 'import json, sys
+sys.exit(json.loads(sys.argv[1])["connections"]["active"] != 0)' "$body" 2>/dev/null; then
+                    break
+                fi
                 sleep 0.05
             done
-            log "warning: mongotap still reports active connections"
+            echo "$body"
         }
-        rss0=$(rss_kib "$MONGOTAP_PID")
-        "${PIN_LG[@]}" "$LOADGEN" --target "$MONGOTAP_ADDR" --label mongotap --mode shapes --conns 4 \
-            --count "$SHAPES_FIRST" --start 0 --json >>"$WORK/shapes.out" 2>>"$WORK/loadgen.log" || true
-        wait_idle
-        rss1=$(rss_kib "$MONGOTAP_PID")
-        "${PIN_LG[@]}" "$LOADGEN" --target "$MONGOTAP_ADDR" --label mongotap --mode shapes --conns 4 \
-            --count $((SHAPES - SHAPES_FIRST)) --start "$SHAPES_FIRST" --json >>"$WORK/shapes.out" \
-            2>>"$WORK/loadgen.log" || true
-        wait_idle
-        rss2=$(rss_kib "$MONGOTAP_PID")
-        sent=$("$PYTHON" -c 'import json, sys
-print(sum(json.loads(l)["requests"] for l in open(sys.argv[1]) if l.startswith("{")))' "$WORK/shapes.out")
-        errors=$("$PYTHON" -c 'import json, sys
-print(sum(json.loads(l)["errors"] for l in open(sys.argv[1]) if l.startswith("{")))' "$WORK/shapes.out")
-        meta shapes_rss "\"target\" : \"mongotap\", \"sent\" : $sent, \"errors\" : $errors, \"points\" : [[0, $rss0], [$SHAPES_FIRST, $rss1], [$SHAPES, $rss2]]"
-        log "shapes: RSS $rss0 KiB at 0, $rss1 KiB at $SHAPES_FIRST, $rss2 KiB at $SHAPES ($errors errors)"
-        stop_pid "$MONGOTAP_PID"
+        shapes_series shapes distinct
+        shapes_series sameshape control
     fi
 fi
+
+read -r CPU_TOTAL1 CPU_STEAL1 <<<"$(cpu_counters)"
+meta cpu "\"loadavg_end\" : $(cut -d' ' -f1 /proc/loadavg), \"steal_pct\" : $("$PYTHON" -c "print(round(100 * ($CPU_STEAL1 - $CPU_STEAL0) / max(1, $CPU_TOTAL1 - $CPU_TOTAL0), 1))")"
 
 "$PYTHON" "$ROOT/bench/summarize.py" "$RESULTS" | tee "$WORK/table.md"

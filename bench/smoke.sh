@@ -48,11 +48,13 @@ for t in targets - {"direct"}:
     elif idle[t]["conns"] != idle[t]["asked"]:
         problems.append(f"idle test on {t}: {idle[t]['conns']} of {idle[t]['asked']} connections")
 if not skip_mongotap:
-    shapes = meta.get("shapes_rss", [])
-    if not shapes:
-        problems.append("shapes memory test missing")
-    elif shapes[0]["errors"] != 0 or shapes[0]["sent"] != shapes[0]["points"][-1][0]:
-        problems.append(f"shapes test: {shapes[0]['sent']} sent, {shapes[0]['errors']} errors")
+    series = {r["series"]: r for r in meta.get("shapes_rss", [])}
+    for name in ("distinct", "control"):
+        r = series.get(name)
+        if r is None:
+            problems.append(f"shapes memory test missing: {name}")
+        elif r["errors"] != 0 or r["sent"] != r["points"][-1]["commands"]:
+            problems.append(f"shapes test ({name}): {r['sent']} sent, {r['errors']} errors")
 
 if problems:
     for p in problems:
