@@ -71,7 +71,7 @@ struct console_s {
     mt_httpc_t *http;
     const char *admin_url;
     uint64_t interval_ms;
-    bool tty;      /* curses mode; otherwise one plain snapshot */
+    bool tty; /* curses mode; otherwise one plain snapshot */
     bool curses_on;
     SCREEN *screen;
     bool stopping;
@@ -232,8 +232,9 @@ static void describe_cmd(const bson_iter_t *it, char *out, size_t cap)
         snprintf(out, cap, "-");
         return;
     }
-    snprintf(out, cap, "%s.%s %s %s", or_dash(sub_str(it, "db")), or_dash(sub_str(it, "collection")),
-             or_dash(sub_str(it, "command")), or_dash(sub_str(it, "shape")));
+    snprintf(out, cap, "%s.%s %s %s", or_dash(sub_str(it, "db")),
+             or_dash(sub_str(it, "collection")), or_dash(sub_str(it, "command")),
+             or_dash(sub_str(it, "shape")));
 }
 
 /* A short rendering of any scalar, for loosely typed fields like a connection's window. */
@@ -269,7 +270,8 @@ static void describe_value(const bson_iter_t *it, char *out, size_t cap)
 
 /* ---- body lines ---- */
 
-static line_t *lines_add(lines_t *ls, attr_t attr, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static line_t *lines_add(lines_t *ls, attr_t attr, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static line_t *lines_add(lines_t *ls, attr_t attr, const char *fmt, ...)
 {
@@ -327,7 +329,8 @@ static size_t collect_shapes(const bson_t *stats, shape_row_t **out)
     shape_row_t *rows = NULL;
 
     *out = NULL;
-    if (!doc_find(stats, "shapes", &arr) || !BSON_ITER_HOLDS_ARRAY(&arr) || !bson_iter_recurse(&arr, &it))
+    if (!doc_find(stats, "shapes", &arr) || !BSON_ITER_HOLDS_ARRAY(&arr) ||
+        !bson_iter_recurse(&arr, &it))
         return 0;
     while (bson_iter_next(&it)) {
         if (!BSON_ITER_HOLDS_DOCUMENT(&it))
@@ -357,11 +360,13 @@ static size_t collect_shapes(const bson_t *stats, shape_row_t **out)
     return n;
 }
 
-static const char shapes_title[] = "  TOTAL ms    COUNT   P50 ms   P99 ms   MAX ms     DOCS  ERR  COMMAND     "
-                                   "NAMESPACE                 SHAPE";
+static const char shapes_title[] =
+    "  TOTAL ms    COUNT   P50 ms   P99 ms   MAX ms     DOCS  ERR  COMMAND     "
+    "NAMESPACE                 SHAPE";
 /* Below this width the shape would be cut off entirely: drop the secondary columns. */
 #define MT_CONSOLE_WIDE_COLS 120
-static const char shapes_title_narrow[] = "  TOTAL ms    COUNT   P99 ms  COMMAND    NAMESPACE           SHAPE";
+static const char shapes_title_narrow[] =
+    "  TOTAL ms    COUNT   P99 ms  COMMAND    NAMESPACE           SHAPE";
 
 /* "db.coll" in at most width columns; a long database name gives way first, since the
  * collection is what tells shapes apart ("tvguide_te~.channel"). */
@@ -385,7 +390,8 @@ static void build_shapes(const console_t *con, lines_t *ls, bool wide)
     if (con->docs[FEED_STATS] == NULL)
         return;
     if (n == 0) {
-        lines_add(ls, A_DIM, "  No commands seen yet: point an application at mongotap's listen address.");
+        lines_add(ls, A_DIM,
+                  "  No commands seen yet: point an application at mongotap's listen address.");
         return;
     }
     g_sort_key = con->sort;
@@ -403,17 +409,18 @@ static void build_shapes(const console_t *con, lines_t *ls, bool wide)
         fit_ns(or_dash(r->db), or_dash(r->coll), wide ? 25 : 19, ns, sizeof(ns));
         attr_t attr = r->errors > 0 && con->colors ? COLOR_PAIR(PAIR_MEDIUM) : A_NORMAL;
         if (wide)
-            lines_add(ls, attr, "%10s %8s %8s %8s %8s %8s %4s  %-11.11s %-25.25s %s", total, count, p50, p99, max, docs,
-                      errs, or_dash(r->cmd), ns, or_dash(r->shape));
+            lines_add(ls, attr, "%10s %8s %8s %8s %8s %8s %4s  %-11.11s %-25.25s %s", total, count,
+                      p50, p99, max, docs, errs, or_dash(r->cmd), ns, or_dash(r->shape));
         else
-            lines_add(ls, attr, "%10s %8s %8s  %-10.10s %-19.19s %s", total, count, p99, or_dash(r->cmd), ns,
-                      or_dash(r->shape));
+            lines_add(ls, attr, "%10s %8s %8s  %-10.10s %-19.19s %s", total, count, p99,
+                      or_dash(r->cmd), ns, or_dash(r->shape));
     }
     free(rows);
 }
 
-static const char connections_title[] = "      ID  CLIENT                  APP                   DRIVER                     "
-                                        "   COMMANDS  WINDOW";
+static const char connections_title[] =
+    "      ID  CLIENT                  APP                   DRIVER                     "
+    "   COMMANDS  WINDOW";
 
 static void build_connections(const console_t *con, lines_t *ls)
 {
@@ -432,9 +439,10 @@ static void build_connections(const console_t *con, lines_t *ls)
             if (sub_find(&it, "window", &w))
                 describe_value(&w, window, sizeof(window));
             mt_console_fmt_count(sub_num(&it, "commands"), cmds, sizeof(cmds));
-            lines_add(ls, A_NORMAL, "%8.0f  %-22.22s  %-20.20s  %-28.28s %9s  %s", sub_num(&it, "id"),
-                      or_dash(sub_str(&it, "client")), or_dash(sub_str(&it, "app_name")),
-                      or_dash(sub_str(&it, "driver")), cmds, window);
+            lines_add(ls, A_NORMAL, "%8.0f  %-22.22s  %-20.20s  %-28.28s %9s  %s",
+                      sub_num(&it, "id"), or_dash(sub_str(&it, "client")),
+                      or_dash(sub_str(&it, "app_name")), or_dash(sub_str(&it, "driver")), cmds,
+                      window);
             n++;
         }
     }
@@ -475,7 +483,8 @@ static void build_findings(const console_t *con, lines_t *ls)
 
     lines_add(ls, A_BOLD | A_UNDERLINE, "PATTERNS (ranked by time spent in the repeated lookups)");
     size_t npat = 0;
-    if (doc_find(doc, "patterns", &arr) && BSON_ITER_HOLDS_ARRAY(&arr) && bson_iter_recurse(&arr, &it)) {
+    if (doc_find(doc, "patterns", &arr) && BSON_ITER_HOLDS_ARRAY(&arr) &&
+        bson_iter_recurse(&arr, &it)) {
         while (bson_iter_next(&it)) {
             bson_iter_t p, c;
             char parent[400] = "-", children[400] = "-", total[16], avg[16], occ[16];
@@ -488,10 +497,11 @@ static void build_findings(const console_t *con, lines_t *ls)
                 describe_cmd(&c, children, sizeof(children));
             mt_console_fmt_count(sub_num(&it, "occurrences"), occ, sizeof(occ));
             double t = sub_num(&it, "total_child_ms"), a = sub_num(&it, "avg_child_ms");
-            mt_console_fmt_ms(isnan(t) ? sub_num(&it, "child_time_ms.total") : t, total, sizeof(total));
+            mt_console_fmt_ms(isnan(t) ? sub_num(&it, "child_time_ms.total") : t, total,
+                              sizeof(total));
             mt_console_fmt_ms(isnan(a) ? sub_num(&it, "child_time_ms.avg") : a, avg, sizeof(avg));
-            lines_add(ls, A_NORMAL, "  %6sx  %9s ms total  %8s ms avg  %s  ->  %s  field=%s", occ, total, avg, parent,
-                      children, or_dash(sub_str(&it, "field")));
+            lines_add(ls, A_NORMAL, "  %6sx  %9s ms total  %8s ms avg  %s  ->  %s  field=%s", occ,
+                      total, avg, parent, children, or_dash(sub_str(&it, "field")));
             const char *sugg = sub_str(&it, "fix");
             if (sugg == NULL)
                 sugg = sub_str(&it, "suggestion");
@@ -504,7 +514,8 @@ static void build_findings(const console_t *con, lines_t *ls)
         lines_add(ls, A_DIM, "  none yet");
     lines_add(ls, A_NORMAL, " ");
 
-    if (doc_find(doc, "findings", &arr) && BSON_ITER_HOLDS_ARRAY(&arr) && bson_iter_recurse(&arr, &it)) {
+    if (doc_find(doc, "findings", &arr) && BSON_ITER_HOLDS_ARRAY(&arr) &&
+        bson_iter_recurse(&arr, &it)) {
         while (bson_iter_next(&it)) {
             if (!BSON_ITER_HOLDS_DOCUMENT(&it))
                 continue;
@@ -536,11 +547,12 @@ static void build_findings(const console_t *con, lines_t *ls)
         if (sub_find(f, "children", &c))
             describe_cmd(&c, children, sizeof(children));
         mt_console_fmt_count(sub_num(f, "children.count"), count, sizeof(count));
-        lines_add(ls, confidence_attr(con, conf), "  %-9s %-6s %5sx  %s  ->  %s  field=%s", or_dash(refs[i].id),
-                  or_dash(conf), count, parent, children, or_dash(sub_str(f, "field")));
-        lines_add(ls, A_NORMAL, "            client %s  app %s  driver %s  at %s", or_dash(sub_str(f, "client.addr")),
-                  or_dash(sub_str(f, "client.app_name")), or_dash(sub_str(f, "client.driver")),
-                  or_dash(refs[i].at));
+        lines_add(ls, confidence_attr(con, conf), "  %-9s %-6s %5sx  %s  ->  %s  field=%s",
+                  or_dash(refs[i].id), or_dash(conf), count, parent, children,
+                  or_dash(sub_str(f, "field")));
+        lines_add(ls, A_NORMAL, "            client %s  app %s  driver %s  at %s",
+                  or_dash(sub_str(f, "client.addr")), or_dash(sub_str(f, "client.app_name")),
+                  or_dash(sub_str(f, "client.driver")), or_dash(refs[i].at));
         const char *sugg = sub_str(f, "suggestion");
         if (sugg != NULL)
             lines_add(ls, A_DIM, "            %s", sugg);
@@ -652,7 +664,8 @@ static void render(console_t *con)
         strftime(when, sizeof(when), "%H:%M:%S", localtime(&con->updated_at));
         static const char *const sort_names[] = {"total time", "count", "p99"};
         snprintf(buf, sizeof(buf), " %s  updated %s  every %.1fs%s%s", con->admin_url, when,
-                 (double)con->interval_ms / 1000.0, con->view == MT_CONSOLE_VIEW_SHAPES ? "  sorted by " : "",
+                 (double)con->interval_ms / 1000.0,
+                 con->view == MT_CONSOLE_VIEW_SHAPES ? "  sorted by " : "",
                  con->view == MT_CONSOLE_VIEW_SHAPES ? sort_names[con->sort] : "");
         put_row(2, A_DIM, buf);
     } else {
@@ -778,16 +791,20 @@ static void on_feed(const mt_httpc_resp_t *resp, void *data)
     if (resp->result != MT_HTTPC_OK) {
         char again[48] = "";
         if (con->tty)
-            snprintf(again, sizeof(again), "; retrying every %.1fs", (double)con->interval_ms / 1000.0);
+            snprintf(again, sizeof(again), "; retrying every %.1fs",
+                     (double)con->interval_ms / 1000.0);
         round_error(con, "cannot reach mongotap admin at %s (%s)%s", con->admin_url,
                     resp->error ? resp->error : mt_httpc_result_str(resp->result), again);
     } else if (resp->status == 401) {
-        round_error(con, "admin at %s answered 401 Unauthorized: pass --token or set MONGOTAP_TOKEN", con->admin_url);
+        round_error(con,
+                    "admin at %s answered 401 Unauthorized: pass --token or set MONGOTAP_TOKEN",
+                    con->admin_url);
     } else if (resp->status != 200) {
         round_error(con, "admin at %s answered HTTP %d for %s", con->admin_url, resp->status, path);
     } else {
         bson_error_t err;
-        bson_t *doc = bson_new_from_json((const uint8_t *)resp->body, (ssize_t)resp->body_len, &err);
+        bson_t *doc =
+            bson_new_from_json((const uint8_t *)resp->body, (ssize_t)resp->body_len, &err);
         if (doc == NULL) {
             round_error(con, "bad JSON from %s%s: %s", con->admin_url, path, err.message);
         } else {
@@ -935,15 +952,19 @@ static void on_quit_signal(uv_signal_t *s, int signum)
 
 static void usage(FILE *to)
 {
-    fprintf(to, "usage: mongotap console [--admin URL] [--token TOKEN] [--interval MS]\n"
-                "  --admin URL      admin endpoint (default " MT_CONSOLE_DEFAULT_ADMIN ", env MONGOTAP_ADMIN_URL)\n"
-                "  --token TOKEN    bearer token for --admin-token (env MONGOTAP_TOKEN)\n"
-                "  --interval MS    refresh period in milliseconds (default 1000)\n"
-                "keys: s shapes, f findings, c connections, t/n/p sort shapes by total time/count/p99,\n"
-                "      arrows/PgUp/PgDn scroll, r refresh now, q quit\n");
+    fprintf(
+        to,
+        "usage: mongotap console [--admin URL] [--token TOKEN] [--interval MS]\n"
+        "  --admin URL      admin endpoint (default " MT_CONSOLE_DEFAULT_ADMIN
+        ", env MONGOTAP_ADMIN_URL)\n"
+        "  --token TOKEN    bearer token for --admin-token (env MONGOTAP_TOKEN)\n"
+        "  --interval MS    refresh period in milliseconds (default 1000)\n"
+        "keys: s shapes, f findings, c connections, t/n/p sort shapes by total time/count/p99,\n"
+        "      arrows/PgUp/PgDn scroll, r refresh now, q quit\n");
 }
 
-static int parse_args(int argc, char **argv, const char **admin, const char **token, uint64_t *interval)
+static int parse_args(int argc, char **argv, const char **admin, const char **token,
+                      uint64_t *interval)
 {
     static const struct option opts[] = {
         {"admin", required_argument, NULL, 'a'},
@@ -973,10 +994,12 @@ static int parse_args(int argc, char **argv, const char **admin, const char **to
             char *end;
             errno = 0;
             unsigned long long v = strtoull(optarg, &end, 10);
-            if (errno != 0 || end == optarg || *end != '\0' || optarg[0] == '-' || v < MT_CONSOLE_MIN_INTERVAL_MS ||
-                v > MT_CONSOLE_MAX_INTERVAL_MS) {
-                fprintf(stderr, "mongotap console: --interval: expected milliseconds from %d to %d, got '%s'\n",
-                        MT_CONSOLE_MIN_INTERVAL_MS, MT_CONSOLE_MAX_INTERVAL_MS, optarg);
+            if (errno != 0 || end == optarg || *end != '\0' || optarg[0] == '-' ||
+                v < MT_CONSOLE_MIN_INTERVAL_MS || v > MT_CONSOLE_MAX_INTERVAL_MS) {
+                fprintf(
+                    stderr,
+                    "mongotap console: --interval: expected milliseconds from %d to %d, got '%s'\n",
+                    MT_CONSOLE_MIN_INTERVAL_MS, MT_CONSOLE_MAX_INTERVAL_MS, optarg);
                 return 2;
             }
             *interval = v;

@@ -155,8 +155,8 @@ int mt_httpc_parse_url(const char *url, mt_httpc_url_t *out, char *err, size_t e
     return 0;
 }
 
-mt_httpc_t *mt_httpc_new(uv_loop_t *loop, const char *base_url, const char *token, uint64_t timeout_ms,
-                         char *err, size_t errlen)
+mt_httpc_t *mt_httpc_new(uv_loop_t *loop, const char *base_url, const char *token,
+                         uint64_t timeout_ms, char *err, size_t errlen)
 {
     mt_httpc_t *c = calloc(1, sizeof(*c));
     if (c == NULL) {
@@ -181,9 +181,11 @@ mt_httpc_t *mt_httpc_new(uv_loop_t *loop, const char *base_url, const char *toke
         }
     }
     if (strchr(c->url.host, ':') != NULL)
-        snprintf(c->host_header, sizeof(c->host_header), "[%s]:%u", c->url.host, (unsigned)c->url.port);
+        snprintf(c->host_header, sizeof(c->host_header), "[%s]:%u", c->url.host,
+                 (unsigned)c->url.port);
     else
-        snprintf(c->host_header, sizeof(c->host_header), "%s:%u", c->url.host, (unsigned)c->url.port);
+        snprintf(c->host_header, sizeof(c->host_header), "%s:%u", c->url.host,
+                 (unsigned)c->url.port);
     c->loop = loop;
     h2o_timeout_init(loop, &c->io_timeout, timeout_ms);
     c->ctx.loop = loop;
@@ -219,7 +221,8 @@ static void req_free(mt_httpc_req_t *r)
 /* Ends a request: off the list, callback, freed. h2o closes its own side. */
 static void req_finish(mt_httpc_req_t *r, mt_httpc_result_t result, const char *error)
 {
-    mt_httpc_resp_t resp = {.result = result, .error = error, .status = r->status, .body = "", .body_len = 0};
+    mt_httpc_resp_t resp = {
+        .result = result, .error = error, .status = r->status, .body = "", .body_len = 0};
     if (result == MT_HTTPC_OK && r->body != NULL) {
         resp.body = r->body;
         resp.body_len = r->body_len;
@@ -273,8 +276,9 @@ static int on_body(h2o_http1client_t *h2o, const char *errstr)
     return 0;
 }
 
-static h2o_http1client_body_cb on_head(h2o_http1client_t *h2o, const char *errstr, int minor_version, int status,
-                                       h2o_iovec_t msg, struct st_h2o_header_t *headers, size_t num_headers,
+static h2o_http1client_body_cb on_head(h2o_http1client_t *h2o, const char *errstr,
+                                       int minor_version, int status, h2o_iovec_t msg,
+                                       struct st_h2o_header_t *headers, size_t num_headers,
                                        int rlen)
 {
     mt_httpc_req_t *r = h2o->data;
@@ -292,13 +296,15 @@ static h2o_http1client_body_cb on_head(h2o_http1client_t *h2o, const char *errst
     return on_body;
 }
 
-static h2o_http1client_head_cb on_connect(h2o_http1client_t *h2o, const char *errstr, h2o_iovec_t **reqbufs,
-                                          size_t *reqbufcnt, int *method_is_head)
+static h2o_http1client_head_cb on_connect(h2o_http1client_t *h2o, const char *errstr,
+                                          h2o_iovec_t **reqbufs, size_t *reqbufcnt,
+                                          int *method_is_head)
 {
     mt_httpc_req_t *r = h2o->data;
 
     if (errstr != NULL) {
-        req_finish(r, strstr(errstr, "timeout") ? MT_HTTPC_ERR_TIMEOUT : MT_HTTPC_ERR_CONNECT, errstr);
+        req_finish(r, strstr(errstr, "timeout") ? MT_HTTPC_ERR_TIMEOUT : MT_HTTPC_ERR_CONNECT,
+                   errstr);
         return NULL;
     }
     *reqbufs = &r->head_iov;
@@ -440,8 +446,8 @@ int mt_httpc_get(mt_httpc_t *c, const char *path, mt_httpc_done_cb cb, void *dat
 
     if (!c->pool_ready && !try_numeric(c)) {
         if (!c->resolving) {
-            struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                                     .ai_protocol = IPPROTO_TCP};
+            struct addrinfo hints = {
+                .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_protocol = IPPROTO_TCP};
             char serv[8];
             snprintf(serv, sizeof(serv), "%u", (unsigned)c->url.port);
             c->gai.data = c;

@@ -34,9 +34,9 @@ const char *mt_httpc_result_str(mt_httpc_result_t r);
 
 typedef struct {
     mt_httpc_result_t result;
-    const char *error;  /* one line on why, NULL when result is MT_HTTPC_OK */
-    int status;         /* HTTP status, 0 without a response */
-    const char *body;   /* NUL-terminated; valid only during the callback */
+    const char *error; /* one line on why, NULL when result is MT_HTTPC_OK */
+    int status;        /* HTTP status, 0 without a response */
+    const char *body;  /* NUL-terminated; valid only during the callback */
     size_t body_len;
 } mt_httpc_resp_t;
 
@@ -51,8 +51,8 @@ int mt_httpc_parse_url(const char *url, mt_httpc_url_t *out, char *err, size_t e
 
 /* A client for base_url; token, when not NULL or empty, is sent as a Bearer
  * credential. NULL with a one-line err when the URL does not parse. */
-mt_httpc_t *mt_httpc_new(uv_loop_t *loop, const char *base_url, const char *token, uint64_t timeout_ms,
-                         char *err, size_t errlen);
+mt_httpc_t *mt_httpc_new(uv_loop_t *loop, const char *base_url, const char *token,
+                         uint64_t timeout_ms, char *err, size_t errlen);
 
 /* Starts GET prefix+path (path begins with '/'). 0 when started, -1 when out
  * of memory or path too long (cb is then never called). */

@@ -65,10 +65,13 @@ static void on_report(const mt_httpc_resp_t *resp, void *data)
         fprintf(stderr, "mongotap report: cannot reach mongotap admin at %s: %s\n", job->admin,
                 resp->error ? resp->error : mt_httpc_result_str(resp->result));
     } else if (resp->status == 401) {
-        fprintf(stderr, "mongotap report: admin at %s answered 401 Unauthorized: pass --token or set MONGOTAP_TOKEN\n",
+        fprintf(stderr,
+                "mongotap report: admin at %s answered 401 Unauthorized: pass --token or set "
+                "MONGOTAP_TOKEN\n",
                 job->admin);
     } else if (resp->status != 200) {
-        fprintf(stderr, "mongotap report: admin at %s answered HTTP %d for /api/report\n", job->admin, resp->status);
+        fprintf(stderr, "mongotap report: admin at %s answered HTTP %d for /api/report\n",
+                job->admin, resp->status);
     } else if (job->out_path == NULL) {
         if (write_all(stdout, resp->body, resp->body_len) != 0)
             fprintf(stderr, "mongotap report: writing to stdout: %s\n", strerror(errno));
@@ -77,12 +80,14 @@ static void on_report(const mt_httpc_resp_t *resp, void *data)
     } else {
         FILE *f = fopen(job->out_path, "wb");
         if (f == NULL) {
-            fprintf(stderr, "mongotap report: cannot open %s: %s\n", job->out_path, strerror(errno));
+            fprintf(stderr, "mongotap report: cannot open %s: %s\n", job->out_path,
+                    strerror(errno));
         } else {
             int werr = write_all(f, resp->body, resp->body_len);
             int cerr = fclose(f);
             if (werr != 0 || cerr != 0)
-                fprintf(stderr, "mongotap report: writing %s: %s\n", job->out_path, strerror(errno));
+                fprintf(stderr, "mongotap report: writing %s: %s\n", job->out_path,
+                        strerror(errno));
             else
                 job->exit_code = 0;
         }
@@ -92,8 +97,10 @@ static void on_report(const mt_httpc_resp_t *resp, void *data)
 
 static void usage(FILE *to)
 {
-    fprintf(to, "usage: mongotap report [--admin URL] [--token TOKEN] [--format json|markdown|html] [-o FILE]\n"
-                "  --admin URL      admin endpoint (default " MT_REPORT_CMD_DEFAULT_ADMIN ", env MONGOTAP_ADMIN_URL)\n"
+    fprintf(to, "usage: mongotap report [--admin URL] [--token TOKEN] [--format "
+                "json|markdown|html] [-o FILE]\n"
+                "  --admin URL      admin endpoint (default " MT_REPORT_CMD_DEFAULT_ADMIN
+                ", env MONGOTAP_ADMIN_URL)\n"
                 "  --token TOKEN    bearer token for --admin-token (env MONGOTAP_TOKEN)\n"
                 "  --format FORMAT  json (default), markdown or html\n"
                 "  -o, --output FILE  write there instead of stdout\n");
@@ -102,12 +109,9 @@ static void usage(FILE *to)
 int mt_report_cmd_main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"admin", required_argument, NULL, 'a'},
-        {"token", required_argument, NULL, 't'},
-        {"format", required_argument, NULL, 'f'},
-        {"output", required_argument, NULL, 'o'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"admin", required_argument, NULL, 'a'},  {"token", required_argument, NULL, 't'},
+        {"format", required_argument, NULL, 'f'}, {"output", required_argument, NULL, 'o'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     const char *admin = getenv("MONGOTAP_ADMIN_URL");
     const char *token = getenv("MONGOTAP_TOKEN");
@@ -130,7 +134,9 @@ int mt_report_cmd_main(int argc, char **argv)
         case 'f':
             format = mt_report_cmd_format_parse(optarg);
             if (format < 0) {
-                fprintf(stderr, "mongotap report: --format: expected json, markdown or html, got '%s'\n", optarg);
+                fprintf(stderr,
+                        "mongotap report: --format: expected json, markdown or html, got '%s'\n",
+                        optarg);
                 return 2;
             }
             break;
@@ -170,7 +176,8 @@ int mt_report_cmd_main(int argc, char **argv)
         uv_loop_close(&loop);
         return 2;
     }
-    snprintf(path, sizeof(path), "/api/report?format=%s", mt_report_cmd_format_str((mt_report_cmd_format_t)format));
+    snprintf(path, sizeof(path), "/api/report?format=%s",
+             mt_report_cmd_format_str((mt_report_cmd_format_t)format));
     if (mt_httpc_get(job.http, path, on_report, &job) != 0) {
         fprintf(stderr, "mongotap report: cannot start the request\n");
         mt_httpc_close(job.http);

@@ -182,8 +182,8 @@ static void on_done(const mt_httpc_resp_t *resp, void *data)
     mt_httpc_close(g->client);
 }
 
-static void run_get(const char *response, const char *url_fmt, const char *token, uint64_t timeout_ms,
-                    const char *path, got_t *g, server_t *srv)
+static void run_get(const char *response, const char *url_fmt, const char *token,
+                    uint64_t timeout_ms, const char *path, got_t *g, server_t *srv)
 {
     uv_loop_t loop;
     char url[128], err[256];
@@ -211,13 +211,16 @@ Test(httpc, content_length_body_and_request_head)
 {
     got_t g;
     server_t srv;
-    run_get("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 17\r\n\r\n{\"uptime_s\": 1.5}",
+    run_get("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+            "17\r\n\r\n{\"uptime_s\": 1.5}",
             "http://127.0.0.1:%d/base/", "s3cret", 5000, "/api/stats?limit=5", &g, &srv);
     cr_assert_eq(g.result, MT_HTTPC_OK, "%s", g.error);
     cr_assert_eq(g.status, 200);
     cr_assert_str_eq(g.body, "{\"uptime_s\": 1.5}");
-    cr_assert(strncmp(srv.request, "GET /base/api/stats?limit=5 HTTP/1.1\r\n", 38) == 0, "%s", srv.request);
-    cr_assert_not_null(strstr(srv.request, "\r\nAuthorization: Bearer s3cret\r\n"), "%s", srv.request);
+    cr_assert(strncmp(srv.request, "GET /base/api/stats?limit=5 HTTP/1.1\r\n", 38) == 0, "%s",
+              srv.request);
+    cr_assert_not_null(strstr(srv.request, "\r\nAuthorization: Bearer s3cret\r\n"), "%s",
+                       srv.request);
     char host[64];
     snprintf(host, sizeof(host), "\r\nHost: 127.0.0.1:%d\r\n", srv.port);
     cr_assert_not_null(strstr(srv.request, host), "%s", srv.request);
@@ -227,7 +230,8 @@ Test(httpc, no_token_no_authorization_header)
 {
     got_t g;
     server_t srv;
-    run_get("HTTP/1.1 204 No Content\r\n\r\n", "http://127.0.0.1:%d", "", 5000, "/api/reset", &g, &srv);
+    run_get("HTTP/1.1 204 No Content\r\n\r\n", "http://127.0.0.1:%d", "", 5000, "/api/reset", &g,
+            &srv);
     cr_assert_eq(g.result, MT_HTTPC_OK, "%s", g.error);
     cr_assert_eq(g.status, 204);
     cr_assert_eq(g.body_len, 0);
@@ -238,7 +242,8 @@ Test(httpc, chunked_body)
 {
     got_t g;
     server_t srv;
-    run_get("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n",
+    run_get("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n7\r\n, "
+            "world\r\n0\r\n\r\n",
             "http://127.0.0.1:%d", NULL, 5000, "/x", &g, &srv);
     cr_assert_eq(g.result, MT_HTTPC_OK, "%s", g.error);
     cr_assert_str_eq(g.body, "hello, world");
@@ -248,8 +253,8 @@ Test(httpc, body_until_close)
 {
     got_t g;
     server_t srv;
-    run_get("HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n# mongotap report\n", "127.0.0.1:%d", NULL, 5000,
-            "/api/report?format=markdown", &g, &srv);
+    run_get("HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n# mongotap report\n",
+            "127.0.0.1:%d", NULL, 5000, "/api/report?format=markdown", &g, &srv);
     cr_assert_eq(g.result, MT_HTTPC_OK, "%s", g.error);
     cr_assert_str_eq(g.body, "# mongotap report\n");
 }
@@ -258,8 +263,8 @@ Test(httpc, error_status_is_a_response)
 {
     got_t g;
     server_t srv;
-    run_get("HTTP/1.1 401 Unauthorized\r\nContent-Length: 14\r\n\r\n{\"error\": \"x\"}", "http://localhost:%d", NULL,
-            5000, "/api/stats", &g, &srv);
+    run_get("HTTP/1.1 401 Unauthorized\r\nContent-Length: 14\r\n\r\n{\"error\": \"x\"}",
+            "http://localhost:%d", NULL, 5000, "/api/stats", &g, &srv);
     cr_assert_eq(g.result, MT_HTTPC_OK, "%s", g.error);
     cr_assert_eq(g.status, 401);
     cr_assert_str_eq(g.body, "{\"error\": \"x\"}");
@@ -301,7 +306,8 @@ Test(httpc, refused_is_a_connect_error)
     uv_ip4_addr("127.0.0.1", 0, &sa);
     cr_assert_eq(uv_tcp_bind(&probe, (struct sockaddr *)&sa, 0), 0);
     uv_tcp_getsockname(&probe, (struct sockaddr *)&bound, &len);
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d", ntohs(((struct sockaddr_in *)&bound)->sin_port));
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d",
+             ntohs(((struct sockaddr_in *)&bound)->sin_port));
     uv_close((uv_handle_t *)&probe, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
 
