@@ -373,7 +373,6 @@ mt_stats_conn_t *mt_stats_conn_open(mt_stats_t *st, uint64_t conn_id, const char
         st->conns_head = c;
     st->conns_tail = c;
     st->nconns++;
-    st->counters[MT_STAT_CONNECTIONS_TOTAL]++;
     return c;
 }
 
@@ -686,6 +685,12 @@ void mt_stats_tick(mt_stats_t *st, uint64_t now_ns)
             window_close(st, w, now_ns);
         w = next;
     }
+}
+
+void mt_stats_flush(mt_stats_t *st, uint64_t now_ns)
+{
+    while (st->windows.open_head)
+        window_close(st, st->windows.open_head, now_ns);
 }
 
 void mt_stats_reset(mt_stats_t *st)

@@ -69,10 +69,10 @@ uint64_t mt_stats_get(const mt_stats_t *st, mt_stat_counter_t counter);
 const char *mt_stat_counter_str(mt_stat_counter_t counter);
 
 /* Connections. client_addr is "ip:port". The returned handle is owned by
- * stats and valid until mt_stats_conn_close(). Opening one counts
- * CONNECTIONS_TOTAL (the caller counts refusals, bytes and upstream errors
- * with mt_stats_add()). NULL when out of memory; every conn function accepts
- * NULL and does nothing. */
+ * stats and valid until mt_stats_conn_close(). The caller counts
+ * CONNECTIONS_TOTAL, refusals, bytes and upstream errors with mt_stats_add();
+ * stats counts commands, parse errors, windows and findings. NULL when out of
+ * memory; every conn function accepts NULL and does nothing. */
 mt_stats_conn_t *mt_stats_conn_open(mt_stats_t *st, uint64_t conn_id, const char *client_addr,
                                     uint64_t now_ns);
 /* A whole request message (header included) that was forwarded upstream;
@@ -88,6 +88,10 @@ void mt_stats_conn_close(mt_stats_conn_t *c, uint64_t now_ns);
 /* Periodic work: closes windows idle for window-gap or open for window-max,
  * refreshes rates. Call every few tens of milliseconds. */
 void mt_stats_tick(mt_stats_t *st, uint64_t now_ns);
+
+/* Closes every open window now, analysing each (shutdown: keyed windows
+ * outlive their connections, so closing the connections is not enough). */
+void mt_stats_flush(mt_stats_t *st, uint64_t now_ns);
 
 /* Clears shapes, windows and findings (POST /api/reset). */
 void mt_stats_reset(mt_stats_t *st);

@@ -25,6 +25,7 @@ typedef struct {
 
 static inline sc_conn_t sc_open(mt_stats_t *st, uint64_t id, const char *addr)
 {
+    mt_stats_add(st, MT_STAT_CONNECTIONS_TOTAL, 1); /* the proxy counts accepts */
     sc_conn_t k = {st, mt_stats_conn_open(st, id, addr, sc_now), 100, 90000};
     cr_assert_not_null(k.c);
     return k;

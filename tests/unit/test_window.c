@@ -471,3 +471,16 @@ Test(window, registry_lookups)
     mt_window_reg_clear(&reg);
     mt_window_reg_clear(&reg);
 }
+
+Test(window, flush_closes_keyed_windows_at_shutdown)
+{
+    sc_conn_t a = sc_open(st, 1, "127.0.0.1:1");
+    find_one(&a, "c", "mongotap:last-request", 1 * MS);
+    find_one(&a, "c", NULL, 1 * MS);
+    sc_close(&a);
+    cr_assert_eq(closed_windows(), 1, "the connection's own window closes with it");
+    cr_assert_eq(open_windows(), 1, "the keyed window outlives it");
+    mt_stats_flush(st, sc_now);
+    cr_assert_eq(open_windows(), 0);
+    cr_assert_eq(closed_windows(), 2);
+}
