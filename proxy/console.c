@@ -42,7 +42,7 @@ static const char *const feed_paths[FEED_COUNT] = {
     "/api/connections",
 };
 
-typedef enum { PAIR_TITLE = 1, PAIR_ERROR, PAIR_HIGH, PAIR_MEDIUM, PAIR_HEAD, PAIR_DIM } pair_t;
+typedef enum { PAIR_TITLE = 1, PAIR_ERROR, PAIR_HIGH, PAIR_MEDIUM, PAIR_HEAD } pair_t;
 
 typedef struct console_s console_t;
 
@@ -297,13 +297,12 @@ typedef struct {
     double count, errors, docs, sum, p50, p99, max;
 } shape_row_t;
 
-static mt_console_sort_t g_sort_key; /* qsort has no context argument */
-
-static int shape_cmp(const void *a, const void *b)
+static int shape_cmp(const void *a, const void *b, void *arg)
 {
+    const mt_console_sort_t *sort = arg;
     const shape_row_t *x = a, *y = b;
     double kx, ky;
-    switch (g_sort_key) {
+    switch (*sort) {
     case MT_CONSOLE_SORT_COUNT:
         kx = x->count, ky = y->count;
         break;
@@ -318,7 +317,15 @@ static int shape_cmp(const void *a, const void *b)
         kx = -1;
     if (isnan(ky))
         ky = -1;
-    return kx < ky ? 1 : kx > ky ? -1 : 0;
+    if (kx != ky)
+        return kx < ky ? 1 : -1;
+    /* Ties in a fixed order, so that rows do not swap places between refreshes. */
+    if (x->sum != y->sum && !isnan(x->sum) && !isnan(y->sum))
+        return x->sum < y->sum ? 1 : -1;
+    int c = strcmp(x->coll ? x->coll : "", y->coll ? y->coll : "");
+    if (c == 0)
+        c = strcmp(x->cmd ? x->cmd : "", y->cmd ? y->cmd : "");
+    return c != 0 ? c : strcmp(x->shape ? x->shape : "", y->shape ? y->shape : "");
 }
 
 /* Reads the shapes array of /api/stats into rows (pointers into doc). */
@@ -394,8 +401,8 @@ static void build_shapes(const console_t *con, lines_t *ls, bool wide)
                   "  No commands seen yet: point an application at mongotap's listen address.");
         return;
     }
-    g_sort_key = con->sort;
-    qsort(rows, n, sizeof(*rows), shape_cmp);
+    mt_console_sort_t sort = con->sort;
+    qsort_r(rows, n, sizeof(*rows), shape_cmp, &sort);
     for (size_t i = 0; i < n; i++) {
         const shape_row_t *r = &rows[i];
         char total[16], count[16], p50[16], p99[16], max[16], docs[16], errs[16], ns[160];
@@ -605,10 +612,11 @@ static void totals_line(const console_t *con, char *out, size_t cap)
         snprintf(nfind, sizeof(nfind), "%zu", n);
     }
     double ops = doc_num(s, "ops_per_sec");
-    snprintf(out, cap,
-             " mongotap  up %s | conns %s active / %s total / %s refused | cmds %s | %.1f ops/s | "
-             "parse errors %s | upstream errors %s | findings %s",
-             up, active, total, refused, cmds, isnan(ops) ? 0.0 : ops, perr, uerr, nfind);
+    snprintf(
+        out, cap,
+        " mongotap | up %s | conns %s/%s, %s refused | %s cmds | %.1f ops/s | errors %s parse, "
+        "%s upstream | %s findings",
+        up, active, total, refused, cmds, isnan(ops) ? 0.0 : ops, perr, uerr, nfind);
 }
 
 static void draw_keys(const console_t *con)
@@ -1056,7 +1064,6 @@ static int start_curses(console_t *con)
         init_pair(PAIR_HIGH, COLOR_RED, -1);
         init_pair(PAIR_MEDIUM, COLOR_YELLOW, -1);
         init_pair(PAIR_HEAD, COLOR_BLACK, COLOR_WHITE);
-        init_pair(PAIR_DIM, COLOR_BLUE, -1);
         con->colors = true;
     }
 
