@@ -70,18 +70,16 @@ static bool pattern_matches(const mt_findings_pattern_t *p, uint64_t h,
            str_eq(p->parent_command, e->parent_command) &&
            str_eq(p->parent_shape, e->parent_shape) && str_eq(p->child_db, e->child_db) &&
            str_eq(p->child_collection, e->child_collection) &&
-           str_eq(p->child_command, e->child_command) &&
-           str_eq(p->child_shape, e->child_shape) && str_eq(p->child_key, e->child_key) &&
-           str_eq(p->field, e->field);
+           str_eq(p->child_command, e->child_command) && str_eq(p->child_shape, e->child_shape) &&
+           str_eq(p->child_key, e->child_key) && str_eq(p->field, e->field);
 }
 
 /* Copies the key strings of e into one buffer owned by p. */
 static bool pattern_init(mt_findings_pattern_t *p, uint64_t h, const mt_findings_event_t *e)
 {
-    const char *parts[10] = {e->parent_db,     e->parent_collection, e->parent_command,
-                             e->parent_shape,  e->child_db,          e->child_collection,
-                             e->child_command, e->child_shape,       e->child_key,
-                             e->field};
+    const char *parts[10] = {
+        e->parent_db,        e->parent_collection, e->parent_command, e->parent_shape, e->child_db,
+        e->child_collection, e->child_command,     e->child_shape,    e->child_key,    e->field};
     size_t total = 0;
     for (int i = 0; i < 10; i++)
         total += (parts[i] ? strlen(parts[i]) : 0) + 1;
@@ -119,10 +117,9 @@ static bool pattern_init(mt_findings_pattern_t *p, uint64_t h, const mt_findings
 static mt_findings_pattern_t *pattern_for(mt_findings_t *f, const mt_findings_event_t *e)
 {
     uint64_t h = UINT64_C(0xcbf29ce484222325);
-    const char *parts[10] = {e->parent_db,     e->parent_collection, e->parent_command,
-                             e->parent_shape,  e->child_db,          e->child_collection,
-                             e->child_command, e->child_shape,       e->child_key,
-                             e->field};
+    const char *parts[10] = {
+        e->parent_db,        e->parent_collection, e->parent_command, e->parent_shape, e->child_db,
+        e->child_collection, e->child_command,     e->child_shape,    e->child_key,    e->field};
     for (int i = 0; i < 10; i++)
         h = fnv_str(h, parts[i]);
     for (size_t i = 0; i < f->npatterns; i++)

@@ -21,21 +21,21 @@ typedef struct {
     const char *parent_db, *parent_collection, *parent_command, *parent_shape;
     const char *child_db, *child_collection, *child_command, *child_shape, *child_key;
     const char *field;
-    uint64_t occurrences;   /* findings */
-    uint64_t children;      /* child commands over all findings */
-    uint64_t child_ns;      /* time spent in the children */
+    uint64_t occurrences; /* findings */
+    uint64_t children;    /* child commands over all findings */
+    uint64_t child_ns;    /* time spent in the children */
     uint64_t example_window;
     char example_finding[16];
-    char *fix;              /* the latest finding's suggestion */
+    char *fix; /* the latest finding's suggestion */
     int64_t first_ms, last_ms;
-    char *keybuf;           /* owns the key strings */
+    char *keybuf; /* owns the key strings */
 } mt_findings_pattern_t;
 
 typedef struct {
     bson_t *ring[MT_FINDINGS_KEEP]; /* finding documents, oldest overwritten */
     size_t next;
     size_t count;
-    uint64_t next_id;               /* ids count up from 1 for the process */
+    uint64_t next_id; /* ids count up from 1 for the process */
     mt_findings_pattern_t *patterns;
     size_t npatterns;
 } mt_findings_t;

@@ -24,9 +24,9 @@
 #define MT_HIST_MAX_NS (UINT64_C(1) << 36)
 
 typedef struct {
-    uint64_t count;      /* values recorded */
-    uint64_t sum_ns;     /* sum of recorded values plus mt_hist_add_sum() */
-    uint64_t min_ns;     /* UINT64_MAX while empty */
+    uint64_t count;  /* values recorded */
+    uint64_t sum_ns; /* sum of recorded values plus mt_hist_add_sum() */
+    uint64_t min_ns; /* UINT64_MAX while empty */
     uint64_t max_ns;
     uint64_t in_buckets; /* sum of buckets[] (less than count after halving) */
     uint32_t buckets[MT_HIST_BUCKETS];

@@ -12,8 +12,8 @@
 #include <stdint.h>
 
 typedef struct {
-    uint8_t *slots;    /* cap slots of slot_size bytes; allocated on first put */
-    size_t cap;        /* power of two; at most half full */
+    uint8_t *slots; /* cap slots of slot_size bytes; allocated on first put */
+    size_t cap;     /* power of two; at most half full */
     size_t count;
     size_t max_count;
     size_t elem_size;

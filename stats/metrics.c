@@ -11,16 +11,54 @@
 
 /* Command label set. Index 0 is "other". */
 static const char *const command_names[] = {
-    "other",          "find",           "aggregate",        "getMore",         "insert",
-    "update",         "delete",         "findAndModify",    "count",           "distinct",
-    "killCursors",    "hello",          "isMaster",         "ping",            "buildInfo",
-    "saslStart",      "saslContinue",   "authenticate",     "logout",          "endSessions",
-    "getLastError",   "createIndexes",  "dropIndexes",      "listIndexes",     "listCollections",
-    "listDatabases",  "create",         "drop",             "dropDatabase",    "collMod",
-    "commitTransaction", "abortTransaction", "explain",      "serverStatus",    "dbStats",
-    "collStats",      "getParameter",   "connectionStatus", "whatsmyuri",      "mapReduce",
-    "bulkWrite",      "getnonce",       "renameCollection", "validate",        "currentOp",
-    "killOp",         "hostInfo",       "getCmdLineOpts",
+    "other",
+    "find",
+    "aggregate",
+    "getMore",
+    "insert",
+    "update",
+    "delete",
+    "findAndModify",
+    "count",
+    "distinct",
+    "killCursors",
+    "hello",
+    "isMaster",
+    "ping",
+    "buildInfo",
+    "saslStart",
+    "saslContinue",
+    "authenticate",
+    "logout",
+    "endSessions",
+    "getLastError",
+    "createIndexes",
+    "dropIndexes",
+    "listIndexes",
+    "listCollections",
+    "listDatabases",
+    "create",
+    "drop",
+    "dropDatabase",
+    "collMod",
+    "commitTransaction",
+    "abortTransaction",
+    "explain",
+    "serverStatus",
+    "dbStats",
+    "collStats",
+    "getParameter",
+    "connectionStatus",
+    "whatsmyuri",
+    "mapReduce",
+    "bulkWrite",
+    "getnonce",
+    "renameCollection",
+    "validate",
+    "currentOp",
+    "killOp",
+    "hostInfo",
+    "getCmdLineOpts",
 };
 
 #define NCOMMANDS (sizeof command_names / sizeof command_names[0])
@@ -28,9 +66,8 @@ _Static_assert(NCOMMANDS <= MT_METRICS_MAX_COMMANDS, "too many command labels");
 
 /* Bucket upper bounds in ns, and as printed (seconds). */
 static const uint64_t bucket_ns[MT_METRICS_NBUCKETS] = {
-    100000,    250000,    500000,     1000000,    2500000,    5000000,
-    10000000,  25000000,  50000000,   100000000,  250000000,  500000000,
-    1000000000, 2500000000, 5000000000, 10000000000,
+    100000,   250000,    500000,    1000000,   2500000,    5000000,    10000000,   25000000,
+    50000000, 100000000, 250000000, 500000000, 1000000000, 2500000000, 5000000000, 10000000000,
 };
 static const char *const bucket_le[MT_METRICS_NBUCKETS] = {
     "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025",
@@ -139,8 +176,8 @@ static void append_label(bson_string_t *s, const char *v)
 
 static void header(bson_string_t *s, const char *name, const char *type, const char *help)
 {
-    bson_string_append_printf(s, "# HELP mongotap_%s %s\n# TYPE mongotap_%s %s\n", name, help,
-                              name, type);
+    bson_string_append_printf(s, "# HELP mongotap_%s %s\n# TYPE mongotap_%s %s\n", name, help, name,
+                              type);
 }
 
 static void gauge(bson_string_t *s, const char *name, const char *help, double v)
@@ -208,8 +245,9 @@ char *mt_metrics_render(const mt_metrics_t *m, const mt_metrics_input_t *in)
         bson_string_append_printf(s, "mongotap_command_duration_seconds_sum{command=\"%s\"} ",
                                   command_names[c]);
         ns_seconds(s, m->sum_ns[c]);
-        bson_string_append_printf(s, "\nmongotap_command_duration_seconds_count{command=\"%s\"} %llu\n",
-                                  command_names[c], (unsigned long long)m->count[c]);
+        bson_string_append_printf(
+            s, "\nmongotap_command_duration_seconds_count{command=\"%s\"} %llu\n", command_names[c],
+            (unsigned long long)m->count[c]);
     }
     return bson_string_free(s, false);
 }

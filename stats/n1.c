@@ -15,9 +15,9 @@
 #include "clock.h"
 #include "json.h"
 
-#define MAX_PATHS 32       /* distinct field paths tracked per evidence walk */
-#define MAX_DEPTH 3        /* document nesting searched */
-#define MAX_ARRAY_DEPTH 4  /* arrays inside arrays followed */
+#define MAX_PATHS 32      /* distinct field paths tracked per evidence walk */
+#define MAX_DEPTH 3       /* document nesting searched */
+#define MAX_ARRAY_DEPTH 4 /* arrays inside arrays followed */
 
 /* Value hashing */
 
@@ -109,23 +109,23 @@ typedef struct {
     const mt_window_t *w;
     /* distinct child values */
     uint64_t *hashes;
-    uint32_t *occ;      /* children per distinct value */
-    uint32_t *first;    /* first child index with the value */
+    uint32_t *occ;   /* children per distinct value */
+    uint32_t *first; /* first child index with the value */
     size_t ndistinct;
-    int32_t *table;     /* open addressing: index into hashes, -1 empty */
+    int32_t *table; /* open addressing: index into hashes, -1 empty */
     size_t tcap;
     /* paths */
     char paths[MAX_PATHS][MT_N1_FIELD_MAX];
     size_t npaths;
-    size_t words;       /* bitmap words per path */
-    uint64_t *bits;     /* MAX_PATHS * words */
-    uint64_t *any;      /* words */
+    size_t words;   /* bitmap words per path */
+    uint64_t *bits; /* MAX_PATHS * words */
+    uint64_t *any;  /* words */
 } ev_t;
 
 typedef struct {
-    uint32_t best;      /* children matched under the best path */
-    int best_path;      /* -1 when none */
-    uint32_t anywhere;  /* children matched under any path */
+    uint32_t best;     /* children matched under the best path */
+    int best_path;     /* -1 when none */
+    uint32_t anywhere; /* children matched under any path */
 } ev_score_t;
 
 static void ev_free(ev_t *ev)
@@ -289,8 +289,8 @@ static ev_score_t ev_score(ev_t *ev, uint32_t parent)
             continue;
         const uint8_t *p = w->ev + seg->off, *end = p + seg->len;
         while (end - p >= 5) {
-            uint32_t dlen = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-                            (uint32_t)p[3] << 24;
+            uint32_t dlen =
+                (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
             if (dlen < 5 || dlen > (size_t)(end - p))
                 break;
             bson_t doc;
@@ -405,7 +405,7 @@ size_t mt_n1_analyse(const mt_window_t *w, uint32_t threshold, mt_n1_result_t *o
     sk_t *sk = bson_malloc(w->ncmds * sizeof *sk);
     uint32_t *kids = bson_malloc(w->ncmds * sizeof *kids);
     uint32_t *choice = bson_malloc(w->ncmds * sizeof *choice); /* chosen parent per kid */
-    sk_t *pairs = bson_malloc(w->ncmds * sizeof *pairs);        /* (chosen parent, kid) */
+    sk_t *pairs = bson_malloc(w->ncmds * sizeof *pairs);       /* (chosen parent, kid) */
     if (!parents || !sk || !kids || !choice || !pairs)
         goto done;
 
@@ -603,8 +603,8 @@ void mt_n1_finding_bson(const mt_window_t *w, const mt_n1_result_t *r, const cha
     else
         BSON_APPEND_NULL(out, "field");
     BSON_APPEND_INT64(out, "matched", r->matched);
-    mt_n1_suggestion(w->driver, c->collection, c->key, r->high ? r->field : NULL, r->distinct,
-                     sugg, sizeof sugg);
+    mt_n1_suggestion(w->driver, c->collection, c->key, r->high ? r->field : NULL, r->distinct, sugg,
+                     sizeof sugg);
     BSON_APPEND_UTF8(out, "suggestion", sugg);
 
     if (log_values) {

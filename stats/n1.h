@@ -15,22 +15,22 @@
 
 #include "window.h"
 
-#define MT_N1_FIELD_MAX 256   /* longest field path reported */
-#define MT_N1_SAMPLES 5       /* values shown with log_values */
-#define MT_N1_MAX_RESULTS 64  /* findings per window */
-#define MT_N1_CANDIDATES 4    /* parents weighed per run of children */
-#define MT_N1_HIGH_PCT 80     /* share of values found under one field for "high" */
+#define MT_N1_FIELD_MAX 256  /* longest field path reported */
+#define MT_N1_SAMPLES 5      /* values shown with log_values */
+#define MT_N1_MAX_RESULTS 64 /* findings per window */
+#define MT_N1_CANDIDATES 4   /* parents weighed per run of children */
+#define MT_N1_HIGH_PCT 80    /* share of values found under one field for "high" */
 
 typedef struct {
-    uint32_t parent;        /* command index in the window */
+    uint32_t parent; /* command index in the window */
     uint32_t first_child;
-    uint32_t count;         /* children */
-    uint32_t distinct;      /* distinct looked-up values */
-    uint64_t child_ns;      /* time spent in the children */
-    bool high;              /* confidence */
-    char field[MT_N1_FIELD_MAX]; /* "" unless high */
-    uint32_t matched;       /* high: children whose value is under field;
-                               medium: children whose value is anywhere in the parent */
+    uint32_t count;                  /* children */
+    uint32_t distinct;               /* distinct looked-up values */
+    uint64_t child_ns;               /* time spent in the children */
+    bool high;                       /* confidence */
+    char field[MT_N1_FIELD_MAX];     /* "" unless high */
+    uint32_t matched;                /* high: children whose value is under field;
+                                        medium: children whose value is anywhere in the parent */
     uint32_t samples[MT_N1_SAMPLES]; /* a child index per distinct value (log_values) */
     uint32_t nsamples;
 } mt_n1_result_t;

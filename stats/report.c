@@ -185,22 +185,23 @@ static char *render_markdown(const mt_report_input_t *in)
     bson_string_append(s, "# mongotap N+1 report\n\n");
     bson_string_append_printf(s, "Generated %s after %.1f s of traffic.\n\n",
                               mt_clock_iso8601(in->generated_ms, iso), in->uptime_s);
-    bson_string_append(s, "| Commands | Connections | Windows | Findings | Patterns | Parse errors | Upstream errors |\n");
+    bson_string_append(s, "| Commands | Connections | Windows | Findings | Patterns | Parse errors "
+                          "| Upstream errors |\n");
     bson_string_append(s, "|---:|---:|---:|---:|---:|---:|---:|\n");
-    bson_string_append_printf(s, "| %llu | %llu | %llu | %llu | %zu | %llu | %llu |\n\n",
-                              (unsigned long long)c[MT_STAT_COMMANDS],
-                              (unsigned long long)c[MT_STAT_CONNECTIONS_TOTAL],
-                              (unsigned long long)c[MT_STAT_WINDOWS],
-                              (unsigned long long)c[MT_STAT_FINDINGS], np,
-                              (unsigned long long)c[MT_STAT_PARSE_ERRORS],
-                              (unsigned long long)c[MT_STAT_UPSTREAM_ERRORS]);
+    bson_string_append_printf(
+        s, "| %llu | %llu | %llu | %llu | %zu | %llu | %llu |\n\n",
+        (unsigned long long)c[MT_STAT_COMMANDS], (unsigned long long)c[MT_STAT_CONNECTIONS_TOTAL],
+        (unsigned long long)c[MT_STAT_WINDOWS], (unsigned long long)c[MT_STAT_FINDINGS], np,
+        (unsigned long long)c[MT_STAT_PARSE_ERRORS],
+        (unsigned long long)c[MT_STAT_UPSTREAM_ERRORS]);
 
     bson_string_append(s, "## N+1 patterns\n\n");
     if (np == 0) {
         bson_string_append(s, "No N+1 pattern found.\n\n");
     } else {
         bson_string_append(s, "Ranked by total time spent in the repeated lookups.\n\n");
-        bson_string_append(s, "| # | Parent query | Repeated lookup | Field | Occurrences | Total child time | Avg child time | Example window | Fix |\n");
+        bson_string_append(s, "| # | Parent query | Repeated lookup | Field | Occurrences | Total "
+                              "child time | Avg child time | Example window | Fix |\n");
         bson_string_append(s, "|---:|---|---|---|---:|---:|---:|---|---|\n");
         for (size_t i = 0; i < np; i++) {
             const mt_findings_pattern_t *p = ps[i];
@@ -231,7 +232,9 @@ static char *render_markdown(const mt_report_input_t *in)
     if (ns == 0) {
         bson_string_append(s, "No command seen.\n");
     } else {
-        bson_string_append(s, "| Command | Namespace | Shape | Count | Errors | Docs | p50 | p95 | p99 | Total |\n");
+        bson_string_append(
+            s,
+            "| Command | Namespace | Shape | Count | Errors | Docs | p50 | p95 | p99 | Total |\n");
         bson_string_append(s, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
         for (size_t i = 0; i < ns; i++) {
             const mt_shape_entry_t *e = in->shapes[i];
@@ -324,8 +327,9 @@ static void html_chart(bson_string_t *s, const mt_findings_pattern_t **ps, size_
         if (w < 2)
             w = 2;
         char label[600];
-        bson_snprintf(label, sizeof label, "#%zu %s \xe2\x86\x92 %s%s%s", i + 1, p->parent_collection,
-                      p->child_collection, p->field ? " via " : "", p->field ? p->field : "");
+        bson_snprintf(label, sizeof label, "#%zu %s \xe2\x86\x92 %s%s%s", i + 1,
+                      p->parent_collection, p->child_collection, p->field ? " via " : "",
+                      p->field ? p->field : "");
         cut_label(label, 56);
         bson_string_append_printf(s, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">", label_w - 8,
                                   y + bar_h - 6);
@@ -353,28 +357,27 @@ static char *render_html(const mt_report_input_t *in)
     const mt_findings_pattern_t **ps = mt_findings_patterns_sorted(in->findings, &np);
 
     bson_string_append(
-        s,
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-        "<title>mongotap N+1 report</title>\n<style>\n"
-        "body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;"
-        "color:#1d2330;background:#fff}\n"
-        "h1{font-size:1.6em;margin:0 0 .2em}h2{font-size:1.2em;margin:1.6em 0 .6em}\n"
-        ".meta{color:#5b6475}\n"
-        ".totals{display:flex;gap:1em;flex-wrap:wrap;margin:1em 0}\n"
-        ".totals div{background:#f2f4f8;border-radius:6px;padding:.6em 1em}\n"
-        ".totals b{display:block;font-size:1.4em}\n"
-        "table{border-collapse:collapse;width:100%;margin:.5em 0}\n"
-        "th,td{border-bottom:1px solid #e1e5ec;padding:.45em .6em;text-align:left;"
-        "vertical-align:top}\n"
-        "th{background:#f7f8fa;font-weight:600}td.n,th.n{text-align:right;white-space:nowrap}\n"
-        "code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace;background:#f2f4f8;"
-        "padding:1px 4px;border-radius:3px}\n"
-        "code.shape{word-break:break-all}\n"
-        ".chart text{font:12px system-ui,sans-serif;fill:#1d2330}\n"
-        ".chart rect{fill:#d9534f}\n"
-        ".high{color:#1a7f37;font-weight:600}.medium{color:#9a6700;font-weight:600}\n"
-        "</style>\n</head>\n<body>\n<h1>mongotap N+1 report</h1>\n");
+        s, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+           "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+           "<title>mongotap N+1 report</title>\n<style>\n"
+           "body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;"
+           "color:#1d2330;background:#fff}\n"
+           "h1{font-size:1.6em;margin:0 0 .2em}h2{font-size:1.2em;margin:1.6em 0 .6em}\n"
+           ".meta{color:#5b6475}\n"
+           ".totals{display:flex;gap:1em;flex-wrap:wrap;margin:1em 0}\n"
+           ".totals div{background:#f2f4f8;border-radius:6px;padding:.6em 1em}\n"
+           ".totals b{display:block;font-size:1.4em}\n"
+           "table{border-collapse:collapse;width:100%;margin:.5em 0}\n"
+           "th,td{border-bottom:1px solid #e1e5ec;padding:.45em .6em;text-align:left;"
+           "vertical-align:top}\n"
+           "th{background:#f7f8fa;font-weight:600}td.n,th.n{text-align:right;white-space:nowrap}\n"
+           "code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace;background:#f2f4f8;"
+           "padding:1px 4px;border-radius:3px}\n"
+           "code.shape{word-break:break-all}\n"
+           ".chart text{font:12px system-ui,sans-serif;fill:#1d2330}\n"
+           ".chart rect{fill:#d9534f}\n"
+           ".high{color:#1a7f37;font-weight:600}.medium{color:#9a6700;font-weight:600}\n"
+           "</style>\n</head>\n<body>\n<h1>mongotap N+1 report</h1>\n");
     bson_string_append_printf(s, "<p class=\"meta\">Generated %s after %.1f s of traffic.</p>\n",
                               mt_clock_iso8601(in->generated_ms, iso), in->uptime_s);
     bson_string_append_printf(
@@ -392,10 +395,11 @@ static char *render_html(const mt_report_input_t *in)
     } else {
         bson_string_append(s, "<p>Time spent in the repeated lookups, per pattern:</p>\n");
         html_chart(s, ps, np);
-        bson_string_append(s, "<table>\n<tr><th class=\"n\">#</th><th>Parent query</th>"
-                              "<th>Repeated lookup</th><th>Field</th><th class=\"n\">Occurrences</th>"
-                              "<th class=\"n\">Total child time</th><th class=\"n\">Avg child time</th>"
-                              "<th>Example</th><th>Fix</th></tr>\n");
+        bson_string_append(
+            s, "<table>\n<tr><th class=\"n\">#</th><th>Parent query</th>"
+               "<th>Repeated lookup</th><th>Field</th><th class=\"n\">Occurrences</th>"
+               "<th class=\"n\">Total child time</th><th class=\"n\">Avg child time</th>"
+               "<th>Example</th><th>Fix</th></tr>\n");
         for (size_t i = 0; i < np; i++) {
             const mt_findings_pattern_t *p = ps[i];
             bson_string_append_printf(s, "<tr><td class=\"n\">%zu</td><td>", i + 1);

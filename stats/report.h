@@ -19,7 +19,7 @@
 typedef struct {
     int64_t generated_ms;
     double uptime_s;
-    const uint64_t *counters;   /* MT_STAT__COUNT values */
+    const uint64_t *counters; /* MT_STAT__COUNT values */
     uint64_t connections_active;
     uint64_t windows_open;
     const mt_findings_t *findings;

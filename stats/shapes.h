@@ -25,17 +25,17 @@ struct mt_shape_entry {
     const char *collection;
     const char *command;
     const char *shape;
-    bool overflow;          /* the "<other>" entry */
+    bool overflow; /* the "<other>" entry */
 
-    uint64_t count;         /* commands (a getMore is not a new command) */
-    uint64_t errors;        /* replies with ok false or writeErrors */
+    uint64_t count;  /* commands (a getMore is not a new command) */
+    uint64_t errors; /* replies with ok false or writeErrors */
     uint64_t docs_returned;
     uint64_t bytes_in;
     uint64_t bytes_out;
-    int64_t first_seen_ms;  /* wall clock, ms since the epoch */
+    int64_t first_seen_ms; /* wall clock, ms since the epoch */
     int64_t last_seen_ms;
 
-    uint16_t metric_command;    /* label indexes cached for metrics */
+    uint16_t metric_command; /* label indexes cached for metrics */
     uint16_t metric_collection;
 
     mt_hist_t latency;

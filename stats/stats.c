@@ -33,19 +33,19 @@
 
 /* A request awaiting its reply. */
 typedef struct {
-    uint64_t req_ns;          /* request forwarded (exhaust: previous reply) */
-    mt_shape_entry_t *entry;  /* shape it is accounted to (getMore: the cursor's) */
-    uint64_t win_id;          /* window holding the command; 0 when none */
-    uint64_t origin_win_id;   /* getMore: window of the command that opened the cursor */
-    int64_t cursor_id;        /* getMore: its cursor */
+    uint64_t req_ns;         /* request forwarded (exhaust: previous reply) */
+    mt_shape_entry_t *entry; /* shape it is accounted to (getMore: the cursor's) */
+    uint64_t win_id;         /* window holding the command; 0 when none */
+    uint64_t origin_win_id;  /* getMore: window of the command that opened the cursor */
+    int64_t cursor_id;       /* getMore: its cursor */
     uint32_t cmd_idx;
     uint32_t origin_idx;
     uint16_t metric_command;
-    uint8_t kind;             /* mt_cmd_kind_t */
+    uint8_t kind; /* mt_cmd_kind_t */
     bool has_cmd_idx;
     bool has_origin_idx;
-    bool continuation;        /* a later reply of an exhaust stream */
-    bool inflight;            /* counted in its window's inflight */
+    bool continuation; /* a later reply of an exhaust stream */
+    bool inflight;     /* counted in its window's inflight */
 } pending_t;
 
 /* An open cursor: getMores are accounted to the command that opened it. */
@@ -62,12 +62,12 @@ struct mt_stats_conn {
     uint64_t id;
     char addr[64];
     char app_name[128];
-    char driver[128];        /* "name version" from the handshake */
+    char driver[128]; /* "name version" from the handshake */
     uint64_t commands;
-    mt_idmap_t pending;      /* requestID -> pending_t */
-    mt_idmap_t cursors;      /* cursor id -> cursor_t */
-    mt_window_t *window;     /* its open per-connection window */
-    uint64_t last_win_id;    /* window of its last window-relevant command */
+    mt_idmap_t pending;   /* requestID -> pending_t */
+    mt_idmap_t cursors;   /* cursor id -> cursor_t */
+    mt_window_t *window;  /* its open per-connection window */
+    uint64_t last_win_id; /* window of its last window-relevant command */
     mt_stats_conn_t *prev, *next;
 };
 
@@ -90,7 +90,7 @@ struct mt_stats {
     uint64_t rate_ns;
     uint64_t rate_commands;
     double ops_per_sec;
-    uint16_t getmore_label;   /* metrics label of getMore, resolved once */
+    uint16_t getmore_label; /* metrics label of getMore, resolved once */
     mt_n1_result_t results[MT_N1_MAX_RESULTS];
 };
 
@@ -250,8 +250,8 @@ static void window_close(mt_stats_t *st, mt_window_t *w, uint64_t now_ns)
 
 /* The window a new window-relevant command joins, opening one when needed.
  * NULL when none can be had (keyed window bound, out of memory). */
-static mt_window_t *window_for(mt_stats_conn_t *c, const mt_cmd_view_t *cmd,
-                               const cursor_t *cursor, uint64_t now_ns)
+static mt_window_t *window_for(mt_stats_conn_t *c, const mt_cmd_view_t *cmd, const cursor_t *cursor,
+                               uint64_t now_ns)
 {
     mt_stats_t *st = c->st;
     mt_window_t *w;
@@ -263,8 +263,8 @@ static mt_window_t *window_for(mt_stats_conn_t *c, const mt_cmd_view_t *cmd,
         window_close(st, w, now_ns);
     }
 
-    if (cmd->comment && strncmp(cmd->comment, MT_WINDOW_KEY_PREFIX,
-                                sizeof MT_WINDOW_KEY_PREFIX - 1) == 0) {
+    if (cmd->comment &&
+        strncmp(cmd->comment, MT_WINDOW_KEY_PREFIX, sizeof MT_WINDOW_KEY_PREFIX - 1) == 0) {
         w = mt_window_reg_find_key(&st->windows, cmd->comment);
         if (w && window_stale(st, w, now_ns)) {
             window_close(st, w, now_ns);

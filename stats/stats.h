@@ -19,7 +19,7 @@
     X(CONNECTIONS_TOTAL, "connections_total", "connections_total", "Client connections accepted")  \
     X(CONNECTIONS_REFUSED, "connections_refused", "connections_refused_total",                     \
       "Client connections refused (max-connections or accept errors)")                             \
-    X(COMMANDS, "commands", "commands_seen_total", "Commands seen")                                 \
+    X(COMMANDS, "commands", "commands_seen_total", "Commands seen")                                \
     X(PARSE_ERRORS, "parse_errors", "parse_errors_total", "Messages forwarded that did not parse") \
     X(PROTOCOL_ERRORS, "protocol_errors", "protocol_errors_total",                                 \
       "Connections closed for an impossible message header")                                       \
@@ -48,11 +48,11 @@ typedef struct mt_stats_conn mt_stats_conn_t;
 typedef void (*mt_stats_finding_cb)(void *data, const char *json);
 
 typedef struct {
-    uint64_t window_gap_ms;   /* default 100 */
-    uint64_t window_max_ms;   /* default 30000 */
-    uint32_t n1_threshold;    /* default 5 */
-    uint32_t max_shapes;      /* default 10000 */
-    bool log_values;          /* let user data values into outputs */
+    uint64_t window_gap_ms; /* default 100 */
+    uint64_t window_max_ms; /* default 30000 */
+    uint32_t n1_threshold;  /* default 5 */
+    uint32_t max_shapes;    /* default 10000 */
+    bool log_values;        /* let user data values into outputs */
     mt_stats_finding_cb on_finding;
     void *on_finding_data;
 } mt_stats_config_t;
@@ -98,11 +98,11 @@ void mt_stats_reset(mt_stats_t *st);
 
 /* Outputs. Each returns a NUL-terminated string the caller frees with
  * bson_free(). JSON is produced through libbson. */
-char *mt_stats_json(mt_stats_t *st, uint64_t now_ns, size_t limit);        /* /api/stats */
-char *mt_stats_connections_json(mt_stats_t *st, uint64_t now_ns);          /* /api/connections */
-char *mt_stats_windows_json(mt_stats_t *st, size_t limit);                 /* /api/windows */
-char *mt_stats_findings_json(mt_stats_t *st);                              /* /api/findings */
-char *mt_stats_metrics(mt_stats_t *st, uint64_t now_ns);                   /* /metrics */
+char *mt_stats_json(mt_stats_t *st, uint64_t now_ns, size_t limit); /* /api/stats */
+char *mt_stats_connections_json(mt_stats_t *st, uint64_t now_ns);   /* /api/connections */
+char *mt_stats_windows_json(mt_stats_t *st, size_t limit);          /* /api/windows */
+char *mt_stats_findings_json(mt_stats_t *st);                       /* /api/findings */
+char *mt_stats_metrics(mt_stats_t *st, uint64_t now_ns);            /* /metrics */
 
 typedef enum { MT_REPORT_JSON, MT_REPORT_MARKDOWN, MT_REPORT_HTML } mt_report_format_t;
 /* Parses "json", "markdown" (or "md"), "html"; returns -1 on anything else. */

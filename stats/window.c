@@ -277,8 +277,7 @@ void mt_window_reg_clear(mt_window_reg_t *reg)
 
 mt_window_t *mt_window_reg_open(mt_window_reg_t *reg, uint64_t conn_id, const char *key,
                                 void *owner, uint64_t now_ns, int64_t now_ms,
-                                const char *client_addr, const char *app_name,
-                                const char *driver)
+                                const char *client_addr, const char *app_name, const char *driver)
 {
     if (key && reg->keyed_open >= MT_WINDOW_MAX_KEYED)
         return NULL;

@@ -27,9 +27,9 @@
 #define MT_WINDOW_EVIDENCE_DOCS 1000
 #define MT_WINDOW_EVIDENCE_BYTES (1024 * 1024)
 #define MT_WINDOW_CLOSED_COMMANDS 1000
-#define MT_WINDOW_CLOSED_KEEP 100    /* closed windows kept */
-#define MT_WINDOW_MAX_KEYED 10000    /* open "mongotap:" windows */
-#define MT_WINDOW_KEY_MAX 200        /* longest "mongotap:" key kept */
+#define MT_WINDOW_CLOSED_KEEP 100 /* closed windows kept */
+#define MT_WINDOW_MAX_KEYED 10000 /* open "mongotap:" windows */
+#define MT_WINDOW_KEY_MAX 200     /* longest "mongotap:" key kept */
 #define MT_WINDOW_KEY_PREFIX "mongotap:"
 /* Across all open windows together: commands kept and evidence bytes. With
  * many keyed windows open at once each could otherwise reach its own bound;
@@ -43,23 +43,23 @@ typedef struct {
 } mt_window_budget_t;
 
 typedef struct {
-    const char *command;    /* the four shape key parts: point into the shape */
-    const char *db;         /* registry or into the window's arena */
+    const char *command; /* the four shape key parts: point into the shape */
+    const char *db;      /* registry or into the window's arena */
     const char *collection;
     const char *shape;
-    uint64_t shape_hash;    /* mt_shapes_hash() of the four */
+    uint64_t shape_hash; /* mt_shapes_hash() of the four */
     mt_cmd_kind_t kind;
-    uint64_t start_ns;      /* when the request was forwarded */
-    uint64_t duration_ns;   /* request to (first) reply */
-    uint64_t getmore_ns;    /* getMores on its cursor inside the window */
-    uint64_t docs;          /* documents returned, getMores on its cursor included */
+    uint64_t start_ns;    /* when the request was forwarded */
+    uint64_t duration_ns; /* request to (first) reply */
+    uint64_t getmore_ns;  /* getMores on its cursor inside the window */
+    uint64_t docs;        /* documents returned, getMores on its cursor included */
     bool replied;
 
     /* Single-key lookups (mt_shape_single_key) */
     bool single_key;
     bool value_hashable;
-    const char *key;        /* field path, in the arena */
-    uint64_t value_hash;    /* mt_n1_value_hash() of the looked-up value */
+    const char *key;          /* field path, in the arena */
+    uint64_t value_hash;      /* mt_n1_value_hash() of the looked-up value */
     const uint8_t *value_doc; /* {"": value}, kept only with log_values */
     uint32_t value_doc_len;
 } mt_window_cmd_t;
@@ -76,14 +76,14 @@ typedef struct mt_window mt_window_t;
 
 struct mt_window {
     uint64_t id;
-    uint64_t conn_id;       /* connection that opened it */
-    const char *key;        /* "mongotap:..." or NULL (in the arena) */
-    void *owner;            /* per-connection windows: the connection; keyed: NULL */
+    uint64_t conn_id; /* connection that opened it */
+    const char *key;  /* "mongotap:..." or NULL (in the arena) */
+    void *owner;      /* per-connection windows: the connection; keyed: NULL */
     uint64_t started_ns;
-    uint64_t last_ns;       /* last request or reply */
+    uint64_t last_ns; /* last request or reply */
     uint64_t closed_ns;
-    int64_t started_ms;     /* wall clock */
-    uint32_t inflight;      /* requests sent, reply not yet seen */
+    int64_t started_ms; /* wall clock */
+    uint32_t inflight;  /* requests sent, reply not yet seen */
     bool closed;
     uint32_t findings;
 
@@ -93,7 +93,7 @@ struct mt_window {
 
     mt_window_cmd_t *cmds;
     uint32_t ncmds, cmds_cap;
-    uint64_t total_cmds;    /* kept or not */
+    uint64_t total_cmds; /* kept or not */
 
     uint8_t *ev;
     size_t ev_len, ev_cap;
@@ -138,8 +138,8 @@ typedef struct {
     mt_window_t *open_head;
     size_t open_count;
     size_t keyed_open;
-    mt_idmap_t by_id;   /* window id -> mt_window_t * */
-    mt_idmap_t by_key;  /* hash of key -> mt_window_t * */
+    mt_idmap_t by_id;  /* window id -> mt_window_t * */
+    mt_idmap_t by_key; /* hash of key -> mt_window_t * */
     mt_window_t *closed[MT_WINDOW_CLOSED_KEEP];
     size_t closed_next; /* ring position of the next closed window */
     size_t closed_count;
@@ -155,8 +155,7 @@ void mt_window_reg_clear(mt_window_reg_t *reg);
  * memory or, for keyed windows, past MT_WINDOW_MAX_KEYED. */
 mt_window_t *mt_window_reg_open(mt_window_reg_t *reg, uint64_t conn_id, const char *key,
                                 void *owner, uint64_t now_ns, int64_t now_ms,
-                                const char *client_addr, const char *app_name,
-                                const char *driver);
+                                const char *client_addr, const char *app_name, const char *driver);
 mt_window_t *mt_window_reg_find(const mt_window_reg_t *reg, uint64_t id);
 mt_window_t *mt_window_reg_find_key(const mt_window_reg_t *reg, const char *key);
 /* Takes an open window out of the open set and marks it closed. */

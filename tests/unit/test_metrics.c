@@ -35,7 +35,8 @@ static void finds(sc_conn_t *k, const char *coll, int n, uint64_t latency)
 static double sample(const char *text, const char *prefix)
 {
     size_t n = strlen(prefix);
-    for (const char *line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+    for (const char *line = text; line && *line;
+         line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
         if (strncmp(line, prefix, n) == 0 && line[n] == ' ')
             return strtod(line + n + 1, NULL);
     }
@@ -78,10 +79,14 @@ Test(metrics, counters_gauges_and_series)
     cr_assert_float_eq(sample(text, "mongotap_shapes_tracked"), 4, 1e-9);
 
     cr_assert(has_line(text, "# TYPE mongotap_commands_total counter"));
-    cr_assert_float_eq(sample(text, "mongotap_commands_total{command=\"find\",collection=\"channel\"}"), 4, 1e-9);
-    cr_assert_float_eq(sample(text, "mongotap_commands_total{command=\"find\",collection=\"show\"}"), 2, 1e-9);
-    cr_assert_float_eq(sample(text, "mongotap_commands_total{command=\"ping\",collection=\"\"}"), 1, 1e-9);
-    cr_assert_float_eq(sample(text, "mongotap_commands_total{command=\"other\",collection=\"\"}"), 1, 1e-9);
+    cr_assert_float_eq(
+        sample(text, "mongotap_commands_total{command=\"find\",collection=\"channel\"}"), 4, 1e-9);
+    cr_assert_float_eq(
+        sample(text, "mongotap_commands_total{command=\"find\",collection=\"show\"}"), 2, 1e-9);
+    cr_assert_float_eq(sample(text, "mongotap_commands_total{command=\"ping\",collection=\"\"}"), 1,
+                       1e-9);
+    cr_assert_float_eq(sample(text, "mongotap_commands_total{command=\"other\",collection=\"\"}"),
+                       1, 1e-9);
 
     cr_assert(has_line(text, "# TYPE mongotap_command_duration_seconds histogram"));
     const char *b = "mongotap_command_duration_seconds_bucket{command=\"find\",le=";
@@ -96,7 +101,8 @@ Test(metrics, counters_gauges_and_series)
     cr_assert_float_eq(sample(text, p), 6, 1e-9);
     snprintf(p, sizeof p, "%s\"+Inf\"}", b);
     cr_assert_float_eq(sample(text, p), 6, 1e-9);
-    cr_assert_float_eq(sample(text, "mongotap_command_duration_seconds_count{command=\"find\"}"), 6, 1e-9);
+    cr_assert_float_eq(sample(text, "mongotap_command_duration_seconds_count{command=\"find\"}"), 6,
+                       1e-9);
     cr_assert_float_eq(sample(text, "mongotap_command_duration_seconds_sum{command=\"find\"}"),
                        0.0009 + 0.020 + 0.004, 1e-12);
     /* base units: seconds */
@@ -108,7 +114,8 @@ Test(metrics, counters_gauges_and_series)
 Test(metrics, buckets_are_cumulative)
 {
     sc_conn_t k = sc_open(st, 1, "127.0.0.1:1");
-    const uint64_t lat[] = {50 * US, 700 * US, 3 * MS, 40 * MS, 300 * MS, 2 * 1000 * MS, 20 * 1000 * MS};
+    const uint64_t lat[] = {50 * US,  700 * US,      3 * MS,        40 * MS,
+                            300 * MS, 2 * 1000 * MS, 20 * 1000 * MS};
     for (size_t i = 0; i < sizeof lat / sizeof lat[0]; i++)
         finds(&k, "c", 1, lat[i]);
     char *text = mt_stats_metrics(st, sc_now);
@@ -142,8 +149,10 @@ Test(metrics, collection_labels_are_bounded)
     for (const char *p = text; (p = strstr(p, "\nmongotap_commands_total{")); p++)
         series++;
     cr_assert_eq(series, MT_METRICS_MAX_COLLECTIONS + 1);
-    cr_assert_float_eq(sample(text, "mongotap_commands_total{command=\"find\",collection=\"<other>\"}"), 20, 1e-9);
-    cr_assert_float_eq(sample(text, "mongotap_commands_total{command=\"find\",collection=\"c000\"}"), 2, 1e-9);
+    cr_assert_float_eq(
+        sample(text, "mongotap_commands_total{command=\"find\",collection=\"<other>\"}"), 20, 1e-9);
+    cr_assert_float_eq(
+        sample(text, "mongotap_commands_total{command=\"find\",collection=\"c000\"}"), 2, 1e-9);
     cr_assert_null(strstr(text, "collection=\"c100\""));
     bson_free(text);
     sc_close(&k);

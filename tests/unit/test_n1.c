@@ -12,12 +12,12 @@
 #include "stats_test_util.h"
 
 typedef enum {
-    REF_PLAIN,   /* {channel: <id>} */
-    REF_NESTED,  /* {customer: {id: <id>}} */
-    REF_DBREF,   /* {channel: {$ref: "channel", $id: <id>}} */
-    REF_ARRAY,   /* {guests: [<other id>, <id>]} */
-    REF_NONE,    /* the ids are nowhere in the parent */
-    REF_STRING,  /* {channel: "s3cr3t-<n>"}: string ids, for the values test */
+    REF_PLAIN,  /* {channel: <id>} */
+    REF_NESTED, /* {customer: {id: <id>}} */
+    REF_DBREF,  /* {channel: {$ref: "channel", $id: <id>}} */
+    REF_ARRAY,  /* {guests: [<other id>, <id>]} */
+    REF_NONE,   /* the ids are nowhere in the parent */
+    REF_STRING, /* {channel: "s3cr3t-<n>"}: string ids, for the values test */
 } ref_layout_t;
 
 static mt_stats_t *st;
@@ -134,7 +134,8 @@ static void send_lookups(sc_conn_t *k, uint32_t from, uint32_t count, uint32_t n
                          ref_layout_t layout, const char *comment)
 {
     for (uint32_t i = from; i < from + count; i++)
-        sc_roundtrip(k, sc_find("tvguide", "channel", lookup_filter(i, nchan, layout), true, comment),
+        sc_roundtrip(k,
+                     sc_find("tvguide", "channel", lookup_filter(i, nchan, layout), true, comment),
                      sc_one_doc_reply("tvguide.channel", i % nchan), 500 * US);
 }
 

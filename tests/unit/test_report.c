@@ -42,8 +42,8 @@ static void n1_round(sc_conn_t *k, const char *coll_p, const char *coll_c, uint6
     sc_free_docs(docs, 10);
     snprintf(ns, sizeof ns, "tv.%s", coll_c);
     for (uint32_t i = 0; i < 10; i++)
-        sc_roundtrip(k, sc_find("tv", coll_c, sc_id_filter(i), true, NULL),
-                     sc_one_doc_reply(ns, i), child_lat);
+        sc_roundtrip(k, sc_find("tv", coll_c, sc_id_filter(i), true, NULL), sc_one_doc_reply(ns, i),
+                     child_lat);
     sc_now += 300 * MS;
     mt_stats_tick(st, sc_now);
 }

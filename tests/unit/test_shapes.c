@@ -77,9 +77,9 @@ Test(shapes, bounded_with_other)
     cr_assert_eq(e[3], e[4]);
     cr_assert_str_eq(e[3]->shape, "<other>");
     /* Known keys still resolve to their own entry once full. */
-    cr_assert_eq(mt_shapes_get(&reg, mt_shapes_hash("db", "a", "find", "{}"), "db", "a", "find",
-                               "{}", NULL),
-                 e[0]);
+    cr_assert_eq(
+        mt_shapes_get(&reg, mt_shapes_hash("db", "a", "find", "{}"), "db", "a", "find", "{}", NULL),
+        e[0]);
     cr_assert_eq(reg.count, 3);
     cr_assert_eq(mt_shapes_count(&reg), 4);
     mt_shapes_clear(&reg);

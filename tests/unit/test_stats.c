@@ -118,7 +118,8 @@ Test(stats, api_stats_fields)
     cr_assert_float_eq(sc_double(doc, "shapes.1.latency_ms.p50"), 5.0, 5.0 * 0.02);
     cr_assert_float_eq(sc_double(doc, "shapes.1.latency_ms.p95"), 10.0, 10.0 * 0.02);
     cr_assert_float_eq(sc_double(doc, "shapes.1.latency_ms.p99"), 10.0, 10.0 * 0.02);
-    const char *first = sc_str(doc, "shapes.1.first_seen"), *last = sc_str(doc, "shapes.1.last_seen");
+    const char *first = sc_str(doc, "shapes.1.first_seen"),
+               *last = sc_str(doc, "shapes.1.last_seen");
     cr_assert_eq(strlen(first), 24);
     cr_assert_eq(first[10], 'T');
     cr_assert_eq(first[23], 'Z');
@@ -188,7 +189,9 @@ Test(stats, killcursors_forgets_the_cursor)
     sc_roundtrip(&k, sc_find("tv", "show", bson_new(), false, NULL),
                  sc_cursor_reply("tv.show", &d, 1, 5, true), 1 * MS);
     bson_destroy(d);
-    sc_roundtrip(&k, fx_json("{\"killCursors\": \"show\", \"cursors\": [{\"$numberLong\": \"5\"}], \"$db\": \"tv\"}"),
+    sc_roundtrip(&k,
+                 fx_json("{\"killCursors\": \"show\", \"cursors\": [{\"$numberLong\": \"5\"}], "
+                         "\"$db\": \"tv\"}"),
                  sc_ok(), 1 * MS);
     sc_roundtrip(&k, sc_getmore("tv", "show", 5), fx_json("{\"ok\": 0}"), 1 * MS);
     bson_t *doc = api_stats(0);
@@ -200,11 +203,15 @@ Test(stats, killcursors_forgets_the_cursor)
 Test(stats, errors_and_write_counts)
 {
     sc_conn_t k = sc_open(st, 1, "127.0.0.1:1");
-    sc_roundtrip(&k, fx_json("{\"insert\": \"log\", \"documents\": [{\"a\": 1}, {\"a\": 2}], \"$db\": \"tv\"}"),
-                 fx_json("{\"n\": 2, \"ok\": 1}"), 1 * MS);
-    sc_roundtrip(&k, fx_json("{\"insert\": \"log\", \"documents\": [{\"a\": 1}, {\"a\": 2}], \"$db\": \"tv\"}"),
-                 fx_json("{\"n\": 1, \"writeErrors\": [{\"index\": 1, \"code\": 11000}], \"ok\": 1}"),
-                 1 * MS);
+    sc_roundtrip(
+        &k,
+        fx_json("{\"insert\": \"log\", \"documents\": [{\"a\": 1}, {\"a\": 2}], \"$db\": \"tv\"}"),
+        fx_json("{\"n\": 2, \"ok\": 1}"), 1 * MS);
+    sc_roundtrip(
+        &k,
+        fx_json("{\"insert\": \"log\", \"documents\": [{\"a\": 1}, {\"a\": 2}], \"$db\": \"tv\"}"),
+        fx_json("{\"n\": 1, \"writeErrors\": [{\"index\": 1, \"code\": 11000}], \"ok\": 1}"),
+        1 * MS);
     sc_roundtrip(&k, fx_json("{\"count\": \"log\", \"query\": {}, \"$db\": \"tv\"}"),
                  fx_json("{\"n\": 1000, \"ok\": 1}"), 1 * MS);
     sc_roundtrip(&k, fx_json("{\"find\": \"log\", \"filter\": {\"$bad\": 1}, \"$db\": \"tv\"}"),
@@ -286,7 +293,8 @@ Test(stats, parse_errors_and_unknown_opcodes)
 {
     sc_conn_t k = sc_open(st, 1, "127.0.0.1:1");
     /* a valid header, then a section kind 7 */
-    uint8_t bad[26] = {26, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0xdd, 0x07, 0, 0, 0, 0, 0, 0, 7, 5, 0, 0, 0, 0};
+    uint8_t bad[26] = {26,   0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0xdd,
+                       0x07, 0, 0, 0, 0, 0, 0, 7, 5, 0, 0, 0, 0};
     mt_stats_conn_request(k.c, bad, sizeof bad, sc_now);
     mt_stats_conn_reply(k.c, bad, sizeof bad, sc_now);
     /* an impossible length, and a truncated message */

@@ -166,7 +166,7 @@ Test(window, keyed_window_spans_connections)
     sc_now += 60 * MS;
     find_one(&b, "d", "mongotap:req-7", 1 * MS);
     find_one(&b, "e", NULL, 1 * MS); /* b's own window, not the keyed one */
-    tick_after(90 * MS); /* a idle 151 ms, the keyed window only 90 ms */
+    tick_after(90 * MS);             /* a idle 151 ms, the keyed window only 90 ms */
     cr_assert_eq(open_windows(), 2);
     /* a request in flight on b keeps the keyed window open */
     bson_t *cmd = sc_find("db", "f", bson_new(), false, "mongotap:req-7");
@@ -229,7 +229,8 @@ static void monitoring_round(sc_conn_t *k)
         "{\"saslContinue\": 1, \"conversationId\": 1, \"$db\": \"admin\"}",
         "{\"endSessions\": [], \"$db\": \"admin\"}",
         "{\"getLastError\": 1, \"$db\": \"admin\"}",
-        "{\"hello\": 1, \"topologyVersion\": {\"counter\": 0}, \"maxAwaitTimeMS\": 10000, \"$db\": \"admin\"}",
+        "{\"hello\": 1, \"topologyVersion\": {\"counter\": 0}, \"maxAwaitTimeMS\": 10000, \"$db\": "
+        "\"admin\"}",
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         sc_roundtrip(k, fx_json(cmds[i]), sc_ok(), 100 * US);
@@ -408,8 +409,8 @@ Test(window, evidence_is_bounded_and_budgeted)
     mt_window_reg_init(&reg);
     mt_window_t *w = mt_window_reg_open(&reg, 1, NULL, NULL, sc_now, 0, "a", "", "");
     cr_assert_not_null(w);
-    mt_window_cmd_t c = {.command = "find", .db = "d", .collection = "c", .shape = "{}",
-                         .kind = MT_CMD_FIND};
+    mt_window_cmd_t c = {
+        .command = "find", .db = "d", .collection = "c", .shape = "{}", .kind = MT_CMD_FIND};
     int idx = mt_window_add_cmd(w, &c);
     cr_assert_eq(idx, 0);
     cr_assert_eq(reg.budget.cmds, 1);
