@@ -120,6 +120,15 @@ typedef struct {
     size_t words;   /* bitmap words per path */
     uint64_t *bits; /* MAX_PATHS * words */
     uint64_t *any;  /* words */
+    /* the children, in command order */
+    const uint32_t *kids;
+    size_t nkids;
+    /* probing: does one value appear under one path of the current document */
+    bool probing;
+    const char *probe_path;
+    uint64_t probe_hash;
+    bool probe_hit;
+    uint32_t probe_score;
 } ev_t;
 
 typedef struct {
@@ -154,6 +163,8 @@ static bool ev_init(ev_t *ev, const mt_window_t *w, const uint32_t *kids, size_t
 {
     memset(ev, 0, sizeof *ev);
     ev->w = w;
+    ev->kids = kids;
+    ev->nkids = nkids;
     ev->tcap = 16;
     while (ev->tcap < nkids * 2)
         ev->tcap *= 2;
@@ -199,6 +210,11 @@ static void ev_reset_paths(ev_t *ev)
 
 static void ev_hit(ev_t *ev, uint64_t h, const char *path)
 {
+    if (ev->probing) {
+        if (!ev->probe_hit && h == ev->probe_hash && strcmp(path, ev->probe_path) == 0)
+            ev->probe_hit = true;
+        return;
+    }
     long d = ev_find(ev, h);
     if (d < 0)
         return;
@@ -276,13 +292,13 @@ static void walk_doc(ev_t *ev, bson_iter_t *it, int depth, char *path, size_t pl
     }
 }
 
-/* Scores the parent's documents against the children in ev. */
-static ev_score_t ev_score(ev_t *ev, uint32_t parent)
+typedef void (*doc_fn)(ev_t *ev, size_t idx, bson_iter_t *it);
+
+/* Calls fn on each kept document returned to command parent, in order. */
+static void each_doc(ev_t *ev, uint32_t parent, doc_fn fn)
 {
     const mt_window_t *w = ev->w;
-    char path[MT_N1_FIELD_MAX];
-    ev_score_t sc = {0, -1, 0};
-    ev_reset_paths(ev);
+    size_t idx = 0;
     for (uint32_t s = 0; s < w->nsegs; s++) {
         const mt_window_evseg_t *seg = &w->segs[s];
         if (seg->cmd != parent)
@@ -295,18 +311,54 @@ static ev_score_t ev_score(ev_t *ev, uint32_t parent)
                 break;
             bson_t doc;
             bson_iter_t it;
-            if (bson_init_static(&doc, p, dlen) && bson_iter_init(&it, &doc)) {
-                path[0] = '\0';
-                walk_doc(ev, &it, 1, path, 0);
-            }
+            if (bson_init_static(&doc, p, dlen) && bson_iter_init(&it, &doc))
+                fn(ev, idx, &it);
+            idx++;
             p += dlen;
         }
     }
+}
+
+static void collect_doc(ev_t *ev, size_t idx, bson_iter_t *it)
+{
+    char path[MT_N1_FIELD_MAX];
+    (void)idx;
+    path[0] = '\0';
+    walk_doc(ev, it, 1, path, 0);
+}
+
+/* Does child idx look up a value held under probe_path by document idx? */
+static void probe_doc(ev_t *ev, size_t idx, bson_iter_t *it)
+{
+    char path[MT_N1_FIELD_MAX];
+    if (idx >= ev->nkids)
+        return;
+    ev->probe_hash = ev->w->cmds[ev->kids[idx]].value_hash;
+    ev->probe_hit = false;
+    path[0] = '\0';
+    walk_doc(ev, it, 1, path, 0);
+    if (ev->probe_hit)
+        ev->probe_score++;
+}
+
+/* Scores the parent's documents against the children in ev. With tiebreak,
+ * paths that explain equally many children are told apart by position: an
+ * application dereferencing lazily looks up document i's value as its i-th
+ * lookup, so the path whose per-document values line up with the lookups is
+ * the reference being followed (two fields often point into one collection,
+ * e.g. author and editor). */
+static ev_score_t ev_score(ev_t *ev, uint32_t parent, bool tiebreak)
+{
+    ev_score_t sc = {0, -1, 0};
+    uint32_t matched[MAX_PATHS];
+    ev_reset_paths(ev);
+    each_doc(ev, parent, collect_doc);
     for (size_t pi = 0; pi < ev->npaths; pi++) {
         uint32_t m = 0;
         for (size_t d = 0; d < ev->ndistinct; d++)
             if (ev->bits[pi * ev->words + d / 64] & (UINT64_C(1) << (d % 64)))
                 m += ev->occ[d];
+        matched[pi] = m;
         /* Strictly greater: the first path found (document order) wins ties. */
         if (m > sc.best) {
             sc.best = m;
@@ -316,6 +368,26 @@ static ev_score_t ev_score(ev_t *ev, uint32_t parent)
     for (size_t d = 0; d < ev->ndistinct; d++)
         if (ev->any[d / 64] & (UINT64_C(1) << (d % 64)))
             sc.anywhere += ev->occ[d];
+
+    size_t tied = 0;
+    for (size_t pi = 0; pi < ev->npaths; pi++)
+        tied += sc.best > 0 && matched[pi] == sc.best;
+    if (tiebreak && tied > 1) {
+        uint32_t best_pos = 0;
+        ev->probing = true;
+        for (size_t pi = 0; pi < ev->npaths; pi++) {
+            if (matched[pi] != sc.best)
+                continue;
+            ev->probe_path = ev->paths[pi];
+            ev->probe_score = 0;
+            each_doc(ev, parent, probe_doc);
+            if (ev->probe_score > best_pos) {
+                best_pos = ev->probe_score;
+                sc.best_path = (int)pi;
+            }
+        }
+        ev->probing = false;
+    }
     return sc;
 }
 
@@ -372,7 +444,7 @@ static bool make_result(const mt_window_t *w, uint32_t parent, const uint32_t *k
     ev_t ev;
     if (!ev_init(&ev, w, kids, nkids))
         return false;
-    ev_score_t sc = ev_score(&ev, parent);
+    ev_score_t sc = ev_score(&ev, parent, true);
     memset(r, 0, sizeof *r);
     r->parent = parent;
     r->first_child = kids[0];
@@ -447,7 +519,7 @@ size_t mt_n1_analyse(const mt_window_t *w, uint32_t threshold, mt_n1_result_t *o
                             uint32_t best = 0;
                             bool have = false;
                             for (long c = lp; c >= 0 && lp - c < MT_N1_CANDIDATES; c--) {
-                                ev_score_t sc = ev_score(&ev, parents[c]);
+                                ev_score_t sc = ev_score(&ev, parents[c], false);
                                 if (!have || sc.best > best) {
                                     best = sc.best;
                                     best_parent = parents[c];

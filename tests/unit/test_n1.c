@@ -771,3 +771,36 @@ Test(n1, values_shown_with_log_values)
     cr_assert_str_eq(sc_str(f, "values.0"), "s3cr3t-0");
     bson_destroy(f);
 }
+
+Test(n1, two_fields_into_one_collection_told_apart_by_order)
+{
+    /* Every show names a channel and an editor channel, both drawn from the
+     * same 10 channels; the lookups follow the editor field. */
+    sc_conn_t k = sc_open(st, 1, "127.0.0.1:1");
+    bson_t *docs[30];
+    for (uint32_t i = 0; i < 30; i++) {
+        bson_oid_t a, b;
+        sc_oid(&a, i % 10);
+        sc_oid(&b, (i + 3) % 10);
+        docs[i] = bson_new();
+        bson_t sub;
+        BSON_APPEND_OID(docs[i], "channel", &a);
+        BSON_APPEND_DOCUMENT_BEGIN(docs[i], "editor", &sub);
+        BSON_APPEND_OID(&sub, "ref", &b);
+        bson_append_document_end(docs[i], &sub);
+    }
+    sc_roundtrip(&k, sc_find("tvguide", "show", bson_new(), false, NULL),
+                 sc_cursor_reply("tvguide.show", docs, 30, 0, true), 1 * MS);
+    sc_free_docs(docs, 30);
+    for (uint32_t i = 0; i < 30; i++)
+        sc_roundtrip(&k, sc_find("tvguide", "channel", sc_id_filter((i + 3) % 10), true, NULL),
+                     sc_one_doc_reply("tvguide.channel", (i + 3) % 10), 500 * US);
+    settle();
+    cr_assert_eq(seen.count, 1);
+    bson_t *f = sc_parse(seen.last);
+    cr_assert_str_eq(sc_str(f, "confidence"), "high");
+    cr_assert_str_eq(sc_str(f, "field"), "editor.ref");
+    cr_assert_eq(sc_int(f, "matched"), 30);
+    bson_destroy(f);
+    sc_close(&k);
+}
