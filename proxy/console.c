@@ -615,7 +615,7 @@ static void totals_line(const console_t *con, char *out, size_t cap)
     snprintf(
         out, cap,
         " mongotap | up %s | conns %s/%s, %s refused | %s cmds | %.1f ops/s | errors %s parse, "
-        "%s upstream | %s findings",
+        "%s upstream | findings %s",
         up, active, total, refused, cmds, isnan(ops) ? 0.0 : ops, perr, uerr, nfind);
 }
 

@@ -202,6 +202,12 @@ def test_live_page_workload_and_n1_finding(mongotap, dbname, browser):
 
 def test_page_with_admin_token(mongotap, browser):
     tap = mongotap("--admin-token", "tok-123")
+    status, _, _ = helpers.http_get(tap.admin_url + "/")
+    assert status == 200, ("GET / answered %d without a token: the page must load without one, since a "
+                           "browser cannot send a Bearer header when it opens a URL; the page then "
+                           "sends the token itself on every API call" % status)
+    status, _, _ = helpers.http_get(tap.admin_url + "/api/stats")
+    assert status == 401, "the data routes still need the token"
     b = browser()
     b.open(tap.admin_url + "/#token=tok-123")
     b.wait(LIVE, what="live with the token from the fragment")
