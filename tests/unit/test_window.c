@@ -229,8 +229,7 @@ static void monitoring_round(sc_conn_t *k)
         "{\"saslContinue\": 1, \"conversationId\": 1, \"$db\": \"admin\"}",
         "{\"endSessions\": [], \"$db\": \"admin\"}",
         "{\"getLastError\": 1, \"$db\": \"admin\"}",
-        "{\"hello\": 1, \"topologyVersion\": {\"counter\": 0}, \"maxAwaitTimeMS\": 10000, \"$db\": "
-        "\"admin\"}",
+        "{\"hello\": 1, \"topologyVersion\": {\"counter\": 0}, \"$db\": \"admin\"}",
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         sc_roundtrip(k, fx_json(cmds[i]), sc_ok(), 100 * US);
