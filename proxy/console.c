@@ -950,6 +950,8 @@ static void on_winch(uv_signal_t *s, int signum)
         resizeterm(ws.ws_row, ws.ws_col);
     clearok(curscr, TRUE);
     render(con);
+    /* resizeterm queues a KEY_RESIZE inside ncurses, where the stdin poll cannot see it. */
+    on_input(&con->input, 0, UV_READABLE);
 }
 
 static void on_quit_signal(uv_signal_t *s, int signum)
