@@ -5,7 +5,7 @@
 #
 #   mongotap-healthcheck [PID]    PID: the mongotap process whose flags to honour (default 1)
 #
-# It runs inside the container, so the default loopback admin address (127.0.0.1:27080) is reachable.
+# It runs inside the container, so the default loopback admin address 127.0.0.1:27080 answers.
 set -u
 
 admin=${MONGOTAP_ADMIN:-127.0.0.1:27080}
@@ -13,11 +13,13 @@ listen=${MONGOTAP_LISTEN:-127.0.0.1:27018}
 listen=${listen%%,*}
 
 # Flags win over the environment in mongotap: read them from its command line when it is mongotap
-# (the image's ENTRYPOINT makes it PID 1).
+# (the image's ENTRYPOINT makes it PID 1; under an init process, `docker run --init`, only the
+# environment is read).
 pid=${1:-1}
 if [ -r "/proc/$pid/cmdline" ]; then
     mapfile -d '' args <"/proc/$pid/cmdline"
-    if [ "${args[0]##*/}" = mongotap ]; then
+    first=${args[0]:-}
+    if [ "${first##*/}" = mongotap ]; then
         seen_listen=0
         for ((i = 1; i < ${#args[@]}; i++)); do
             case ${args[i]} in

@@ -3,6 +3,7 @@ examples/tvguide/Dockerfile) checked without a Docker engine: against `mongotap 
 files, the binary's shared libraries and the build script; the HEALTHCHECK script, the deployment
 environments and the demo image's command are run for real against local processes."""
 
+import fnmatch
 import json
 import os
 import re
@@ -220,7 +221,8 @@ def test_build_stage_copies_every_folder_cmake_needs():
     copied = {shlex.split(t)[0].rstrip("/") for t in instructions(build, "COPY")}
     if "." in copied:
         return
-    subdirs = re.findall(r"add_subdirectory\(\s*([^\s)]+)", read(os.path.join(ROOT, "CMakeLists.txt")))
+    top = read(os.path.join(ROOT, "CMakeLists.txt"))
+    subdirs = re.findall(r"add_subdirectory\(\s*([^\s)]+)", top)
     assert subdirs
     missing = [d for d in subdirs + ["CMakeLists.txt"] if d not in copied]
     assert not missing, "docker/Dockerfile does not copy %s" % missing
@@ -240,15 +242,32 @@ def _pkg_of(path):
     return None
 
 
+def test_dockerignore_keeps_every_copied_source():
+    """BuildKit reads docker/Dockerfile.dockerignore: it must not hide what gets copied."""
+    ignore = os.path.join(ROOT, "docker", "Dockerfile.dockerignore")
+    patterns = [p.strip().rstrip("/") for p in read(ignore).splitlines()
+                if p.strip() and not p.startswith("#")]
+    assert "node_modules" in patterns and any(p.startswith("build") for p in patterns), patterns
+    for stage in parse_dockerfile(DOCKERFILE):
+        for text in instructions(stage, "COPY"):
+            words = shlex.split(text)
+            if words[0].startswith("--from="):
+                continue
+            for src in words[:-1]:
+                src = src.rstrip("/")
+                assert os.path.exists(os.path.join(ROOT, src)), src
+                hidden = [p for p in patterns
+                          if fnmatch.fnmatch(src, p) or fnmatch.fnmatch(src, p + "/*")]
+                assert not hidden, "%s is copied but ignored by %s" % (src, hidden)
+
+
 def test_build_stage_installs_every_library_cmake_looks_for():
     if not shutil.which("dpkg") or not shutil.which("pkg-config"):
         pytest.skip("dpkg or pkg-config missing: not a Debian build host")
     pkgs = set(apt_packages(parse_dockerfile(DOCKERFILE)[0]))
     cmake_text = ""
-    for dirpath, _, files in os.walk(ROOT):
-        rel = os.path.relpath(dirpath, ROOT)
-        if rel.split(os.sep)[0].startswith(("build", "node_modules", ".")) and rel != ".":
-            continue
+    for dirpath, dirs, files in os.walk(ROOT):
+        dirs[:] = [d for d in dirs if not d.startswith(("build", "node_modules", "."))]
         if "CMakeLists.txt" in files:
             cmake_text += read(os.path.join(dirpath, "CMakeLists.txt"))
     needed = {}
