@@ -17,6 +17,8 @@ let profile = null;
 const problems = []; // console errors and uncaught page errors, in order
 
 async function open({ url, width = 1400, height = 1000 }) {
+  await close(); // one page at a time, each in a fresh profile
+  problems.length = 0;
   profile = fs.mkdtempSync(path.join(os.tmpdir(), 'mongotap-chromium-'));
   context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM, headless: true, args: ARGS, viewport: { width, height },
