@@ -230,6 +230,36 @@ def test_refused_upstream_closes_clients_within_a_second(mongotap):
     assert tap.running()
 
 
+@pytest.mark.parametrize("answer", ["impossible-header", "half-reply-then-close"])
+def test_misbehaving_upstream_closes_only_its_session(mongotap, answer):
+    reply = wire.op_msg({"ok": 1.0, "pad": "r" * 500}, request_id=3)
+    if answer == "impossible-header":
+        bad = StalledUpstream(answer=wire.header(7) + b"\0" * 64)
+    else:
+        bad = StalledUpstream(answer=reply[:len(reply) // 2], close_after=True)
+    with bad:
+        tap = mongotap(upstream=bad.address)
+        mark = len(tap.log_lines())
+        before = tap.get_json("/api/stats")
+        with helpers.raw_connect(tap.host, tap.port) as s:
+            s.sendall(helpers.op_msg({"ping": 1, "$db": "admin"}))
+            elapsed, data = helpers.wait_closed(s, 1.0)
+        after = tap.get_json("/api/stats")
+        if answer == "impossible-header":
+            # checked before forwarding: the client never sees the bad header
+            assert data == b""
+            assert after["protocol_errors"] == before["protocol_errors"] + 1, after
+            assert tap.wait_for_log(r"warn .*impossible message header from upstream", 5,
+                                    start=mark), tap.logs()
+        else:
+            # bytes already on their way are forwarded as they came, then the close
+            assert data == reply[:len(reply) // 2]
+            assert tap.wait_for_log(r"upstream closed the connection", 5, start=mark), tap.logs()
+        assert tap.running() and tap.get("/healthz")[0] == 200
+        wait_idle(tap)
+    print("%s: client closed after %.3fs" % (answer, elapsed))
+
+
 # --- client faults ---------------------------------------------------------------------------------
 
 def big_insert(dbname, size=4 * 1024 * 1024, request_id=77):
@@ -341,8 +371,13 @@ def test_slowloris_does_not_slow_a_normal_client(mongotap, dbname):
           % (trips, alone, nslow, loaded))
 
 
-def test_thousand_connect_close_cycles_leave_nothing(mongotap):
-    tap = mongotap()
+CYCLES = 3000
+
+
+def test_connect_close_cycles_leave_nothing(mongotap):
+    # a small ASan quarantine, so that freed memory shows as freed in VmRSS
+    asan = os.environ.get("ASAN_OPTIONS", "")
+    tap = mongotap(env={"ASAN_OPTIONS": (asan + ":" if asan else "") + "quarantine_size_mb=1"})
 
     def cycles(n, first_id):
         for i in range(n):
@@ -355,18 +390,65 @@ def test_thousand_connect_close_cycles_leave_nothing(mongotap):
     rss = procinfo.rss_kib(tap.pid)
     total = tap.get_json("/api/stats")["connections"]["total"]
     start = time.monotonic()
-    cycles(1000, 1000)
+    cycles(CYCLES, 1000)
     took = time.monotonic() - start
     wait_idle(tap)
     wait_fds(tap, fds)
     rss_after = procinfo.rss_kib(tap.pid)
     stats = tap.get_json("/api/stats")
+    print("%d cycles in %.2fs: fds %d -> %d, VmRSS %d -> %d KiB, connections.total +%d"
+          % (CYCLES, took, fds, proxy_fds(tap), rss, rss_after, stats["connections"]["total"] - total))
     assert rss_after <= rss + 8 * 1024, "VmRSS %d KiB -> %d KiB" % (rss, rss_after)
-    assert stats["connections"]["total"] - total == 1000, stats["connections"]
     assert stats["connections"]["refused"] == 0
     assert tap.running()
-    print("1000 cycles in %.2fs: fds %d -> %d, VmRSS %d -> %d KiB"
-          % (took, fds, proxy_fds(tap), rss, rss_after))
+    # each accepted connection counts once
+    assert stats["connections"]["total"] - total == CYCLES, stats["connections"]
+
+
+def test_client_that_never_reads_holds_bounded_memory(mongotap, dbname):
+    """Backpressure: a client pipelines finds of 16 MB each and reads nothing. The proxy must
+    stop reading from the upstream instead of buffering the replies; other clients go on; once
+    the client reads, every reply arrives whole."""
+    tap = mongotap()
+    blob = Binary(b"\xcd" * (1024 * 1024 - 200))
+    with client_for(tap.uri(dbname)) as c:
+        c[dbname]["big"].insert_many([{"_id": i, "b": blob} for i in range(15)])
+        c[dbname]["small"].insert_many([{"_id": i, "v": -i} for i in range(15)])
+    rss0 = procinfo.rss_kib(tap.pid)
+    read0 = tap.get_json("/api/stats")["bytes"]["from_upstream"]
+    nfinds = 6
+    with helpers.raw_connect(tap.host, tap.port, timeout=30) as hog:
+        hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        for i in range(nfinds):
+            hog.sendall(wire.op_msg({"find": "big", "filter": {}, "batchSize": 100,
+                                     "$db": dbname}, request_id=i + 1))
+
+        def upstream_read():
+            return tap.get_json("/api/stats")["bytes"]["from_upstream"] - read0
+
+        # replies are flowing: the proxy has read at least its queue's worth of them
+        assert procinfo.wait_until(lambda: upstream_read() >= 4 * 1024 * 1024, 15), \
+            upstream_read()
+        with client_for(tap.uri(dbname), maxPoolSize=1) as c:
+            for n in range(100):
+                assert c[dbname]["small"].find_one({"_id": n % 15}) == {"_id": n % 15,
+                                                                        "v": -(n % 15)}
+        held_back = upstream_read()
+        rss_peak = procinfo.rss_kib(tap.pid)
+        total = nfinds * 15 * len(blob)
+        assert held_back < total // 2, "the proxy read %d of %d reply bytes for a client that " \
+            "read none" % (held_back, total)
+        assert rss_peak - rss0 < 48 * 1024, "VmRSS grew %d KiB while a client read nothing" % (
+            rss_peak - rss0)
+        reader = wire.MessageReader(hog)
+        for i in range(nfinds):
+            (_, _, response_to, _), body = reader.read()
+            assert response_to == i + 1
+            doc = wire.reply_doc(body)
+            assert doc["ok"] == 1.0 and len(doc["cursor"]["firstBatch"]) == 15
+            assert all(bytes(d["b"]) == bytes(blob) for d in doc["cursor"]["firstBatch"])
+    print("never-reading client: proxy read %.1f of %.1f MB of replies, VmRSS %d -> %d KiB"
+          % (held_back / 1e6, total / 1e6, rss0, rss_peak))
 
 
 # --- limits ----------------------------------------------------------------------------------------
@@ -472,7 +554,28 @@ def test_out_of_file_descriptors_then_recovers(mongotap, dbname):
           % (limit, len(held), knocks, cpu, line.group(0)))
 
 
-# --- shutdown --------------------------------------------------------------------------------------
+# --- shutdown ---
+
+def test_sigterm_with_a_reply_that_never_comes_exits_in_bounded_time(mongotap, tmp_path):
+    report = tmp_path / "report.json"
+    with StalledUpstream() as stalled:
+        tap = mongotap("--report", report, upstream=stalled.address)
+        msg = helpers.op_msg({"ping": 1, "$db": "admin"})
+        with helpers.raw_connect(tap.host, tap.port) as s:
+            s.sendall(msg)
+            assert stalled.wait_received(len(msg), 5)
+            start = time.monotonic()
+            tap.proc.send_signal(signal.SIGTERM)
+            rc = tap.proc.wait(15)
+            took = time.monotonic() - start
+            _, data = helpers.wait_closed(s, 1.0)
+    assert rc == 0 and tap.stop() == 0
+    assert data == b""
+    assert 4.0 < took < 8.0, "exited %.2fs after SIGTERM (the drain bound is 5 s)" % took
+    assert tap.wait_for_log(r"in-flight reply not finished in time", 1), tap.logs()
+    assert json.loads(report.read_text())
+    print("sigterm with a stalled reply: exit 0 after %.2fs" % took)
+
 
 class RawWorker(threading.Thread):
     """A raw-socket client sending finds and inserts back to back until the proxy closes it,

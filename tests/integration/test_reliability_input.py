@@ -65,6 +65,7 @@ def _find(dbname, filter_doc, rid=1):
 
 
 DB = "rel_hostile"
+MUTATIONS = 1200
 
 
 @functools.lru_cache(maxsize=1)
@@ -215,7 +216,7 @@ def hostile_inputs(dbname=DB):
         wire.op_compressed(wire.OP_MSG, len(good) - 16, wire.COMPRESSOR_ZLIB,
                            zlib.compress(good[16:])),
     ]
-    for i in range(300):
+    for i in range(MUTATIONS):
         out.append(("mutation-%d" % i, wire.mutate(rng, rng.choice(seeds)), "shutdown", "any"))
     return out
 

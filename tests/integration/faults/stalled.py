@@ -1,6 +1,8 @@
 """A stalled upstream: accepts every connection, reads and keeps what arrives, and never answers.
 It is what a wedged mongod looks like from a proxy: TCP is fine, no reply ever comes. Tests wait on
-`wait_received` (the bytes got there) rather than on time."""
+`wait_received` (the bytes got there) rather than on time. Given `answer` bytes, it instead sends
+them once after the first bytes arrive on a connection (then hangs up if `close_after`): a server
+that answers garbage, or dies in the middle of a reply."""
 
 import selectors
 import socket
@@ -11,7 +13,9 @@ import time
 class StalledUpstream:
     """upstream = StalledUpstream().start(); point mongotap at upstream.address."""
 
-    def __init__(self):
+    def __init__(self, answer=None, close_after=False):
+        self.answer = answer
+        self.close_after = close_after
         self._listener = socket.socket()
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._listener.bind(("127.0.0.1", 0))
@@ -100,9 +104,21 @@ class StalledUpstream:
                     key.fileobj.close()
                     self._conns.pop(n, None)
                     continue
+                first = not self.received[n]
                 with self._cond:
                     self.received[n] += data
                     self._cond.notify_all()
+                if first and self.answer is not None:
+                    try:
+                        key.fileobj.setblocking(True)
+                        key.fileobj.sendall(self.answer)
+                        key.fileobj.setblocking(False)
+                    except OSError:
+                        pass
+                    if self.close_after:
+                        sel.unregister(key.fileobj)
+                        key.fileobj.close()
+                        self._conns.pop(n, None)
 
 
 def main():

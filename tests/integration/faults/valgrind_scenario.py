@@ -21,6 +21,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 import pymongo  # noqa: E402
+from bson.binary import Binary  # noqa: E402
 
 import helpers  # noqa: E402
 from faults import wire  # noqa: E402
@@ -39,11 +40,22 @@ def scenario(tap_addr, admin, db):
         col.delete_many({"_id": {"$gte": 190}})
         list(col.aggregate([{"$match": {"kind": "k0"}}, {"$group": {"_id": "$kind",
                                                                      "n": {"$sum": 1}}}]))
+        # messages larger than one read buffer take the reassembly path both ways
+        blob = bytes(range(256)) * 4096
+        c[db]["blobs"].insert_one({"_id": 1, "b": Binary(blob)})
+        assert bytes(c[db]["blobs"].find_one({"_id": 1})["b"]) == blob
         # a lazy N+1: one find of the parents, then one find per parent
         c[db]["child"].insert_many([{"_id": "c%d" % i, "v": i} for i in range(12)])
         c[db]["parent"].insert_many([{"_id": i, "child": "c%d" % i} for i in range(12)])
         for p in list(c[db]["parent"].find({})):
             c[db]["child"].find_one({"_id": p["child"]})
+    # connections that come and go, one leaving in the middle of a message
+    for i in range(30):
+        with helpers.raw_connect(host, port, timeout=30) as s:
+            helpers.raw_ping(s, request_id=i + 1)
+    half = wire.op_msg({"insert": "blobs", "documents": [{"_id": 2, "b": Binary(b"x" * 300000)}],
+                        "$db": db})
+    wire.probe((host, port), "half", half[:150000], end="reset", timeout=30)
     # hostile messages: an impossible header, a section of unknown kind, an unknown opcode
     for data in (wire.header(8), wire.op_msg_sections([b"\x07" + b"\x05\x00\x00\x00\x00"]),
                  wire.message(9999, b"\x00" * 8),
