@@ -270,7 +270,8 @@ mt_cli_result_t mt_cli_parse(int argc, char **argv, mt_cli_getenv_fn env, mt_cli
 
     for (size_t k = 0; env && k < sizeof(options) / sizeof(options[0]); k++) {
         const char *v = env(options[k].env);
-        if (v && apply(&options[k], v, options[k].env, cfg, err, errlen) != 0)
+        /* containers often pass empty variables: treat them as unset */
+        if (v && *v && apply(&options[k], v, options[k].env, cfg, err, errlen) != 0)
             return MT_CLI_ERROR;
     }
 

@@ -147,8 +147,9 @@ static void drained_cb(mt_proxy_t *p, void *data)
 {
     (void)p;
     (void)data;
-    /* every session closed: their windows are analysed, findings written */
-    mt_stats_tick(app.stats, uv_hrtime());
+    /* every session closed; keyed windows outlive connections, so close
+     * and analyse those too before the report */
+    mt_stats_flush(app.stats, uv_hrtime());
     write_report();
     if (app.findings_fd >= 0) {
         close_file(app.findings_fd);

@@ -655,7 +655,7 @@ static void peer_name(uv_tcp_t *tcp, char *out, size_t cap)
 {
     struct sockaddr_storage ss;
     int n = sizeof(ss);
-    char ip[64];
+    char ip[INET6_ADDRSTRLEN];
 
     snprintf(out, cap, "?");
     if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &n) != 0)

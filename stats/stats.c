@@ -425,6 +425,17 @@ static bool is_write(mt_cmd_kind_t k)
     return k == MT_CMD_INSERT || k == MT_CMD_UPDATE || k == MT_CMD_DELETE;
 }
 
+/* Keep the decompression buffer small between messages: one 48 MB
+ * message must not pin 48 MB for the rest of the process. */
+#define MT_STATS_SCRATCH_KEEP (4u << 20)
+
+static mt_msg_err_t parse_message(mt_stats_t *st, const uint8_t *msg, size_t len, mt_msg_t *m)
+{
+    if (st->scratch.cap > MT_STATS_SCRATCH_KEEP)
+        mt_msg_scratch_free(&st->scratch);
+    return mt_msg_parse(msg, len, &st->scratch, m);
+}
+
 void mt_stats_conn_request(mt_stats_conn_t *c, const uint8_t *msg, size_t len, uint64_t now_ns)
 {
     if (!c)
@@ -432,7 +443,7 @@ void mt_stats_conn_request(mt_stats_conn_t *c, const uint8_t *msg, size_t len, u
     mt_stats_t *st = c->st;
     mt_msg_t m;
     mt_cmd_view_t cmd;
-    mt_msg_err_t err = mt_msg_parse(msg, len, &st->scratch, &m);
+    mt_msg_err_t err = parse_message(st, msg, len, &m);
     if (err == MT_MSG_OK)
         err = mt_cmd_request(&m, &cmd);
     if (err != MT_MSG_OK) {
@@ -561,7 +572,7 @@ void mt_stats_conn_reply(mt_stats_conn_t *c, const uint8_t *msg, size_t len, uin
     mt_stats_t *st = c->st;
     mt_msg_t m;
     mt_reply_view_t r;
-    mt_msg_err_t err = mt_msg_parse(msg, len, &st->scratch, &m);
+    mt_msg_err_t err = parse_message(st, msg, len, &m);
     if (err == MT_MSG_OK)
         err = mt_cmd_reply(&m, &r);
     if (err != MT_MSG_OK) {

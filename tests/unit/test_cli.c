@@ -192,3 +192,17 @@ Test(cli, loopback_detection)
     cr_assert_not(mt_cli_is_loopback("::"));
     cr_assert_not(mt_cli_is_loopback("10.1.1.1"));
 }
+
+Test(cli, empty_environment_values_are_unset)
+{
+    static const char *const env[] = {"MONGOTAP_ADMIN_TOKEN", "", "MONGOTAP_UPSTREAM", "", NULL};
+    mt_cli_config_t cfg;
+    char err[256];
+
+    fake_env = env;
+    cr_assert_eq(parse(&cfg, err, sizeof(err), (char *[]){"mongotap", NULL}), MT_CLI_RUN, "%s",
+                 err);
+    cr_assert_null(cfg.admin_token);
+    cr_assert_eq(cfg.upstream.port, 27017);
+    fake_env = NULL;
+}
