@@ -324,6 +324,12 @@ static void serve_events(struct mt_admin *a, h2o_req_t *req)
     v->req = req;
     v->admin = a;
     v->fd = find_fd(a, req);
+    if (v->fd >= 0) {
+        /* a small kernel buffer makes a stuck viewer fill our bounded queue
+         * (and get dropped) in seconds rather than minutes */
+        int sndbuf = MT_ADMIN_SSE_SNDBUF;
+        setsockopt(v->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+    }
     v->next = a->viewers;
     if (a->viewers)
         a->viewers->prev = v;
@@ -374,6 +380,14 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         respond(req, 200, "OK", "text/plain; charset=utf-8", "ok\n", 3);
         return 0;
     }
+    /* The console page holds no data (it fetches everything with the token
+     * it is given), and a browser cannot send a bearer header when it opens
+     * a page: so it is served without one. */
+    if (path_is(req, "/") && (method_is(req, "GET") || method_is(req, "HEAD"))) {
+        respond(req, 200, "OK", "text/html; charset=utf-8", (const char *)mt_web_page,
+                mt_web_page_len);
+        return 0;
+    }
     if (a->cfg->admin_token) {
         ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
         if (i < 0 || !mt_admin_token_ok(a->cfg->admin_token, req->headers.entries[i].value.base,
@@ -395,10 +409,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         respond_error(req, 405, "Method Not Allowed", "use GET");
         return 0;
     }
-    if (path_is(req, "/")) {
-        respond(req, 200, "OK", "text/html; charset=utf-8", (const char *)mt_web_page,
-                mt_web_page_len);
-    } else if (path_is(req, "/metrics")) {
+    if (path_is(req, "/metrics")) {
         respond_owned(req, "text/plain; version=0.0.4; charset=utf-8", mt_stats_metrics(a->stats, now));
     } else if (path_is(req, "/api/stats")) {
         if (!query_limit(req, 100, &limit))

@@ -17,6 +17,7 @@ typedef struct mt_admin mt_admin_t;
 #define MT_ADMIN_MAX_BODY (64u << 10)
 #define MT_ADMIN_SSE_MAX_PENDING (256u << 10)
 #define MT_ADMIN_SSE_MAX_VIEWERS 64
+#define MT_ADMIN_SSE_SNDBUF (64 << 10)
 
 mt_admin_t *mt_admin_new(uv_loop_t *loop, const mt_cli_config_t *cfg, mt_stats_t *stats);
 /* Binds the admin address; writes "host:port" (real port) into bound. */
