@@ -31,7 +31,7 @@ const char mt_cli_usage[] =
     "  --upstream HOST:PORT     the mongod/mongos to forward to (default 127.0.0.1:27017)\n"
     "  --admin HOST:PORT|off    HTTP admin endpoint (default 127.0.0.1:27080)\n"
     "  --admin-token TOKEN      require 'Authorization: Bearer TOKEN' on every admin route\n"
-    "                           but /healthz\n"
+    "                           but /healthz and the console page itself\n"
     "  --window-gap-ms N        idle time on a connection that closes its request window\n"
     "                           (default 100)\n"
     "  --window-max-ms N        longest a window may stay open (default 30000)\n"
