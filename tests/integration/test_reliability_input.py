@@ -18,6 +18,10 @@ from pymongo.errors import PyMongoError
 
 import helpers
 from faults import procinfo, wire
+from faults.relay import RecordingRelay
+
+
+GOOD_APP = "good-client"
 
 
 class GoodClient(threading.Thread):
@@ -33,7 +37,8 @@ class GoodClient(threading.Thread):
 
     def run(self):
         try:
-            with pymongo.MongoClient(self.uri, maxPoolSize=2, serverSelectionTimeoutMS=10000) as c:
+            with pymongo.MongoClient(self.uri, maxPoolSize=2, serverSelectionTimeoutMS=10000,
+                                     appname=GOOD_APP) as c:
                 col = c[self.dbname]["good"]
                 col.insert_many([{"_id": i, "sq": i * i} for i in range(100)])
                 i = 0
@@ -109,7 +114,8 @@ def hostile_inputs(dbname=DB):
         ("zlib-declared-negative", wire.op_compressed(wire.OP_MSG, -5, wire.COMPRESSOR_ZLIB,
                                                       zlib.compress(b"abc")), "shutdown", "parse"),
         ("zlib-corrupt-stream", wire.op_compressed(wire.OP_MSG, 100, wire.COMPRESSOR_ZLIB,
-                                                   b"\x78\x9c" + b"\xff" * 40), "shutdown", "parse"),
+                                                   b"\x78\x9c" + b"\xff" * 40),
+         "shutdown", "parse"),
         ("snappy-declared-48000001", wire.op_compressed(
             wire.OP_MSG, 48_000_001, wire.COMPRESSOR_SNAPPY,
             wire.snappy_varint(48_000_001) + wire.snappy_literal(b"x")), "shutdown", "parse"),
@@ -237,6 +243,54 @@ def assert_whole_replies(sent, reply, name):
     assert len(walk) <= ahead, "%s: %d replies to %d messages" % (name, len(walk), ahead)
 
 
+def forwardable(data):
+    """What of data the upstream may receive: whole messages up to an impossible header (never
+    that header), and of a last incomplete message everything once its header is whole."""
+    off = 0
+    while len(data) - off >= 16:
+        length = struct.unpack_from("<i", data, off)[0]
+        if length < 16 or length > wire.MAX_MESSAGE:
+            return data[:off]
+        if off + length > len(data):
+            return data
+        off += length
+    return data[:off]
+
+
+def check_upstream_saw(conns, inputs, exclude):
+    """Every upstream connection carried a prefix of what its input may forward, never an
+    impossible header, never a partial header; when the proxy passed on the client's
+    half-close, the upstream got exactly what may be forwarded. Returns the count checked."""
+    by_head = {}
+    for name, data, end, _ in inputs:
+        fwd = forwardable(data)
+        by_head.setdefault(fwd[:16], []).append((name, fwd, end))
+    checked = 0
+    problems = []
+    for c in conns:
+        up = bytes(c.c2s)
+        if exclude(up):
+            continue
+        checked += 1
+        walk = wire.frame_walk(up)
+        if walk and walk[-1][0] == "impossible":
+            problems.append("%r: the upstream got an impossible header" % c)
+            continue
+        if 0 < len(up) < 16:
+            problems.append("%r: the upstream got %d bytes of a header" % (c, len(up)))
+            continue
+        if not up:
+            continue
+        candidates = by_head.get(up[:16], [])
+        if not any(fwd.startswith(up) for _, fwd, _ in candidates):
+            problems.append("%r: bytes that no input sent (%r...)" % (c, up[:24]))
+        elif c.c2s_end == "eof" and not any(fwd == up for _, fwd, end in candidates
+                                            if end != "reset"):
+            problems.append("%r: half-closed before all of its input was forwarded" % c)
+    assert not problems, "\n".join(problems[:10])
+    return checked
+
+
 def expected_counts(inputs):
     """Bounds the proxy's counters must meet: protocol errors from the framer's point of view
     (every input holding an impossible header), and the least number of whole messages that
@@ -251,8 +305,10 @@ def expected_counts(inputs):
     return impossible, must_parse, must_opcode
 
 
-def test_hostile_inputs_hurt_only_their_own_connection(mongotap, dbname):
-    tap = mongotap()
+def test_hostile_inputs_hurt_only_their_own_connection(mongotap, jongodb, dbname):
+    host, port = helpers.split_hostport(jongodb)
+    relay = RecordingRelay(host, port).start()
+    tap = mongotap(upstream=relay.address)
     inputs = hostile_inputs()
     good = GoodClient(tap.uri(dbname), dbname)
     good.start()
@@ -276,6 +332,14 @@ def test_hostile_inputs_hurt_only_their_own_connection(mongotap, dbname):
         good.stop_event.set()
         good.join(30)
     assert not good.errors, good.errors[:5]
+    # every relayed connection ends (a server that stalls gets 30 s)
+    ended = relay.wait_closed(30)
+    conns = relay.snapshot()
+    relay.close()
+    assert ended, [c for c in conns if not c.ended][:5]
+    ping = helpers.op_msg({"ping": 1, "$db": "admin"}, request_id=1)
+    checked = check_upstream_saw(
+        conns, inputs, lambda up: GOOD_APP.encode() in up or up.startswith(ping))
 
     by_name = {r.name: r for r in results}
     # impossible headers: the proxy itself closes, at once and without a byte of reply
@@ -298,9 +362,10 @@ def test_hostile_inputs_hurt_only_their_own_connection(mongotap, dbname):
     for r in results:
         outcomes[r.outcome] = outcomes.get(r.outcome, 0) + 1
     print("hostile inputs: %d tried (%d impossible headers, %d must-not-parse, %d unknown "
-          "opcodes, %d mutations); outcomes %r; counters grew by %r; good client %d rounds"
+          "opcodes, %d mutations); outcomes %r; counters grew by %r; %d upstream streams "
+          "checked; good client %d rounds"
           % (len(inputs), impossible, must_parse, must_opcode,
-             sum(1 for i in inputs if i[0].startswith("mutation-")), outcomes, delta,
+             sum(1 for i in inputs if i[0].startswith("mutation-")), outcomes, delta, checked,
              good.rounds))
     slow = sorted(results, key=lambda r: -(r.seconds or 0))[:3]
     print("slowest: %r" % slow)

@@ -27,15 +27,18 @@ class RelayConn:
         self.ended_at = None
         self.reset = False
         self.connect_error = None
+        self.c2s_end = None             # "eof" or "reset" once that direction finished
+        self.s2c_end = None
 
     @property
     def ended(self):
         return self.ended_at is not None
 
     def __repr__(self):
-        return ("RelayConn(#%d peer=%s c2s=%d s2c=%d ended=%s reset=%s)"
-                % (self.index, self.peer_port, len(self.c2s), len(self.s2c), self.ended,
-                   self.reset))
+        return ("RelayConn(#%d peer=%s c2s=%d%s s2c=%d%s ended=%s reset=%s)"
+                % (self.index, self.peer_port, len(self.c2s),
+                   "/" + self.c2s_end if self.c2s_end else "", len(self.s2c),
+                   "/" + self.s2c_end if self.s2c_end else "", self.ended, self.reset))
 
 
 class RecordingRelay:
@@ -184,8 +187,8 @@ class RecordingRelay:
             csock = writer.get_extra_info("socket")
             if csock is not None:
                 csock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            up = asyncio.ensure_future(self._pump(reader, t_writer, conn.c2s))
-            down = asyncio.ensure_future(self._pump(t_reader, writer, conn.s2c))
+            up = asyncio.ensure_future(self._pump(reader, t_writer, conn.c2s, conn, "c2s_end"))
+            down = asyncio.ensure_future(self._pump(t_reader, writer, conn.s2c, conn, "s2c_end"))
             pending = {up, down}
             reset = False
             while pending:
@@ -209,9 +212,16 @@ class RecordingRelay:
         finally:
             self._tasks.discard(task)
 
-    async def _pump(self, reader, writer, record):
+    async def _pump(self, reader, writer, record, conn, end_attr):
         """Copies reader to writer until EOF ("eof", passed on as a half-close) or an error
-        ("reset")."""
+        ("reset"); notes which on conn."""
+        result = await self._copy(reader, writer, record)
+        with self._cond:
+            setattr(conn, end_attr, result)
+            self._cond.notify_all()
+        return result
+
+    async def _copy(self, reader, writer, record):
         try:
             while True:
                 data = await reader.read(1 << 18)

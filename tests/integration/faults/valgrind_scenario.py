@@ -104,7 +104,8 @@ def main(argv=None):
     tmp = tempfile.mkdtemp(prefix="mongotap-valgrind-")
     vlog = os.path.join(tmp, "valgrind.log")
     cmd = ["valgrind", "--tool=memcheck", "--leak-check=full",
-           "--errors-for-leak-kinds=definite,indirect", "--show-leak-kinds=definite,indirect,possible",
+           "--errors-for-leak-kinds=definite,indirect",
+           "--show-leak-kinds=definite,indirect,possible",
            "--error-exitcode=99", "--num-callers=30", "--log-file=" + vlog,
            args.binary, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
            "--upstream", jongodb.address, "--findings-log", os.path.join(tmp, "findings.jsonl"),
