@@ -21,8 +21,8 @@ SECRET = "s3cr3t-value-XYZ"
 
 WARN_RE = r"admin endpoint on \S+ is not loopback and has no --admin-token"
 
-# every route but /healthz, with the method it answers to
-GUARDED = [("GET", "/"), ("GET", "/metrics"), ("GET", "/api/stats"), ("GET", "/api/stats?limit=5"),
+# every route but /healthz and the console page, with the method it answers to
+GUARDED = [("GET", "/metrics"), ("GET", "/api/stats"), ("GET", "/api/stats?limit=5"),
            ("GET", "/api/connections"), ("GET", "/api/windows"), ("GET", "/api/findings"),
            ("GET", "/api/report"), ("GET", "/api/report?format=markdown"),
            ("GET", "/api/report?format=html"), ("GET", "/events"), ("POST", "/api/reset"),
@@ -125,9 +125,18 @@ def test_every_admin_route_needs_the_token(guarded, method, path):
     assert request(tap, method, path, {"Authorization": "bearer " + TOKEN}, body)[0] == expected
 
 
-def test_healthz_needs_no_token(guarded):
-    assert request(guarded, "GET", "/healthz") [0] == 200
+def test_open_routes_need_no_token_and_hold_no_data(guarded, dbname):
+    assert request(guarded, "GET", "/healthz")[0] == 200
     assert request(guarded, "GET", "/healthz", {"Authorization": "Bearer nope"})[0] == 200
+    # the console page loads without the token (it asks for one), so it must be static: the
+    # same bytes with or without the token, before and after traffic
+    with pymongo.MongoClient(guarded.uri(dbname)) as c:
+        c[dbname]["seen"].insert_one({"_id": 1})
+    status, _, anonymous = request(guarded, "GET", "/")
+    status2, _, authorized = request(guarded, "GET", "/", {"Authorization": "Bearer " + TOKEN})
+    assert status == status2 == 200
+    assert anonymous == authorized
+    assert dbname.encode() not in anonymous
 
 
 # --- user data values stay out of every output ----------------------------------------------------
