@@ -60,6 +60,7 @@ struct mt_admin {
     mt_admin_sock_t *socks;
     mt_sse_viewer_t *viewers;
     size_t nviewers;
+    size_t nsocks;
 };
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -374,8 +375,14 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     struct mt_admin *a = ((mt_admin_handler_t *)self)->admin;
     uint64_t now = uv_hrtime();
-    size_t limit;
+    size_t limit, head = req->method.len + req->path.len;
 
+    for (size_t i = 0; i < req->headers.size; i++)
+        head += req->headers.entries[i].name->len + req->headers.entries[i].value.len + 4;
+    if (head > MT_ADMIN_MAX_HEAD) {
+        respond_error(req, 431, "Request Header Fields Too Large", "request head over 16 KiB");
+        return 0;
+    }
     if (path_is(req, "/healthz")) {
         respond(req, 200, "OK", "text/plain; charset=utf-8", "ok\n", 3);
         return 0;
@@ -460,6 +467,7 @@ static void sock_closed_cb(uv_handle_t *h)
         a->socks = s->next;
     if (s->next)
         s->next->prev = s->prev;
+    a->nsocks--;
     free(s);
 }
 
@@ -479,10 +487,14 @@ static void on_admin_connection(uv_stream_t *server, int status)
         return;
     s->admin = a;
     uv_tcp_init(a->loop, &s->tcp);
-    if (uv_accept(server, (uv_stream_t *)&s->tcp) != 0) {
+    if (uv_accept(server, (uv_stream_t *)&s->tcp) != 0 || a->nsocks >= MT_ADMIN_MAX_CONNECTIONS) {
+        /* h2o buffers each connection's request: bound how many there are */
+        if (a->nsocks >= MT_ADMIN_MAX_CONNECTIONS)
+            mt_warn("admin: refused a connection: %d already open", MT_ADMIN_MAX_CONNECTIONS);
         uv_close((uv_handle_t *)&s->tcp, (uv_close_cb)free);
         return;
     }
+    a->nsocks++;
     uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&s->peer, &n);
     s->next = a->socks;
     if (a->socks)

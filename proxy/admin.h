@@ -15,6 +15,8 @@ typedef struct mt_admin mt_admin_t;
 
 /* Limits on what a client may send and what a slow viewer may cost. */
 #define MT_ADMIN_MAX_BODY (64u << 10)
+#define MT_ADMIN_MAX_HEAD (16u << 10) /* request line and headers */
+#define MT_ADMIN_MAX_CONNECTIONS 256
 #define MT_ADMIN_SSE_MAX_PENDING (256u << 10)
 #define MT_ADMIN_SSE_MAX_VIEWERS 64
 #define MT_ADMIN_SSE_SNDBUF (64 << 10)

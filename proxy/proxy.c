@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "log.h"
 #include "msg.h"
@@ -131,7 +132,14 @@ struct mt_proxy {
     mt_proxy_drained_cb drained_cb;
     void *drained_data;
     uint64_t last_accept_error_log;
+    uint64_t last_refusal_log;
+    uint64_t refusals_unlogged;
+    size_t fds_at_start; /* open after binding: listeners, stdio, loop */
 };
+
+/* fds kept free for the admin endpoint, log files and accepting a client
+ * only to close it again */
+#define MT_PROXY_FD_RESERVE 32
 
 #define MT_PROXY_FREE_RBUFS_MAX 256
 #define MT_PROXY_FREE_WRITES_MAX 1024
@@ -696,8 +704,51 @@ static void accept_error_log(mt_proxy_t *p, const char *what, int err)
     }
 }
 
+/* At most one line a second, so a flood of refusals cannot flood the log;
+ * the line says how many went unlogged since the last one. */
+static void refusal_log(mt_proxy_t *p, const char *addr, const char *why)
+{
+    uint64_t now = uv_now(p->loop);
+
+    if (p->last_refusal_log && now - p->last_refusal_log < 1000) {
+        p->refusals_unlogged++;
+        return;
+    }
+    if (p->refusals_unlogged)
+        mt_warn("refused %s: %s (and %llu more since the last such line)", addr, why,
+                (unsigned long long)p->refusals_unlogged);
+    else
+        mt_warn("refused %s: %s", addr, why);
+    p->refusals_unlogged = 0;
+    p->last_refusal_log = now;
+}
+
+/* Sessions the open-file limit leaves room for: two fds each. Read on every
+ * accept (one cheap syscall) since the limit can change while running. */
+static size_t fd_capacity(const mt_proxy_t *p)
+{
+    struct rlimit rl;
+    size_t used = p->fds_at_start + MT_PROXY_FD_RESERVE;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return SIZE_MAX;
+    return (size_t)rl.rlim_cur > used ? ((size_t)rl.rlim_cur - used) / 2 : 0;
+}
+
+static const char *refusal_reason(const mt_proxy_t *p)
+{
+    if (p->draining)
+        return "shutting down";
+    if (p->active >= p->cfg->max_connections)
+        return "--max-connections reached";
+    if (p->active >= fd_capacity(p))
+        return "file descriptor limit reached (raise ulimit -n)";
+    return NULL;
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
+    const char *refuse;
     mt_listener_t *l = server->data;
     mt_proxy_t *p = l->proxy;
     mt_session_t *s;
@@ -709,7 +760,8 @@ static void on_connection(uv_stream_t *server, int status)
         accept_error_log(p, "listener", status);
         return;
     }
-    if (p->draining || p->active >= p->cfg->max_connections) {
+    refuse = refusal_reason(p);
+    if (refuse) {
         uv_tcp_t *t = malloc(sizeof(*t));
         if (!t)
             return;
@@ -717,8 +769,7 @@ static void on_connection(uv_stream_t *server, int status)
         if (uv_accept(server, (uv_stream_t *)t) == 0) {
             char addr[64];
             peer_name(t, addr, sizeof(addr));
-            mt_warn("refused %s: %s", addr,
-                    p->draining ? "shutting down" : "--max-connections reached");
+            refusal_log(p, addr, refuse);
         }
         mt_stats_add(p->stats, MT_STAT_CONNECTIONS_REFUSED, 1);
         uv_close((uv_handle_t *)t, refused_closed_cb);
@@ -819,6 +870,48 @@ static int resolve_listen(uv_loop_t *loop, const mt_hostport_t *hp, struct socka
     return 0;
 }
 
+static size_t count_open_fds(void)
+{
+    uv_fs_t req;
+    uv_dirent_t ent;
+    size_t n = 0;
+
+    if (uv_fs_scandir(NULL, &req, "/proc/self/fd", 0, NULL) < 0) {
+        uv_fs_req_cleanup(&req);
+        return 16; /* no /proc: assume a typical start-up */
+    }
+    while (uv_fs_scandir_next(&req, &ent) != UV_EOF)
+        n++;
+    uv_fs_req_cleanup(&req);
+    return n;
+}
+
+/* libuv closes a connection it cannot accept for lack of fds without
+ * telling us, so the proxy refuses (and logs) before it gets there. */
+static void compute_fd_capacity(mt_proxy_t *p)
+{
+    struct rlimit rl;
+    size_t cap;
+
+    p->fds_at_start = count_open_fds();
+    /* like other proxies, raise the soft limit as far as the hard one allows
+     * for --max-connections */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        rlim_t want = (rlim_t)(p->fds_at_start + MT_PROXY_FD_RESERVE) +
+                      2 * (rlim_t)p->cfg->max_connections;
+        if (rl.rlim_cur < want && rl.rlim_max > rl.rlim_cur) {
+            rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+            if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+                mt_debug("cannot raise the open-file limit");
+        }
+    }
+    cap = fd_capacity(p);
+    if (cap < p->cfg->max_connections)
+        mt_info("the open-file limit (ulimit -n) allows about %zu client connections, fewer than "
+                "--max-connections %u; raise it to serve more",
+                cap, p->cfg->max_connections);
+}
+
 int mt_proxy_listen(mt_proxy_t *p, char *bound, size_t cap)
 {
     size_t used = 0;
@@ -855,6 +948,7 @@ int mt_proxy_listen(mt_proxy_t *p, char *bound, size_t cap)
         used += (size_t)snprintf(bound + used, used < cap ? cap - used : 0, "%s%s", i ? "," : "",
                                  desc);
     }
+    compute_fd_capacity(p);
     return 0;
 }
 
