@@ -17,7 +17,8 @@ APT_PACKAGES=(
     libuv1-dev libbson-dev libcriterion-dev libh2o-dev libncurses-dev
     zlib1g-dev libsnappy-dev libzstd-dev libmongoc-dev libssl-dev
     python3-pymongo python3-mongoengine python3-flask python3-mockupdb python3-pytest
-    nodejs npm haproxy prometheus tmux chromium libclang-rt-14-dev valgrind
+    nodejs npm haproxy prometheus tmux chromium fonts-dejavu-core libclang-rt-14-dev valgrind
+    python3-yaml docker-compose
 )
 
 installed() {
