@@ -135,7 +135,8 @@ def test_stuck_viewer_neither_slows_the_proxy_nor_starves_others(mongotap, dbnam
 
         # The healthy viewer got its event about once a second all along.
         got = healthy.count_since(started)
-        assert got >= max(2, int(elapsed * 0.6)), "%d stats events in %.1fs" % (got, elapsed)
+        # (the drop may come within a second or two; "others go on" is checked below)
+        assert got >= max(1, int(elapsed * 0.6)), "%d stats events in %.1fs" % (got, elapsed)
 
         assert healthy.head.startswith(b"HTTP/1.1 200"), healthy.head
         assert b"text/event-stream" in healthy.head.lower(), healthy.head
