@@ -17,7 +17,6 @@
 #include <sys/resource.h>
 
 #include "log.h"
-#include "msg.h"
 #include "wire.h"
 
 /* A read buffer, shared by the write that forwards it and the parser. */
@@ -392,31 +391,21 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = b ? uv_buf_init((char *)b->data, sizeof(b->data)) : uv_buf_init(NULL, 0);
 }
 
-static uint32_t message_flags(const uint8_t *msg, size_t len)
-{
-    if (len < MT_WIRE_HEADER_LEN + 4)
-        return 0;
-    return (uint32_t)msg[16] | (uint32_t)msg[17] << 8 | (uint32_t)msg[18] << 16 |
-           (uint32_t)msg[19] << 24;
-}
-
-/* A whole message has been forwarded: count it in flight, hand it to stats. */
+/* A whole message has been forwarded: hand it to stats, which also says
+ * whether a reply follows (moreToCome, read after decompression). */
 static void message_done(mt_side_t *side, const uint8_t *msg, size_t len, uint64_t now)
 {
     mt_session_t *s = side->session;
-    bool more_to_come = side->framer.hdr.opcode == MT_OP_MSG &&
-                        (message_flags(msg, len) & MT_MSG_FLAG_MORE_TO_COME);
+    bool more_to_come;
 
     if (side->kind == MT_SIDE_CLIENT) {
+        more_to_come = mt_stats_conn_request(s->stats, msg, len, now);
         if (!more_to_come)
             s->inflight++;
-        if (s->stats)
-            mt_stats_conn_request(s->stats, msg, len, now);
     } else {
+        more_to_come = mt_stats_conn_reply(s->stats, msg, len, side->msg_first_ns);
         if (!more_to_come && s->inflight > 0)
             s->inflight--;
-        if (s->stats)
-            mt_stats_conn_reply(s->stats, msg, len, side->msg_first_ns);
         if (s->inflight == 0 && s->proxy->draining && !s->close_when_flushed) {
             s->close_when_flushed = true;
             if (s->client.queued == 0)

@@ -21,10 +21,13 @@
 #include "shapes.h"
 #include "window.h"
 
-/* Per-connection bounds: requests awaiting a reply (drivers pipeline little;
- * past this the oldest is forgotten) and open cursors remembered. */
+/* Bounds: requests awaiting a reply per connection (drivers pipeline little;
+ * past this the oldest is forgotten), and open cursors remembered. Cursors
+ * are kept for the whole proxy, not per connection: a pooled driver may
+ * send the getMore (or killCursors) on another connection than the find,
+ * and cursor ids are unique on the one upstream. */
 #define MT_STATS_MAX_PENDING 1024
-#define MT_STATS_MAX_CURSORS 256
+#define MT_STATS_MAX_CURSORS 65536
 #define MT_STATS_DEFAULT_LIMIT 100
 #define MT_STATS_MAX_KEY_PATH 256
 
@@ -65,7 +68,6 @@ struct mt_stats_conn {
     char driver[128]; /* "name version" from the handshake */
     uint64_t commands;
     mt_idmap_t pending;   /* requestID -> pending_t */
-    mt_idmap_t cursors;   /* cursor id -> cursor_t */
     mt_window_t *window;  /* its open per-connection window */
     uint64_t last_win_id; /* window of its last window-relevant command */
     mt_stats_conn_t *prev, *next;
@@ -77,6 +79,7 @@ struct mt_stats {
     uint64_t start_ns;
     int64_t start_ms;
     mt_msg_scratch_t scratch; /* decompression buffer, reused */
+    mt_idmap_t cursors;       /* cursor id -> cursor_t */
     mt_shapes_t shapes;
     mt_window_reg_t windows;
     mt_findings_t findings;
@@ -122,6 +125,7 @@ mt_stats_t *mt_stats_new(const mt_stats_config_t *cfg, uint64_t now_ns)
     st->start_ns = now_ns;
     st->start_ms = mt_clock_wall_ms();
     st->rate_ns = now_ns;
+    mt_idmap_init(&st->cursors, sizeof(cursor_t), MT_STATS_MAX_CURSORS);
     mt_shapes_init(&st->shapes, st->cfg.max_shapes);
     mt_window_reg_init(&st->windows);
     mt_findings_init(&st->findings);
@@ -133,7 +137,6 @@ mt_stats_t *mt_stats_new(const mt_stats_config_t *cfg, uint64_t now_ns)
 static void conn_free(mt_stats_conn_t *c)
 {
     mt_idmap_free(&c->pending);
-    mt_idmap_free(&c->cursors);
     bson_free(c);
 }
 
@@ -152,6 +155,7 @@ void mt_stats_free(mt_stats_t *st)
     mt_findings_clear(&st->findings);
     mt_metrics_free(&st->metrics);
     mt_msg_scratch_free(&st->scratch);
+    mt_idmap_free(&st->cursors);
     bson_free(st);
 }
 
@@ -365,7 +369,6 @@ mt_stats_conn_t *mt_stats_conn_open(mt_stats_t *st, uint64_t conn_id, const char
     c->id = conn_id;
     bson_strncpy(c->addr, client_addr ? client_addr : "", sizeof c->addr);
     mt_idmap_init(&c->pending, sizeof(pending_t), MT_STATS_MAX_PENDING);
-    mt_idmap_init(&c->cursors, sizeof(cursor_t), MT_STATS_MAX_CURSORS);
     c->prev = st->conns_tail;
     if (st->conns_tail)
         st->conns_tail->next = c;
@@ -436,19 +439,21 @@ static mt_msg_err_t parse_message(mt_stats_t *st, const uint8_t *msg, size_t len
     return mt_msg_parse(msg, len, &st->scratch, m);
 }
 
-void mt_stats_conn_request(mt_stats_conn_t *c, const uint8_t *msg, size_t len, uint64_t now_ns)
+bool mt_stats_conn_request(mt_stats_conn_t *c, const uint8_t *msg, size_t len, uint64_t now_ns)
 {
     if (!c)
-        return;
+        return false;
     mt_stats_t *st = c->st;
     mt_msg_t m;
     mt_cmd_view_t cmd;
     mt_msg_err_t err = parse_message(st, msg, len, &m);
+    /* read from the decoded message, so that compression cannot hide it */
+    bool more = err == MT_MSG_OK && m.opcode == MT_OP_MSG && (m.flags & MT_MSG_FLAG_MORE_TO_COME);
     if (err == MT_MSG_OK)
         err = mt_cmd_request(&m, &cmd);
     if (err != MT_MSG_OK) {
         count_parse_error(st, err);
-        return;
+        return more;
     }
     st->counters[MT_STAT_COMMANDS]++;
     c->commands++;
@@ -468,7 +473,7 @@ void mt_stats_conn_request(mt_stats_conn_t *c, const uint8_t *msg, size_t len, u
     char shape[MT_SHAPE_MAX];
     shape[0] = '\0';
     if (cmd.kind == MT_CMD_GETMORE) {
-        cursor_t *cur = mt_idmap_get(&c->cursors, cmd.cursor_id);
+        cursor_t *cur = mt_idmap_get(&c->st->cursors, cmd.cursor_id);
         if (cur) {
             cursor_copy = *cur;
             cursor = &cursor_copy;
@@ -510,7 +515,7 @@ void mt_stats_conn_request(mt_stats_conn_t *c, const uint8_t *msg, size_t len, u
     }
 
     if (cmd.kind == MT_CMD_KILL_CURSORS && cmd.cursor_id)
-        mt_idmap_remove(&c->cursors, cmd.cursor_id, NULL);
+        mt_idmap_remove(&c->st->cursors, cmd.cursor_id, NULL);
 
     /* Window */
     mt_window_t *w = NULL;
@@ -527,7 +532,7 @@ void mt_stats_conn_request(mt_stats_conn_t *c, const uint8_t *msg, size_t len, u
     }
 
     if (cmd.more_to_come)
-        return; /* accounted now: no reply follows */
+        return more; /* accounted now: no reply follows */
 
     pending_t evicted;
     bool did_evict = false;
@@ -541,7 +546,7 @@ void mt_stats_conn_request(mt_stats_conn_t *c, const uint8_t *msg, size_t len, u
     if (!p) {
         if (w && idx >= 0)
             w->cmds[idx].replied = true;
-        return;
+        return more;
     }
     st->pending_total++;
     p->req_ns = now_ns;
@@ -563,26 +568,29 @@ void mt_stats_conn_request(mt_stats_conn_t *c, const uint8_t *msg, size_t len, u
         p->origin_idx = cursor->cmd_idx;
         p->has_origin_idx = cursor->has_cmd_idx;
     }
+    return more;
 }
 
-void mt_stats_conn_reply(mt_stats_conn_t *c, const uint8_t *msg, size_t len, uint64_t now_ns)
+bool mt_stats_conn_reply(mt_stats_conn_t *c, const uint8_t *msg, size_t len, uint64_t now_ns)
 {
     if (!c)
-        return;
+        return false;
     mt_stats_t *st = c->st;
     mt_msg_t m;
     mt_reply_view_t r;
     mt_msg_err_t err = parse_message(st, msg, len, &m);
+    /* read from the decoded message, so that compression cannot hide it */
+    bool more = err == MT_MSG_OK && m.opcode == MT_OP_MSG && (m.flags & MT_MSG_FLAG_MORE_TO_COME);
     if (err == MT_MSG_OK)
         err = mt_cmd_reply(&m, &r);
     if (err != MT_MSG_OK) {
         count_parse_error(st, err);
-        return;
+        return more;
     }
     pending_t *pp = mt_idmap_get(&c->pending, r.response_to);
     if (!pp) {
         st->replies_unmatched++;
-        return;
+        return more;
     }
     pending_t p = *pp;
     mt_cmd_kind_t kind = (mt_cmd_kind_t)p.kind;
@@ -647,9 +655,9 @@ void mt_stats_conn_reply(mt_stats_conn_t *c, const uint8_t *msg, size_t len, uin
     /* Cursors */
     if (kind == MT_CMD_GETMORE) {
         if (!r.ok || (r.has_cursor && r.cursor_id == 0))
-            mt_idmap_remove(&c->cursors, p.cursor_id, NULL);
+            mt_idmap_remove(&c->st->cursors, p.cursor_id, NULL);
     } else if (r.has_cursor && r.cursor_id != 0 && !p.continuation && e) {
-        cursor_t *cur = mt_idmap_put(&c->cursors, r.cursor_id, NULL, NULL);
+        cursor_t *cur = mt_idmap_put(&c->st->cursors, r.cursor_id, NULL, NULL);
         if (cur) {
             cur->entry = e;
             cur->win_id = p.win_id;
@@ -669,7 +677,7 @@ void mt_stats_conn_reply(mt_stats_conn_t *c, const uint8_t *msg, size_t len, uin
             *np = p;
             np->req_ns = now_ns;
             np->continuation = true;
-            return;
+            return more;
         }
         /* Could not keep it: settle its window bookkeeping now. */
         if (w && p.inflight && w->inflight)
@@ -677,6 +685,7 @@ void mt_stats_conn_reply(mt_stats_conn_t *c, const uint8_t *msg, size_t len, uin
     }
     if (st->pending_total)
         st->pending_total--;
+    return more;
 }
 
 void mt_stats_tick(mt_stats_t *st, uint64_t now_ns)
@@ -710,10 +719,10 @@ void mt_stats_reset(mt_stats_t *st)
      * (replies to them are simply not matched). */
     for (mt_stats_conn_t *c = st->conns_head; c; c = c->next) {
         mt_idmap_clear(&c->pending);
-        mt_idmap_clear(&c->cursors);
         c->window = NULL;
         c->last_win_id = 0;
     }
+    mt_idmap_clear(&st->cursors);
     st->pending_total = 0;
     mt_window_reg_clear(&st->windows);
     mt_shapes_clear(&st->shapes);

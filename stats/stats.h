@@ -77,11 +77,13 @@ mt_stats_conn_t *mt_stats_conn_open(mt_stats_t *st, uint64_t conn_id, const char
                                     uint64_t now_ns);
 /* A whole request message (header included) that was forwarded upstream;
  * now_ns = when its last byte was forwarded. The bytes are only read during
- * the call. */
-void mt_stats_conn_request(mt_stats_conn_t *c, const uint8_t *msg, size_t len, uint64_t now_ns);
+ * the call. Both calls return the message's moreToCome flag (read after
+ * decompression): a request with it expects no reply, a reply with it is
+ * followed by another (exhaust). */
+bool mt_stats_conn_request(mt_stats_conn_t *c, const uint8_t *msg, size_t len, uint64_t now_ns);
 /* A whole reply message forwarded to the client; now_ns = when its first
  * byte was forwarded. */
-void mt_stats_conn_reply(mt_stats_conn_t *c, const uint8_t *msg, size_t len, uint64_t now_ns);
+bool mt_stats_conn_reply(mt_stats_conn_t *c, const uint8_t *msg, size_t len, uint64_t now_ns);
 /* Closes the connection's window (analysing it) and forgets the connection. */
 void mt_stats_conn_close(mt_stats_conn_t *c, uint64_t now_ns);
 

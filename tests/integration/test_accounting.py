@@ -326,8 +326,6 @@ def test_stats_match_what_pymongo_saw(mongotap, dbname):
     assert in_windows == len([n for n in rec.names() if n.lower() not in MONITORING])
 
 
-@pytest.mark.xfail(strict=True, reason="stats keeps cursors per client connection: a getMore on "
-                   "another connection becomes a shape of its own")
 def test_getmore_on_another_connection_counts_for_the_find(mongotap, dbname):
     """Cursor ids belong to the server, not to a connection: a pooled driver sends a getMore on
     whichever connection is free. It is still part of the find that opened the cursor."""
@@ -799,8 +797,6 @@ def test_compressed_unacknowledged_write_accounted(mongotap, fake_upstream, dbna
     assert doc["pending_requests"] == 0 and doc["parse_errors"] == 0, doc
 
 
-@pytest.mark.xfail(strict=True, reason="proxy counts a compressed moreToCome request as awaiting "
-                   "a reply, so shutdown waits out the whole drain bound")
 def test_compressed_unacknowledged_write_does_not_hold_shutdown(mongotap, fake_upstream, dbname):
     # a raw client: PyMongo would hang up by itself once its monitor connection is closed
     tap = mongotap(upstream=fake_upstream.address)
