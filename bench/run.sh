@@ -90,14 +90,16 @@ PYTHON=$("$PYTHON" -c 'import sys; print(sys.executable)')
 # upstream) in the proxy: take all the hard limit allows and size the test to fit.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 FD_LIMIT=$(ulimit -n)
+[ "$FD_LIMIT" = unlimited ] && FD_LIMIT=1048576
 IDLE_MAX=$(((FD_LIMIT - 200) / 2))
-HAPROXY_MAXCONN=$IDLE_MAX # haproxy refuses to start if 2 x maxconn does not fit the limit
 IDLE_NOTE=""
 if [ "$IDLE_CONNS" -gt "$IDLE_MAX" ]; then
     IDLE_NOTE="capped from $IDLE_CONNS by the descriptor limit ($FD_LIMIT)"
     log "idle connections $IDLE_NOTE"
     IDLE_CONNS=$IDLE_MAX
 fi
+# haproxy refuses to start when 2 x maxconn does not fit the limit, and sizes its tables by it
+HAPROXY_MAXCONN=$((IDLE_CONNS + 100 < IDLE_MAX ? IDLE_CONNS + 100 : IDLE_MAX))
 
 # Pinning: the load generator gets one CPU, the proxy (and the stub, which costs little) the
 # other. Unpinned, a round trip costs one or two cross-CPU wake-ups at random, which on a VM can
