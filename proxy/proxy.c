@@ -341,16 +341,44 @@ static void write_cb(uv_write_t *req, int status)
         session_close(s, MT_LOG_INFO, "shutdown");
 }
 
-/* Queues held header bytes (if any) and data[0..len) to the peer. */
+/* Sends held header bytes (if any) and data[0..len) to the peer. When
+ * nothing is queued on that side the bytes are written at once, straight
+ * from the read buffer (uv_write would re-arm the socket in epoll for every
+ * message); whatever the kernel does not take is queued, and the write
+ * request then holds a reference to the read buffer until its callback. */
 static int forward(mt_side_t *from, mt_rbuf_t *rbuf, const uint8_t *held, size_t nheld,
                    size_t len)
 {
     mt_side_t *to = from->peer;
     mt_proxy_t *p = from->session->proxy;
+    uv_stream_t *stream = (uv_stream_t *)&to->tcp;
     mt_write_t *w;
     uv_buf_t bufs[2];
     unsigned n = 0;
     int rc;
+
+    if (nheld)
+        bufs[n++] = uv_buf_init((char *)held, (unsigned)nheld);
+    if (len)
+        bufs[n++] = uv_buf_init((char *)rbuf->data, (unsigned)len);
+    if (to->queued == 0) {
+        rc = uv_try_write(stream, bufs, n);
+        if (rc < 0 && rc != UV_EAGAIN)
+            return rc;
+        for (size_t done = rc > 0 ? (size_t)rc : 0; done > 0 && n > 0;) {
+            if (done >= bufs[0].len) {
+                done -= bufs[0].len;
+                bufs[0] = bufs[1];
+                n--;
+            } else {
+                bufs[0].base += done;
+                bufs[0].len -= done;
+                done = 0;
+            }
+        }
+        if (n == 0)
+            return 0;
+    }
 
     w = write_get(p);
     if (!w)
@@ -358,14 +386,13 @@ static int forward(mt_side_t *from, mt_rbuf_t *rbuf, const uint8_t *held, size_t
     w->side = to;
     w->rbuf = rbuf;
     rbuf->refs++;
-    if (nheld) {
-        memcpy(w->held, held, nheld);
-        bufs[n++] = uv_buf_init((char *)w->held, (unsigned)nheld);
+    if (nheld && bufs[0].base >= (char *)held && bufs[0].base < (char *)held + nheld) {
+        /* unsent header bytes live on the caller's stack: keep a copy */
+        memcpy(w->held, bufs[0].base, bufs[0].len);
+        bufs[0].base = (char *)w->held;
     }
-    if (len)
-        bufs[n++] = uv_buf_init((char *)rbuf->data, (unsigned)len);
     to->queued += sizeof(rbuf->data);
-    rc = uv_write(&w->req, (uv_stream_t *)&to->tcp, bufs, n, write_cb);
+    rc = uv_write(&w->req, stream, bufs, n, write_cb);
     if (rc < 0) {
         to->queued -= sizeof(rbuf->data);
         rbuf->refs--;

@@ -294,6 +294,12 @@ static int window_record(mt_stats_t *st, mt_window_t *w, const mt_cmd_view_t *cm
                          uint64_t now_ns)
 {
     mt_window_cmd_t wc;
+
+    /* check the bound before copying anything into the window's arena */
+    if (mt_window_full(w)) {
+        w->total_cmds++;
+        return -1;
+    }
     memset(&wc, 0, sizeof wc);
     wc.kind = cmd->kind;
     wc.start_ns = now_ns;

@@ -60,11 +60,16 @@ const uint8_t *mt_window_memdup(mt_window_t *w, const uint8_t *src, size_t len)
     return p;
 }
 
+bool mt_window_full(const mt_window_t *w)
+{
+    return w->ncmds >= MT_WINDOW_MAX_COMMANDS ||
+           (w->budget && w->budget->cmds >= MT_WINDOW_TOTAL_COMMANDS);
+}
+
 int mt_window_add_cmd(mt_window_t *w, const mt_window_cmd_t *cmd)
 {
     w->total_cmds++;
-    if (w->ncmds >= MT_WINDOW_MAX_COMMANDS ||
-        (w->budget && w->budget->cmds >= MT_WINDOW_TOTAL_COMMANDS))
+    if (mt_window_full(w))
         return -1;
     if (w->ncmds == w->cmds_cap) {
         uint32_t cap = w->cmds_cap ? w->cmds_cap * 2 : 16;

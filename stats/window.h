@@ -125,6 +125,8 @@ void mt_window_add_evidence(mt_window_t *w, uint32_t idx, const uint8_t *array, 
 /* Frees the evidence and forgets logged values (after analysis), and cuts
  * the command list to MT_WINDOW_CLOSED_COMMANDS. */
 void mt_window_trim(mt_window_t *w);
+/* True when the window keeps no more commands (they are only counted). */
+bool mt_window_full(const mt_window_t *w);
 
 /* Duration shown for a window: first request to last reply. */
 uint64_t mt_window_duration_ns(const mt_window_t *w);
