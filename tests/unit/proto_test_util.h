@@ -18,6 +18,20 @@
 #include "msg.h"
 #include "wire.h"
 
+/* clang-format off */
+/* OP_MSG {ping: 1, $db: "admin"}, requestID 1 */
+__attribute__((unused)) static const uint8_t ping_op_msg[] = {
+    0x33, 0x00, 0x00, 0x00,  0x01, 0x00, 0x00, 0x00,  0x00, 0x00, 0x00, 0x00,  0xdd, 0x07, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00,                                   /* flagBits */
+    0x00,                                                     /* section kind 0 */
+    0x1e, 0x00, 0x00, 0x00,                                   /* document length 30 */
+    0x10, 'p', 'i', 'n', 'g', 0x00, 0x01, 0x00, 0x00, 0x00,   /* ping: int32 1 */
+    0x02, '$', 'd', 'b', 0x00, 0x06, 0x00, 0x00, 0x00,        /* $db: string of 6 */
+    'a', 'd', 'm', 'i', 'n', 0x00,
+    0x00,                                                     /* end of document */
+};
+/* clang-format on */
+
 #define FX_MAX_FILES 256
 
 static inline void fx_put_le32(uint8_t *p, uint32_t v)

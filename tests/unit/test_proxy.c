@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "cli.h"
+#include "proto_test_util.h"
 #include "proxy.h"
 #include "stats.h"
 
@@ -259,20 +260,12 @@ static void client_send(const uint8_t *data, size_t len, size_t piece, bool read
     cr_assert_eq(uv_tcp_connect(&cl.connect, &cl.tcp, (struct sockaddr *)&sa, cl_connect_cb), 0);
 }
 
-/* A small OP_MSG ping: {ping: 1, $db: "admin"} */
+/* The shared ping vector with its own request id. */
 static size_t make_ping(uint8_t *out, int32_t request_id)
 {
-    static const uint8_t body[] = {
-        0x1f, 0x00, 0x00, 0x00, 0x10, 'p', 'i', 'n', 'g', 0x00, 0x01, 0x00, 0x00, 0x00,
-        0x02, '$',  'd',  'b',  0x00, 0x06, 0x00, 0x00, 0x00, 'a', 'd', 'm', 'i', 'n', 0x00, 0x00};
-    size_t len = 16 + 4 + 1 + sizeof(body);
-    int32_t h[4] = {(int32_t)len, request_id, 0, 2013};
-
-    memcpy(out, h, 16); /* little-endian host */
-    memset(out + 16, 0, 4);
-    out[20] = 0;
-    memcpy(out + 21, body, sizeof(body));
-    return len;
+    memcpy(out, ping_op_msg, sizeof(ping_op_msg));
+    fx_put_le32(out + 4, (uint32_t)request_id);
+    return sizeof(ping_op_msg);
 }
 
 static void run_echo_case(int messages, size_t piece)
