@@ -50,7 +50,15 @@ const char mt_cli_usage[] =
     "Signals: SIGINT/SIGTERM stop accepting, let in-flight replies finish (at most 5 s),\n"
     "write --report and exit 0.\n";
 
-typedef enum { OPT_HOSTPORT, OPT_ADMIN, OPT_STRING, OPT_U64, OPT_U32, OPT_LEVEL, OPT_BOOL } opt_kind_t;
+typedef enum {
+    OPT_HOSTPORT,
+    OPT_ADMIN,
+    OPT_STRING,
+    OPT_U64,
+    OPT_U32,
+    OPT_LEVEL,
+    OPT_BOOL
+} opt_kind_t;
 
 typedef struct {
     const char *flag;
@@ -285,7 +293,8 @@ mt_cli_result_t mt_cli_parse(int argc, char **argv, mt_cli_getenv_fn env, mt_cli
         if (strcmp(arg, "-V") == 0 || strcmp(arg, "--version") == 0)
             return MT_CLI_VERSION;
         eq = strchr(arg, '=');
-        o = strncmp(arg, "--", 2) == 0 ? find_flag(arg, eq ? (size_t)(eq - arg) : strlen(arg)) : NULL;
+        o = strncmp(arg, "--", 2) == 0 ? find_flag(arg, eq ? (size_t)(eq - arg) : strlen(arg))
+                                       : NULL;
         if (!o) {
             snprintf(err, errlen, "%.*s: unknown option (see --help)",
                      (int)(eq ? (size_t)(eq - arg) : strlen(arg)), arg);

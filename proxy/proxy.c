@@ -56,9 +56,9 @@ typedef struct mt_side {
     uint64_t msg_first_ns; /* when the current message's first byte arrived */
     size_t queued;         /* buffer bytes queued for writing to this side */
     bool reading;
-    bool paused;           /* reading stopped by backpressure */
+    bool paused; /* reading stopped by backpressure */
     bool eof;
-    bool shut;             /* uv_shutdown issued */
+    bool shut; /* uv_shutdown issued */
 } mt_side_t;
 
 typedef enum {
@@ -370,7 +370,8 @@ static void write_cb(uv_write_t *req, int status)
         return;
     if (status < 0) {
         session_close(s, MT_LOG_INFO,
-                      side->kind == MT_SIDE_CLIENT ? "client write failed" : "upstream write failed");
+                      side->kind == MT_SIDE_CLIENT ? "client write failed"
+                                                   : "upstream write failed");
         if (side->kind == MT_SIDE_UPSTREAM)
             mt_stats_add(p->stats, MT_STAT_UPSTREAM_ERRORS, 1);
         return;
@@ -391,8 +392,7 @@ static void write_cb(uv_write_t *req, int status)
  * from the read buffer (uv_write would re-arm the socket in epoll for every
  * message); whatever the kernel does not take is queued, and the write
  * request then holds a reference to the read buffer until its callback. */
-static int forward(mt_side_t *from, mt_rbuf_t *rbuf, const uint8_t *held, size_t nheld,
-                   size_t len)
+static int forward(mt_side_t *from, mt_rbuf_t *rbuf, const uint8_t *held, size_t nheld, size_t len)
 {
     mt_side_t *to = from->peer;
     mt_proxy_t *p = from->session->proxy;
@@ -540,7 +540,8 @@ static void account(mt_side_t *side, const uint8_t *data, size_t len, uint64_t n
             assembly_append(a, data + off, st.consumed);
         }
         off += st.consumed;
-        if ((st.event == MT_FRAME_HEADER || st.event == MT_FRAME_BODY) && (st.flags & MT_FRAME_END)) {
+        if ((st.event == MT_FRAME_HEADER || st.event == MT_FRAME_BODY) &&
+            (st.flags & MT_FRAME_END)) {
             if (msg_begin != SIZE_MAX) {
                 message_done(side, data + msg_begin, off - msg_begin, now);
             } else if (a->active) {
@@ -589,7 +590,8 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     len = (size_t)nread;
     now = uv_hrtime();
     mt_stats_add(p->stats,
-                 side->kind == MT_SIDE_CLIENT ? MT_STAT_BYTES_FROM_CLIENTS : MT_STAT_BYTES_FROM_UPSTREAM,
+                 side->kind == MT_SIDE_CLIENT ? MT_STAT_BYTES_FROM_CLIENTS
+                                              : MT_STAT_BYTES_FROM_UPSTREAM,
                  len);
 
     /* First pass: frame and decide what may leave now. Header bytes that end
@@ -917,8 +919,8 @@ mt_proxy_t *mt_proxy_new(uv_loop_t *loop, const mt_cli_config_t *cfg, mt_stats_t
 static int resolve_listen(uv_loop_t *loop, const mt_hostport_t *hp, struct sockaddr_storage *out)
 {
     uv_getaddrinfo_t req;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE};
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
     char port[8];
     int rc;
 
@@ -961,8 +963,8 @@ static void compute_fd_capacity(mt_proxy_t *p)
     /* like other proxies, raise the soft limit as far as the hard one allows
      * for --max-connections */
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
-        rlim_t want = (rlim_t)(p->fds_at_start + MT_PROXY_FD_RESERVE) +
-                      2 * (rlim_t)p->cfg->max_connections;
+        rlim_t want =
+            (rlim_t)(p->fds_at_start + MT_PROXY_FD_RESERVE) + 2 * (rlim_t)p->cfg->max_connections;
         if (rl.rlim_cur < want && rl.rlim_max > rl.rlim_cur) {
             rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
             if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
@@ -1009,8 +1011,8 @@ int mt_proxy_listen(mt_proxy_t *p, char *bound, size_t cap)
             real.port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                                        : ((struct sockaddr_in *)&ss)->sin_port);
         mt_cli_format_hostport(&real, desc, sizeof(desc));
-        used += (size_t)snprintf(bound + used, used < cap ? cap - used : 0, "%s%s", i ? "," : "",
-                                 desc);
+        used +=
+            (size_t)snprintf(bound + used, used < cap ? cap - used : 0, "%s%s", i ? "," : "", desc);
     }
     compute_fd_capacity(p);
     return 0;
