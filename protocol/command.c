@@ -398,6 +398,7 @@ mt_msg_err_t mt_cmd_request(const mt_msg_t *msg, mt_cmd_view_t *out)
     out->request_id = msg->hdr.request_id;
     out->opcode = msg->opcode;
     out->compressor = msg->compressor;
+    out->truncated = msg->truncated;
     out->db = "";
     out->collection = "";
 
@@ -419,6 +420,8 @@ mt_msg_err_t mt_cmd_request(const mt_msg_t *msg, mt_cmd_view_t *out)
     } else {
         return MT_MSG_ERR_OPCODE;
     }
+    if (!doc && msg->truncated)
+        return MT_MSG_ERR_SKIPPED;
     if (!doc || doc_len < 5)
         return MT_MSG_ERR_SECTION;
     if (!bson_init_static(&out->body, doc, doc_len))
@@ -483,9 +486,12 @@ mt_msg_err_t mt_cmd_reply(const mt_msg_t *msg, mt_reply_view_t *out)
     out->response_to = msg->hdr.response_to;
     out->opcode = msg->opcode;
     out->compressor = msg->compressor;
+    out->truncated = msg->truncated;
 
     const uint8_t *doc = msg->body;
     uint32_t doc_len = (uint32_t)msg->body_len;
+    if (!doc && msg->truncated)
+        return MT_MSG_ERR_SKIPPED;
     if (msg->opcode == MT_OP_MSG) {
         out->more_to_come = (msg->flags & MT_MSG_FLAG_MORE_TO_COME) != 0;
         if (!doc)

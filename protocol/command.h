@@ -51,6 +51,8 @@ typedef struct {
     int compressor;    /* mt_compressor_t */
     bool more_to_come; /* no reply will follow */
     bool exhaust_allowed;
+    bool truncated; /* decompressed only in part (msg.h): sections past the cut are
+                     * unknown, so statements is a lower bound */
 
     mt_cmd_kind_t kind;
     bool monitoring;                  /* counted, but never opens or extends a window */
@@ -95,6 +97,7 @@ typedef struct {
     int32_t opcode;
     int compressor;
     bool more_to_come; /* exhaust: another reply to the same request follows */
+    bool truncated;    /* decompressed only in part: documents after the first are unknown */
 
     bson_t body;            /* static view of the reply document (first doc for OP_REPLY) */
     bool ok;                /* ok: 1 (and OP_REPLY without QueryFailure) */
@@ -114,10 +117,11 @@ typedef struct {
 } mt_reply_view_t;
 
 /* Reads a request. MT_MSG_OK with a filled view, or an error when the
- * message decodes but is not a command we understand (e.g. no body). */
+ * message decodes but is not a command we understand (e.g. no body), or
+ * MT_MSG_ERR_SKIPPED when decompression stopped before the command. */
 mt_msg_err_t mt_cmd_request(const mt_msg_t *msg, mt_cmd_view_t *out);
 
-/* Reads a reply (OP_MSG or OP_REPLY). */
+/* Reads a reply (OP_MSG or OP_REPLY); MT_MSG_ERR_SKIPPED as above. */
 mt_msg_err_t mt_cmd_reply(const mt_msg_t *msg, mt_reply_view_t *out);
 
 /* True for commands that count but never open or extend request windows:
