@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <uv.h>
 
 #include "log.h"
 
@@ -50,7 +51,15 @@ const char mt_cli_usage[] =
     "Signals: SIGINT/SIGTERM stop accepting, let in-flight replies finish (at most 5 s),\n"
     "write --report and exit 0.\n";
 
-typedef enum { OPT_HOSTPORT, OPT_ADMIN, OPT_STRING, OPT_U64, OPT_U32, OPT_LEVEL, OPT_BOOL } opt_kind_t;
+typedef enum {
+    OPT_HOSTPORT,
+    OPT_ADMIN,
+    OPT_STRING,
+    OPT_U64,
+    OPT_U32,
+    OPT_LEVEL,
+    OPT_BOOL
+} opt_kind_t;
 
 typedef struct {
     const char *flag;
@@ -135,8 +144,14 @@ void mt_cli_format_hostport(const mt_hostport_t *hp, char *out, size_t cap)
 
 bool mt_cli_is_loopback(const char *host)
 {
-    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
-           strcasecmp(host, "localhost") == 0;
+    unsigned char a[16];
+
+    /* whole addresses only: "127.evil.example" is a name like any other */
+    if (uv_inet_pton(AF_INET, host, a) == 0)
+        return a[0] == 127;
+    if (uv_inet_pton(AF_INET6, host, a) == 0)
+        return memcmp(a, &in6addr_loopback, sizeof(a)) == 0;
+    return strcasecmp(host, "localhost") == 0;
 }
 
 static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
@@ -285,7 +300,8 @@ mt_cli_result_t mt_cli_parse(int argc, char **argv, mt_cli_getenv_fn env, mt_cli
         if (strcmp(arg, "-V") == 0 || strcmp(arg, "--version") == 0)
             return MT_CLI_VERSION;
         eq = strchr(arg, '=');
-        o = strncmp(arg, "--", 2) == 0 ? find_flag(arg, eq ? (size_t)(eq - arg) : strlen(arg)) : NULL;
+        o = strncmp(arg, "--", 2) == 0 ? find_flag(arg, eq ? (size_t)(eq - arg) : strlen(arg))
+                                       : NULL;
         if (!o) {
             snprintf(err, errlen, "%.*s: unknown option (see --help)",
                      (int)(eq ? (size_t)(eq - arg) : strlen(arg)), arg);

@@ -23,7 +23,7 @@ typedef struct {
     mt_hostport_t upstream;
     bool admin_enabled;
     mt_hostport_t admin;
-    const char *admin_token;  /* NULL when none; points into argv or the environment */
+    const char *admin_token; /* NULL when none; points into argv or the environment */
     uint64_t window_gap_ms;
     uint64_t window_max_ms;
     uint32_t n1_threshold;
@@ -31,7 +31,7 @@ typedef struct {
     const char *report_path;  /* NULL when none */
     uint32_t max_connections;
     uint32_t max_shapes;
-    int log_level;            /* mt_log_level_t */
+    int log_level; /* mt_log_level_t */
     bool log_values;
 } mt_cli_config_t;
 
@@ -56,7 +56,7 @@ mt_cli_result_t mt_cli_parse(int argc, char **argv, mt_cli_getenv_fn env, mt_cli
 int mt_cli_parse_hostport(const char *s, mt_hostport_t *out);
 /* Formats as "host:port" or "[v6]:port". */
 void mt_cli_format_hostport(const mt_hostport_t *hp, char *out, size_t cap);
-/* True for 127.0.0.0/8, ::1 and "localhost". */
+/* True for an address in 127.0.0.0/8, ::1 and "localhost". */
 bool mt_cli_is_loopback(const char *host);
 
 extern const char mt_cli_usage[];

@@ -225,10 +225,17 @@ class Mongotap:
     def get_json(self, path, token=None, timeout=10):
         return admin_json(self.admin_url + path, token=token, timeout=timeout)
 
+    def post(self, path, token=None, timeout=10):
+        return http_post(self.admin_url + path, token=token, timeout=timeout)
 
-def http_get(url, token=None, timeout=10, method="GET"):
+
+# What a POST to the admin API must carry: a header that no cross-site form can send.
+POST_HEADERS = {"X-Mongotap": "1"}
+
+
+def http_get(url, token=None, timeout=10, method="GET", headers=None, data=None):
     """(status, headers, body bytes) for an HTTP request; HTTP errors are returned, not raised."""
-    req = urllib.request.Request(url, method=method)
+    req = urllib.request.Request(url, method=method, data=data, headers=headers or {})
     if token:
         req.add_header("Authorization", "Bearer %s" % token)
     try:
@@ -236,6 +243,12 @@ def http_get(url, token=None, timeout=10, method="GET"):
             return r.status, dict(r.headers), r.read()
     except urllib.error.HTTPError as e:
         return e.code, dict(e.headers), e.read()
+
+
+def http_post(url, token=None, timeout=10, headers=POST_HEADERS, data=b""):
+    """(status, headers, body bytes) for a POST with the admin API's header (headers={} leaves
+    it out)."""
+    return http_get(url, token=token, timeout=timeout, method="POST", headers=headers, data=data)
 
 
 def admin_json(url, token=None, timeout=10):
