@@ -2,6 +2,7 @@
 processes, raw wire-protocol messages, and the admin HTTP API. conftest.py turns these into
 pytest fixtures; scripts outside pytest (the demo) can use them directly."""
 
+import http.client
 import json
 import os
 import re
@@ -249,6 +250,27 @@ def http_post(url, token=None, timeout=10, headers=POST_HEADERS, data=b""):
     """(status, headers, body bytes) for a POST with the admin API's header (headers={} leaves
     it out)."""
     return http_get(url, token=token, timeout=timeout, method="POST", headers=headers, data=data)
+
+
+def admin_request(tap, method, path, headers=None, body=None, timeout=10):
+    """(status, headers, body) of one request to tap's admin endpoint over a fresh connection,
+    headers as given (a Host header among them replaces the usual one); for /events only the
+    first event is read (the stream never ends)."""
+    conn = http.client.HTTPConnection(tap.admin[0], tap.admin[1], timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        if r.status == 200 and r.getheader("Content-Type", "").startswith("text/event-stream"):
+            data = b""
+            while b"\n\n" not in data:
+                line = r.readline()
+                if not line:
+                    break
+                data += line
+            return r.status, dict(r.getheaders()), data
+        return r.status, dict(r.getheaders()), r.read()
+    finally:
+        conn.close()
 
 
 def admin_json(url, token=None, timeout=10):

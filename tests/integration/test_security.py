@@ -29,24 +29,7 @@ GUARDED = [("GET", "/metrics"), ("GET", "/api/stats"), ("GET", "/api/stats?limit
            ("GET", "/no-such-route"), ("GET", "/healthz/../api/stats")]
 
 
-def request(tap, method, path, headers=None, body=None, timeout=10):
-    """(status, headers, body) over a fresh connection; for /events only the first event is
-    read (the stream never ends)."""
-    conn = http.client.HTTPConnection(tap.admin[0], tap.admin[1], timeout=timeout)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        r = conn.getresponse()
-        if r.status == 200 and r.getheader("Content-Type", "").startswith("text/event-stream"):
-            data = b""
-            while b"\n\n" not in data:
-                line = r.readline()
-                if not line:
-                    break
-                data += line
-            return r.status, dict(r.getheaders()), data
-        return r.status, dict(r.getheaders()), r.read()
-    finally:
-        conn.close()
+request = helpers.admin_request
 
 
 # --- where the admin endpoint listens ------------------------------------------------------------
