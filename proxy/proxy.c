@@ -56,15 +56,16 @@ typedef struct mt_side {
     uint64_t msg_first_ns; /* when the current message's first byte arrived */
     size_t queued;         /* buffer bytes queued for writing to this side */
     bool reading;
-    bool paused;           /* reading stopped by backpressure */
+    bool paused; /* reading stopped by backpressure */
     bool eof;
-    bool shut;             /* uv_shutdown issued */
+    bool shut; /* uv_shutdown issued */
 } mt_side_t;
 
 typedef enum {
     MT_SESSION_RESOLVING = 0,
     MT_SESSION_CONNECTING,
     MT_SESSION_ACTIVE,
+    MT_SESSION_FLUSHING, /* one side is done: delivering what is queued, then closing */
     MT_SESSION_CLOSING,
 } mt_session_state_t;
 
@@ -77,6 +78,8 @@ static const char *session_state_str(mt_session_state_t st)
         return "connecting";
     case MT_SESSION_ACTIVE:
         return "active";
+    case MT_SESSION_FLUSHING:
+        return "flushing";
     case MT_SESSION_CLOSING:
         return "closing";
     }
@@ -95,8 +98,11 @@ typedef struct mt_session {
     uv_getaddrinfo_t resolve_req;
     uv_shutdown_t shutdown_req[2];
     mt_stats_conn_t *stats;
-    int64_t inflight;       /* requests forwarded that still expect a reply */
-    bool close_when_flushed;/* drain: close once the client has its replies */
+    int64_t inflight; /* requests forwarded that still expect a reply */
+    /* FLUSHING: the side whose queued bytes are delivered before closing, and why */
+    struct mt_side *flush_to;
+    mt_log_level_t flush_level;
+    char flush_reason[128];
     int handles_open;
     struct mt_session *prev, *next;
 } mt_session_t;
@@ -312,6 +318,42 @@ static void session_close(mt_session_t *s, mt_log_level_t level, const char *rea
     uv_close((uv_handle_t *)&s->connect_timer, timer_closed_cb);
 }
 
+static void flush_timeout_cb(uv_timer_t *t)
+{
+    mt_session_t *s = t->data;
+
+    if (s->state == MT_SESSION_FLUSHING)
+        session_close(s, MT_LOG_WARN, "peer did not take the remaining bytes in time");
+}
+
+/* Nothing more will be read: deliver every byte already queued to `to`, then
+ * close (bounded by MT_PROXY_FLUSH_TIMEOUT_MS). Nothing read from one side is
+ * dropped while the other can still take it. */
+static void session_finish(mt_session_t *s, mt_side_t *to, mt_log_level_t level, const char *reason)
+{
+    mt_side_t *sides[2] = {&s->client, &s->upstream};
+
+    if (s->state == MT_SESSION_CLOSING || s->state == MT_SESSION_FLUSHING)
+        return;
+    if (s->state != MT_SESSION_ACTIVE || to->queued == 0) {
+        session_close(s, level, reason);
+        return;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (sides[i]->reading) {
+            uv_read_stop((uv_stream_t *)&sides[i]->tcp);
+            sides[i]->reading = false;
+        }
+        sides[i]->paused = false;
+    }
+    s->state = MT_SESSION_FLUSHING;
+    s->flush_to = to;
+    s->flush_level = level;
+    snprintf(s->flush_reason, sizeof(s->flush_reason), "%s", reason);
+    slog(MT_LOG_DEBUG, s, "%s: delivering %zu queued bytes first", reason, to->queued);
+    uv_timer_start(&s->connect_timer, flush_timeout_cb, MT_PROXY_FLUSH_TIMEOUT_MS, 0);
+}
+
 /* ---- writing ---------------------------------------------------------- */
 
 static void write_cb(uv_write_t *req, int status)
@@ -328,17 +370,21 @@ static void write_cb(uv_write_t *req, int status)
         return;
     if (status < 0) {
         session_close(s, MT_LOG_INFO,
-                      side->kind == MT_SIDE_CLIENT ? "client write failed" : "upstream write failed");
+                      side->kind == MT_SIDE_CLIENT ? "client write failed"
+                                                   : "upstream write failed");
         if (side->kind == MT_SIDE_UPSTREAM)
             mt_stats_add(p->stats, MT_STAT_UPSTREAM_ERRORS, 1);
+        return;
+    }
+    if (s->state == MT_SESSION_FLUSHING) {
+        if (side == s->flush_to && side->queued == 0)
+            session_close(s, s->flush_level, s->flush_reason);
         return;
     }
     if (side->peer->paused && side->queued <= MT_PROXY_QUEUE_LOW) {
         side->peer->paused = false;
         side_read_start(side->peer);
     }
-    if (side->kind == MT_SIDE_CLIENT && s->close_when_flushed && side->queued == 0)
-        session_close(s, MT_LOG_INFO, "shutdown");
 }
 
 /* Sends held header bytes (if any) and data[0..len) to the peer. When
@@ -346,8 +392,7 @@ static void write_cb(uv_write_t *req, int status)
  * from the read buffer (uv_write would re-arm the socket in epoll for every
  * message); whatever the kernel does not take is queued, and the write
  * request then holds a reference to the read buffer until its callback. */
-static int forward(mt_side_t *from, mt_rbuf_t *rbuf, const uint8_t *held, size_t nheld,
-                   size_t len)
+static int forward(mt_side_t *from, mt_rbuf_t *rbuf, const uint8_t *held, size_t nheld, size_t len)
 {
     mt_side_t *to = from->peer;
     mt_proxy_t *p = from->session->proxy;
@@ -433,11 +478,8 @@ static void message_done(mt_side_t *side, const uint8_t *msg, size_t len, uint64
         more_to_come = mt_stats_conn_reply(s->stats, msg, len, side->msg_first_ns);
         if (!more_to_come && s->inflight > 0)
             s->inflight--;
-        if (s->inflight == 0 && s->proxy->draining && !s->close_when_flushed) {
-            s->close_when_flushed = true;
-            if (s->client.queued == 0)
-                session_close(s, MT_LOG_INFO, "shutdown");
-        }
+        if (s->inflight == 0 && s->proxy->draining)
+            session_finish(s, &s->client, MT_LOG_INFO, "shutdown");
     }
 }
 
@@ -451,13 +493,14 @@ static void side_eof(mt_side_t *side)
         uv_read_stop((uv_stream_t *)&side->tcp);
         side->reading = false;
     }
-    if (peer->eof) {
-        session_close(s, MT_LOG_DEBUG, "both sides closed");
+    if (side->kind == MT_SIDE_UPSTREAM) {
+        /* the server hung up: nothing more can be answered, but what it sent
+         * before goes to the client whole */
+        session_finish(s, peer, MT_LOG_INFO, "upstream closed the connection");
         return;
     }
-    if (side->kind == MT_SIDE_UPSTREAM) {
-        /* the server hung up: nothing more can be answered */
-        session_close(s, MT_LOG_INFO, "upstream closed the connection");
+    if (peer->eof) {
+        session_finish(s, peer, MT_LOG_DEBUG, "both sides closed");
         return;
     }
     /* client half-closed: pass it on after the queued bytes */
@@ -497,7 +540,8 @@ static void account(mt_side_t *side, const uint8_t *data, size_t len, uint64_t n
             assembly_append(a, data + off, st.consumed);
         }
         off += st.consumed;
-        if ((st.event == MT_FRAME_HEADER || st.event == MT_FRAME_BODY) && (st.flags & MT_FRAME_END)) {
+        if ((st.event == MT_FRAME_HEADER || st.event == MT_FRAME_BODY) &&
+            (st.flags & MT_FRAME_END)) {
             if (msg_begin != SIZE_MAX) {
                 message_done(side, data + msg_begin, off - msg_begin, now);
             } else if (a->active) {
@@ -519,6 +563,7 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     const uint8_t *data = (const uint8_t *)buf->base;
     mt_wire_framer_t before;
     uint8_t held[MT_WIRE_HEADER_LEN];
+    char bad[112] = "";
     size_t len, off = 0, fwd_len = 0, nheld = 0;
     uint64_t now;
     int rc;
@@ -526,22 +571,27 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (nread <= 0) {
         if (rbuf)
             rbuf_unref(p, rbuf);
+        if (nread == 0)
+            return; /* libuv's EAGAIN */
         if (nread == UV_EOF) {
             side_eof(side);
         } else if (nread == UV_ENOBUFS) {
             session_close(s, MT_LOG_ERROR, "out of memory for read buffers");
-        } else if (nread < 0) {
-            if (side->kind == MT_SIDE_UPSTREAM)
-                mt_stats_add(p->stats, MT_STAT_UPSTREAM_ERRORS, 1);
-            session_close(s, MT_LOG_INFO,
-                          side->kind == MT_SIDE_CLIENT ? "client read error" : "upstream read error");
+        } else if (side->kind == MT_SIDE_UPSTREAM) {
+            char why[96];
+            mt_stats_add(p->stats, MT_STAT_UPSTREAM_ERRORS, 1);
+            snprintf(why, sizeof(why), "upstream read error: %s", uv_strerror((int)nread));
+            session_finish(s, &s->client, MT_LOG_INFO, why);
+        } else {
+            session_close(s, MT_LOG_INFO, "client read error");
         }
         return;
     }
     len = (size_t)nread;
     now = uv_hrtime();
     mt_stats_add(p->stats,
-                 side->kind == MT_SIDE_CLIENT ? MT_STAT_BYTES_FROM_CLIENTS : MT_STAT_BYTES_FROM_UPSTREAM,
+                 side->kind == MT_SIDE_CLIENT ? MT_STAT_BYTES_FROM_CLIENTS
+                                              : MT_STAT_BYTES_FROM_UPSTREAM,
                  len);
 
     /* First pass: frame and decide what may leave now. Header bytes that end
@@ -551,14 +601,12 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         mt_frame_step_t st;
         mt_wire_framer_step(&side->framer, data + off, len - off, &st);
         if (st.event == MT_FRAME_ERROR) {
-            char why[112];
-            snprintf(why, sizeof(why), "impossible message header from %s (length %d)",
+            /* the messages before it still go; none of its bytes do */
+            snprintf(bad, sizeof(bad), "impossible message header from %s (length %d)",
                      side->kind == MT_SIDE_CLIENT ? "client" : "upstream",
                      (int)side->framer.hdr.message_length);
             mt_stats_add(p->stats, MT_STAT_PROTOCOL_ERRORS, 1);
-            rbuf_unref(p, rbuf);
-            session_close(s, MT_LOG_WARN, why);
-            return;
+            break;
         }
         if (st.event == MT_FRAME_HEADER && st.held) {
             memcpy(held, side->framer.hdr_bytes, st.held);
@@ -582,15 +630,17 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 
     /* Second pass, after the write is queued. */
     side->framer = before;
-    account(side, data, len, now);
+    account(side, data, bad[0] ? fwd_len : len, now);
     rbuf_unref(p, rbuf);
+    if (bad[0])
+        session_finish(s, side->peer, MT_LOG_WARN, bad);
 }
 
 static void side_read_start(mt_side_t *side)
 {
     int rc;
 
-    if (side->reading || side->eof || side->session->state == MT_SESSION_CLOSING)
+    if (side->reading || side->eof || side->session->state != MT_SESSION_ACTIVE)
         return;
     rc = uv_read_start((uv_stream_t *)&side->tcp, alloc_cb, read_cb);
     if (rc < 0) {
@@ -869,8 +919,8 @@ mt_proxy_t *mt_proxy_new(uv_loop_t *loop, const mt_cli_config_t *cfg, mt_stats_t
 static int resolve_listen(uv_loop_t *loop, const mt_hostport_t *hp, struct sockaddr_storage *out)
 {
     uv_getaddrinfo_t req;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE};
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
     char port[8];
     int rc;
 
@@ -913,8 +963,8 @@ static void compute_fd_capacity(mt_proxy_t *p)
     /* like other proxies, raise the soft limit as far as the hard one allows
      * for --max-connections */
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
-        rlim_t want = (rlim_t)(p->fds_at_start + MT_PROXY_FD_RESERVE) +
-                      2 * (rlim_t)p->cfg->max_connections;
+        rlim_t want =
+            (rlim_t)(p->fds_at_start + MT_PROXY_FD_RESERVE) + 2 * (rlim_t)p->cfg->max_connections;
         if (rl.rlim_cur < want && rl.rlim_max > rl.rlim_cur) {
             rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
             if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
@@ -961,8 +1011,8 @@ int mt_proxy_listen(mt_proxy_t *p, char *bound, size_t cap)
             real.port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                                        : ((struct sockaddr_in *)&ss)->sin_port);
         mt_cli_format_hostport(&real, desc, sizeof(desc));
-        used += (size_t)snprintf(bound + used, used < cap ? cap - used : 0, "%s%s", i ? "," : "",
-                                 desc);
+        used +=
+            (size_t)snprintf(bound + used, used < cap ? cap - used : 0, "%s%s", i ? "," : "", desc);
     }
     compute_fd_capacity(p);
     return 0;
@@ -1032,11 +1082,9 @@ void mt_proxy_drain(mt_proxy_t *p, mt_proxy_drained_cb cb, void *data)
     }
     for (s = p->sessions; s; s = next) {
         next = s->next;
-        if (s->state != MT_SESSION_ACTIVE || s->inflight == 0) {
-            session_close(s, MT_LOG_INFO, "shutdown");
-        } else {
-            s->close_when_flushed = false; /* set once the last reply is forwarded */
-        }
+        /* the others finish once their last reply is forwarded */
+        if (s->inflight == 0)
+            session_finish(s, &s->client, MT_LOG_INFO, "shutdown");
     }
     uv_timer_init(p->loop, &p->drain_timer);
     p->drain_timer.data = p;

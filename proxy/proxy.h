@@ -23,6 +23,8 @@ typedef void (*mt_proxy_drained_cb)(mt_proxy_t *proxy, void *data);
 #define MT_PROXY_READ_BUF (64u << 10)
 #define MT_PROXY_CONNECT_TIMEOUT_MS 3000
 #define MT_PROXY_DRAIN_TIMEOUT_MS 5000
+/* longest a closing session waits for its peer to take the bytes queued to it */
+#define MT_PROXY_FLUSH_TIMEOUT_MS 5000
 
 mt_proxy_t *mt_proxy_new(uv_loop_t *loop, const mt_cli_config_t *cfg, mt_stats_t *stats);
 /* Binds every --listen address; writes "host:port,host:port" (real ports)

@@ -25,6 +25,7 @@ typedef struct {
     size_t received_len, received_cap;
     size_t flood_bytes; /* sent once the first byte arrives, when not echoing */
     bool flooded;
+    bool close_after_flood; /* then close the connection, as a server that hangs up */
     int port;
 } upstream_t;
 
@@ -85,6 +86,8 @@ static void flood_written_cb(uv_write_t *req, int status)
     (void)status;
     free(req->data);
     free(req);
+    if (up.close_after_flood)
+        uv_close((uv_handle_t *)&up.conn, NULL);
 }
 
 static void up_write_cb(uv_write_t *req, int status)
@@ -365,6 +368,57 @@ Test(proxy, backpressure_bounds_memory)
         free(want);
     }
     cr_assert_eq(mt_stats_get(stats, MT_STAT_PROTOCOL_ERRORS), 0);
+    finish();
+}
+
+/* A server that sends a long reply and hangs up at once: the client, reading
+ * slowly, must still get every byte (the proxy may not drop what it queued). */
+static void start_reading(uv_timer_t *t)
+{
+    uv_timer_stop(t);
+    cl.reading = true;
+    uv_read_start((uv_stream_t *)&cl.tcp, alloc_cb, cl_read_cb);
+}
+
+Test(proxy, upstream_close_after_reply_delivers_every_byte)
+{
+    uint8_t ping[64];
+    size_t flood = 16u << 20;
+    uv_timer_t later;
+    uint8_t *want;
+
+    start(false, flood);
+    up.close_after_flood = true;
+    client_send(ping, make_ping(ping, 1), 64, false);
+    uv_timer_init(&loop, &later);
+    /* read only once the upstream is surely gone: the proxy holds the rest */
+    uv_timer_start(&later, start_reading, 300, 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert(cl.eof, "the client connection is closed after the reply");
+    cr_assert_eq(cl.got_len, flood, "client got %zu of %zu bytes", cl.got_len, flood);
+    want = malloc(flood);
+    make_flood(want, flood);
+    cr_assert_arr_eq(cl.got, want, flood, "in order and unchanged");
+    free(want);
+    finish();
+}
+
+Test(proxy, valid_message_before_impossible_header_is_forwarded)
+{
+    uint8_t stream[256];
+    size_t len = make_ping(stream, 1);
+    int32_t bad[4] = {8, 2, 0, 2013};
+
+    start(true, 0);
+    memcpy(stream + len, bad, sizeof(bad));
+    /* one write: the ping and the bad header arrive in the same read */
+    client_send(stream, len + sizeof(bad), len + sizeof(bad), true);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert(cl.eof, "the client connection is closed");
+    cr_assert_eq(up.received_len, len, "the ping reached the upstream whole, nothing after it");
+    cr_assert_arr_eq(up.received, stream, len);
+    cr_assert_eq(mt_stats_get(stats, MT_STAT_PROTOCOL_ERRORS), 1);
+    cr_assert_eq(mt_stats_get(stats, MT_STAT_COMMANDS), 1, "the ping was accounted");
     finish();
 }
 
