@@ -33,6 +33,7 @@ typedef struct {
     uint32_t max_shapes;
     int log_level; /* mt_log_level_t */
     bool log_values;
+    const char *redact_fields; /* POSIX extended regex (checked to compile), or NULL */
 } mt_cli_config_t;
 
 typedef enum {

@@ -493,7 +493,7 @@ bool mt_stats_conn_request(mt_stats_conn_t *c, const uint8_t *msg, size_t len, u
         mt_metrics_count(&st->metrics, metric_command, cursor->metric_collection);
     } else {
         bool created = false;
-        mt_shape_of_command(&cmd, shape, sizeof shape);
+        mt_shape_of_command(&cmd, shape, sizeof shape, NULL);
         shape_hash = mt_shapes_hash(db, coll, cmd.name, shape);
         entry = mt_shapes_get(&st->shapes, shape_hash, db, coll, cmd.name, shape, &created);
         uint16_t metric_collection;

@@ -48,7 +48,7 @@ static void account(const uint8_t *msg, size_t len, mt_msg_scratch_t *scratch,
     char shape[MT_SHAPE_MAX];
     mt_cmd_view_t cmd;
     if (mt_cmd_request(&m, &cmd) == MT_MSG_OK) {
-        size_t n = mt_shape_of_command(&cmd, shape, sizeof(shape));
+        size_t n = mt_shape_of_command(&cmd, shape, sizeof(shape), NULL);
         CHECK(n < sizeof(shape) && strlen(shape) == n);
         CHECK(bson_utf8_validate(shape, n, false));
         const char *key;
@@ -58,7 +58,7 @@ static void account(const uint8_t *msg, size_t len, mt_msg_scratch_t *scratch,
         (void)mt_cmd_is_monitoring(cmd.name, cmd.has_topology_version);
         /* a small buffer exercises the cut */
         char small[24];
-        n = mt_shape_render(m.body, (uint32_t)m.body_len, false, small, sizeof(small));
+        n = mt_shape_render(m.body, (uint32_t)m.body_len, false, small, sizeof(small), NULL);
         CHECK(n < sizeof(small) && strlen(small) == n);
     }
     mt_reply_view_t reply;
