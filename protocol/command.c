@@ -8,58 +8,6 @@
 #include <string.h>
 #include <strings.h>
 
-const char *mt_cmd_kind_str(mt_cmd_kind_t kind)
-{
-    switch (kind) {
-    case MT_CMD_OTHER:
-        return "other";
-    case MT_CMD_FIND:
-        return "find";
-    case MT_CMD_AGGREGATE:
-        return "aggregate";
-    case MT_CMD_GETMORE:
-        return "getMore";
-    case MT_CMD_INSERT:
-        return "insert";
-    case MT_CMD_UPDATE:
-        return "update";
-    case MT_CMD_DELETE:
-        return "delete";
-    case MT_CMD_FIND_AND_MODIFY:
-        return "findAndModify";
-    case MT_CMD_COUNT:
-        return "count";
-    case MT_CMD_DISTINCT:
-        return "distinct";
-    case MT_CMD_KILL_CURSORS:
-        return "killCursors";
-    case MT_CMD_HELLO:
-        return "hello";
-    case MT_CMD_MONITORING:
-        return "monitoring";
-    case MT_CMD_AUTH:
-        return "auth";
-    }
-    return "unknown";
-}
-
-const char *mt_cmd_shape_src_str(mt_cmd_shape_src_t src)
-{
-    switch (src) {
-    case MT_CMD_SHAPE_NONE:
-        return "none";
-    case MT_CMD_SHAPE_FILTER:
-        return "filter";
-    case MT_CMD_SHAPE_PIPELINE:
-        return "pipeline";
-    case MT_CMD_SHAPE_UPDATES:
-        return "updates";
-    case MT_CMD_SHAPE_DELETES:
-        return "deletes";
-    }
-    return "unknown";
-}
-
 /* Lower-cased command names and their kinds. */
 static const struct {
     const char *name;
@@ -193,19 +141,6 @@ static void read_client(const bson_iter_t *client, mt_cmd_view_t *out)
     out->driver_name = utf8_at(&start, "driver.name");
     start = it;
     out->driver_version = utf8_at(&start, "driver.version");
-}
-
-size_t mt_cmd_name_len(const char *s, size_t max, bool *cut)
-{
-    size_t n = strnlen(s, max + 1);
-    if (n <= max)
-        return n;
-    n = max;
-    while (n > 0 && ((unsigned char)s[n] & 0xc0u) == 0x80u)
-        n--;
-    if (cut)
-        *cut = true;
-    return n;
 }
 
 /* Copies at most cap - 1 bytes of src (cut as mt_cmd_name_len() does) into
@@ -347,8 +282,7 @@ static void read_sequences(const mt_msg_t *msg, mt_cmd_view_t *out)
             /* documents were validated by mt_msg_parse: the length prefix is sound */
             const uint8_t *d = seq->docs;
             out->shape_doc = d;
-            out->shape_doc_len =
-                (uint32_t)d[0] | (uint32_t)d[1] << 8 | (uint32_t)d[2] << 16 | (uint32_t)d[3] << 24;
+            out->shape_doc_len = mt_wire_le32(d);
         }
     }
 }
@@ -433,7 +367,7 @@ mt_msg_err_t mt_cmd_request(const mt_msg_t *msg, mt_cmd_view_t *out)
     out->request_id = msg->hdr.request_id;
     out->opcode = msg->opcode;
     out->compressor = msg->compressor;
-    out->truncated = msg->truncated;
+    out->partial = msg->partial;
     out->db = "";
     out->collection = "";
 
@@ -457,7 +391,7 @@ mt_msg_err_t mt_cmd_request(const mt_msg_t *msg, mt_cmd_view_t *out)
     } else {
         return MT_MSG_ERR_OPCODE;
     }
-    if (!doc && msg->truncated)
+    if (!doc && msg->partial)
         return MT_MSG_ERR_SKIPPED;
     if (!doc || doc_len < 5)
         return MT_MSG_ERR_SECTION;
@@ -525,11 +459,11 @@ mt_msg_err_t mt_cmd_reply(const mt_msg_t *msg, mt_reply_view_t *out)
     out->response_to = msg->hdr.response_to;
     out->opcode = msg->opcode;
     out->compressor = msg->compressor;
-    out->truncated = msg->truncated;
+    out->partial = msg->partial;
 
     const uint8_t *doc = msg->body;
     uint32_t doc_len = (uint32_t)msg->body_len;
-    if (!doc && msg->truncated)
+    if (!doc && msg->partial)
         return MT_MSG_ERR_SKIPPED;
     if (msg->opcode == MT_OP_MSG) {
         out->more_to_come = (msg->flags & MT_MSG_FLAG_MORE_TO_COME) != 0;

@@ -62,8 +62,8 @@ const char *mt_compressor_str(int id);
 
 /* Most bytes of one decompressed message (its header included). A message
  * of this size or less is decompressed whole; of a larger one only the
- * front, as far as whole sections and documents fit (the view says it is
- * truncated), and the rest is never inflated. */
+ * front, as far as whole sections and documents fit (the view is partial),
+ * and the rest is never inflated. */
 #define MT_MSG_INFLATE_MAX (1u << 20)
 
 /* Decompression budget shared by every connection: the caller owns it and
@@ -92,18 +92,20 @@ typedef struct {
     const uint8_t *docs;    /* concatenated BSON documents */
     size_t docs_len;
     uint32_t count; /* number of documents */
-    bool truncated; /* decompression stopped inside the section: docs and count
-                     * cover its first documents only */
+    bool partial;   /* the view ends inside the section: docs and count cover its
+                     * first documents only */
 } mt_msg_sequence_t;
 
 typedef struct {
     mt_wire_header_t hdr; /* outer header as on the wire */
     int32_t opcode;       /* effective opcode (inner one for OP_COMPRESSED) */
     int compressor;       /* mt_compressor_t; NONE when not compressed */
-    bool truncated;       /* OP_COMPRESSED decompressed only in part: the view holds
-                           * what came before the cut (body may be NULL, later
-                           * sections are missing, the checksum is not checked) */
-    size_t inflated;      /* bytes decompressed for this view */
+    /* Only a prefix was decoded (mt_msg_parse_prefix) or decompressed (the
+     * limit or the budget): the view holds what came before the cut, later
+     * sections are missing, the checksum is not checked, and for a
+     * decompressed message the body may be missing too. */
+    bool partial;
+    size_t inflated; /* bytes decompressed for this view */
 
     /* OP_MSG */
     uint32_t flags;
@@ -134,22 +136,27 @@ typedef struct {
  * MT_MSG_ERR_OPCODE). Every BSON document referenced by the view is validated.
  * An OP_COMPRESSED message is decompressed up to MT_MSG_INFLATE_MAX bytes and
  * what budget->left allows (budget may be NULL: no budget), taking what it
- * used from budget->left; past that the view is truncated (MT_MSG_OK with
- * out->truncated). */
+ * used from budget->left; past that the view is partial (MT_MSG_OK with
+ * out->partial). */
 mt_msg_err_t mt_msg_parse_budget(const uint8_t *buf, size_t len, mt_msg_scratch_t *scratch,
                                  mt_msg_budget_t *budget, mt_msg_t *out);
 
 /* mt_msg_parse_budget() without a budget. */
 mt_msg_err_t mt_msg_parse(const uint8_t *buf, size_t len, mt_msg_scratch_t *scratch, mt_msg_t *out);
 
+/* Decodes an OP_MSG from its first `have` bytes (a whole message of any
+ * opcode is decoded as mt_msg_parse does, without decompression). The
+ * sections that fit are in the view, the body must be among them; the view is
+ * marked partial and the checksum is not checked. Accounting keeps only the
+ * front of a large request: a 47 MB insert needs its command document, not
+ * its documents. */
+mt_msg_err_t mt_msg_parse_prefix(const uint8_t *buf, size_t have, mt_msg_t *out);
+
 /* Checks one BSON document at doc[0..avail): its length prefix fits, its
  * structure is sound (everything bson_validate() checks), nesting is at most
  * MT_MSG_MAX_DEPTH, keys and string values are valid UTF-8. Sets *doc_len to
  * the document's length. One pass, no allocation, no recursion. */
 mt_msg_err_t mt_msg_validate_bson(const uint8_t *doc, size_t avail, uint32_t *doc_len);
-
-/* Strict UTF-8 check (internal; shared with shape.c). */
-bool mt__utf8_valid(const uint8_t *s, size_t n);
 
 /* CRC-32C (Castagnoli) as used by OP_MSG checksums. */
 uint32_t mt_msg_crc32c(const uint8_t *buf, size_t len);

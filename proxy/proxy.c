@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "account.h"
 #include "log.h"
 #include "wire.h"
 
@@ -36,14 +37,6 @@ typedef struct mt_write {
     struct mt_write *next_free;
 } mt_write_t;
 
-/* Bytes of a message that spans reads, copied for the parser only. */
-typedef struct {
-    uint8_t *buf;
-    size_t len;
-    size_t cap;
-    bool active;
-} mt_assembly_t;
-
 typedef enum { MT_SIDE_CLIENT = 0, MT_SIDE_UPSTREAM = 1 } mt_side_kind_t;
 
 typedef struct mt_side {
@@ -51,9 +44,8 @@ typedef struct mt_side {
     mt_side_kind_t kind;
     struct mt_session *session;
     struct mt_side *peer;
-    mt_wire_framer_t framer;
-    mt_assembly_t assembly;
-    uint64_t msg_first_ns; /* when the current message's first byte arrived */
+    mt_wire_framer_t framer; /* decides what may be forwarded */
+    mt_account_side_t acct;  /* frames the same bytes again for accounting */
     size_t queued;         /* buffer bytes queued for writing to this side */
     bool reading;
     bool paused; /* reading stopped by backpressure */
@@ -117,6 +109,7 @@ struct mt_proxy {
     uv_loop_t *loop;
     const mt_cli_config_t *cfg;
     mt_stats_t *stats;
+    mt_account_t *account;
     mt_listener_t listeners[MT_CLI_MAX_LISTEN];
     size_t nlisteners;
     struct sockaddr_storage upstream_addr;
@@ -132,6 +125,7 @@ struct mt_proxy {
     size_t nfree_writes;
     /* drain */
     bool draining;
+    size_t drain_cut; /* sessions the drain timeout closed */
     uv_timer_t drain_timer;
     bool drain_timer_open;
     mt_proxy_drained_cb drained_cb;
@@ -148,7 +142,6 @@ struct mt_proxy {
 
 #define MT_PROXY_FREE_RBUFS_MAX 256
 #define MT_PROXY_FREE_WRITES_MAX 1024
-#define MT_ASSEMBLY_KEEP (64u << 10) /* assembly buffers up to this are reused */
 
 static void session_close(mt_session_t *s, mt_log_level_t level, const char *reason);
 static void side_read_start(mt_side_t *side);
@@ -211,48 +204,6 @@ static void write_put(mt_proxy_t *p, mt_write_t *w)
     }
 }
 
-static void assembly_reset(mt_assembly_t *a)
-{
-    a->active = false;
-    a->len = 0;
-    if (a->cap > MT_ASSEMBLY_KEEP) {
-        free(a->buf);
-        a->buf = NULL;
-        a->cap = 0;
-    }
-}
-
-static int assembly_begin(mt_assembly_t *a, const mt_wire_header_t *h)
-{
-    size_t need = (size_t)h->message_length;
-    int32_t fields[4] = {h->message_length, h->request_id, h->response_to, h->opcode};
-
-    if (a->cap < need) {
-        uint8_t *nb = realloc(a->buf, need);
-        if (!nb)
-            return -1;
-        a->buf = nb;
-        a->cap = need;
-    }
-    /* the header may have come in pieces; rebuild it from its fields */
-    for (int i = 0; i < 4; i++) {
-        uint32_t v = (uint32_t)fields[i];
-        for (int k = 0; k < 4; k++)
-            a->buf[i * 4 + k] = (uint8_t)(v >> (8 * k));
-    }
-    a->len = MT_WIRE_HEADER_LEN;
-    a->active = true;
-    return 0;
-}
-
-static void assembly_append(mt_assembly_t *a, const uint8_t *buf, size_t len)
-{
-    if (!a->active || a->len + len > a->cap)
-        return;
-    memcpy(a->buf + a->len, buf, len);
-    a->len += len;
-}
-
 /* ---- session lifecycle ------------------------------------------------ */
 
 static void session_link(mt_proxy_t *p, mt_session_t *s)
@@ -283,8 +234,8 @@ static void session_release(mt_session_t *s)
 
     if (--s->handles_open > 0)
         return;
-    free(s->client.assembly.buf);
-    free(s->upstream.assembly.buf);
+    mt_account_side_release(p->account, &s->client.acct);
+    mt_account_side_release(p->account, &s->upstream.acct);
     session_unlink(p, s);
     free(s);
     proxy_check_drained(p);
@@ -463,24 +414,14 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = b ? uv_buf_init((char *)b->data, sizeof(b->data)) : uv_buf_init(NULL, 0);
 }
 
-/* A whole message has been forwarded: hand it to stats, which also says
- * whether a reply follows (moreToCome, read after decompression). */
-static void message_done(mt_side_t *side, const uint8_t *msg, size_t len, uint64_t now)
+/* Replies owed to the client, from what the accounting step decoded (it
+ * reads moreToCome itself, so this holds even when stats tracks nothing). */
+static void session_owed(mt_session_t *s, const mt_account_result_t *r)
 {
-    mt_session_t *s = side->session;
-    bool more_to_come;
-
-    if (side->kind == MT_SIDE_CLIENT) {
-        more_to_come = mt_stats_conn_request(s->stats, msg, len, now);
-        if (!more_to_come)
-            s->inflight++;
-    } else {
-        more_to_come = mt_stats_conn_reply(s->stats, msg, len, side->msg_first_ns);
-        if (!more_to_come && s->inflight > 0)
-            s->inflight--;
-        if (s->inflight == 0 && s->proxy->draining)
-            session_finish(s, &s->client, MT_LOG_INFO, "shutdown");
-    }
+    s->inflight += r->requests_expecting_reply;
+    s->inflight -= r->final_replies < s->inflight ? (int64_t)r->final_replies : s->inflight;
+    if (s->inflight == 0 && s->proxy->draining)
+        session_finish(s, &s->client, MT_LOG_INFO, "shutdown");
 }
 
 static void side_eof(mt_side_t *side)
@@ -511,49 +452,6 @@ static void side_eof(mt_side_t *side)
     }
 }
 
-/* Hands whole messages of data[0..len) to stats, replaying the framer from
- * its state before this read (framing is O(1) per message, so twice is
- * cheap, and it keeps parsing strictly after the write is queued). */
-static void account(mt_side_t *side, const uint8_t *data, size_t len, uint64_t now)
-{
-    mt_assembly_t *a = &side->assembly;
-    size_t off = 0, msg_begin = SIZE_MAX;
-
-    while (off < len && side->session->state != MT_SESSION_CLOSING) {
-        mt_frame_step_t st;
-        mt_wire_framer_step(&side->framer, data + off, len - off, &st);
-        if (st.consumed == 0)
-            break;
-        if (st.event == MT_FRAME_HEADER) {
-            size_t msg_len = (size_t)side->framer.hdr.message_length;
-            side->msg_first_ns = now;
-            if (st.held == 0 && off + msg_len <= len) {
-                msg_begin = off; /* whole message in this read: no copy */
-            } else {
-                msg_begin = SIZE_MAX;
-                if (assembly_begin(a, &side->framer.hdr) < 0)
-                    mt_log_conn(MT_LOG_WARN, side->session->id, side->session->client_addr,
-                                "no memory to account a %zu-byte message; forwarded unaccounted",
-                                msg_len);
-            }
-        } else if (st.event == MT_FRAME_BODY && msg_begin == SIZE_MAX) {
-            assembly_append(a, data + off, st.consumed);
-        }
-        off += st.consumed;
-        if ((st.event == MT_FRAME_HEADER || st.event == MT_FRAME_BODY) &&
-            (st.flags & MT_FRAME_END)) {
-            if (msg_begin != SIZE_MAX) {
-                message_done(side, data + msg_begin, off - msg_begin, now);
-            } else if (a->active) {
-                if (a->len == (size_t)side->framer.hdr.message_length)
-                    message_done(side, a->buf, a->len, now);
-                assembly_reset(a);
-            }
-            msg_begin = SIZE_MAX;
-        }
-    }
-}
-
 static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     mt_side_t *side = stream->data;
@@ -561,7 +459,7 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     mt_proxy_t *p = s->proxy;
     mt_rbuf_t *rbuf = buf->base ? (mt_rbuf_t *)(buf->base - offsetof(mt_rbuf_t, data)) : NULL;
     const uint8_t *data = (const uint8_t *)buf->base;
-    mt_wire_framer_t before;
+    mt_account_result_t owed;
     uint8_t held[MT_WIRE_HEADER_LEN];
     char bad[112] = "";
     size_t len, off = 0, fwd_len = 0, nheld = 0;
@@ -596,7 +494,6 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 
     /* First pass: frame and decide what may leave now. Header bytes that end
      * this read stay in the framer until the header is whole and checked. */
-    before = side->framer;
     while (off < len) {
         mt_frame_step_t st;
         mt_wire_framer_step(&side->framer, data + off, len - off, &st);
@@ -629,8 +526,9 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
 
     /* Second pass, after the write is queued. */
-    side->framer = before;
-    account(side, data, bad[0] ? fwd_len : len, now);
+    mt_account_feed(p->account, &side->acct, s->stats, side->kind == MT_SIDE_CLIENT, data,
+                    bad[0] ? fwd_len : len, now, &owed);
+    session_owed(s, &owed);
     rbuf_unref(p, rbuf);
     if (bad[0])
         session_finish(s, side->peer, MT_LOG_WARN, bad);
@@ -757,6 +655,7 @@ static void side_init(mt_session_t *s, mt_side_t *side, mt_side_kind_t kind, mt_
     side->peer = peer;
     side->tcp.data = side;
     mt_wire_framer_init(&side->framer);
+    mt_account_side_init(&side->acct);
 }
 
 static void accept_error_log(mt_proxy_t *p, const char *what, int err)
@@ -906,6 +805,11 @@ mt_proxy_t *mt_proxy_new(uv_loop_t *loop, const mt_cli_config_t *cfg, mt_stats_t
     p->loop = loop;
     p->cfg = cfg;
     p->stats = stats;
+    p->account = mt_account_new(stats);
+    if (!p->account) {
+        free(p);
+        return NULL;
+    }
     mt_cli_format_hostport(&cfg->upstream, p->upstream_desc, sizeof(p->upstream_desc));
     if (uv_ip4_addr(cfg->upstream.host, cfg->upstream.port,
                     (struct sockaddr_in *)&p->upstream_addr) == 0 ||
@@ -1026,6 +930,7 @@ size_t mt_proxy_active(const mt_proxy_t *p)
 void mt_proxy_usage(const mt_proxy_t *p, mt_proxy_usage_t *out)
 {
     memset(out, 0, sizeof(*out));
+    out->drain_cut = p->drain_cut;
     for (const mt_session_t *s = p->sessions; s; s = s->next) {
         out->sessions++;
         out->queued_bytes += s->client.queued + s->upstream.queued;
@@ -1061,6 +966,8 @@ static void drain_timeout_cb(uv_timer_t *t)
 
     for (s = p->sessions; s; s = next) {
         next = s->next;
+        if (s->state != MT_SESSION_CLOSING)
+            p->drain_cut++;
         session_close(s, MT_LOG_WARN, "shutdown: in-flight reply not finished in time");
     }
 }
@@ -1107,5 +1014,6 @@ void mt_proxy_free(mt_proxy_t *p)
         p->free_writes = w->next_free;
         free(w);
     }
+    mt_account_free(p->account);
     free(p);
 }

@@ -40,6 +40,7 @@ typedef struct {
     size_t sessions;
     size_t queued_bytes; /* read buffers waiting in write queues */
     size_t paused_sides; /* sides not read because their peer is backed up */
+    size_t drain_cut;    /* sessions closed by the drain timeout with replies still owed */
 } mt_proxy_usage_t;
 void mt_proxy_usage(const mt_proxy_t *p, mt_proxy_usage_t *out);
 /* After the loop has run dry. */

@@ -36,7 +36,7 @@ static void account(const uint8_t *msg, size_t len, mt_msg_scratch_t *scratch,
     if (!m.body) {
         /* only a message decompressed in part may have no body yet */
         mt_cmd_view_t cmd;
-        CHECK(m.truncated);
+        CHECK(m.partial);
         CHECK(mt_cmd_request(&m, &cmd) == MT_MSG_ERR_SKIPPED);
         return;
     }

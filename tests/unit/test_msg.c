@@ -820,14 +820,14 @@ Test(msg, every_limit_edge_keeps_whole_units)
             cr_assert_eq(err, MT_MSG_OK, "%s left %zu: %s", name, left, mt_msg_err_str(err));
             cr_assert_eq(m.opcode, MT_OP_MSG);
             if (left >= payload) {
-                cr_assert(!m.truncated, "%s left %zu", name, left);
+                cr_assert(!m.partial, "%s left %zu", name, left);
                 cr_assert_eq(m.inflated, payload);
                 cr_assert_eq(budget.left, left - payload, "%s left %zu", name, left);
                 cr_assert_eq(m.seqs[0].count, 6);
-                cr_assert(!m.seqs[0].truncated);
+                cr_assert(!m.seqs[0].partial);
                 continue;
             }
-            cr_assert(m.truncated, "%s left %zu", name, left);
+            cr_assert(m.partial, "%s left %zu", name, left);
             if (left == 0 || ids[k] == MT_COMPRESSOR_SNAPPY) {
                 /* nothing decompressed: snappy has no streaming decoder */
                 cr_assert_eq(m.inflated, 0);
@@ -854,7 +854,7 @@ Test(msg, every_limit_edge_keeps_whole_units)
             }
             cr_assert_eq(m.nseqs, 1, "%s left %zu", name, left);
             cr_assert_str_eq(m.seqs[0].identifier, "documents");
-            cr_assert(m.seqs[0].truncated);
+            cr_assert(m.seqs[0].partial);
             uint32_t count = 0;
             while (count < 6 && doc_end[count] <= left)
                 count++;
@@ -862,7 +862,7 @@ Test(msg, every_limit_edge_keeps_whole_units)
             cr_assert_arr_eq(m.seqs[0].docs, want.seqs[0].docs, m.seqs[0].docs_len);
             mt_cmd_view_t v;
             cr_assert_eq(mt_cmd_request(&m, &v), MT_MSG_OK);
-            cr_assert(v.truncated);
+            cr_assert(v.partial);
             cr_assert_eq(v.statements, count, "a lower bound, never a guess");
         }
         free(c);
@@ -896,7 +896,7 @@ Test(msg, big_message_decompresses_its_front_only)
         mt_cmd_view_t v;
         cr_assert_eq(mt_msg_compress_message(ids[k], plain, len, &c, &clen), 0);
         cr_assert_eq(mt_msg_parse(c, clen, &scratch, &m), MT_MSG_OK);
-        cr_assert(m.truncated);
+        cr_assert(m.partial);
         cr_assert_leq(scratch.cap, MT_MSG_INFLATE_MAX);
         if (ids[k] == MT_COMPRESSOR_SNAPPY) {
             cr_assert_eq(m.inflated, 0);
@@ -905,11 +905,11 @@ Test(msg, big_message_decompresses_its_front_only)
             cr_assert_leq(m.inflated, MT_MSG_INFLATE_MAX - 16);
             cr_assert_eq(m.nseqs, 1);
             cr_assert_eq(m.seqs[0].count, 1);
-            cr_assert(m.seqs[0].truncated);
+            cr_assert(m.seqs[0].partial);
             cr_assert_eq(mt_cmd_request(&m, &v), MT_MSG_OK);
             cr_assert_str_eq(v.name, "insert");
             cr_assert_str_eq(v.collection, "big");
-            cr_assert(v.truncated);
+            cr_assert(v.partial);
         }
         /* one budget for three messages: the first takes it all */
         mt_msg_budget_t budget = {700000};
@@ -923,7 +923,7 @@ Test(msg, big_message_decompresses_its_front_only)
             cr_assert_eq(budget.left, 700000 - first);
         size_t second = budget.left;
         cr_assert_eq(mt_msg_parse_budget(c, clen, &scratch, &budget, &m), MT_MSG_OK);
-        cr_assert(m.truncated);
+        cr_assert(m.partial);
         if (ids[k] != MT_COMPRESSOR_SNAPPY) {
             if (second > 1000) {
                 cr_assert_not_null(m.body);
@@ -976,7 +976,7 @@ Test(msg, replies_over_the_limit)
     mt_reply_view_t r;
     cr_assert_eq(mt_msg_compress_message(MT_COMPRESSOR_ZSTD, plain, len, &c, &clen), 0);
     cr_assert_eq(mt_msg_parse(c, clen, &scratch, &m), MT_MSG_OK);
-    cr_assert(m.truncated);
+    cr_assert(m.partial);
     cr_assert_null(m.body);
     cr_assert_eq(m.inflated, 9, "flags, section kind and the body's length only");
     cr_assert_eq(m.flags, MT_MSG_FLAG_MORE_TO_COME);
@@ -992,12 +992,12 @@ Test(msg, replies_over_the_limit)
     plain = fx_op_reply(0, 77, docs, 3, &len);
     cr_assert_eq(mt_msg_compress_message(MT_COMPRESSOR_ZLIB, plain, len, &c, &clen), 0);
     cr_assert_eq(mt_msg_parse(c, clen, &scratch, &m), MT_MSG_OK);
-    cr_assert(m.truncated);
+    cr_assert(m.partial);
     cr_assert_eq(m.cursor_id, 77);
     cr_assert_eq(m.number_returned, 3);
     cr_assert_not_null(m.body);
     cr_assert_eq(mt_cmd_reply(&m, &r), MT_MSG_OK);
-    cr_assert(r.truncated);
+    cr_assert(r.partial);
     cr_assert_eq(r.docs, 3, "numberReturned, from the header");
     free(c);
     free(plain);
@@ -1051,7 +1051,7 @@ Test(msg, bombs_inflate_only_what_is_read)
         seg_t smart[2] = {{prefix, plen}, {NULL, 48000000 - plen}};
         b = compressed_stream(ids[k], MT_OP_MSG, smart, 2, &len);
         cr_assert_eq(mt_msg_parse(b, len, &scratch, &m), MT_MSG_OK);
-        cr_assert(m.truncated);
+        cr_assert(m.partial);
         /* up to the identifier, and the identifier's probe of 256 bytes */
         cr_assert_eq(m.inflated, 5 + body->len + 5 + 256);
         cr_assert_not_null(m.body);
@@ -1059,7 +1059,7 @@ Test(msg, bombs_inflate_only_what_is_read)
         cr_assert_eq(m.seqs[0].count, 0);
         mt_cmd_view_t v;
         cr_assert_eq(mt_cmd_request(&m, &v), MT_MSG_OK);
-        cr_assert(v.truncated);
+        cr_assert(v.partial);
         cr_assert_leq(scratch.cap, MT_MSG_INFLATE_MAX);
         free(b);
     }
@@ -1067,9 +1067,9 @@ Test(msg, bombs_inflate_only_what_is_read)
     mt_msg_scratch_free(&scratch);
 }
 
-/* A truncated view cannot check the checksum (it is at the end); a payload
+/* A partial view cannot check the checksum (it is at the end); a payload
  * cut short fails where the decoder reads past it, never before. */
-Test(msg, truncated_views_and_broken_streams)
+Test(msg, partial_views_and_broken_streams)
 {
     bson_t *body = fx_json("{\"insert\": \"c\", \"$db\": \"d\"}");
     bson_t *docs[2];
@@ -1092,7 +1092,7 @@ Test(msg, truncated_views_and_broken_streams)
     uint8_t *c;
     cr_assert_eq(mt_msg_compress_message(MT_COMPRESSOR_ZLIB, withsum, len + 4, &c, &clen), 0);
     cr_assert_eq(mt_msg_parse(c, clen, &scratch, &m), MT_MSG_OK);
-    cr_assert(m.truncated && m.checksum_present);
+    cr_assert(m.partial && m.checksum_present);
     cr_assert_eq(m.seqs[0].count, 1);
 
     /* the payload cut at 64 points: an error or a shorter view, never more */
@@ -1104,7 +1104,7 @@ Test(msg, truncated_views_and_broken_streams)
         cr_assert(err == MT_MSG_OK || err == MT_MSG_ERR_DECOMPRESS, "cut %zu: %s", cut,
                   mt_msg_err_str(err));
         if (err == MT_MSG_OK)
-            cr_assert(m.truncated && m.body, "cut %zu", cut);
+            cr_assert(m.partial && m.body, "cut %zu", cut);
     }
     free(c);
     free(withsum);

@@ -26,6 +26,7 @@ typedef struct {
     size_t flood_bytes; /* sent once the first byte arrives, when not echoing */
     bool flooded;
     bool close_after_flood; /* then close the connection, as a server that hangs up */
+    size_t stop_at;         /* stop the loop once this many bytes arrived */
     int port;
 } upstream_t;
 
@@ -101,6 +102,8 @@ static void up_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     if (nread > 0) {
         append(&up.received, &up.received_len, &up.received_cap, buf->base, (size_t)nread);
+        if (up.stop_at && up.received_len >= up.stop_at)
+            uv_stop(&loop);
         if (up.echo) {
             uv_write_t *req = malloc(sizeof(*req));
             uv_buf_t b = uv_buf_init(buf->base, (unsigned)nread);
@@ -142,6 +145,8 @@ static int bound_port(uv_tcp_t *t)
     return ntohs(sa.sin_port);
 }
 
+static uint32_t stats_max_conns; /* 0: the default */
+
 static void start(bool echo, size_t flood_bytes)
 {
     struct sockaddr_in sa;
@@ -165,6 +170,8 @@ static void start(bool echo, size_t flood_bytes)
     cfg.upstream = (mt_hostport_t){"127.0.0.1", (uint16_t)up.port};
     cfg.admin_enabled = false;
     mt_stats_config_defaults(&scfg);
+    if (stats_max_conns)
+        scfg.max_conns = stats_max_conns;
     stats = mt_stats_new(&scfg, uv_hrtime());
     cr_assert_not_null(stats);
     proxy = mt_proxy_new(&loop, &cfg, stats);
@@ -419,6 +426,49 @@ Test(proxy, valid_message_before_impossible_header_is_forwarded)
     cr_assert_arr_eq(up.received, stream, len);
     cr_assert_eq(mt_stats_get(stats, MT_STAT_PROTOCOL_ERRORS), 1);
     cr_assert_eq(mt_stats_get(stats, MT_STAT_COMMANDS), 1, "the ping was accounted");
+    finish();
+}
+
+static bool drained;
+static void drained_flag_cb(mt_proxy_t *p, void *data)
+{
+    (void)p;
+    (void)data;
+    drained = true;
+}
+
+Test(proxy, drain_does_not_wait_on_accounting)
+{
+
+    bson_t *cmd = fx_json("{\"insert\": \"t\", \"documents\": [{\"a\": 1}], \"$db\": \"x\"}");
+    size_t len;
+    /* a w:0 write: moreToCome, so no reply will ever come */
+    uint8_t *m = fx_op_msg(MT_MSG_FLAG_MORE_TO_COME, 7, 0, cmd, NULL, NULL, 0, &len);
+    mt_proxy_usage_t u;
+
+    stats_max_conns = 1;
+    start(false, 0);
+    stats_max_conns = 0;
+    /* stats tracks one connection at most, and that one is taken */
+    mt_stats_conn_t *filler = mt_stats_conn_open(stats, 99, "127.0.0.1:9", uv_hrtime());
+    cr_assert_not_null(filler);
+    up.stop_at = len;
+    client_send(m, len, len, true);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert_eq(up.received_len, len, "the write reached the upstream");
+    cr_assert_eq(mt_stats_get(stats, MT_STAT_COMMANDS), 0, "stats did not see it");
+    cr_assert_eq(mt_stats_get(stats, MT_STAT_ACCOUNTING_SHED), 1);
+
+    drained = false;
+    mt_proxy_drain(proxy, drained_flag_cb, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT); /* until the client sees the close */
+    cr_assert(cl.eof);
+    cr_assert(drained, "every session finished");
+    mt_proxy_usage(proxy, &u);
+    cr_assert_eq(u.drain_cut, 0, "no session waited for the drain timeout");
+    mt_stats_conn_close(filler, uv_hrtime());
+    free(m);
+    bson_destroy(cmd);
     finish();
 }
 
