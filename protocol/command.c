@@ -463,8 +463,14 @@ mt_msg_err_t mt_cmd_reply(const mt_msg_t *msg, mt_reply_view_t *out)
 
     const uint8_t *doc = msg->body;
     uint32_t doc_len = (uint32_t)msg->body_len;
-    if (!doc && msg->partial)
+    if (!doc && msg->partial) {
+        /* the ids and moreToCome are known, nothing of the answer */
+        out->unread = true;
+        out->more_to_come =
+            msg->opcode == MT_OP_MSG && (msg->flags & MT_MSG_FLAG_MORE_TO_COME) != 0;
+        bson_init_static(&out->body, empty_doc, sizeof(empty_doc));
         return MT_MSG_ERR_SKIPPED;
+    }
     if (msg->opcode == MT_OP_MSG) {
         out->more_to_come = (msg->flags & MT_MSG_FLAG_MORE_TO_COME) != 0;
         if (!doc)

@@ -109,6 +109,8 @@ typedef struct {
     int compressor;
     bool more_to_come; /* exhaust: another reply to the same request follows */
     bool partial;      /* decompressed only in part: documents after the first are unknown */
+    bool unread;       /* decompression stopped before the reply document (the view came with
+                        * MT_MSG_ERR_SKIPPED): only the ids and more_to_come are known */
 
     bson_t body;            /* static view of the reply document (first doc for OP_REPLY) */
     bool ok;                /* ok: 1 (and OP_REPLY without QueryFailure) */

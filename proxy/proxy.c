@@ -46,7 +46,7 @@ typedef struct mt_side {
     struct mt_side *peer;
     mt_wire_framer_t framer; /* decides what may be forwarded */
     mt_account_side_t acct;  /* frames the same bytes again for accounting */
-    size_t queued;         /* buffer bytes queued for writing to this side */
+    size_t queued;           /* buffer bytes queued for writing to this side */
     bool reading;
     bool paused; /* reading stopped by backpressure */
     bool eof;
@@ -110,6 +110,8 @@ struct mt_proxy {
     const mt_cli_config_t *cfg;
     mt_stats_t *stats;
     mt_account_t *account;
+    uv_prepare_t iteration; /* refills the decompression budget before each poll */
+    bool iteration_open;
     mt_listener_t listeners[MT_CLI_MAX_LISTEN];
     size_t nlisteners;
     struct sockaddr_storage upstream_addr;
@@ -796,6 +798,13 @@ static void on_connection(uv_stream_t *server, int status)
 
 /* ---- the proxy -------------------------------------------------------- */
 
+/* Before the loop waits for I/O: what the callbacks of the next iteration
+ * decompress for accounting comes out of one budget again. */
+static void iteration_cb(uv_prepare_t *h)
+{
+    mt_account_refill(((mt_proxy_t *)h->data)->account);
+}
+
 mt_proxy_t *mt_proxy_new(uv_loop_t *loop, const mt_cli_config_t *cfg, mt_stats_t *stats)
 {
     mt_proxy_t *p = calloc(1, sizeof(*p));
@@ -810,6 +819,11 @@ mt_proxy_t *mt_proxy_new(uv_loop_t *loop, const mt_cli_config_t *cfg, mt_stats_t
         free(p);
         return NULL;
     }
+    uv_prepare_init(loop, &p->iteration);
+    p->iteration.data = p;
+    p->iteration_open = true;
+    uv_prepare_start(&p->iteration, iteration_cb);
+    uv_unref((uv_handle_t *)&p->iteration); /* it never keeps the loop alive */
     mt_cli_format_hostport(&cfg->upstream, p->upstream_desc, sizeof(p->upstream_desc));
     if (uv_ip4_addr(cfg->upstream.host, cfg->upstream.port,
                     (struct sockaddr_in *)&p->upstream_addr) == 0 ||
@@ -938,7 +952,8 @@ void mt_proxy_usage(const mt_proxy_t *p, mt_proxy_usage_t *out)
     }
 }
 
-static void drain_timer_closed_cb(uv_handle_t *h)
+/* For the handles inside mt_proxy_t: nothing to free when they close. */
+static void proxy_handle_closed_cb(uv_handle_t *h)
 {
     (void)h;
 }
@@ -953,8 +968,13 @@ static void proxy_check_drained(mt_proxy_t *p)
     p->drained_cb = NULL;
     if (p->drain_timer_open) {
         if (!uv_is_closing((uv_handle_t *)&p->drain_timer))
-            uv_close((uv_handle_t *)&p->drain_timer, drain_timer_closed_cb);
+            uv_close((uv_handle_t *)&p->drain_timer, proxy_handle_closed_cb);
         p->drain_timer_open = false;
+    }
+    if (p->iteration_open) {
+        if (!uv_is_closing((uv_handle_t *)&p->iteration))
+            uv_close((uv_handle_t *)&p->iteration, proxy_handle_closed_cb);
+        p->iteration_open = false;
     }
     cb(p, p->drained_data);
 }

@@ -27,7 +27,6 @@
 #define MT_STATS_MAX_PENDING 1024
 #define MT_STATS_MAX_CURSORS 65536
 #define MT_STATS_DEFAULT_LIMIT 100
-#define MT_STATS_MAX_KEY_PATH 256
 
 #define NS_PER_MS UINT64_C(1000000)
 #define NS_PER_S UINT64_C(1000000000)
@@ -196,8 +195,10 @@ static void emit_findings(mt_stats_t *st, mt_window_t *w, uint64_t now_ns)
     size_t n = mt_n1_analyse(w, st->cfg.n1_threshold, st->results, MT_N1_MAX_RESULTS);
     int64_t now_ms = wall_ms(st, now_ns);
     for (size_t i = 0; i < n; i++) {
-        const mt_n1_result_t *r = &st->results[i];
+        mt_n1_result_t *r = &st->results[i];
         const mt_window_cmd_t *p = &w->cmds[r->parent], *c = &w->cmds[r->first_child];
+        if (r->high && mt_shape_redacts(&st->cfg.shape, r->field))
+            bson_strncpy(r->field, "?", sizeof r->field);
         char id[16];
         bson_t doc;
         mt_findings_next_id(&st->findings, id);
@@ -285,6 +286,17 @@ static mt_window_t *window_for(mt_stats_conn_t *c, const mt_cmd_view_t *cmd, con
     return c->window;
 }
 
+/* Bytes of a field path kept (a path is data from the wire too), counting
+ * the cut. */
+static size_t key_len(mt_stats_t *st, const char *key)
+{
+    bool cut = false;
+    size_t n = mt_cmd_name_len(key, MT_CMD_PATH_MAX, &cut);
+    if (cut)
+        st->counters[MT_STAT_NAMES_TRUNCATED]++;
+    return n;
+}
+
 /* Records the command in w; returns its index or -1. */
 static int window_record(mt_stats_t *st, mt_window_t *w, const mt_cmd_view_t *cmd,
                          const mt_shape_entry_t *entry, uint64_t shape_hash, const char *shape,
@@ -330,8 +342,10 @@ static int window_record(mt_stats_t *st, mt_window_t *w, const mt_cmd_view_t *cm
         if (w->ncmds && w->cmds[w->ncmds - 1].single_key &&
             w->cmds[w->ncmds - 1].shape_hash == shape_hash)
             wc.key = w->cmds[w->ncmds - 1].key;
+        else if (mt_shape_redacts(&st->cfg.shape, key))
+            wc.key = mt_window_strdup(w, "?", 0);
         else
-            wc.key = mt_window_strdup(w, key, MT_STATS_MAX_KEY_PATH);
+            wc.key = mt_window_strdup(w, key, key_len(st, key));
         if (!wc.key)
             wc.single_key = false;
         if (st->cfg.log_values) {
@@ -433,6 +447,8 @@ void mt_stats_conn_request(mt_stats_conn_t *c, const mt_cmd_view_t *cmd, size_t 
     mt_stats_t *st = c->st;
     st->counters[MT_STAT_COMMANDS]++;
     c->commands++;
+    if (cmd->names_truncated)
+        st->counters[MT_STAT_NAMES_TRUNCATED]++;
     if (cmd->app_name || cmd->driver_name)
         copy_handshake(c, cmd);
 
@@ -463,7 +479,7 @@ void mt_stats_conn_request(mt_stats_conn_t *c, const mt_cmd_view_t *cmd, size_t 
         mt_metrics_count(&st->metrics, metric_command, cursor->metric_collection);
     } else {
         bool created = false;
-        mt_shape_of_command(cmd, shape, sizeof shape, NULL);
+        mt_shape_of_command(cmd, shape, sizeof shape, &st->cfg.shape);
         shape_hash = mt_shapes_hash(db, coll, cmd->name, shape);
         entry = mt_shapes_get(&st->shapes, shape_hash, db, coll, cmd->name, shape, &created);
         uint16_t metric_collection;
@@ -572,8 +588,8 @@ void mt_stats_conn_reply(mt_stats_conn_t *c, const mt_reply_view_t *r, size_t le
     mt_shape_entry_t *e = p.entry;
     if (e) {
         e->bytes_out += len;
-        if (!r->ok || r->write_errors > 0)
-            e->errors++;
+        if (!r->unread && (!r->ok || r->write_errors > 0))
+            e->errors++; /* an unread reply's outcome is unknown, not a failure */
         e->docs_returned += docs;
         if (later)
             mt_hist_add_sum(&e->latency, latency);

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "shape.h"
 #include "view.h"
 
 /* Global counters: one table, from which the enum, the JSON names and the
@@ -35,6 +36,12 @@
       "Messages with an opcode mongotap does not decode (still forwarded)")                        \
     X(ACCOUNTING_SHED, "accounting_shed", "accounting_shed_total",                                 \
       "Messages forwarded but not accounted because a memory budget was reached")                  \
+    X(DECOMPRESS_SKIPPED, "decompress_skipped", "decompress_skipped_total",                        \
+      "Compressed messages decompressed only in part or not at all (per-message limit or "         \
+      "decompression budget); what was not decompressed is not accounted")                         \
+    X(NAMES_TRUNCATED, "names_truncated", "names_truncated_total",                                 \
+      "Names (database, collection, field path) longer than MongoDB allows, cut before being "     \
+      "kept")                                                                                      \
     X(WINDOWS, "windows", "windows_total", "Request windows closed")                               \
     X(FINDINGS, "findings", "findings_total", "N+1 findings")
 
@@ -59,6 +66,7 @@ typedef struct {
     uint32_t max_conns;     /* connections tracked at once, default 100000; past it a
                                connection is forwarded without being accounted */
     bool log_values;        /* let user data values into outputs */
+    mt_shape_opts_t shape;  /* field names shown as "?" in shapes and findings */
     mt_stats_finding_cb on_finding;
     void *on_finding_data;
 } mt_stats_config_t;

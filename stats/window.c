@@ -42,9 +42,7 @@ static void *arena_alloc(mt_window_t *w, size_t len)
 
 const char *mt_window_strdup(mt_window_t *w, const char *s, size_t max)
 {
-    size_t len = strlen(s);
-    if (max && len > max)
-        len = max;
+    size_t len = max ? strnlen(s, max) : strlen(s);
     char *p = arena_alloc(w, len + 1);
     if (!p)
         return NULL;

@@ -982,6 +982,10 @@ Test(msg, replies_over_the_limit)
     cr_assert_eq(m.flags, MT_MSG_FLAG_MORE_TO_COME);
     cr_assert_eq(m.hdr.response_to, 3);
     cr_assert_eq(mt_cmd_reply(&m, &r), MT_MSG_ERR_SKIPPED);
+    cr_assert(r.unread && r.partial);
+    cr_assert(r.more_to_come, "an exhaust stream goes on");
+    cr_assert_eq(r.response_to, 3);
+    cr_assert(!r.ok && r.docs == 0 && !r.has_cursor, "nothing guessed");
     free(c);
     free(plain);
 
