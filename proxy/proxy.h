@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "bufpool.h"
 #include "cli.h"
 #include "stats.h"
 
@@ -20,7 +21,7 @@ typedef void (*mt_proxy_drained_cb)(mt_proxy_t *proxy, void *data);
  * other side has more than HIGH bytes of buffers queued, resumes below LOW. */
 #define MT_PROXY_QUEUE_HIGH (4u << 20)
 #define MT_PROXY_QUEUE_LOW (1u << 20)
-#define MT_PROXY_READ_BUF (64u << 10)
+#define MT_PROXY_READ_BUF MT_BUFPOOL_RBUF_SIZE
 #define MT_PROXY_CONNECT_TIMEOUT_MS 3000
 #define MT_PROXY_DRAIN_TIMEOUT_MS 5000
 /* longest a closing session waits for its peer to take the bytes queued to it */
