@@ -510,6 +510,24 @@ static mt_msg_err_t span_need_cstring(span_t *s, const uint8_t *pos, size_t left
  *   uint32 flagBits | section* | [uint32 CRC-32C of all preceding bytes]
  *   section = 0x00 document  |  0x01 int32 size, cstring identifier, document*
  */
+/* The body document at *pos: read in, validated, put in the view, stepped
+ * over; MT_MSG_OK with s->cut when it lies past the limit. */
+static mt_msg_err_t take_body(span_t *s, const uint8_t **pos, size_t *left, mt_msg_t *out)
+{
+    uint32_t dlen;
+    mt_msg_err_t err = span_need_doc(s, *pos, *left);
+
+    if (err != MT_MSG_OK || s->cut)
+        return err;
+    if ((err = mt_msg_validate_bson(*pos, *left, &dlen)) != MT_MSG_OK)
+        return err;
+    out->body = *pos;
+    out->body_len = dlen;
+    *pos += dlen;
+    *left -= dlen;
+    return MT_MSG_OK;
+}
+
 static mt_msg_err_t parse_op_msg(span_t *s, mt_msg_t *out)
 {
     const uint8_t *pos = s->msg + MT_WIRE_HEADER_LEN;
@@ -540,13 +558,7 @@ static mt_msg_err_t parse_op_msg(span_t *s, mt_msg_t *out)
         if (kind == 0) {
             if (out->body)
                 return MT_MSG_ERR_SECTION;
-            NEED(s, span_need_doc(s, pos, left));
-            if ((err = mt_msg_validate_bson(pos, left, &dlen)) != MT_MSG_OK)
-                return err;
-            out->body = pos;
-            out->body_len = dlen;
-            pos += dlen;
-            left -= dlen;
+            NEED(s, take_body(s, &pos, &left, out));
         } else if (kind == 1) {
             int32_t size;
             const uint8_t *start = pos;
@@ -614,13 +626,7 @@ static mt_msg_err_t parse_op_query(span_t *s, mt_msg_t *out)
     if (!mt_wire_rd_i32(&pos, &left, &out->number_to_skip) ||
         !mt_wire_rd_i32(&pos, &left, &out->number_to_return))
         return MT_MSG_ERR_TRUNCATED;
-    NEED(s, span_need_doc(s, pos, left));
-    if ((err = mt_msg_validate_bson(pos, left, &dlen)) != MT_MSG_OK)
-        return err;
-    out->body = pos;
-    out->body_len = dlen;
-    pos += dlen;
-    left -= dlen;
+    NEED(s, take_body(s, &pos, &left, out));
     if (left > 0) {
         NEED(s, span_need_doc(s, pos, left));
         if ((err = mt_msg_validate_bson(pos, left, &dlen)) != MT_MSG_OK)

@@ -33,7 +33,7 @@ typedef struct mt_admin_sock {
     bool probe;   /* accepted past the cap: health routes only, then closed */
     bool evicted; /* shut down to make room or expired; h2o is closing it */
     uint64_t accepted_ms;
-    struct mt_admin_sock *prev, *next;
+    h2o_linklist_t link; /* in admin->socks, or admin->probes when probe */
 } mt_admin_sock_t;
 
 typedef struct mt_sse_viewer {
@@ -47,7 +47,7 @@ typedef struct mt_sse_viewer {
     bool in_flight;
     bool dropped;
     int fd;
-    struct mt_sse_viewer *prev, *next;
+    h2o_linklist_t link; /* in admin->viewers */
 } mt_sse_viewer_t;
 
 typedef struct {
@@ -66,9 +66,9 @@ struct mt_admin {
     bool listening;
     uv_timer_t tick;
     bool tick_open;
-    mt_admin_sock_t *socks;  /* within the cap */
-    mt_admin_sock_t *probes; /* past it, newest first */
-    mt_sse_viewer_t *viewers;
+    h2o_linklist_t socks;  /* within the cap */
+    h2o_linklist_t probes; /* past it, oldest first */
+    h2o_linklist_t viewers;
     size_t nviewers;
     size_t nsocks;
     size_t nprobes;      /* in the probes list */
@@ -247,18 +247,15 @@ static bool post_allowed(h2o_req_t *req)
 
 /* ---- /events ---------------------------------------------------------- */
 
+#define viewer_of(node) ((mt_sse_viewer_t *)((char *)(node)-offsetof(mt_sse_viewer_t, link)))
+#define sock_of(node) ((mt_admin_sock_t *)((char *)(node)-offsetof(mt_admin_sock_t, link)))
+
 static void viewer_unlink(mt_sse_viewer_t *v)
 {
-    struct mt_admin *a = v->admin;
-
-    if (v->prev)
-        v->prev->next = v->next;
-    else if (a->viewers == v)
-        a->viewers = v->next;
-    if (v->next)
-        v->next->prev = v->prev;
-    v->prev = v->next = NULL;
-    a->nviewers--;
+    if (h2o_linklist_is_linked(&v->link)) {
+        h2o_linklist_unlink(&v->link);
+        v->admin->nviewers--;
+    }
 }
 
 static void viewer_free(mt_sse_viewer_t *v)
@@ -354,28 +351,29 @@ static void sse_stop(h2o_generator_t *g, h2o_req_t *req)
 
 static void broadcast(struct mt_admin *a, const char *event, const char *data)
 {
-    mt_sse_viewer_t *v, *next;
+    h2o_linklist_t *n = a->viewers.next;
 
-    for (v = a->viewers; v; v = next) {
-        next = v->next;
-        viewer_push(v, event, data);
+    while (n != &a->viewers) {
+        h2o_linklist_t *next = n->next; /* a push may drop the viewer */
+        viewer_push(viewer_of(n), event, data);
+        n = next;
     }
 }
 
 /* Our record of the connection a request came on, from the list given. */
-static mt_admin_sock_t *sock_of(mt_admin_sock_t *list, h2o_req_t *req)
+static mt_admin_sock_t *sock_for(h2o_linklist_t *list, h2o_req_t *req)
 {
     h2o_socket_t *hs =
         req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL;
-    for (mt_admin_sock_t *s = list; hs && s; s = s->next)
-        if (s->h2o == hs)
-            return s;
+    for (h2o_linklist_t *n = list->next; hs && n != list; n = n->next)
+        if (sock_of(n)->h2o == hs)
+            return sock_of(n);
     return NULL;
 }
 
 static int find_fd(struct mt_admin *a, h2o_req_t *req)
 {
-    mt_admin_sock_t *s = sock_of(a->socks, req);
+    mt_admin_sock_t *s = sock_for(&a->socks, req);
     uv_os_fd_t fd;
 
     return s && uv_fileno((uv_handle_t *)&s->tcp, &fd) == 0 ? fd : -1;
@@ -403,10 +401,7 @@ static void serve_events(struct mt_admin *a, h2o_req_t *req)
         int sndbuf = MT_ADMIN_SSE_SNDBUF;
         setsockopt(v->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
     }
-    v->next = a->viewers;
-    if (a->viewers)
-        a->viewers->prev = v;
-    a->viewers = v;
+    h2o_linklist_insert(&a->viewers, &v->link);
     a->nviewers++;
 
     req->res.status = 200;
@@ -442,10 +437,10 @@ static void tick_cb(uv_timer_t *t)
     uint64_t now = uv_now(a->loop);
     char *json;
 
-    for (mt_admin_sock_t *s = a->probes; s; s = s->next)
-        if (now - s->accepted_ms >= MT_ADMIN_PROBE_MS)
-            probe_evict(s);
-    if (!a->viewers)
+    for (h2o_linklist_t *n = a->probes.next; n != &a->probes; n = n->next)
+        if (now - sock_of(n)->accepted_ms >= MT_ADMIN_PROBE_MS)
+            probe_evict(sock_of(n));
+    if (h2o_linklist_is_empty(&a->viewers))
         return;
     json = mt_stats_json(a->stats, uv_hrtime(), 20);
     if (json)
@@ -470,7 +465,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     for (size_t i = 0; i < req->headers.size; i++)
         head += req->headers.entries[i].name->len + req->headers.entries[i].value.len + 4;
     /* a connection past the cap answers one health request, then closes */
-    bool probe = a->probes && sock_of(a->probes, req);
+    bool probe = !h2o_linklist_is_empty(&a->probes) && sock_for(&a->probes, req);
     if (probe)
         req->http1_is_persistent = 0;
     if (head > MT_ADMIN_MAX_HEAD) {
@@ -577,14 +572,8 @@ static void sock_closed_cb(uv_handle_t *h)
 {
     mt_admin_sock_t *s = (mt_admin_sock_t *)h;
     struct mt_admin *a = s->admin;
-    mt_admin_sock_t **head = s->probe ? &a->probes : &a->socks;
 
-    if (s->prev)
-        s->prev->next = s->next;
-    else if (*head == s)
-        *head = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+    h2o_linklist_unlink(&s->link);
     if (s->probe) {
         a->nprobes--;
         if (!s->evicted)
@@ -605,12 +594,12 @@ static bool probe_admit(struct mt_admin *a)
     if (a->nprobes >= 2 * MT_ADMIN_PROBE_RESERVE)
         return false;
     if (a->nprobes_live >= MT_ADMIN_PROBE_RESERVE) {
-        mt_admin_sock_t *oldest = NULL;
-        for (mt_admin_sock_t *s = a->probes; s; s = s->next)
-            if (!s->evicted)
-                oldest = s;
-        if (oldest)
-            probe_evict(oldest);
+        for (h2o_linklist_t *n = a->probes.next; n != &a->probes; n = n->next) {
+            if (!sock_of(n)->evicted) {
+                probe_evict(sock_of(n));
+                break;
+            }
+        }
     }
     if (!a->last_full_log || now - a->last_full_log >= 1000) {
         mt_warn("admin: %d connections open: new ones are answered for /healthz and /readyz "
@@ -624,7 +613,7 @@ static bool probe_admit(struct mt_admin *a)
 static void on_admin_connection(uv_stream_t *server, int status)
 {
     struct mt_admin *a = server->data;
-    mt_admin_sock_t *s, **head;
+    mt_admin_sock_t *s;
 
     if (status < 0) {
         mt_warn("admin: accept failed: %s", uv_strerror(status));
@@ -645,15 +634,10 @@ static void on_admin_connection(uv_stream_t *server, int status)
     if (s->probe) {
         a->nprobes++;
         a->nprobes_live++;
-        head = &a->probes;
     } else {
         a->nsocks++;
-        head = &a->socks;
     }
-    s->next = *head;
-    if (*head)
-        (*head)->prev = s;
-    *head = s;
+    h2o_linklist_insert(s->probe ? &a->probes : &a->socks, &s->link);
     s->h2o = h2o_uv_socket_create((uv_stream_t *)&s->tcp, sock_closed_cb);
     h2o_accept(&a->accept_ctx, s->h2o);
 }
@@ -697,6 +681,9 @@ mt_admin_t *mt_admin_new(uv_loop_t *loop, const mt_cli_config_t *cfg, mt_stats_t
     a->loop = loop;
     a->cfg = cfg;
     a->stats = stats;
+    h2o_linklist_init_anchor(&a->socks);
+    h2o_linklist_init_anchor(&a->probes);
+    h2o_linklist_init_anchor(&a->viewers);
     h2o_config_init(&a->config);
     a->config.max_request_entity_size = MT_ADMIN_MAX_BODY;
     a->config.http1.req_timeout = MT_ADMIN_IDLE_TIMEOUT_MS;
@@ -766,6 +753,6 @@ void mt_admin_close(mt_admin_t *a)
         uv_close((uv_handle_t *)&a->tick, NULL);
         a->tick_open = false;
     }
-    for (mt_sse_viewer_t *v = a->viewers; v; v = v->next)
-        viewer_drop(v, "shutting down");
+    for (h2o_linklist_t *n = a->viewers.next; n != &a->viewers; n = n->next)
+        viewer_drop(viewer_of(n), "shutting down");
 }

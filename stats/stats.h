@@ -13,44 +13,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "counters.h"
+#include "report.h"
 #include "shape.h"
 #include "view.h"
-
-/* Global counters: one table, from which the enum, the JSON names and the
- * Prometheus names are generated. X(id, json_name, prometheus_name, help) */
-#define MT_STATS_COUNTERS(X)                                                                       \
-    X(CONNECTIONS_TOTAL, "connections_total", "connections_total", "Client connections accepted")  \
-    X(CONNECTIONS_REFUSED, "connections_refused", "connections_refused_total",                     \
-      "Client connections refused (max-connections or accept errors)")                             \
-    X(COMMANDS, "commands", "commands_seen_total", "Commands seen")                                \
-    X(PARSE_ERRORS, "parse_errors", "parse_errors_total", "Messages forwarded that did not parse") \
-    X(PROTOCOL_ERRORS, "protocol_errors", "protocol_errors_total",                                 \
-      "Connections closed for an impossible message header")                                       \
-    X(UPSTREAM_ERRORS, "upstream_errors", "upstream_errors_total",                                 \
-      "Upstream connect failures and upstream-side errors")                                        \
-    X(BYTES_FROM_CLIENTS, "bytes_from_clients", "client_bytes_received_total",                     \
-      "Bytes read from clients and forwarded upstream")                                            \
-    X(BYTES_FROM_UPSTREAM, "bytes_from_upstream", "upstream_bytes_received_total",                 \
-      "Bytes read from upstream and forwarded to clients")                                         \
-    X(MESSAGES_UNKNOWN, "messages_unknown_opcode", "messages_unknown_opcode_total",                \
-      "Messages with an opcode mongotap does not decode (still forwarded)")                        \
-    X(ACCOUNTING_SHED, "accounting_shed", "accounting_shed_total",                                 \
-      "Messages forwarded but not accounted because a memory budget was reached")                  \
-    X(DECOMPRESS_SKIPPED, "decompress_skipped", "decompress_skipped_total",                        \
-      "Compressed messages decompressed only in part or not at all (per-message limit or "         \
-      "decompression budget); what was not decompressed is not accounted")                         \
-    X(NAMES_TRUNCATED, "names_truncated", "names_truncated_total",                                 \
-      "Names (database, collection, field path) longer than MongoDB allows, cut before being "     \
-      "kept")                                                                                      \
-    X(WINDOWS, "windows", "windows_total", "Request windows closed")                               \
-    X(FINDINGS, "findings", "findings_total", "N+1 findings")
-
-typedef enum {
-#define MT_STATS_ENUM(id, json, prom, help) MT_STAT_##id,
-    MT_STATS_COUNTERS(MT_STATS_ENUM)
-#undef MT_STATS_ENUM
-        MT_STAT__COUNT
-} mt_stat_counter_t;
 
 typedef struct mt_stats mt_stats_t;
 typedef struct mt_stats_conn mt_stats_conn_t;
@@ -79,8 +45,6 @@ void mt_stats_free(mt_stats_t *st);
 
 void mt_stats_add(mt_stats_t *st, mt_stat_counter_t counter, uint64_t by);
 uint64_t mt_stats_get(const mt_stats_t *st, mt_stat_counter_t counter);
-/* The JSON name of a counter ("connections_total"). */
-const char *mt_stat_counter_str(mt_stat_counter_t counter);
 
 /* Connections. client_addr is "ip:port". The returned handle is owned by
  * stats and valid until mt_stats_conn_close(). The caller counts
@@ -122,10 +86,6 @@ char *mt_stats_windows_json(mt_stats_t *st, size_t limit);          /* /api/wind
 char *mt_stats_findings_json(mt_stats_t *st);                       /* /api/findings */
 char *mt_stats_metrics(mt_stats_t *st, uint64_t now_ns);            /* /metrics */
 
-typedef enum { MT_REPORT_JSON, MT_REPORT_MARKDOWN, MT_REPORT_HTML } mt_report_format_t;
-/* Parses "json", "markdown" (or "md"), "html"; returns -1 on anything else. */
-int mt_report_format_parse(const char *s);
-const char *mt_report_format_str(mt_report_format_t fmt);
 char *mt_stats_report(mt_stats_t *st, mt_report_format_t fmt, uint64_t now_ns);
 
 #endif
