@@ -781,10 +781,10 @@ static uint8_t *sample_insert(size_t *len)
     return m;
 }
 
-/* Every budget from nothing to the whole message: what the view holds is
- * exactly the units (flags, body, identifier, documents) that fit whole
- * under the budget, each identical to the plain message's, and the budget
- * pays for what was decompressed. */
+/* Every budget from nothing to the whole message, and every prefix length:
+ * what the view holds is exactly the units (flags, body, identifier,
+ * documents) that fit whole, each identical to the plain message's, and the
+ * budget pays for what was decompressed. */
 Test(msg, every_limit_edge_keeps_whole_units)
 {
     size_t len;
@@ -868,6 +868,27 @@ Test(msg, every_limit_edge_keeps_whole_units)
         free(c);
     }
     mt_msg_scratch_free(&scratch);
+
+    /* the front of an uncompressed message, kept by reassembly, is read
+     * through the same span: the same units at every length */
+    for (size_t have = 16; have <= len; have++) {
+        mt_msg_t m;
+        size_t left = have - 16;
+        mt_msg_err_t err = mt_msg_parse_prefix(plain, have, &m);
+        if (left < body_end) {
+            cr_assert_neq(err, MT_MSG_OK, "have %zu", have);
+            continue;
+        }
+        cr_assert_eq(err, MT_MSG_OK, "have %zu: %s", have, mt_msg_err_str(err));
+        cr_assert_eq(m.partial, have < len);
+        cr_assert_arr_eq(m.body, want.body, want.body_len);
+        uint32_t count = 0;
+        while (count < 6 && doc_end[count] <= left)
+            count++;
+        cr_assert_eq(m.nseqs, left >= ident_end ? 1u : 0u, "have %zu", have);
+        if (m.nseqs)
+            cr_assert_eq(m.seqs[0].count, count, "have %zu", have);
+    }
     free(plain);
 }
 
