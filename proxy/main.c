@@ -3,6 +3,9 @@
  * listeners, the sessions, the admin endpoint and the stats timer.
  */
 #include <fcntl.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <regex.h>
 #include <signal.h>
 #include <stdio.h>
@@ -210,6 +213,12 @@ static int run_proxy(int argc, char **argv)
     }
     mt_log_threshold = (mt_log_level_t)app.cfg.log_level;
     signal(SIGPIPE, SIG_IGN);
+#ifdef __GLIBC__
+    /* a fixed threshold: large buffers (reassembly, decompression) are their
+     * own mappings and go back to the system when freed, instead of glibc
+     * raising the threshold and keeping them in the heap after a burst */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+#endif
 
     if (app.cfg.findings_log) {
         rc = open_file(app.cfg.findings_log, O_WRONLY | O_CREAT | O_APPEND, &app.findings_fd);
