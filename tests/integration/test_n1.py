@@ -10,36 +10,19 @@ import subprocess
 import threading
 import time
 
-import pymongo
 import pytest
 from bson import DBRef, ObjectId
 from pymongo import monitoring
 from mongoengine import Document, ReferenceField, StringField, connect, disconnect
 
 import helpers
+from findings_util import (ADDR_RE, FINDING_KEYS, GAP_MS, ISO_RE, assert_no_values,
+                           only_finding, tap_client)
 
-GAP_MS = 300  # --window-gap-ms for most tests: far above a lookup's round trip
 WAIT_S = 5  # bound on every poll of the admin API
-
-FINDING_KEYS = {"schema", "id", "type", "detected_at", "confidence", "client", "window", "parent",
-                "children", "field", "matched", "suggestion"}
-ISO_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-ADDR_RE = re.compile(r"^127\.0\.0\.1:\d+$")
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def seed(jongodb):
-    """A pymongo client straight to jongodb, for seeding data outside mongotap's view."""
-    client = pymongo.MongoClient("mongodb://%s/?directConnection=true" % jongodb)
-    yield client
-    client.close()
-
-
-def tap_client(tap, appname, **kw):
-    return pymongo.MongoClient(tap.uri(), appname=appname, maxPoolSize=1, **kw)
-
 
 def closed_windows(tap):
     return tap.get_json("/api/windows?limit=100")["windows"]
@@ -69,11 +52,6 @@ def settled_findings(tap, expect):
     return tap.get_json("/api/findings")
 
 
-def only_finding(doc):
-    assert len(doc["findings"]) == 1, json.dumps(doc, indent=1)
-    return doc["findings"][0]
-
-
 def seed_posts(seed, db, n_posts=30, n_users=10, id_kind="oid"):
     """users with n_users documents, posts (n_posts) each naming its author in author_id."""
     if id_kind == "oid":
@@ -94,13 +72,6 @@ def posts_loop(client, db, lookups=None, find_kw=None, lookup_kw=None):
         user = client[db].users.find_one({"_id": post["author_id"]}, **(lookup_kw or {}))
         names.append(user["name"])
     return posts, names
-
-
-def assert_no_values(finding, values):
-    """User data values never appear in a finding without --log-values."""
-    text = json.dumps(finding)
-    for v in values:
-        assert str(v) not in text, (v, text)
 
 
 # --- 1. mongoengine lazy ReferenceField ----------------------------------------------------------
@@ -351,10 +322,7 @@ def seed_books(seed, db, n_books=20, n_authors=7):
 
 
 def run_node(script, *args):
-    r = subprocess.run(["node", script] + [str(a) for a in args], cwd=helpers.NODE_DIR,
-                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, "node %s failed (%d):\n%s" % (script, r.returncode, r.stderr)
-    out = json.loads(r.stdout)
+    out = helpers.run_node(script, *args)
     assert out["books"] == 20 and None not in out["names"], out
     return out
 
