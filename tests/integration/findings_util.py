@@ -109,3 +109,12 @@ def assert_warn_lines(tap, findings, fixes, timeout=5):
             if f["field"] is not None:
                 assert f["field"] in line, (line, f["field"])
             assert any(fix in line for fix in fixes), (line, fixes)
+
+
+def assert_reported(tap, findings, fixes, values=()):
+    """Each finding logged its warn line (assert_warn_lines), and no user value in `values`
+    shows in the findings or anywhere in mongotap's log."""
+    for f in findings:
+        assert_no_values(f, values)
+    assert_warn_lines(tap, findings, fixes)
+    assert_no_values(tap.logs(), values)

@@ -29,6 +29,11 @@ def run_mongoose(tap, db, mode):
     return helpers.run_node("loops_mongoose.mjs", tap.uri(db), mode)
 
 
+def run_family(tap, db, family, mode):
+    """The mode of loops_driver.mjs (family "node") or loops_mongoose.mjs ("mongoose")."""
+    return (run_driver if family == "node" else run_mongoose)(tap, db, mode)
+
+
 def check_driver(f, family):
     if family == "mongoose":
         assert "Mongoose" in f["client"]["driver"], f["client"]
@@ -46,8 +51,7 @@ def check_driver(f, family):
 def test_count_documents_per_row(mongotap, seed, dbname, family):
     seed_books(seed, dbname)
     tap = mongotap("--window-gap-ms", GAP_MS)
-    out = run_driver(tap, dbname, "count") if family == "node" else \
-        run_mongoose(tap, dbname, "count")
+    out = run_family(tap, dbname, family, "count")
     assert (out["books"], out["reviews"]) == (20, 60), out
     f = only_finding(helpers.settled_findings(tap))
     check_driver(f, family)
@@ -96,8 +100,7 @@ def test_write_loop(mongotap, seed, dbname, loop):
 def test_bulk_write_is_no_finding(mongotap, seed, dbname, family):
     seed_books(seed, dbname)
     tap = mongotap("--window-gap-ms", GAP_MS)
-    out = run_driver(tap, dbname, "bulk") if family == "node" else \
-        run_mongoose(tap, dbname, "bulk")
+    out = run_family(tap, dbname, family, "bulk")
     assert (out["books"], out["modified"]) == (20, 20), out
     assert helpers.settled_findings(tap)["findings"] == []
 
@@ -108,8 +111,7 @@ def test_bulk_write_is_no_finding(mongotap, seed, dbname, family):
 def test_repeated_find_one(mongotap, seed, dbname, family):
     seed_books(seed, dbname)
     tap = mongotap("--window-gap-ms", GAP_MS)
-    out = run_driver(tap, dbname, "repeat") if family == "node" else \
-        run_mongoose(tap, dbname, "repeat")
+    out = run_family(tap, dbname, family, "repeat")
     assert out["found"] == 6, out
     f = only_finding(helpers.settled_findings(tap), "repeated_read")
     check_driver(f, family)

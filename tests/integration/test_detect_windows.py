@@ -11,49 +11,27 @@ import time
 import pymongo
 import pytest
 from bson import ObjectId
-from mongoengine import Document, ReferenceField, StringField, connect, disconnect
+from mongoengine import connect, disconnect
 
 import helpers
 from findings_util import (GAP_MS, assert_no_values, assert_warn_lines, findings_of,
                            only_finding, tap_client)
-
-ME_ALIAS = "mongotap_windows"
-
-
-class WinChannel(Document):
-    name = StringField(required=True)
-    meta = {"collection": "channel", "db_alias": ME_ALIAS, "auto_create_index": False}
-
-
-class WinShow(Document):
-    title = StringField(required=True)
-    channel = ReferenceField(WinChannel)
-    meta = {"collection": "show", "db_alias": ME_ALIAS, "auto_create_index": False}
-
-
-def seed_guide(seed, db):
-    """20 channels and 50 shows, each show on channel i % 20."""
-    channels = [ObjectId() for _ in range(20)]
-    seed[db].channel.insert_many([{"_id": c, "name": "Channel %02d" % i}
-                                  for i, c in enumerate(channels)])
-    seed[db].show.insert_many([{"_id": ObjectId(), "title": "Show %02d" % i,
-                                "channel": channels[i % 20]} for i in range(50)])
-    return channels
+from lazy_scenario import ALIAS, LazyShow, seed_guide
 
 
 def lazy_guide_pages(uri, pages, comment=None):
     """Lists the guide `pages` times over one connection, each show's channel loaded lazily
     (1 + 50 finds a page); the show query carries `comment` when given."""
-    connect(host=uri, alias=ME_ALIAS, uuidRepresentation="standard", maxPoolSize=1)
+    connect(host=uri, alias=ALIAS, uuidRepresentation="standard", maxPoolSize=1)
     try:
         for _ in range(pages):
-            shows = WinShow.objects
+            shows = LazyShow.objects
             if comment:
                 shows = shows.comment(comment)
             names = [show.channel.name for show in shows]
             assert len(names) == 50 and len(set(names)) == 20, names
     finally:
-        disconnect(alias=ME_ALIAS)
+        disconnect(alias=ALIAS)
 
 
 def check_guide_finding(f, dbname):

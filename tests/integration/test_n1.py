@@ -18,6 +18,7 @@ from mongoengine import Document, ReferenceField, StringField, connect, disconne
 import helpers
 from findings_util import (ADDR_RE, FINDING_KEYS, GAP_MS, ISO_RE, assert_no_values,
                            only_finding, tap_client)
+from lazy_scenario import seed_guide
 
 WAIT_S = 5  # bound on every poll of the admin API
 
@@ -88,15 +89,6 @@ class N1Show(Document):
     title = StringField(required=True)
     channel = ReferenceField(N1Channel)
     meta = {"collection": "show", "db_alias": ME_ALIAS, "auto_create_index": False}
-
-
-def seed_guide(seed, db):
-    channels = [ObjectId() for _ in range(20)]
-    seed[db].channel.insert_many([{"_id": c, "name": "Channel %02d" % i}
-                                  for i, c in enumerate(channels)])
-    seed[db].show.insert_many([{"_id": ObjectId(), "title": "Show %02d" % i,
-                                "channel": channels[i % 20]} for i in range(50)])
-    return channels
 
 
 def list_guide(uri, related):

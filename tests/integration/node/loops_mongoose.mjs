@@ -6,7 +6,7 @@
 //   repeat  Author.findById() the same author 6 times
 // Prints what it did as one JSON document.
 //   node loops_mongoose.mjs <mongodb-uri> save|update|bulk|count|repeat
-import mongoose from "mongoose";
+import { Author, Book, Review, mongoose } from "./mongoose_models.mjs";
 
 const MODES = ["save", "update", "bulk", "count", "repeat"];
 const [uri, mode] = process.argv.slice(2);
@@ -14,26 +14,6 @@ if (!uri || !MODES.includes(mode)) {
   console.error("usage: node loops_mongoose.mjs <mongodb-uri> " + MODES.join("|"));
   process.exit(2);
 }
-
-// The test server has no `create`, and indexes are not what this run is about.
-mongoose.set("autoCreate", false);
-mongoose.set("autoIndex", false);
-
-const Author = mongoose.model(
-  "Author",
-  new mongoose.Schema({ _id: Number, name: String }, { collection: "authors" }),
-);
-const Book = mongoose.model(
-  "Book",
-  new mongoose.Schema(
-    { _id: Number, title: String, views: Number, authorId: { type: Number, ref: "Author" } },
-    { collection: "books" },
-  ),
-);
-const Review = mongoose.model(
-  "Review",
-  new mongoose.Schema({ _id: Number, bookId: Number, stars: Number }, { collection: "reviews" }),
-);
 
 try {
   await mongoose.connect(uri, { appName: "mongotap-loops-mongoose", maxPoolSize: 1 });
