@@ -81,12 +81,14 @@ def assert_no_values(text_or_doc, values):
 
 
 def warn_lines_for(tap, f):
-    """mongotap's warn lines that name finding f: its type, its children's namespace and their
-    count as a word."""
+    """mongotap's warn lines that name finding f: its type, its parent's namespace (when it has
+    a parent), its children's namespace and their count as a word."""
     count_re = re.compile(r"\b%d\b" % f["children"]["count"])
+    names = [f["type"], namespace(f["children"])]
+    if f["parent"] is not None:
+        names.append(namespace(f["parent"]))
     return [line for line in tap.log_lines()
-            if WARN_RE.match(line) and f["type"] in line and namespace(f["children"]) in line
-            and count_re.search(line)]
+            if WARN_RE.match(line) and all(n in line for n in names) and count_re.search(line)]
 
 
 def assert_warn_lines(tap, findings, fixes, timeout=5):
@@ -94,7 +96,8 @@ def assert_warn_lines(tap, findings, fixes, timeout=5):
     child namespaces, the count, the field and the fix (one of the words in fixes)."""
     by_sig = {}
     for f in findings:
-        sig = (f["type"], namespace(f["children"]), f["children"]["count"])
+        sig = (f["type"], f["parent"] and namespace(f["parent"]), namespace(f["children"]),
+               f["children"]["count"])
         by_sig.setdefault(sig, []).append(f)
     for group in by_sig.values():
         f = group[0]
@@ -104,8 +107,6 @@ def assert_warn_lines(tap, findings, fixes, timeout=5):
                              warn_lines_for(tap, f), timeout=timeout)
         assert len(lines) == len(group), (lines, group)
         for line in lines:
-            if f["parent"] is not None:
-                assert namespace(f["parent"]) in line, (line, f["parent"])
             if f["field"] is not None:
                 assert f["field"] in line, (line, f["field"])
             assert any(fix in line for fix in fixes), (line, fixes)
