@@ -25,7 +25,7 @@ T = 5  # mongotap's default --n1-threshold
 
 class Blog:
     """Ids of a small blog seeded straight into jongodb: 10 users, 8 tags, 20 posts (author_id,
-    two or three tag ids in tags), 60 comments (post_id), 12 sessions (token)."""
+    two or three tag ids in tags), 60 comments (post_id), 12 logins (token)."""
 
     def __init__(self, seed, db):
         self.users = [ObjectId() for _ in range(10)]
@@ -44,7 +44,7 @@ class Blog:
         d.comment.insert_many([{"_id": ObjectId(), "post_id": self.posts[i % 20],
                                 "author": "user%d@example.com" % ((i * 3) % 10)}
                                for i in range(60)])
-        d.session.insert_many([{"_id": ObjectId(), "token": t} for t in self.tokens])
+        d.login.insert_many([{"_id": ObjectId(), "token": t} for t in self.tokens])
 
     def values(self):
         """Values that must never show up in a finding or a log line."""
@@ -330,12 +330,12 @@ def test_delete_one_by_key_without_a_read_is_a_medium_write_loop(mongotap, blog,
     tap = mongotap("--window-gap-ms", GAP_MS)
     with tap_client(tap, "loops-delete") as client:
         for t in blog.tokens:
-            assert client[dbname].session.delete_one({"token": t}).deleted_count == 1
+            assert client[dbname].login.delete_one({"token": t}).deleted_count == 1
     f = write_loop_finding(tap)
     assert f["parent"] is None, f
     c = f["children"]
     assert (c["collection"], c["command"], c["key"], c["count"]) == \
-        ("session", "delete", "token", 12), c
+        ("login", "delete", "token", 12), c
     assert (f["confidence"], f["field"]) == ("medium", None), f
     assert_reported(tap, [f], PY_WRITE_FIXES, blog.values())
 
@@ -343,15 +343,15 @@ def test_delete_one_by_key_without_a_read_is_a_medium_write_loop(mongotap, blog,
 def test_find_one_and_update_by_key_is_a_write_loop(mongotap, blog, dbname):
     tap = mongotap("--window-gap-ms", GAP_MS)
     with tap_client(tap, "loops-fam") as client:
-        sessions = list(client[dbname].session.find())
-        for s in sessions:
-            assert client[dbname].session.find_one_and_update({"token": s["token"]},
-                                                              {"$set": {"seen": True}})
+        logins = list(client[dbname].login.find())
+        for s in logins:
+            assert client[dbname].login.find_one_and_update({"token": s["token"]},
+                                                            {"$set": {"seen": True}})
     f = write_loop_finding(tap)
-    assert (f["parent"]["collection"], f["parent"]["docs_returned"]) == ("session", 12), f
+    assert (f["parent"]["collection"], f["parent"]["docs_returned"]) == ("login", 12), f
     c = f["children"]
     assert (c["collection"], c["command"], c["key"], c["count"]) == \
-        ("session", "findAndModify", "token", 12), c
+        ("login", "findAndModify", "token", 12), c
     assert (f["confidence"], f["field"]) == ("high", "token"), f
     assert_reported(tap, [f], PY_WRITE_FIXES, blog.values())
 
