@@ -74,8 +74,8 @@ def distinct(db, pid):
 # (per-row call, the command it sends, the children's shape, the sum over the 20 posts)
 COUNT_LOOPS = {
     "count_documents": (count_documents, "aggregate",
-                        [{"$match": {"post_id": "?"}}, {"$group": {"_id": "?", "n": {"$sum": "?"}}}],
-                        60),
+                        [{"$match": {"post_id": "?"}},
+                         {"$group": {"_id": "?", "n": {"$sum": "?"}}}], 60),
     "count": (legacy_count, "count", {"post_id": "?"}, 60),
     "distinct": (distinct, "distinct", {"post_id": "?"}, 20),  # each post's 3 comments: 1 author
 }

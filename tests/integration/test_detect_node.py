@@ -89,7 +89,8 @@ def test_write_loop(mongotap, seed, dbname, loop):
     assert (f["parent"]["collection"], f["parent"]["command"], f["parent"]["docs_returned"]) == \
         ("books", "find", 20), f["parent"]
     c = f["children"]
-    assert (c["collection"], c["command"], c["key"], c["count"]) == ("books", "update", "_id", 20), c
+    assert (c["collection"], c["command"], c["key"], c["count"]) == \
+        ("books", "update", "_id", 20), c
     assert shape(c) == {"q": {"_id": "?"}, "u": update}, c
     assert (f["confidence"], f["field"]) == ("high", "_id"), f
     assert "bulkWrite" in f["suggestion"], f["suggestion"]

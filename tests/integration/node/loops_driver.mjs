@@ -41,7 +41,9 @@ try {
       }
     } else {
       const r = await db.collection("books").bulkWrite(
-        books.map((b) => ({ updateOne: { filter: { _id: b._id }, update: { $inc: { views: 1 } } } })),
+        books.map((b) => ({
+          updateOne: { filter: { _id: b._id }, update: { $inc: { views: 1 } } },
+        })),
       );
       out.modified = r.modifiedCount;
     }

@@ -37,7 +37,9 @@ try {
       }
     } else if (mode === "bulk") {
       const r = await Book.bulkWrite(
-        books.map((b) => ({ updateOne: { filter: { _id: b._id }, update: { $inc: { views: 1 } } } })),
+        books.map((b) => ({
+          updateOne: { filter: { _id: b._id }, update: { $inc: { views: 1 } } },
+        })),
       );
       out.modified = r.modifiedCount;
     } else {
