@@ -3,6 +3,7 @@
  * listeners, the sessions, the admin endpoint and the stats timer.
  */
 #include <fcntl.h>
+#include <regex.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,7 @@ static struct {
     uv_timer_t tick;
     uv_signal_t sigint, sigterm;
     uv_file findings_fd;
+    regex_t redact_re; /* --redact-fields, when set */
     bool stopping;
     int exit_code;
 } app = {.findings_fd = -1};
@@ -176,6 +178,12 @@ static void signal_cb(uv_signal_t *sig, int signum)
     mt_proxy_drain(app.proxy, drained_cb, NULL);
 }
 
+/* --redact-fields: a field name the pattern matches anywhere in is user data. */
+static bool redact_cb(void *data, const char *name)
+{
+    return regexec(data, name, 0, NULL, 0) == 0;
+}
+
 static const char *env_lookup(const char *name)
 {
     return getenv(name);
@@ -219,6 +227,15 @@ static int run_proxy(int argc, char **argv)
     scfg.n1_threshold = app.cfg.n1_threshold;
     scfg.max_shapes = app.cfg.max_shapes;
     scfg.log_values = app.cfg.log_values;
+    if (app.cfg.redact_fields) {
+        /* cli checked that it compiles */
+        if (regcomp(&app.redact_re, app.cfg.redact_fields, REG_EXTENDED | REG_NOSUB) != 0) {
+            fprintf(stderr, "mongotap: --redact-fields: cannot compile %s\n",
+                    app.cfg.redact_fields);
+            return 1;
+        }
+        scfg.shape = (mt_shape_opts_t){redact_cb, &app.redact_re};
+    }
     scfg.on_finding = on_finding;
     app.stats = mt_stats_new(&scfg, uv_hrtime());
     app.proxy = app.stats ? mt_proxy_new(app.loop, &app.cfg, app.stats) : NULL;
