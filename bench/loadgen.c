@@ -95,7 +95,7 @@ struct lg_run {
     uint64_t measure_end;
     int32_t next_request_id;
     uint64_t next_shape; /* shapes mode: next field number */
-    uint64_t shape_end;
+    uint64_t unsent;     /* counted runs: requests still to send */
     int idle_announced;
     int load_started; /* all_settled() ran */
     uv_timer_t timer;
@@ -140,10 +140,13 @@ const char *lg_engine_str(lg_engine_t engine)
     return "unknown";
 }
 
-/* Modes that send --count requests rather than run for --seconds. */
-static int lg_counted(lg_mode_t mode)
+/* Runs that send --count requests rather than run for --seconds: the shape
+ * modes always, the others when --count is given (the allocation count and
+ * instruction profiles want an exact number of requests). */
+static int lg_counted(const lg_opts_t *o)
 {
-    return mode == LG_MODE_SHAPES || mode == LG_MODE_SAMESHAPE;
+    return o->mode == LG_MODE_SHAPES || o->mode == LG_MODE_SAMESHAPE ||
+           (o->count_given && o->mode != LG_MODE_IDLE);
 }
 
 static int parse_mode(const char *s, lg_mode_t *out)
@@ -345,7 +348,7 @@ static void maybe_all_done(lg_run_t *run)
         fprintf(stderr, "mt-loadgen: every connection failed (%s phase)\n",
                 lg_phase_str(run->phase));
         run_finish(run);
-    } else if (lg_counted(run->o->mode) && run->phase == LG_PHASE_MEASURE && run->resting == live) {
+    } else if (lg_counted(run->o) && run->phase == LG_PHASE_MEASURE && run->resting == live) {
         run_finish(run);
     } else if (run->o->mode == LG_MODE_IDLE && !run->idle_announced &&
                run->resting + run->dead == run->o->conns) {
@@ -400,6 +403,8 @@ static void conn_send(lg_conn_t *c)
     const bson_t *body = next_body(c);
     const uint8_t *data = bson_get_data(body);
     c->request_id = run->next_request_id++;
+    if (lg_counted(run->o))
+        run->unsent--;
     mt_bw_msg_prefix(c->prefix, body->len, c->request_id, 0);
     c->req_bytes = MT_BW_MSG_PREFIX_LEN + body->len;
     c->seq++;
@@ -445,7 +450,7 @@ static void conn_continue(lg_conn_t *c)
         maybe_all_done(run);
         return;
     }
-    if (lg_counted(run->o->mode) && run->next_shape >= run->shape_end) {
+    if (lg_counted(run->o) && run->unsent == 0) {
         conn_set_state(c, LG_CONN_RESTING);
         maybe_all_done(run);
         return;
@@ -561,9 +566,9 @@ static void timer_cb(uv_timer_t *t)
         enter_measure(run);
         return;
     }
-    if (lg_counted(run->o->mode)) {
+    if (lg_counted(run->o)) {
         fprintf(stderr, "mt-loadgen: time limit reached with %llu requests unsent\n",
-                (unsigned long long)(run->shape_end - run->next_shape));
+                (unsigned long long)run->unsent);
         run->res.errors++;
     }
     run_finish(run);
@@ -580,7 +585,7 @@ static void all_settled(lg_run_t *run)
             uv_timer_start(&run->timer, timer_cb, (uint64_t)(o->seconds * 1000.0 + 0.5), 0);
         return;
     }
-    if (lg_counted(o->mode) || o->warmup <= 0) {
+    if (lg_counted(o) || o->warmup <= 0) {
         enter_measure(run);
     } else {
         run->phase = LG_PHASE_WARMUP;
@@ -681,7 +686,7 @@ static int run_raw(const lg_opts_t *o, lg_result_t *res)
     run->loop = uv_default_loop();
     run->next_request_id = 1;
     run->next_shape = o->start;
-    run->shape_end = o->start + o->count;
+    run->unsent = o->count;
     run->conns = calloc((size_t)o->conns, sizeof(lg_conn_t));
     if (run->conns == NULL) {
         free(run);
@@ -781,7 +786,8 @@ static void usage(FILE *out)
         "  --seconds S     measured time (default 5); for shapes, sameshape and idle a time\n"
         "                  limit (default: none)\n"
         "  --warmup S      unmeasured time before it (default 1)\n"
-        "  --count N       shapes, sameshape: requests to send (default 100000)\n"
+        "  --count N       requests to send, then stop (no warm-up; shapes and sameshape:\n"
+        "                  default 100000; other modes: run for --seconds when not given)\n"
         "  --start N       shapes: number of the first field name f<N> (default 0)\n"
         "  --driver mongoc use libmongoc (one client and thread per connection; find1, find100)\n"
         "  --label NAME    name printed as \"target\" (default: the target address)\n"
@@ -915,6 +921,7 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "--count") == 0) {
             if (!parse_u64(a, v, &o.count))
                 return 2;
+            o.count_given = 1;
         } else if (strcmp(a, "--start") == 0) {
             if (!parse_u64(a, v, &o.start))
                 return 2;
@@ -929,9 +936,9 @@ int main(int argc, char **argv)
     }
     if (o.label == NULL)
         o.label = o.target;
-    if (!seconds_set && (lg_counted(o.mode) || o.mode == LG_MODE_IDLE))
+    if (!seconds_set && (lg_counted(&o) || o.mode == LG_MODE_IDLE))
         o.seconds = 0; /* no time limit unless asked */
-    if (o.seconds <= 0 && !lg_counted(o.mode) && o.mode != LG_MODE_IDLE) {
+    if (o.seconds <= 0 && !lg_counted(&o) && o.mode != LG_MODE_IDLE) {
         fprintf(stderr, "mt-loadgen: --seconds must be > 0 for mode %s\n", lg_mode_str(o.mode));
         return 2;
     }

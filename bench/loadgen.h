@@ -40,7 +40,8 @@ typedef struct {
     int conns;
     double seconds; /* measured time; for shapes/idle a time limit (0 = none) */
     double warmup;
-    uint64_t count; /* shapes, sameshape: requests to send */
+    uint64_t count; /* requests to send (shapes, sameshape, or any mode with count_given) */
+    int count_given;
     uint64_t start; /* shapes: first field number */
     int json;
 } lg_opts_t;
