@@ -8,6 +8,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include "bson.h"
+#include "hash.h"
+#include "utf8.h"
+
 /* Lower-cased command names and their kinds. */
 static const struct {
     const char *name;
@@ -55,92 +59,89 @@ bool mt_cmd_is_monitoring(const char *name, bool has_topology_version)
     return false;
 }
 
-/* ---- small BSON helpers ------------------------------------------------- */
+/* ---- reading as we validate ---------------------------------------------- */
 
-static bool is_number(const bson_iter_t *it)
+/*
+ * Each reader below walks its document once with the checking cursor
+ * (bson.h): what it reads it checks as it reads it, and whatever it steps
+ * over it hands to mt_bson_elem_check(), so that the document is validated
+ * in the same pass (msg.c leaves the body to us, MT_MSG_DEFER_BODY). String
+ * values are checked for UTF-8 only where a view hands one out (names,
+ * $db, comment, handshake metadata, codeName, cursor ns): those are shown
+ * or kept; the rest are never decoded.
+ */
+#define KEY_IS(e, lit)                                                                             \
+    ((e)->key_len == sizeof(lit) - 1 && memcmp((e)->key, lit, sizeof(lit) - 1) == 0)
+
+/* Levels a document nested under the body may still use: the body is depth 0. */
+#define BELOW_BODY (MT_BSON_MAX_DEPTH)
+
+static bool skip(const mt_bson_elem_t *e, unsigned depth)
 {
-    bson_type_t t = bson_iter_type(it);
-    return t == BSON_TYPE_INT32 || t == BSON_TYPE_INT64 || t == BSON_TYPE_DOUBLE;
+    return mt_bson_elem_check(e, depth, MT_BSON_CHECK_STRUCTURE);
 }
 
-/* Numeric value as int64; doubles out of range saturate instead of being UB. */
-static int64_t as_i64(const bson_iter_t *it)
+/* A string the view hands out: NULL when it is not a valid UTF-8 string;
+ * *bad is set when it is a string but not valid UTF-8. */
+static const char *shown_utf8(const mt_bson_elem_t *e, bool *bad)
 {
-    switch (bson_iter_type(it)) {
-    case BSON_TYPE_INT32:
-        return bson_iter_int32(it);
-    case BSON_TYPE_INT64:
-        return bson_iter_int64(it);
-    case BSON_TYPE_DOUBLE: {
-        double d = bson_iter_double(it);
-        if (!(d == d))
-            return 0;
-        if (d >= 9.2e18)
-            return INT64_MAX;
-        if (d <= -9.2e18)
-            return INT64_MIN;
-        return (int64_t)d;
+    uint32_t len;
+    const char *s = mt_bson_elem_utf8(e, &len);
+    if (s && !mt_utf8_valid((const uint8_t *)s, len)) {
+        *bad = true;
+        return NULL;
     }
-    case BSON_TYPE_BOOL:
-        return bson_iter_bool(it);
-    default:
-        return 0;
+    return s;
+}
+
+/* Elements of an array (or document), each validated, and the first one
+ * when it is a document. */
+static bool count_elems(const mt_bson_elem_t *arr, unsigned depth, uint32_t *n,
+                        const uint8_t **first_doc, uint32_t *first_len)
+{
+    mt_bson_iter_t it;
+    mt_bson_elem_t e;
+    mt_bson_step_t st;
+
+    *n = 0;
+    if (depth == 0 || !mt_bson_iter_init(&it, arr->value, arr->value_len))
+        return false;
+    while ((st = mt_bson_iter_next(&it, &e)) == MT_BSON_ELEM) {
+        if (!skip(&e, depth - 1))
+            return false;
+        if (*n == 0 && first_doc && e.type == BSON_TYPE_DOCUMENT) {
+            *first_doc = e.value;
+            *first_len = e.value_len;
+        }
+        (*n)++;
     }
+    return st == MT_BSON_END;
 }
 
-static int32_t as_i32(const bson_iter_t *it)
+/* The string at a.b in a document already validated, or NULL. */
+static const char *utf8_at(const uint8_t *doc, uint32_t len, const char *a, const char *b,
+                           bool *bad)
 {
-    int64_t v = as_i64(it);
-    if (v > INT32_MAX)
-        return INT32_MAX;
-    if (v < INT32_MIN)
-        return INT32_MIN;
-    return (int32_t)v;
+    mt_bson_elem_t sub, leaf;
+    if (!mt_bson_find(doc, len, a, &sub) || sub.type != BSON_TYPE_DOCUMENT ||
+        !mt_bson_find(sub.value, sub.value_len, b, &leaf))
+        return NULL;
+    return shown_utf8(&leaf, bad);
 }
 
-/* Raw bytes of the document or array under the iterator. */
-static void sub_bytes(const bson_iter_t *it, const uint8_t **data, uint32_t *len)
+static bool read_client(const mt_bson_elem_t *client, unsigned depth, mt_cmd_view_t *out)
 {
-    if (BSON_ITER_HOLDS_DOCUMENT(it))
-        bson_iter_document(it, len, data);
-    else
-        bson_iter_array(it, len, data);
-}
-
-/* Elements of an array (or document), and the first one when it is a document. */
-static uint32_t count_elems(const bson_iter_t *it, const uint8_t **first_doc, uint32_t *first_len)
-{
-    bson_iter_t child;
-    uint32_t n = 0;
-    if (!bson_iter_recurse(it, &child))
-        return 0;
-    while (bson_iter_next(&child)) {
-        if (n == 0 && first_doc && BSON_ITER_HOLDS_DOCUMENT(&child))
-            bson_iter_document(&child, first_len, first_doc);
-        n++;
-    }
-    return n;
-}
-
-static const char *utf8_at(const bson_iter_t *parent, const char *path)
-{
-    bson_iter_t it;
-    if (bson_iter_find_descendant((bson_iter_t *)parent, path, &it) && BSON_ITER_HOLDS_UTF8(&it))
-        return bson_iter_utf8(&it, NULL);
-    return NULL;
-}
-
-static void read_client(const bson_iter_t *client, mt_cmd_view_t *out)
-{
-    bson_iter_t it;
-    if (!bson_iter_recurse(client, &it))
-        return;
-    bson_iter_t start = it;
-    out->app_name = utf8_at(&start, "application.name");
-    start = it;
-    out->driver_name = utf8_at(&start, "driver.name");
-    start = it;
-    out->driver_version = utf8_at(&start, "driver.version");
+    bool bad = false;
+    if (!skip(client, depth))
+        return false;
+    if (client->type != BSON_TYPE_DOCUMENT)
+        return true;
+    const uint8_t *d = client->value;
+    uint32_t n = client->value_len;
+    out->app_name = utf8_at(d, n, "application", "name", &bad);
+    out->driver_name = utf8_at(d, n, "driver", "name", &bad);
+    out->driver_version = utf8_at(d, n, "driver", "version", &bad);
+    return !bad;
 }
 
 /* Copies at most cap - 1 bytes of src (cut as mt_cmd_name_len() does) into
@@ -176,94 +177,157 @@ static void cap_names(mt_cmd_view_t *out)
 
 /* ---- requests ----------------------------------------------------------- */
 
-/* One pass over the command's top-level keys; the first key names it. */
-static void read_command(mt_cmd_view_t *out)
+/* The parts of a read that make it the same question again. */
+static bool query_part(const mt_bson_elem_t *e)
 {
-    bson_iter_t it;
-    bool first = true;
+    switch (e->key[0]) {
+    case 'f':
+        return KEY_IS(e, "filter");
+    case 'p':
+        return KEY_IS(e, "pipeline") || KEY_IS(e, "projection");
+    case 'q':
+        return KEY_IS(e, "query");
+    case 'k':
+        return KEY_IS(e, "key");
+    case 's':
+        return KEY_IS(e, "sort") || KEY_IS(e, "skip");
+    case 'l':
+        return KEY_IS(e, "limit");
+    }
+    return false;
+}
 
-    bson_iter_init(&it, &out->body);
-    while (bson_iter_next(&it)) {
-        const char *key = bson_iter_key(&it);
+static void command_name(mt_cmd_view_t *out, const mt_bson_elem_t *e)
+{
+    copy_name(out->name, e->key, &out->names_truncated);
+    for (size_t i = 0; out->name[i]; i++) {
+        char c = out->name[i];
+        out->name_lower[i] = (char)(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
+    }
+    out->kind = kind_of(out->name_lower);
+}
+
+/* Where the shape comes from, by kind: the key holding it and whether it is
+ * an array. */
+static bool is_shape_key(mt_cmd_kind_t k, const mt_bson_elem_t *e)
+{
+    switch (k) {
+    case MT_CMD_FIND:
+        return e->type == BSON_TYPE_DOCUMENT && KEY_IS(e, "filter");
+    case MT_CMD_COUNT:
+    case MT_CMD_DISTINCT:
+    case MT_CMD_FIND_AND_MODIFY:
+        return e->type == BSON_TYPE_DOCUMENT && KEY_IS(e, "query");
+    case MT_CMD_AGGREGATE:
+        return e->type == BSON_TYPE_ARRAY && KEY_IS(e, "pipeline");
+    default:
+        return false;
+    }
+}
+
+/*
+ * One pass over the command document doc[0..len) (nested at most depth
+ * levels below it): the first key names it, the others are read or stepped
+ * over, and every element is validated on the way. The shape document is
+ * hashed (mt_shape_hash_doc) as it is validated, and the parts of a read
+ * that make a question are hashed into *query.
+ */
+static mt_msg_err_t read_command(mt_cmd_view_t *out, const uint8_t *doc, uint32_t len,
+                                 unsigned depth, mt_shape_hasher_t *shape, uint64_t *query)
+{
+    const mt_shape_opts_t *opts = shape->opts;
+    mt_bson_iter_t it;
+    mt_bson_elem_t e;
+    mt_bson_step_t st;
+    bool first = true, bad = false;
+
+    if (depth == 0 || !mt_bson_iter_init(&it, doc, len))
+        return MT_MSG_ERR_BSON;
+    while ((st = mt_bson_iter_next(&it, &e)) == MT_BSON_ELEM) {
+        mt_cmd_kind_t k = out->kind;
+        bool ok = true, checked = false; /* checked: e's contents were validated here */
+        if (query_part(&e)) {
+            *query = mt_hash_str(*query, e.key);
+            *query = mt_hash_bytes(*query, e.value, e.value_len);
+        }
         if (first) {
             first = false;
-            copy_name(out->name, key, &out->names_truncated);
-            for (size_t i = 0; out->name[i]; i++) {
-                char c = out->name[i];
-                out->name_lower[i] = (char)(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
+            command_name(out, &e);
+            const char *coll = shown_utf8(&e, &bad);
+            if (coll)
+                out->collection = coll;
+            if (out->kind == MT_CMD_GETMORE && mt_bson_elem_is_number(&e))
+                out->cursor_id = mt_bson_elem_int64(&e, NULL);
+        } else if (is_shape_key(k, &e)) {
+            /* a repeated key: the last one is the shape, as it is rendered */
+            mt_shape_hasher_init(shape, opts);
+            ok = mt_shape_hash_doc(shape, e.value, e.value_len, e.type == BSON_TYPE_ARRAY,
+                                   depth - 1);
+            checked = true;
+            out->shape_doc = e.value;
+            out->shape_doc_len = e.value_len;
+        } else if (KEY_IS(&e, "$db")) {
+            const char *db = shown_utf8(&e, &bad);
+            if (db)
+                out->db = db;
+        } else if (KEY_IS(&e, "collection")) {
+            const char *coll = k == MT_CMD_GETMORE ? shown_utf8(&e, &bad) : NULL;
+            if (coll)
+                out->collection = coll;
+        } else if ((KEY_IS(&e, "documents") && k == MT_CMD_INSERT) ||
+                   (KEY_IS(&e, "updates") && k == MT_CMD_UPDATE) ||
+                   (KEY_IS(&e, "deletes") && k == MT_CMD_DELETE)) {
+            if (e.type == BSON_TYPE_ARRAY) {
+                uint32_t n;
+                ok = count_elems(&e, depth, &n, k == MT_CMD_INSERT ? NULL : &out->shape_doc,
+                                 &out->shape_doc_len);
+                checked = true;
+                out->statements += n;
             }
-            out->kind = kind_of(out->name_lower);
-            if (BSON_ITER_HOLDS_UTF8(&it))
-                out->collection = bson_iter_utf8(&it, NULL);
-            if (out->kind == MT_CMD_GETMORE && is_number(&it))
-                out->cursor_id = as_i64(&it);
-            continue;
-        }
-        mt_cmd_kind_t k = out->kind;
-        /* most keys (lsid, $clusterTime, ...) are none of ours: one cheap test */
-        if (!strchr("$cfqpdulsbt", key[0]) || key[0] == '\0')
-            continue;
-        if (strcmp(key, "$db") == 0) {
-            if (BSON_ITER_HOLDS_UTF8(&it))
-                out->db = bson_iter_utf8(&it, NULL);
-        } else if (strcmp(key, "collection") == 0) {
-            if (k == MT_CMD_GETMORE && BSON_ITER_HOLDS_UTF8(&it))
-                out->collection = bson_iter_utf8(&it, NULL);
-        } else if (strcmp(key, "filter") == 0) {
-            if (k == MT_CMD_FIND && BSON_ITER_HOLDS_DOCUMENT(&it))
-                sub_bytes(&it, &out->shape_doc, &out->shape_doc_len);
-        } else if (strcmp(key, "query") == 0) {
-            if ((k == MT_CMD_COUNT || k == MT_CMD_DISTINCT || k == MT_CMD_FIND_AND_MODIFY) &&
-                BSON_ITER_HOLDS_DOCUMENT(&it))
-                sub_bytes(&it, &out->shape_doc, &out->shape_doc_len);
-        } else if (strcmp(key, "pipeline") == 0) {
-            if (k == MT_CMD_AGGREGATE && BSON_ITER_HOLDS_ARRAY(&it)) {
-                sub_bytes(&it, &out->shape_doc, &out->shape_doc_len);
-                out->shape_doc_is_array = true;
-            }
-        } else if (strcmp(key, "documents") == 0) {
-            if (k == MT_CMD_INSERT && BSON_ITER_HOLDS_ARRAY(&it))
-                out->statements += count_elems(&it, NULL, NULL);
-        } else if (strcmp(key, "updates") == 0 || strcmp(key, "deletes") == 0) {
-            bool mine =
-                (k == MT_CMD_UPDATE && key[0] == 'u') || (k == MT_CMD_DELETE && key[0] == 'd');
-            if (mine && BSON_ITER_HOLDS_ARRAY(&it))
-                out->statements += count_elems(&it, &out->shape_doc, &out->shape_doc_len);
-        } else if (strcmp(key, "limit") == 0) {
-            if (is_number(&it)) {
+        } else if (KEY_IS(&e, "limit")) {
+            if (mt_bson_elem_is_number(&e)) {
                 out->has_limit = true;
-                out->limit = as_i64(&it);
+                out->limit = mt_bson_elem_int64(&e, NULL);
             }
-        } else if (strcmp(key, "singleBatch") == 0) {
-            if (BSON_ITER_HOLDS_BOOL(&it))
-                out->single_batch = bson_iter_bool(&it);
-        } else if (strcmp(key, "batchSize") == 0) {
-            if (is_number(&it)) {
+        } else if (KEY_IS(&e, "singleBatch")) {
+            if (e.type == BSON_TYPE_BOOL)
+                out->single_batch = e.value[0] != 0;
+        } else if (KEY_IS(&e, "batchSize")) {
+            if (mt_bson_elem_is_number(&e)) {
                 out->has_batch_size = true;
-                out->batch_size = as_i64(&it);
+                out->batch_size = mt_bson_elem_int64(&e, NULL);
             }
-        } else if (strcmp(key, "cursor") == 0) {
-            bson_iter_t c;
-            if (k == MT_CMD_AGGREGATE && BSON_ITER_HOLDS_DOCUMENT(&it) &&
-                bson_iter_recurse(&it, &c) && bson_iter_find(&c, "batchSize") && is_number(&c)) {
+        } else if (KEY_IS(&e, "cursor")) {
+            mt_bson_elem_t bs;
+            ok = checked = skip(&e, depth);
+            if (ok && k == MT_CMD_AGGREGATE && e.type == BSON_TYPE_DOCUMENT &&
+                mt_bson_find(e.value, e.value_len, "batchSize", &bs) &&
+                mt_bson_elem_is_number(&bs)) {
                 out->has_batch_size = true;
-                out->batch_size = as_i64(&c);
+                out->batch_size = mt_bson_elem_int64(&bs, NULL);
             }
-        } else if (strcmp(key, "comment") == 0) {
-            if (BSON_ITER_HOLDS_UTF8(&it))
-                out->comment = bson_iter_utf8(&it, NULL);
-        } else if (strcmp(key, "cursors") == 0) {
-            bson_iter_t c;
-            if (k == MT_CMD_KILL_CURSORS && BSON_ITER_HOLDS_ARRAY(&it) &&
-                bson_iter_recurse(&it, &c) && bson_iter_next(&c) && is_number(&c))
-                out->cursor_id = as_i64(&c);
-        } else if (strcmp(key, "client") == 0) {
-            if (BSON_ITER_HOLDS_DOCUMENT(&it))
-                read_client(&it, out);
-        } else if (strcmp(key, "topologyVersion") == 0) {
+        } else if (KEY_IS(&e, "comment")) {
+            out->comment = shown_utf8(&e, &bad);
+        } else if (KEY_IS(&e, "cursors")) {
+            mt_bson_iter_t c;
+            mt_bson_elem_t id;
+            ok = checked = skip(&e, depth);
+            if (ok && k == MT_CMD_KILL_CURSORS && e.type == BSON_TYPE_ARRAY &&
+                mt_bson_iter_init(&c, e.value, e.value_len) &&
+                mt_bson_iter_next(&c, &id) == MT_BSON_ELEM && mt_bson_elem_is_number(&id))
+                out->cursor_id = mt_bson_elem_int64(&id, NULL);
+        } else if (KEY_IS(&e, "client")) {
+            ok = read_client(&e, depth, out);
+            checked = true;
+        } else if (KEY_IS(&e, "topologyVersion")) {
             out->has_topology_version = true;
         }
+        if (ok && !checked)
+            ok = skip(&e, depth);
+        if (!ok || bad)
+            return MT_MSG_ERR_BSON;
     }
+    return st == MT_BSON_END ? MT_MSG_OK : MT_MSG_ERR_BSON;
 }
 
 /* Kind-1 sections: insert documents, update/delete statements. */
@@ -306,12 +370,15 @@ static mt_cmd_shape_src_t shape_src_of(mt_cmd_kind_t kind)
     }
 }
 
-/* Finds a top-level key whose value is a document ("$query" wrapping). */
-static bool find_subdoc(const bson_t *doc, const char *key, const uint8_t **data, uint32_t *len)
+/* A top-level key whose value is a document ("$query" wrapping), in a
+ * document already validated. */
+static bool find_subdoc(const uint8_t *doc, uint32_t len, const char *key, const uint8_t **data,
+                        uint32_t *sub_len)
 {
-    bson_iter_t it;
-    if (bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_DOCUMENT(&it)) {
-        bson_iter_document(&it, len, data);
+    mt_bson_elem_t e;
+    if (mt_bson_find(doc, len, key, &e) && e.type == BSON_TYPE_DOCUMENT) {
+        *data = e.value;
+        *sub_len = e.value_len;
         return true;
     }
     return false;
@@ -320,28 +387,34 @@ static bool find_subdoc(const bson_t *doc, const char *key, const uint8_t **data
 /*
  * A legacy OP_QUERY on a collection (not "db.$cmd") is a find: its query,
  * or the "$query"/"query" inside it, is the filter; numberToReturn < 0 or 1
- * is a limit, larger values are a batch size.
+ * is a limit, larger values are a batch size. The query was validated whole
+ * (a legacy find is rare: it is read twice).
  */
-static void read_legacy_find(const mt_msg_t *msg, const char *coll, mt_cmd_view_t *out)
+static mt_msg_err_t read_legacy_find(const mt_msg_t *msg, const char *coll,
+                                     mt_shape_hasher_t *shape, mt_cmd_view_t *out)
 {
-    const uint8_t *f = NULL;
-    uint32_t flen = 0;
+    const uint8_t *f = NULL, *doc = msg->body;
+    uint32_t flen = 0, len = (uint32_t)msg->body_len;
+    mt_bson_elem_t e;
+    bool bad = false;
 
     copy_name(out->name, "find", NULL);
     copy_name(out->name_lower, "find", NULL);
     out->kind = MT_CMD_FIND;
     out->collection = coll;
-    if (find_subdoc(&out->body, "$query", &f, &flen) ||
-        find_subdoc(&out->body, "query", &f, &flen)) {
+    if (find_subdoc(doc, len, "$query", &f, &flen) || find_subdoc(doc, len, "query", &f, &flen)) {
         out->shape_doc = f;
         out->shape_doc_len = flen;
     } else {
-        out->shape_doc = msg->body;
-        out->shape_doc_len = (uint32_t)msg->body_len;
+        out->shape_doc = doc;
+        out->shape_doc_len = len;
     }
-    bson_iter_t it;
-    if (bson_iter_init_find(&it, &out->body, "$comment") && BSON_ITER_HOLDS_UTF8(&it))
-        out->comment = bson_iter_utf8(&it, NULL);
+    if (!mt_shape_hash_doc(shape, out->shape_doc, out->shape_doc_len, false, MT_BSON_MAX_DEPTH))
+        return MT_MSG_ERR_BSON;
+    if (mt_bson_find(doc, len, "$comment", &e))
+        out->comment = shown_utf8(&e, &bad);
+    if (bad)
+        return MT_MSG_ERR_BSON;
 
     int32_t ntr = msg->number_to_return;
     if (ntr < 0) {
@@ -355,13 +428,18 @@ static void read_legacy_find(const mt_msg_t *msg, const char *coll, mt_cmd_view_
         out->has_batch_size = true;
         out->batch_size = ntr;
     }
+    return MT_MSG_OK;
 }
 
-mt_msg_err_t mt_cmd_request(const mt_msg_t *msg, mt_cmd_view_t *out)
+mt_msg_err_t mt_cmd_request(const mt_msg_t *msg, const mt_shape_opts_t *shape_opts,
+                            mt_cmd_view_t *out)
 {
     const uint8_t *doc = msg->body;
     uint32_t doc_len = (uint32_t)msg->body_len;
     const char *legacy_coll = NULL;
+    mt_shape_hasher_t shape;
+    uint64_t query = MT_HASH_SEED;
+    mt_msg_err_t err;
 
     memset(out, 0, sizeof(*out));
     out->request_id = msg->hdr.request_id;
@@ -370,6 +448,7 @@ mt_msg_err_t mt_cmd_request(const mt_msg_t *msg, mt_cmd_view_t *out)
     out->partial = msg->partial;
     out->db = "";
     out->collection = "";
+    mt_shape_hasher_init(&shape, shape_opts);
 
     if (msg->opcode == MT_OP_MSG) {
         out->more_to_come = (msg->flags & MT_MSG_FLAG_MORE_TO_COME) != 0;
@@ -377,6 +456,8 @@ mt_msg_err_t mt_cmd_request(const mt_msg_t *msg, mt_cmd_view_t *out)
     } else if (msg->opcode == MT_OP_QUERY) {
         out->exhaust_allowed = (msg->query_flags & MT_MSG_QUERY_FLAG_EXHAUST) != 0;
         const char *ns = msg->full_collection ? msg->full_collection : "";
+        if (!mt_utf8_valid((const uint8_t *)ns, strlen(ns)))
+            return MT_MSG_ERR_BSON; /* the database is shown */
         const char *dot = strchr(ns, '.');
         size_t dlen = dot ? (size_t)(dot - ns) : strlen(ns);
         if (dlen > MT_CMD_DB_MAX) {
@@ -398,28 +479,53 @@ mt_msg_err_t mt_cmd_request(const mt_msg_t *msg, mt_cmd_view_t *out)
     if (!bson_init_static(&out->body, doc, doc_len))
         return MT_MSG_ERR_BSON;
 
+    if (msg->opcode == MT_OP_QUERY) {
+        /* legacy queries are read in more than one pass: validate first */
+        if (!mt_bson_validate(doc, doc_len, MT_BSON_MAX_DEPTH, MT_BSON_CHECK_STRUCTURE))
+            return MT_MSG_ERR_BSON;
+    }
     if (legacy_coll) {
-        read_legacy_find(msg, legacy_coll, out);
+        if ((err = read_legacy_find(msg, legacy_coll, &shape, out)) != MT_MSG_OK)
+            return err;
         out->shape_src = MT_CMD_SHAPE_FILTER;
+        out->shape_id = mt_shape_id(&shape, out);
+        out->query_hash = mt_hash_finish(query);
         cap_names(out);
         return MT_MSG_OK;
     }
+    unsigned depth = MT_BSON_MAX_DEPTH;
     if (msg->opcode == MT_OP_QUERY) {
         /* Wrapped command: {$query: {<command>}, $readPreference: ...} */
         const uint8_t *inner;
         uint32_t inner_len;
-        if (find_subdoc(&out->body, "$query", &inner, &inner_len) &&
-            !bson_init_static(&out->body, inner, inner_len))
-            return MT_MSG_ERR_BSON;
+        if (find_subdoc(doc, doc_len, "$query", &inner, &inner_len)) {
+            if (!bson_init_static(&out->body, inner, inner_len))
+                return MT_MSG_ERR_BSON;
+            doc = inner;
+            doc_len = inner_len;
+            depth--;
+        }
     }
-    if (bson_empty(&out->body))
-        return MT_MSG_ERR_SECTION;
+    if (doc_len == 5)
+        return MT_MSG_ERR_SECTION; /* no command name */
 
-    read_command(out);
+    if ((err = read_command(out, doc, doc_len, depth, &shape, &query)) != MT_MSG_OK)
+        return err;
     cap_names(out);
     read_sequences(msg, out);
     out->shape_src = shape_src_of(out->kind);
     out->shape_doc_is_array = out->shape_doc && out->shape_src == MT_CMD_SHAPE_PIPELINE;
+    if (out->shape_src == MT_CMD_SHAPE_UPDATES || out->shape_src == MT_CMD_SHAPE_DELETES) {
+        mt_shape_hasher_init(&shape, shape_opts);
+        if (out->shape_doc && !mt_shape_hash_statement(&shape, out))
+            return MT_MSG_ERR_BSON;
+    }
+    if (!out->shape_doc || out->shape_src == MT_CMD_SHAPE_NONE) {
+        mt_shape_hasher_init(&shape, shape_opts);
+        mt_shape_hash_empty(&shape);
+    }
+    out->shape_id = mt_shape_id(&shape, out);
+    out->query_hash = mt_hash_finish(query);
     /* same answer as mt_cmd_is_monitoring(), without matching the name again */
     out->monitoring = out->has_topology_version || out->kind >= MT_CMD_HELLO;
     return MT_MSG_OK;
@@ -429,27 +535,62 @@ mt_msg_err_t mt_cmd_request(const mt_msg_t *msg, mt_cmd_view_t *out)
 
 static const uint8_t empty_doc[5] = {5, 0, 0, 0, 0};
 
-static void read_cursor(const bson_iter_t *cursor, mt_reply_view_t *out)
+static double elem_double(const mt_bson_elem_t *e)
 {
-    bson_iter_t it;
-    if (!bson_iter_recurse(cursor, &it))
-        return;
-    out->has_cursor = true;
-    while (bson_iter_next(&it)) {
-        const char *key = bson_iter_key(&it);
-        if (strcmp(key, "id") == 0) {
-            if (is_number(&it))
-                out->cursor_id = as_i64(&it);
-        } else if (strcmp(key, "ns") == 0) {
-            if (BSON_ITER_HOLDS_UTF8(&it))
-                out->ns = bson_iter_utf8(&it, NULL);
-        } else if (strcmp(key, "firstBatch") == 0 || strcmp(key, "nextBatch") == 0) {
-            if (BSON_ITER_HOLDS_ARRAY(&it)) {
-                bson_iter_array(&it, &out->batch_len, &out->batch);
-                out->docs = (int32_t)count_elems(&it, NULL, NULL);
-            }
-        }
+    if (e->type == BSON_TYPE_DOUBLE) {
+        double d;
+        uint64_t u = (uint64_t)mt_wire_le32(e->value) | (uint64_t)mt_wire_le32(e->value + 4) << 32;
+        memcpy(&d, &u, sizeof d);
+        return d;
     }
+    return (double)mt_bson_elem_int64(e, NULL);
+}
+
+static int32_t elem_i32(const mt_bson_elem_t *e)
+{
+    int64_t v = mt_bson_elem_int64(e, NULL);
+    if (v > INT32_MAX)
+        return INT32_MAX;
+    if (v < INT32_MIN)
+        return INT32_MIN;
+    return (int32_t)v;
+}
+
+/* cursor: {id, ns, firstBatch | nextBatch}, held by the reply document
+ * (depth: levels below it). */
+static bool read_cursor(const mt_bson_elem_t *cursor, unsigned depth, mt_reply_view_t *out)
+{
+    mt_bson_iter_t it;
+    mt_bson_elem_t e;
+    mt_bson_step_t st;
+    bool bad = false;
+
+    if (depth == 0 || !mt_bson_iter_init(&it, cursor->value, cursor->value_len))
+        return false;
+    depth--;
+    out->has_cursor = true;
+    while ((st = mt_bson_iter_next(&it, &e)) == MT_BSON_ELEM) {
+        bool ok;
+        if (KEY_IS(&e, "id") && mt_bson_elem_is_number(&e)) {
+            out->cursor_id = mt_bson_elem_int64(&e, NULL);
+            ok = true;
+        } else if (KEY_IS(&e, "ns")) {
+            out->ns = shown_utf8(&e, &bad);
+            ok = skip(&e, depth);
+        } else if ((KEY_IS(&e, "firstBatch") || KEY_IS(&e, "nextBatch")) &&
+                   e.type == BSON_TYPE_ARRAY) {
+            uint32_t n;
+            out->batch = e.value;
+            out->batch_len = e.value_len;
+            ok = count_elems(&e, depth, &n, NULL, NULL);
+            out->docs = (int32_t)n;
+        } else {
+            ok = skip(&e, depth);
+        }
+        if (!ok || bad)
+            return false;
+    }
+    return st == MT_BSON_END;
 }
 
 mt_msg_err_t mt_cmd_reply(const mt_msg_t *msg, mt_reply_view_t *out)
@@ -488,36 +629,48 @@ mt_msg_err_t mt_cmd_reply(const mt_msg_t *msg, mt_reply_view_t *out)
     if (!bson_init_static(&out->body, doc, doc_len))
         return MT_MSG_ERR_BSON;
 
-    bool has_ok = false;
-    bson_iter_t it;
-    bson_iter_init(&it, &out->body);
-    while (bson_iter_next(&it)) {
-        const char *key = bson_iter_key(&it);
-        if (strcmp(key, "ok") == 0) {
+    /* one pass: read and validated together (the body was left to us) */
+    bool has_ok = false, bad = false;
+    unsigned depth = MT_BSON_MAX_DEPTH;
+    mt_bson_iter_t it;
+    mt_bson_elem_t e;
+    mt_bson_step_t st;
+    if (!mt_bson_iter_init(&it, doc, doc_len))
+        return MT_MSG_ERR_BSON;
+    while ((st = mt_bson_iter_next(&it, &e)) == MT_BSON_ELEM) {
+        bool ok = true, checked = false;
+        if (KEY_IS(&e, "ok")) {
             has_ok = true;
-            if (is_number(&it))
-                out->ok = bson_iter_as_double(&it) == 1.0;
-            else if (BSON_ITER_HOLDS_BOOL(&it))
-                out->ok = bson_iter_bool(&it);
-        } else if (strcmp(key, "code") == 0) {
-            if (is_number(&it))
-                out->code = as_i32(&it);
-        } else if (strcmp(key, "codeName") == 0) {
-            if (BSON_ITER_HOLDS_UTF8(&it))
-                out->code_name = bson_iter_utf8(&it, NULL);
-        } else if (strcmp(key, "cursor") == 0) {
-            if (BSON_ITER_HOLDS_DOCUMENT(&it))
-                read_cursor(&it, out);
-        } else if (strcmp(key, "n") == 0) {
-            if (is_number(&it)) {
+            if (mt_bson_elem_is_number(&e))
+                out->ok = elem_double(&e) == 1.0;
+            else if (e.type == BSON_TYPE_BOOL)
+                out->ok = e.value[0] != 0;
+        } else if (KEY_IS(&e, "code")) {
+            if (mt_bson_elem_is_number(&e))
+                out->code = elem_i32(&e);
+        } else if (KEY_IS(&e, "codeName")) {
+            out->code_name = shown_utf8(&e, &bad);
+        } else if (KEY_IS(&e, "cursor") && e.type == BSON_TYPE_DOCUMENT) {
+            ok = read_cursor(&e, depth, out);
+            checked = true;
+        } else if (KEY_IS(&e, "n")) {
+            if (mt_bson_elem_is_number(&e)) {
                 out->has_n = true;
-                out->n = as_i64(&it);
+                out->n = mt_bson_elem_int64(&e, NULL);
             }
-        } else if (strcmp(key, "writeErrors") == 0) {
-            if (BSON_ITER_HOLDS_ARRAY(&it))
-                out->write_errors = (int32_t)count_elems(&it, NULL, NULL);
+        } else if (KEY_IS(&e, "writeErrors") && e.type == BSON_TYPE_ARRAY) {
+            uint32_t n;
+            ok = count_elems(&e, depth, &n, NULL, NULL);
+            checked = true;
+            out->write_errors = (int32_t)n;
         }
+        if (ok && !checked)
+            ok = skip(&e, depth);
+        if (!ok || bad)
+            return MT_MSG_ERR_BSON;
     }
+    if (st != MT_BSON_END)
+        return MT_MSG_ERR_BSON;
 
     if (msg->opcode == MT_OP_REPLY) {
         /* Legacy query results carry documents, not a command reply: no "ok"

@@ -13,7 +13,7 @@
 #include <zlib.h>
 #include <zstd.h>
 
-#include "utf8.h"
+#include "bson.h"
 
 const char *mt_msg_err_str(mt_msg_err_t err)
 {
@@ -136,186 +136,31 @@ uint32_t mt_msg_crc32c(const uint8_t *buf, size_t len)
 
 /* ---- BSON validation ---------------------------------------------------- */
 
-/* A BSON string value at p with room bytes before the enclosing terminator:
- * int32 length (>= 1, counting the NUL), bytes, NUL. Returns its size or 0. */
-static size_t bson_string_size(const uint8_t *p, size_t room)
-{
-    if (room < 5)
-        return 0;
-    uint32_t l = mt_wire_le32(p);
-    if (l < 1 || l > room - 4 || p[4 + l - 1] != 0)
-        return 0;
-    if (!mt_utf8_valid(p + 4, l - 1))
-        return 0;
-    return 4 + (size_t)l;
-}
-
-/* A key or regex part: bytes up to a NUL within room, valid UTF-8. Keys are
- * short, so one loop finds the NUL and notices non-ASCII bytes at once. */
-static size_t bson_cstring_size(const uint8_t *p, size_t room)
-{
-    uint8_t high = 0;
-    for (size_t i = 0; i < room; i++) {
-        if (p[i] == 0) {
-            if (high & 0x80u && !mt_utf8_valid(p, i))
-                return 0;
-            return i + 1;
-        }
-        high |= p[i];
-    }
-    return 0;
-}
-
-/*
- * Walks a document element by element without recursion: ends[d] is the
- * offset of the terminating NUL of the document open at depth d. It checks
- * everything libbson's bson_validate() checks (lengths, terminators, types,
- * key UTF-8, bool values, old binary lengths) and what that one does not:
- * nesting depth (bson_validate recurses and overflows the stack on deep
- * documents) and UTF-8 of string values (libbson 1.23 skips it). The fuzz
- * target and the unit tests check it never accepts what bson_validate refuses.
- */
-static bool bson_walk(const uint8_t *doc, uint32_t len)
-{
-    uint32_t ends[MT_MSG_MAX_DEPTH + 1];
-    int depth = 0;
-    uint32_t pos = 4;
-
-    ends[0] = len - 1;
-    if (doc[len - 1] != 0)
-        return false;
-
-    for (;;) {
-        uint32_t end = ends[depth];
-        if (pos == end) {
-            pos++;
-            if (depth == 0)
-                return true;
-            depth--;
-            continue;
-        }
-        uint8_t type = doc[pos++];
-        size_t klen = bson_cstring_size(doc + pos, end - pos);
-        if (klen == 0)
-            return false;
-        pos += (uint32_t)klen;
-        size_t room = end - pos;
-        const uint8_t *v = doc + pos;
-        size_t size;
-
-        switch (type) {
-        case BSON_TYPE_DOUBLE:
-        case BSON_TYPE_DATE_TIME:
-        case BSON_TYPE_TIMESTAMP:
-        case BSON_TYPE_INT64:
-            size = 8;
-            break;
-        case BSON_TYPE_INT32:
-            size = 4;
-            break;
-        case BSON_TYPE_BOOL:
-            if (room < 1 || v[0] > 1)
-                return false;
-            size = 1;
-            break;
-        case BSON_TYPE_OID:
-            size = 12;
-            break;
-        case BSON_TYPE_DECIMAL128:
-            size = 16;
-            break;
-        case BSON_TYPE_UNDEFINED:
-        case BSON_TYPE_NULL:
-        case BSON_TYPE_MINKEY:
-        case BSON_TYPE_MAXKEY:
-            size = 0;
-            break;
-        case BSON_TYPE_UTF8:
-        case BSON_TYPE_CODE:
-        case BSON_TYPE_SYMBOL:
-            size = bson_string_size(v, room);
-            if (size == 0)
-                return false;
-            break;
-        case BSON_TYPE_BINARY: {
-            if (room < 5)
-                return false;
-            uint32_t l = mt_wire_le32(v);
-            if (l > room - 5)
-                return false;
-            /* the old binary subtype repeats the length inside */
-            if (v[4] == BSON_SUBTYPE_BINARY_DEPRECATED && (l < 4 || mt_wire_le32(v + 5) != l - 4))
-                return false;
-            size = 5 + (size_t)l;
-            break;
-        }
-        case BSON_TYPE_REGEX: {
-            size_t a = bson_cstring_size(v, room);
-            if (a == 0)
-                return false;
-            size_t b = bson_cstring_size(v + a, room - a);
-            if (b == 0)
-                return false;
-            size = a + b;
-            break;
-        }
-        case BSON_TYPE_DBPOINTER: {
-            size_t a = bson_string_size(v, room);
-            if (a == 0 || room - a < 12)
-                return false;
-            size = a + 12;
-            break;
-        }
-        case BSON_TYPE_DOCUMENT:
-        case BSON_TYPE_ARRAY: {
-            if (room < 5)
-                return false;
-            uint32_t l = mt_wire_le32(v);
-            if (l < 5 || l > room || v[l - 1] != 0 || depth == MT_MSG_MAX_DEPTH)
-                return false;
-            ends[++depth] = pos + l - 1;
-            pos += 4;
-            continue;
-        }
-        case BSON_TYPE_CODEWSCOPE: {
-            /* int32 total, string code, document scope; the scope ends the element */
-            if (room < 14)
-                return false;
-            uint32_t total = mt_wire_le32(v);
-            if (total < 14 || total > room)
-                return false;
-            size_t code = bson_string_size(v + 4, total - 4);
-            if (code == 0 || total - 4 - code < 5)
-                return false;
-            const uint8_t *scope = v + 4 + code;
-            uint32_t l = mt_wire_le32(scope);
-            if (l != total - 4 - code || scope[l - 1] != 0 || depth == MT_MSG_MAX_DEPTH)
-                return false;
-            pos += (uint32_t)(4 + code);
-            ends[++depth] = pos + l - 1;
-            pos += 4;
-            continue;
-        }
-        default:
-            return false;
-        }
-        if (size > room)
-            return false;
-        pos += (uint32_t)size;
-    }
-}
-
-mt_msg_err_t mt_msg_validate_bson(const uint8_t *doc, size_t avail, uint32_t *doc_len)
+/* A document at doc with avail bytes before the end of its container. */
+static mt_msg_err_t validate_doc(const uint8_t *doc, size_t avail, mt_bson_check_t check,
+                                 uint32_t *doc_len)
 {
     if (avail < 4)
         return MT_MSG_ERR_TRUNCATED;
     uint32_t len = mt_wire_le32(doc);
     if (len > avail)
         return MT_MSG_ERR_TRUNCATED;
-    if (len < 5 || len > INT32_MAX || !bson_walk(doc, len))
+    if (len < 5 || len > INT32_MAX || !mt_bson_validate(doc, len, MT_BSON_MAX_DEPTH, check))
         return MT_MSG_ERR_BSON;
     *doc_len = len;
     return MT_MSG_OK;
+}
+
+mt_msg_err_t mt_msg_validate_bson(const uint8_t *doc, size_t avail, uint32_t *doc_len)
+{
+    return validate_doc(doc, avail, MT_BSON_CHECK_UTF8, doc_len);
+}
+
+/* What the decoders check of every document: the structure. String values
+ * are the readers' to check where they show them (command.c). */
+static mt_msg_err_t take_doc(const uint8_t *doc, size_t avail, uint32_t *doc_len)
+{
+    return validate_doc(doc, avail, MT_BSON_CHECK_STRUCTURE, doc_len);
 }
 
 /* ---- the bytes a decoder reads ------------------------------------------ */
@@ -351,7 +196,8 @@ typedef struct {
     size_t have;  /* bytes of msg that can be read */
     size_t limit; /* have never grows past this */
     inflater_t *inf;
-    bool cut; /* a unit did not fit under the limit */
+    bool cut;        /* a unit did not fit under the limit */
+    bool defer_body; /* MT_MSG_DEFER_BODY */
 } span_t;
 
 static mt_msg_err_t inflate_to(span_t *s, size_t end)
@@ -510,7 +356,27 @@ static mt_msg_err_t span_need_cstring(span_t *s, const uint8_t *pos, size_t left
  *   uint32 flagBits | section* | [uint32 CRC-32C of all preceding bytes]
  *   section = 0x00 document  |  0x01 int32 size, cstring identifier, document*
  */
-/* The body document at *pos: read in, validated, put in the view, stepped
+/* The body document at pos with left bytes before the end of its
+ * container: validated, or with MT_MSG_DEFER_BODY only bounded (length
+ * prefix and terminator) for its reader to validate. */
+static mt_msg_err_t check_body(const span_t *s, const uint8_t *pos, size_t left, mt_msg_t *out,
+                               uint32_t *dlen)
+{
+    if (!s->defer_body) {
+        out->body_checked = true;
+        return take_doc(pos, left, dlen);
+    }
+    if (left < 4)
+        return MT_MSG_ERR_TRUNCATED;
+    *dlen = mt_wire_le32(pos);
+    if (*dlen > left)
+        return MT_MSG_ERR_TRUNCATED;
+    if (*dlen < 5 || *dlen > INT32_MAX || pos[*dlen - 1] != 0)
+        return MT_MSG_ERR_BSON;
+    return MT_MSG_OK;
+}
+
+/* The body document at *pos: read in, checked, put in the view, stepped
  * over; MT_MSG_OK with s->cut when it lies past the limit. */
 static mt_msg_err_t take_body(span_t *s, const uint8_t **pos, size_t *left, mt_msg_t *out)
 {
@@ -519,7 +385,7 @@ static mt_msg_err_t take_body(span_t *s, const uint8_t **pos, size_t *left, mt_m
 
     if (err != MT_MSG_OK || s->cut)
         return err;
-    if ((err = mt_msg_validate_bson(*pos, *left, &dlen)) != MT_MSG_OK)
+    if ((err = check_body(s, *pos, *left, out, &dlen)) != MT_MSG_OK)
         return err;
     out->body = *pos;
     out->body_len = dlen;
@@ -586,7 +452,7 @@ static mt_msg_err_t parse_op_msg(span_t *s, mt_msg_t *out)
             }
             while (sleft > 0) {
                 NEED(s, span_need_doc(s, pos, sleft));
-                if ((err = mt_msg_validate_bson(pos, sleft, &dlen)) != MT_MSG_OK)
+                if ((err = take_doc(pos, sleft, &dlen)) != MT_MSG_OK)
                     return err == MT_MSG_ERR_TRUNCATED ? MT_MSG_ERR_SECTION : err;
                 pos += dlen;
                 sleft -= dlen;
@@ -629,7 +495,7 @@ static mt_msg_err_t parse_op_query(span_t *s, mt_msg_t *out)
     NEED(s, take_body(s, &pos, &left, out));
     if (left > 0) {
         NEED(s, span_need_doc(s, pos, left));
-        if ((err = mt_msg_validate_bson(pos, left, &dlen)) != MT_MSG_OK)
+        if ((err = take_doc(pos, left, &dlen)) != MT_MSG_OK)
             return err;
         if (dlen != left)
             return MT_MSG_ERR_SECTION;
@@ -658,7 +524,8 @@ static mt_msg_err_t parse_op_reply(span_t *s, mt_msg_t *out)
     while (left > 0) {
         uint32_t dlen;
         NEED(s, span_need_doc(s, pos, left));
-        mt_msg_err_t err = mt_msg_validate_bson(pos, left, &dlen);
+        mt_msg_err_t err =
+            count == 0 ? check_body(s, pos, left, out, &dlen) : take_doc(pos, left, &dlen);
         if (err != MT_MSG_OK)
             return err;
         if (count == 0) {
@@ -779,7 +646,7 @@ static mt_msg_err_t inflater_start(inflater_t *inf, int id, const uint8_t *src, 
  * snappy payload over the limit is not decompressed at all.
  */
 static mt_msg_err_t parse_op_compressed(const uint8_t *msg, size_t len, mt_msg_scratch_t *scratch,
-                                        mt_msg_budget_t *budget, mt_msg_t *out)
+                                        mt_msg_budget_t *budget, unsigned flags, mt_msg_t *out)
 {
     const uint8_t *pos = msg + MT_WIRE_HEADER_LEN;
     size_t left = len - MT_WIRE_HEADER_LEN;
@@ -825,7 +692,8 @@ static mt_msg_err_t parse_op_compressed(const uint8_t *msg, size_t len, mt_msg_s
     mt_wire_put_le32(scratch->data + 12, (uint32_t)opcode);
 
     inflater_t inf;
-    span_t s = {scratch->data, scratch->data, inner_len, MT_WIRE_HEADER_LEN, room, &inf, false};
+    span_t s = {scratch->data, scratch->data, inner_len, MT_WIRE_HEADER_LEN,
+                room,          &inf,          false,     (flags & MT_MSG_DEFER_BODY) != 0};
     mt_msg_err_t err = inflater_start(&inf, id, pos, left, scratch);
     if (err == MT_MSG_OK && whole) {
         err = span_need(&s, s.msg, inner_len);
@@ -849,7 +717,7 @@ static mt_msg_err_t parse_op_compressed(const uint8_t *msg, size_t len, mt_msg_s
 }
 
 mt_msg_err_t mt_msg_parse_budget(const uint8_t *buf, size_t len, mt_msg_scratch_t *scratch,
-                                 mt_msg_budget_t *budget, mt_msg_t *out)
+                                 mt_msg_budget_t *budget, unsigned flags, mt_msg_t *out)
 {
     memset(out, 0, sizeof(*out));
     out->compressor = MT_COMPRESSOR_NONE;
@@ -869,17 +737,17 @@ mt_msg_err_t mt_msg_parse_budget(const uint8_t *buf, size_t len, mt_msg_scratch_
         return MT_MSG_ERR_HEADER;
 
     if (out->hdr.opcode == MT_OP_COMPRESSED)
-        return parse_op_compressed(buf, len, scratch, budget, out);
-    span_t s = {buf, NULL, len, len, len, NULL, false};
+        return parse_op_compressed(buf, len, scratch, budget, flags, out);
+    span_t s = {buf, NULL, len, len, len, NULL, false, (flags & MT_MSG_DEFER_BODY) != 0};
     return parse_inner(&s, out->hdr.opcode, out);
 }
 
 mt_msg_err_t mt_msg_parse(const uint8_t *buf, size_t len, mt_msg_scratch_t *scratch, mt_msg_t *out)
 {
-    return mt_msg_parse_budget(buf, len, scratch, NULL, out);
+    return mt_msg_parse_budget(buf, len, scratch, NULL, 0, out);
 }
 
-mt_msg_err_t mt_msg_parse_prefix(const uint8_t *buf, size_t have, mt_msg_t *out)
+mt_msg_err_t mt_msg_parse_prefix(const uint8_t *buf, size_t have, unsigned flags, mt_msg_t *out)
 {
     memset(out, 0, sizeof(*out));
     out->compressor = MT_COMPRESSOR_NONE;
@@ -888,11 +756,11 @@ mt_msg_err_t mt_msg_parse_prefix(const uint8_t *buf, size_t have, mt_msg_t *out)
     out->opcode = out->hdr.opcode;
     size_t len = (size_t)out->hdr.message_length;
     if (len <= have)
-        return mt_msg_parse(buf, len, NULL, out);
+        return mt_msg_parse_budget(buf, len, NULL, NULL, flags, out);
     if (out->hdr.opcode != MT_OP_MSG)
         return MT_MSG_ERR_TRUNCATED;
     /* the bytes there are, and no more: the decoder stops at the first unit past them */
-    span_t s = {buf, NULL, len, have, have, NULL, false};
+    span_t s = {buf, NULL, len, have, have, NULL, false, (flags & MT_MSG_DEFER_BODY) != 0};
     mt_msg_err_t err = parse_op_msg(&s, out);
     out->partial = err == MT_MSG_OK && s.cut;
     if (out->partial && !out->body)

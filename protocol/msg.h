@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bson.h"
 #include "wire.h"
 
 #define MT_MSG_FLAG_CHECKSUM_PRESENT 0x1u
@@ -28,9 +29,15 @@
 #define MT_MSG_MAX_SEQUENCES 4
 
 /* Deepest BSON nesting accepted (a top-level document is depth 0); deeper
- * documents are rejected before libbson's recursive validator sees them.
- * mongod's own default limit is the same. */
-#define MT_MSG_MAX_DEPTH 200
+ * documents are rejected before libbson's recursive validator sees them. */
+#define MT_MSG_MAX_DEPTH MT_BSON_MAX_DEPTH
+
+/* Decoding flags. MT_MSG_DEFER_BODY: the body document (OP_MSG kind 0,
+ * OP_QUERY query, first OP_REPLY document) is only bounded (its length
+ * prefix and terminator), not walked: the command views validate it as they
+ * read it (mt_cmd_request(), mt_cmd_reply()), so that it is read once. The
+ * view says so (body_checked false); every other document is validated. */
+#define MT_MSG_DEFER_BODY 0x1u
 
 typedef enum {
     MT_MSG_OK = 0,
@@ -113,6 +120,7 @@ typedef struct {
     uint32_t checksum;
     const uint8_t *body; /* kind-0 section (OP_MSG), query (OP_QUERY), first document (OP_REPLY) */
     size_t body_len;
+    bool body_checked; /* the body was validated (not MT_MSG_DEFER_BODY) */
     mt_msg_sequence_t seqs[MT_MSG_MAX_SEQUENCES];
     size_t nseqs;
 
@@ -133,15 +141,18 @@ typedef struct {
 
 /* Decodes buf[0..len), one whole message including its header. scratch may be
  * NULL when decompression is not wanted (then OP_COMPRESSED yields
- * MT_MSG_ERR_OPCODE). Every BSON document referenced by the view is validated.
+ * MT_MSG_ERR_OPCODE). Every BSON document referenced by the view is validated
+ * (the body only bounded with MT_MSG_DEFER_BODY in flags): its structure and
+ * keys, not the UTF-8 of its string values, which the command views check
+ * where they keep or show one (see mt_bson_check_t).
  * An OP_COMPRESSED message is decompressed up to MT_MSG_INFLATE_MAX bytes and
  * what budget->left allows (budget may be NULL: no budget), taking what it
  * used from budget->left; past that the view is partial (MT_MSG_OK with
  * out->partial). */
 mt_msg_err_t mt_msg_parse_budget(const uint8_t *buf, size_t len, mt_msg_scratch_t *scratch,
-                                 mt_msg_budget_t *budget, mt_msg_t *out);
+                                 mt_msg_budget_t *budget, unsigned flags, mt_msg_t *out);
 
-/* mt_msg_parse_budget() without a budget. */
+/* mt_msg_parse_budget() without a budget or flags. */
 mt_msg_err_t mt_msg_parse(const uint8_t *buf, size_t len, mt_msg_scratch_t *scratch, mt_msg_t *out);
 
 /* Decodes an OP_MSG from its first `have` bytes (a whole message of any
@@ -150,12 +161,13 @@ mt_msg_err_t mt_msg_parse(const uint8_t *buf, size_t len, mt_msg_scratch_t *scra
  * marked partial and the checksum is not checked. Accounting keeps only the
  * front of a large request: a 47 MB insert needs its command document, not
  * its documents. */
-mt_msg_err_t mt_msg_parse_prefix(const uint8_t *buf, size_t have, mt_msg_t *out);
+mt_msg_err_t mt_msg_parse_prefix(const uint8_t *buf, size_t have, unsigned flags, mt_msg_t *out);
 
-/* Checks one BSON document at doc[0..avail): its length prefix fits, its
- * structure is sound (everything bson_validate() checks), nesting is at most
- * MT_MSG_MAX_DEPTH, keys and string values are valid UTF-8. Sets *doc_len to
- * the document's length. One pass, no allocation, no recursion. */
+/* Checks one BSON document at doc[0..avail) strictly: its length prefix
+ * fits, its structure is sound (everything bson_validate() checks), nesting
+ * is at most MT_MSG_MAX_DEPTH, keys and string values are valid UTF-8
+ * (MT_BSON_CHECK_UTF8). Sets *doc_len to the document's length. One pass, no
+ * allocation, no recursion. */
 mt_msg_err_t mt_msg_validate_bson(const uint8_t *doc, size_t avail, uint32_t *doc_len);
 
 /* CRC-32C (Castagnoli) as used by OP_MSG checksums. */

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bson.h"
 #include "view.h"
 
 /* Longest shape text kept; longer shapes are cut and end with "...". */
@@ -42,6 +43,37 @@ size_t mt_shape_render(const uint8_t *doc, uint32_t len, bool is_array, char *ou
 size_t mt_shape_of_command(const mt_cmd_view_t *cmd, char *out, size_t cap,
                            const mt_shape_opts_t *opts);
 
+/*
+ * Shapes without their text: a hash of a shape's structure (field names,
+ * operators, nesting; literals ignored, $in/$nin/$all arrays collapsed),
+ * computed while the document is validated, so that a shape seen before is
+ * recognised without rendering it. Two shapes hash equally exactly when
+ * their texts are equal (mt_shape_of_command); a shape whose text would be
+ * cut is identified by its cut text instead. 64 bits: distinct shapes of
+ * one namespace meet by chance with odds of 1 in 2^64 per pair.
+ */
+typedef struct {
+    uint64_t h;
+    size_t len; /* characters of the text so far */
+    const mt_shape_opts_t *opts;
+} mt_shape_hasher_t;
+
+void mt_shape_hasher_init(mt_shape_hasher_t *hs, const mt_shape_opts_t *opts);
+
+/* Adds the shape of doc[0..len) (an array when is_array) while checking its
+ * structure (nesting at most max_depth levels below it): false when it is
+ * not well-formed. */
+bool mt_shape_hash_doc(mt_shape_hasher_t *hs, const uint8_t *doc, uint32_t len, bool is_array,
+                       unsigned max_depth);
+/* Adds "{}" (no filter). */
+void mt_shape_hash_empty(mt_shape_hasher_t *hs);
+/* Adds the shape of cmd's update or delete statement ({"q": ..., "u": ...},
+ * cmd->shape_doc already validated). */
+bool mt_shape_hash_statement(mt_shape_hasher_t *hs, const mt_cmd_view_t *cmd);
+/* The shape id of the hashed text; for a text longer than MT_SHAPE_MAX - 1
+ * it renders cmd's shape and hashes the cut text. */
+uint64_t mt_shape_id(const mt_shape_hasher_t *hs, const mt_cmd_view_t *cmd);
+
 /* Most equality terms a lookup may have (a compound lookup on few fields). */
 #define MT_SHAPE_LOOKUP_TERMS 4
 
@@ -54,8 +86,8 @@ size_t mt_shape_of_command(const mt_cmd_view_t *cmd, char *out, size_t cap,
  * Keys and values point into the command.
  */
 typedef struct {
-    bson_iter_t value; /* on the value; for an $in, on its array */
-    const char *key;   /* field path */
+    mt_bson_elem_t value; /* the value; for an $in, the array */
+    const char *key;      /* field path */
 } mt_shape_term_t;
 
 typedef struct {

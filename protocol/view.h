@@ -80,6 +80,10 @@ typedef struct {
     const uint8_t *shape_doc; /* BSON document or array, NULL when none */
     uint32_t shape_doc_len;
     bool shape_doc_is_array;
+    uint64_t shape_id;   /* the shape's structural hash: equal exactly when the texts
+                          * mt_shape_of_command() renders are (shape.h) */
+    uint64_t query_hash; /* filter (pipeline, query), projection, sort, limit, skip and key,
+                          * hashed as sent: the same question asked again */
 
     bool has_limit;
     int64_t limit;

@@ -118,10 +118,11 @@ static void account_message(mt_account_t *a, mt_account_side_t *side, mt_stats_c
 
     if (a->scratch.cap > MT_ACCOUNT_SCRATCH_KEEP)
         mt_msg_scratch_free(&a->scratch); /* one 48 MB message must not pin 48 MB */
+    /* the body is validated by the command views as they read it: one pass */
     if (have < size)
-        err = mt_msg_parse_prefix(msg, have, &m);
+        err = mt_msg_parse_prefix(msg, have, MT_MSG_DEFER_BODY, &m);
     else
-        err = mt_msg_parse_budget(msg, have, &a->scratch, &a->inflate, &m);
+        err = mt_msg_parse_budget(msg, have, &a->scratch, &a->inflate, MT_MSG_DEFER_BODY, &m);
     if (err == MT_MSG_OK && m.partial && m.compressor != MT_COMPRESSOR_NONE)
         mt_stats_add(a->stats, MT_STAT_DECOMPRESS_SKIPPED, 1);
 
@@ -132,7 +133,7 @@ static void account_message(mt_account_t *a, mt_account_side_t *side, mt_stats_c
         out->requests_expecting_reply += owed;
         if (err == MT_MSG_OK) {
             mt_cmd_view_t cmd;
-            err = mt_cmd_request(&m, &cmd);
+            err = mt_cmd_request(&m, mt_stats_shape_opts(a->stats), &cmd);
             if (err == MT_MSG_OK)
                 mt_stats_conn_request(conn, &cmd, size, now_ns);
         }

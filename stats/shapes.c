@@ -35,19 +35,17 @@ void mt_shapes_clear(mt_shapes_t *reg)
     mt_shapes_init(reg, max);
 }
 
-uint64_t mt_shapes_hash(const char *db, const char *collection, const char *command,
-                        const char *shape)
+uint64_t mt_shapes_hash(const mt_shapes_key_t *k)
 {
     uint64_t h = MT_HASH_SEED;
-    h = mt_hash_str(h, db);
-    h = mt_hash_str(h, collection);
-    h = mt_hash_str(h, command);
-    h = mt_hash_str(h, shape);
-    return mt_hash_finish(h);
+    h = mt_hash_str(h, k->db);
+    h = mt_hash_str(h, k->collection);
+    h = mt_hash_str(h, k->command);
+    return mt_hash_finish(h ^ k->shape_id);
 }
 
-static mt_shape_entry_t *entry_new(uint64_t hash, const char *db, const char *collection,
-                                   const char *command, const char *shape)
+static mt_shape_entry_t *entry_new(uint64_t hash, uint64_t shape_id, const char *db,
+                                   const char *collection, const char *command, const char *shape)
 {
     size_t ldb = strlen(db) + 1, lcoll = strlen(collection) + 1, lcmd = strlen(command) + 1,
            lshape = strlen(shape) + 1;
@@ -67,6 +65,7 @@ static mt_shape_entry_t *entry_new(uint64_t hash, const char *db, const char *co
     memcpy(p, shape, lshape);
     e->shape = p;
     e->hash = hash;
+    e->shape_id = shape_id;
     e->first_seen_ms = -1;
     mt_hist_init(&e->latency);
     return e;
@@ -97,27 +96,31 @@ static bool grow(mt_shapes_t *reg)
 static mt_shape_entry_t *other_entry(mt_shapes_t *reg)
 {
     if (!reg->other) {
-        reg->other = entry_new(0, "", "", "", MT_SHAPES_OTHER);
+        reg->other = entry_new(0, 0, "", "", "", MT_SHAPES_OTHER);
         if (reg->other)
             reg->other->overflow = true;
     }
     return reg->other;
 }
 
-mt_shape_entry_t *mt_shapes_get(mt_shapes_t *reg, uint64_t hash, const char *db,
-                                const char *collection, const char *command, const char *shape,
-                                bool *created)
+mt_shape_entry_t *mt_shapes_find(const mt_shapes_t *reg, uint64_t hash, const mt_shapes_key_t *k)
+{
+    if (!reg->nbuckets)
+        return NULL;
+    for (mt_shape_entry_t *e = reg->buckets[hash & (reg->nbuckets - 1)]; e; e = e->next) {
+        if (e->hash == hash && e->shape_id == k->shape_id &&
+            strcmp(e->collection, k->collection) == 0 && strcmp(e->command, k->command) == 0 &&
+            strcmp(e->db, k->db) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+mt_shape_entry_t *mt_shapes_add(mt_shapes_t *reg, uint64_t hash, const mt_shapes_key_t *k,
+                                const char *shape, bool *created)
 {
     if (created)
         *created = false;
-    if (reg->nbuckets) {
-        for (mt_shape_entry_t *e = reg->buckets[hash & (reg->nbuckets - 1)]; e; e = e->next) {
-            if (e->hash == hash && strcmp(e->shape, shape) == 0 &&
-                strcmp(e->collection, collection) == 0 && strcmp(e->command, command) == 0 &&
-                strcmp(e->db, db) == 0)
-                return e;
-        }
-    }
     if (reg->count >= reg->max) {
         bool fresh = reg->other == NULL;
         mt_shape_entry_t *o = other_entry(reg);
@@ -128,7 +131,7 @@ mt_shape_entry_t *mt_shapes_get(mt_shapes_t *reg, uint64_t hash, const char *db,
     /* Keep chains short: at most one entry per bucket on average. */
     if (reg->count >= reg->nbuckets && !grow(reg))
         return NULL;
-    mt_shape_entry_t *e = entry_new(hash, db, collection, command, shape);
+    mt_shape_entry_t *e = entry_new(hash, k->shape_id, k->db, k->collection, k->command, shape);
     if (!e)
         return NULL;
     size_t j = hash & (reg->nbuckets - 1);

@@ -1,8 +1,11 @@
 /*
  * shapes: the registry of query shapes, keyed by (db, collection, command,
- * shape) in a chained hash table. Bounded: past max_shapes entries every new
- * key is counted under one overflow entry whose shape is "<other>". A hit on
- * an existing key does not allocate; entries never move until reset.
+ * shape id) in a chained hash table, where the shape id is the structural
+ * hash the decode step computed (view.h shape_id): a known shape is found
+ * without its text, which is rendered once, when the shape is first seen.
+ * Bounded: past max_shapes entries every new key is counted under one
+ * overflow entry whose shape is "<other>". A hit on an existing key does not
+ * allocate; entries never move until reset.
  */
 #ifndef MT_SHAPES_H
 #define MT_SHAPES_H
@@ -21,7 +24,8 @@ typedef struct mt_shape_entry mt_shape_entry_t;
 struct mt_shape_entry {
     mt_shape_entry_t *next; /* hash chain */
     uint64_t hash;          /* mt_shapes_hash() of the key */
-    const char *db;         /* the four key parts point into keybuf */
+    uint64_t shape_id;      /* the shape's structural hash */
+    const char *db;         /* names and shape text point into keybuf */
     const char *collection;
     const char *command;
     const char *shape;
@@ -54,16 +58,24 @@ void mt_shapes_init(mt_shapes_t *reg, size_t max_shapes);
 /* Frees every entry (pointers to them become invalid). */
 void mt_shapes_clear(mt_shapes_t *reg);
 
-/* Hash of a key; equal keys hash equally. */
-uint64_t mt_shapes_hash(const char *db, const char *collection, const char *command,
-                        const char *shape);
+/* What a command is accounted under. */
+typedef struct {
+    const char *db, *collection, *command;
+    uint64_t shape_id; /* mt_shape_id() of its shape */
+} mt_shapes_key_t;
 
-/* The entry for a key (hash from mt_shapes_hash()), created when new. Past the
- * bound the overflow entry is returned. *created (may be NULL) tells whether
- * a new entry was made. NULL only when out of memory. */
-mt_shape_entry_t *mt_shapes_get(mt_shapes_t *reg, uint64_t hash, const char *db,
-                                const char *collection, const char *command, const char *shape,
-                                bool *created);
+/* Hash of a key; equal keys hash equally. */
+uint64_t mt_shapes_hash(const mt_shapes_key_t *k);
+
+/* The entry for a key (hash from mt_shapes_hash()), or NULL: a lookup that
+ * renders and allocates nothing. */
+mt_shape_entry_t *mt_shapes_find(const mt_shapes_t *reg, uint64_t hash, const mt_shapes_key_t *k);
+
+/* The entry for a key mt_shapes_find() did not find, created with its shape
+ * text; past the bound the overflow entry. *created (may be NULL) tells
+ * whether a new entry was made. NULL only when out of memory. */
+mt_shape_entry_t *mt_shapes_add(mt_shapes_t *reg, uint64_t hash, const mt_shapes_key_t *k,
+                                const char *shape, bool *created);
 
 /* Entries (overflow entry included) sorted by latency sum, largest first.
  * Returns a bson_malloc'd array of *n pointers (NULL when empty). */

@@ -89,7 +89,13 @@ void mt_stats_free(mt_stats_t *st)
     mt_findings_clear(&st->findings);
     mt_metrics_free(&st->metrics);
     mt_cursors_free(&st->cursors);
+    mt_detect_scratch_free(&st->detect);
     bson_free(st);
+}
+
+const mt_shape_opts_t *mt_stats_shape_opts(const mt_stats_t *st)
+{
+    return st ? &st->cfg.shape : NULL;
 }
 
 void mt_stats_add(mt_stats_t *st, mt_stat_counter_t counter, uint64_t by)
@@ -158,7 +164,7 @@ static void finding_summary(const mt_window_t *w, const mt_detect_result_t *r, c
 static void window_closed_cb(void *data, mt_window_t *w, uint64_t now_ns)
 {
     mt_stats_t *st = data;
-    mt_detect_config_t dcfg = {.threshold = st->cfg.n1_threshold};
+    mt_detect_config_t dcfg = {.threshold = st->cfg.n1_threshold, .scratch = &st->detect};
     size_t n = mt_detect_window(w, &dcfg, st->results, MT_DETECT_MAX_RESULTS);
     int64_t now_ms = mt__stats_wall_ms(st, now_ns);
     char ids[MT_DETECT_MAX_RESULTS][16];
@@ -257,7 +263,9 @@ static void copy_handshake(mt_stats_conn_t *c, const mt_cmd_view_t *cmd)
 /* ---- requests ------------------------------------------------------------- */
 
 /* The shape a request is accounted to, with its metric labels: a getMore's
- * is the shape of the command that opened its cursor. */
+ * is the shape of the command that opened its cursor. A known shape is found
+ * by its id; only a new one has its text rendered (into shape: past the
+ * bound the window keeps the real key). */
 static mt_shape_entry_t *account_shape(mt_stats_t *st, const mt_cmd_view_t *cmd,
                                        const mt_cursor_t *cursor, char *shape, size_t cap,
                                        uint64_t *shape_hash, uint16_t *metric_command)
@@ -270,14 +278,19 @@ static mt_shape_entry_t *account_shape(mt_stats_t *st, const mt_cmd_view_t *cmd,
     if (cursor && cursor->entry) {
         entry = cursor->entry;
         *shape_hash = entry->hash;
-        bson_strncpy(shape, entry->shape, cap);
+        if (entry->overflow)
+            bson_strncpy(shape, entry->shape, cap);
         *metric_command = st->getmore_label;
         mt_metrics_count(&st->metrics, *metric_command, cursor->metric_collection);
         return entry;
     }
-    mt_shape_of_command(cmd, shape, cap, &st->cfg.shape);
-    *shape_hash = mt_shapes_hash(db, coll, cmd->name, shape);
-    entry = mt_shapes_get(&st->shapes, *shape_hash, db, coll, cmd->name, shape, &created);
+    mt_shapes_key_t key = {db, coll, cmd->name, cmd->shape_id};
+    *shape_hash = mt_shapes_hash(&key);
+    entry = mt_shapes_find(&st->shapes, *shape_hash, &key);
+    if (!entry) {
+        mt_shape_of_command(cmd, shape, cap, &st->cfg.shape);
+        entry = mt_shapes_add(&st->shapes, *shape_hash, &key, shape, &created);
+    }
     if (entry && !entry->overflow) {
         /* Label lookups happen once per shape, not once per message. */
         if (created) {

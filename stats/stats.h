@@ -45,6 +45,10 @@ void mt_stats_config_defaults(mt_stats_config_t *cfg);
 mt_stats_t *mt_stats_new(const mt_stats_config_t *cfg, uint64_t now_ns);
 void mt_stats_free(mt_stats_t *st);
 
+/* How the proxy's decode step hashes shapes (redacted names), so that
+ * the views it hands in match the texts stats renders. */
+const mt_shape_opts_t *mt_stats_shape_opts(const mt_stats_t *st);
+
 void mt_stats_add(mt_stats_t *st, mt_stat_counter_t counter, uint64_t by);
 uint64_t mt_stats_get(const mt_stats_t *st, mt_stat_counter_t counter);
 

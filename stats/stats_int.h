@@ -52,6 +52,7 @@ struct mt_stats {
     double ops_per_sec;
     uint16_t getmore_label; /* metrics label of getMore, resolved once */
     mt_detect_result_t results[MT_DETECT_MAX_RESULTS];
+    mt_detect_scratch_t detect; /* the detectors' memory, kept across windows */
 };
 
 #define mt__stats_conn_of(node)                                                                    \

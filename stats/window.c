@@ -8,11 +8,12 @@
 
 #include <string.h>
 
+#include "bson.h"
 #include "clock.h"
-#include "evidence.h"
 #include "hash.h"
-#include "shape.h"
 #include "json.h"
+#include "shape.h"
+#include "wire.h"
 
 struct mt_window_block {
     mt_window_block_t *next;
@@ -90,22 +91,21 @@ int mt_window_add_cmd(mt_window_t *w, const mt_window_cmd_t *cmd)
 
 void mt_window_add_evidence(mt_window_t *w, uint32_t idx, const uint8_t *array, uint32_t len)
 {
-    bson_t arr;
-    bson_iter_t it;
+    mt_bson_iter_t it;
+    mt_bson_elem_t e;
     if (w->closed || idx >= w->ncmds || !array || len < 5)
         return;
-    if (!bson_init_static(&arr, array, len) || !bson_iter_init(&it, &arr))
+    if (!mt_bson_iter_init(&it, array, len))
         return;
     uint32_t seg_off = (uint32_t)w->ev_len;
-    while (bson_iter_next(&it)) {
+    while (mt_bson_iter_next(&it, &e) == MT_BSON_ELEM) {
         if (w->ev_docs >= MT_WINDOW_EVIDENCE_DOCS)
             break;
-        if (!BSON_ITER_HOLDS_DOCUMENT(&it))
+        if (e.type != BSON_TYPE_DOCUMENT)
             continue;
-        uint32_t dlen = 0;
-        const uint8_t *doc = NULL;
-        bson_iter_document(&it, &dlen, &doc);
-        if (!doc || w->ev_len + dlen > MT_WINDOW_EVIDENCE_BYTES ||
+        uint32_t dlen = e.value_len;
+        const uint8_t *doc = e.value;
+        if (w->ev_len + dlen > MT_WINDOW_EVIDENCE_BYTES ||
             (w->budget && w->budget->ev_bytes + dlen > MT_WINDOW_TOTAL_EVIDENCE))
             break;
         if (w->ev_len + dlen > w->ev_cap) {
@@ -153,6 +153,28 @@ void mt_window_add_evidence(mt_window_t *w, uint32_t idx, const uint8_t *array, 
     w->nsegs++;
 }
 
+/* What a closed window shows of a command past --max-shapes: the entry's
+ * key, named by the command's kind. */
+static void forget_real_key(mt_window_cmd_t *c)
+{
+    static const char other[] = MT_SHAPES_OTHER;
+    c->db = c->entry ? c->entry->db : "";
+    c->collection = c->entry ? c->entry->collection : "";
+    c->shape = c->entry ? c->entry->shape : other;
+    c->command = c->kind == MT_CMD_OTHER ? "" : mt_cmd_kind_str(c->kind);
+}
+
+static void arena_free(mt_window_t *w)
+{
+    mt_window_block_t *b = w->arena;
+    while (b) {
+        mt_window_block_t *next = b->next;
+        bson_free(b);
+        b = next;
+    }
+    w->arena = NULL;
+}
+
 void mt_window_trim(mt_window_t *w)
 {
     bson_free(w->ev);
@@ -162,9 +184,15 @@ void mt_window_trim(mt_window_t *w)
     w->segs = NULL;
     w->nsegs = w->segs_cap = 0;
     for (uint32_t i = 0; i < w->ncmds; i++) {
-        w->cmds[i].value_doc = NULL;
-        w->cmds[i].value_doc_len = 0;
+        mt_window_cmd_t *c = &w->cmds[i];
+        c->value_doc = NULL;
+        c->value_doc_len = 0;
+        for (unsigned t = 0; t < MT_SHAPE_LOOKUP_TERMS; t++)
+            c->keys[t] = NULL;
+        if (!c->entry || c->entry->overflow)
+            forget_real_key(c);
     }
+    arena_free(w);
     if (w->ncmds > MT_WINDOW_CLOSED_COMMANDS) {
         mt_window_cmd_t *c = bson_realloc(w->cmds, MT_WINDOW_CLOSED_COMMANDS * sizeof *c);
         if (c) {
@@ -183,16 +211,116 @@ static void window_free(mt_window_t *w)
 {
     if (!w)
         return;
-    mt_window_block_t *b = w->arena;
-    while (b) {
-        mt_window_block_t *next = b->next;
-        bson_free(b);
-        b = next;
-    }
+    arena_free(w);
     bson_free(w->cmds);
     bson_free(w->ev);
     bson_free(w->segs);
     bson_free(w);
+}
+
+/* ---- storage kept for reuse ------------------------------------------------ */
+
+static void spare_put(mt_window_spare_t *spares, size_t *n, void *p, size_t cap)
+{
+    if (!p)
+        return;
+    if (*n < MT_WINDOW_POOL && cap <= MT_WINDOW_POOL_EV)
+        spares[(*n)++] = (mt_window_spare_t){p, cap};
+    else
+        bson_free(p);
+}
+
+static void *spare_take(mt_window_spare_t *spares, size_t *n, size_t *cap)
+{
+    if (*n == 0)
+        return NULL;
+    (*n)--;
+    *cap = spares[*n].cap;
+    return spares[*n].p;
+}
+
+/* An analysed window's evidence goes back to the registry, and its first
+ * arena block of the usual size (nothing points into it once the window is
+ * trimmed, which retiring does next). */
+static void give_back_evidence(mt_window_reg_t *reg, mt_window_t *w)
+{
+    for (mt_window_block_t **b = &w->arena; *b; b = &(*b)->next) {
+        if ((*b)->cap == BLOCK_SIZE) {
+            mt_window_block_t *keep = *b;
+            *b = keep->next;
+            spare_put(reg->spare_blocks, &reg->nspare_blocks, keep, keep->cap);
+            break;
+        }
+    }
+    spare_put(reg->spare_ev, &reg->nspare_ev, w->ev, w->ev_cap);
+    spare_put(reg->spare_segs, &reg->nspare_segs, w->segs, w->segs_cap * sizeof(*w->segs));
+    w->ev = NULL;
+    w->ev_len = w->ev_cap = 0;
+    w->segs = NULL;
+    w->nsegs = w->segs_cap = 0;
+}
+
+/* A window leaving the closed ring: kept with its commands array and first
+ * arena block when the pool has room, else freed. */
+static void window_recycle(mt_window_reg_t *reg, mt_window_t *w)
+{
+    if (!w)
+        return;
+    give_back_evidence(reg, w);
+    if (reg->npool >= MT_WINDOW_POOL || w->cmds_cap > MT_WINDOW_POOL_CMDS) {
+        window_free(w);
+        return;
+    }
+    arena_free(w); /* retired windows have none left (mt_window_trim) */
+    w->pool_next = reg->pool;
+    reg->pool = w;
+    reg->npool++;
+}
+
+/* A zeroed window, with reused storage when there is some. */
+static mt_window_t *window_new(mt_window_reg_t *reg)
+{
+    mt_window_t *w = reg->pool;
+    if (!w) {
+        w = bson_malloc0(sizeof *w);
+    } else {
+        reg->pool = w->pool_next;
+        reg->npool--;
+        mt_window_cmd_t *cmds = w->cmds;
+        uint32_t cmds_cap = w->cmds_cap;
+        memset(w, 0, sizeof *w);
+        w->cmds = cmds;
+        w->cmds_cap = cmds_cap;
+    }
+    if (w) {
+        size_t cap = 0;
+        w->ev = spare_take(reg->spare_ev, &reg->nspare_ev, &cap);
+        w->ev_cap = w->ev ? cap : 0;
+        w->segs = spare_take(reg->spare_segs, &reg->nspare_segs, &cap);
+        w->segs_cap = w->segs ? (uint32_t)(cap / sizeof(*w->segs)) : 0;
+        w->arena = spare_take(reg->spare_blocks, &reg->nspare_blocks, &cap);
+        if (w->arena) {
+            w->arena->next = NULL;
+            w->arena->used = 0;
+        }
+    }
+    return w;
+}
+
+static void pool_clear(mt_window_reg_t *reg)
+{
+    while (reg->pool) {
+        mt_window_t *w = reg->pool;
+        reg->pool = w->pool_next;
+        window_free(w);
+    }
+    reg->npool = 0;
+    while (reg->nspare_ev)
+        bson_free(reg->spare_ev[--reg->nspare_ev].p);
+    while (reg->nspare_segs)
+        bson_free(reg->spare_segs[--reg->nspare_segs].p);
+    while (reg->nspare_blocks)
+        bson_free(reg->spare_blocks[--reg->nspare_blocks].p);
 }
 
 static void append_key(bson_t *doc, const mt_window_t *w)
@@ -273,6 +401,7 @@ void mt_window_reg_clear(mt_window_reg_t *reg)
     }
     for (size_t i = 0; i < MT_WINDOW_CLOSED_KEEP; i++)
         window_free(reg->closed[i]);
+    pool_clear(reg);
     mt_idmap_free(&reg->by_id);
     mt_idmap_free(&reg->by_key);
     uint64_t next_id = reg->next_id;
@@ -288,7 +417,7 @@ mt_window_t *mt_window_reg_open(mt_window_reg_t *reg, uint64_t conn_id, const ch
 {
     if (key && reg->keyed_open >= MT_WINDOW_MAX_KEYED)
         return NULL;
-    mt_window_t *w = bson_malloc0(sizeof *w);
+    mt_window_t *w = window_new(reg);
     if (!w)
         return NULL;
     w->id = reg->next_id;
@@ -301,11 +430,10 @@ mt_window_t *mt_window_reg_open(mt_window_reg_t *reg, uint64_t conn_id, const ch
     bson_strncpy(w->app_name, app_name ? app_name : "", sizeof w->app_name);
     bson_strncpy(w->driver, driver ? driver : "", sizeof w->driver);
     if (key) {
-        w->key = mt_window_strdup(w, key, MT_WINDOW_KEY_MAX);
-        if (!w->key) {
-            window_free(w);
-            return NULL;
-        }
+        size_t n = strnlen(key, MT_WINDOW_KEY_MAX); /* as mt_window_reg_find_key() cuts it */
+        memcpy(w->key_buf, key, n);
+        w->key_buf[n] = '\0';
+        w->key = w->key_buf;
     }
     mt_window_t **slot = mt_idmap_put(&reg->by_id, (int64_t)w->id, NULL, NULL);
     if (!slot) {
@@ -370,8 +498,9 @@ void mt_window_reg_detach(mt_window_reg_t *reg, mt_window_t *w, uint64_t now_ns)
 
 void mt_window_reg_retire(mt_window_reg_t *reg, mt_window_t *w)
 {
+    give_back_evidence(reg, w);
     mt_window_trim(w);
-    window_free(reg->closed[reg->closed_next]);
+    window_recycle(reg, reg->closed[reg->closed_next]);
     reg->closed[reg->closed_next] = w;
     reg->closed_next = (reg->closed_next + 1) % MT_WINDOW_CLOSED_KEEP;
     if (reg->closed_count < MT_WINDOW_CLOSED_KEEP)
@@ -452,44 +581,42 @@ static size_t key_len(mt_window_reg_t *reg, const char *key)
  * order, and a one-element list matches the plain value. */
 static uint64_t term_hash(const mt_shape_term_t *t, bool in_list)
 {
-    bson_iter_t elems;
+    const mt_bson_elem_t *v = &t->value;
+    mt_bson_iter_t elems;
+    mt_bson_elem_t e;
     uint64_t h = 0;
 
     if (!in_list)
-        return mt_evidence_value_hash(&t->value);
-    if (bson_iter_recurse(&t->value, &elems))
-        while (bson_iter_next(&elems))
-            h += mt_evidence_value_hash(&elems);
+        return mt_bson_value_hash(v->type, v->value, v->value_len);
+    if (mt_bson_iter_init(&elems, v->value, v->value_len))
+        while (mt_bson_iter_next(&elems, &e) == MT_BSON_ELEM)
+            h += mt_bson_value_hash(e.type, e.value, e.value_len);
     return h;
-}
-
-/* The parts of a read that make it the same question again: filter (or
- * pipeline, query), projection, sort, limit, skip, and for distinct the key. */
-static uint64_t query_hash(const mt_cmd_view_t *cmd)
-{
-    static const char *const parts[] = {"filter",     "pipeline", "query", "key",
-                                        "projection", "sort",     "limit", "skip"};
-    uint64_t h = MT_HASH_SEED;
-    bson_iter_t it;
-
-    if (!bson_iter_init(&it, &cmd->body))
-        return h;
-    while (bson_iter_next(&it)) {
-        const char *k = bson_iter_key(&it);
-        for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
-            if (strcmp(k, parts[i]) == 0) {
-                h = mt_hash_str(h, k);
-                h = mt_hash_bytes(h, it.raw + it.d1, it.next_off - it.d1);
-                break;
-            }
-        }
-    }
-    return mt_hash_finish(h);
 }
 
 static bool is_read(mt_cmd_kind_t k)
 {
     return k == MT_CMD_FIND || k == MT_CMD_AGGREGATE || k == MT_CMD_COUNT || k == MT_CMD_DISTINCT;
+}
+
+/* With log_values, the first term's value as {"": value}, for the finding
+ * to show: only when its strings are valid UTF-8 (the decode step checks
+ * the structure of what it does not show, not the text). */
+static void keep_value(mt_window_t *w, const mt_bson_elem_t *v, mt_window_cmd_t *wc)
+{
+    uint32_t len = 4 + 1 + 1 + v->value_len + 1;
+    uint8_t *doc;
+
+    if (!mt_bson_elem_check(v, MT_BSON_MAX_DEPTH, MT_BSON_CHECK_UTF8) ||
+        !(doc = arena_alloc(w, len)))
+        return;
+    mt_wire_put_le32(doc, len);
+    doc[4] = v->type;
+    doc[5] = '\0'; /* key "" */
+    memcpy(doc + 6, v->value, v->value_len);
+    doc[len - 1] = '\0';
+    wc->value_doc = doc;
+    wc->value_doc_len = len;
 }
 
 /* Lookups: the terms' key paths and value hashes (and, with log_values,
@@ -501,7 +628,7 @@ static void record_lookup(mt_window_reg_t *reg, mt_window_t *w, const mt_cmd_vie
     const mt_window_cmd_t *prev = w->ncmds ? &w->cmds[w->ncmds - 1] : NULL;
 
     if (is_read(cmd->kind))
-        wc->query_hash = query_hash(cmd);
+        wc->query_hash = cmd->query_hash;
     wc->single_statement =
         cmd->kind == MT_CMD_FIND_AND_MODIFY || (cmd->statements == 1 && !cmd->partial);
     if (!mt_shape_lookup(cmd, &lk))
@@ -523,15 +650,8 @@ static void record_lookup(mt_window_reg_t *reg, mt_window_t *w, const mt_cmd_vie
     wc->nterms = (uint8_t)lk.nterms;
     wc->in_list = lk.in_list;
     wc->list_len = lk.list_len;
-    if (reg->rules.log_values) {
-        bson_t tmp;
-        bson_init(&tmp);
-        if (bson_append_iter(&tmp, "", 0, &lk.terms[0].value)) {
-            wc->value_doc = mt_window_memdup(w, bson_get_data(&tmp), tmp.len);
-            wc->value_doc_len = wc->value_doc ? tmp.len : 0;
-        }
-        bson_destroy(&tmp);
-    }
+    if (reg->rules.log_values)
+        keep_value(w, &lk.terms[0].value, wc);
 }
 
 int mt_window_record(mt_window_reg_t *reg, mt_window_t *w, const mt_cmd_view_t *cmd,
@@ -549,6 +669,7 @@ int mt_window_record(mt_window_reg_t *reg, mt_window_t *w, const mt_cmd_view_t *
     wc.kind = cmd->kind;
     wc.start_ns = now_ns;
     wc.shape_hash = shape_hash;
+    wc.entry = entry;
     if (entry && !entry->overflow) {
         wc.db = entry->db;
         wc.collection = entry->collection;

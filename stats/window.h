@@ -19,7 +19,6 @@
 #include "idmap.h"
 #include "shape.h"
 #include "shapes.h"
-#include "shape.h"
 #include "view.h"
 
 /* Bounds. A window keeps its first MT_WINDOW_MAX_COMMANDS commands (the rest
@@ -41,6 +40,13 @@
  * past these, windows keep counting but stop keeping. */
 #define MT_WINDOW_TOTAL_COMMANDS 1000000
 #define MT_WINDOW_TOTAL_EVIDENCE (64 * 1024 * 1024)
+/* Storage kept for reuse, so that a window per request allocates nothing:
+ * up to MT_WINDOW_POOL retired windows (with a commands array of at most
+ * MT_WINDOW_POOL_CMDS) and as many evidence buffers, segment arrays (of at
+ * most MT_WINDOW_POOL_EV bytes) and arena blocks. */
+#define MT_WINDOW_POOL 16
+#define MT_WINDOW_POOL_CMDS 256
+#define MT_WINDOW_POOL_EV (64 * 1024)
 
 typedef struct {
     size_t cmds;     /* commands kept by open windows */
@@ -48,11 +54,17 @@ typedef struct {
 } mt_window_budget_t;
 
 typedef struct {
-    const char *command; /* the four shape key parts: point into the shape */
-    const char *db;      /* registry or into the window's arena */
+    /* The shape registry entry it is accounted to ("<other>" past
+     * --max-shapes) and the four key parts, which point into that entry;
+     * past --max-shapes they point into the window's arena while the window
+     * is open, so that the detectors see the real key, and into the entry
+     * once it is closed (see mt_window_trim). */
+    const mt_shape_entry_t *entry;
+    const char *command;
+    const char *db;
     const char *collection;
     const char *shape;
-    uint64_t shape_hash; /* mt_shapes_hash() of the four */
+    uint64_t shape_hash; /* mt_shapes_hash() of the key */
     mt_cmd_kind_t kind;
     uint64_t start_ns;    /* when the request was forwarded */
     uint64_t duration_ns; /* request to (first) reply */
@@ -70,7 +82,7 @@ typedef struct {
     uint8_t role;          /* MT_WINDOW_ROLE_*, once analysed */
     uint32_t list_len;
     uint16_t finding; /* 1-based index of the window's finding the role is in */
-    const char *keys[MT_SHAPE_LOOKUP_TERMS]; /* in the arena */
+    const char *keys[MT_SHAPE_LOOKUP_TERMS]; /* in the arena, while open */
     uint64_t hashes[MT_SHAPE_LOOKUP_TERMS];
     uint64_t query_hash;      /* reads: filter, projection, sort, limit and skip, hashed */
     const uint8_t *value_doc; /* {"": value}, kept only with log_values */
@@ -92,7 +104,7 @@ typedef struct mt_window mt_window_t;
 struct mt_window {
     uint64_t id;
     uint64_t conn_id;         /* connection that opened it */
-    const char *key;          /* "mongotap:..." or NULL (in the arena) */
+    const char *key;          /* "mongotap:..." (key_buf) or NULL */
     mt_window_t **owner_slot; /* per-connection windows: where the connection points at it */
     uint64_t started_ns;
     uint64_t last_ns; /* last request or reply */
@@ -105,6 +117,7 @@ struct mt_window {
     char client_addr[64];
     char app_name[128];
     char driver[128];
+    char key_buf[MT_WINDOW_KEY_MAX + 1];
 
     mt_window_cmd_t *cmds;
     uint32_t ncmds, cmds_cap;
@@ -120,6 +133,7 @@ struct mt_window {
     mt_window_budget_t *budget; /* the registry's, while open */
 
     h2o_linklist_t open_link; /* in the registry's open list */
+    mt_window_t *pool_next;   /* in the registry's pool, once retired */
 };
 
 /* Adds a command. Returns its index, or -1 when the window is full (the
@@ -137,8 +151,11 @@ const uint8_t *mt_window_memdup(mt_window_t *w, const uint8_t *p, size_t len);
  * evidence for command idx, within the evidence bounds. */
 void mt_window_add_evidence(mt_window_t *w, uint32_t idx, const uint8_t *array, uint32_t len);
 
-/* Frees the evidence and forgets logged values (after analysis), and cuts
- * the command list to MT_WINDOW_CLOSED_COMMANDS. */
+/* After analysis: frees the evidence, the arena and what points into it
+ * (lookup keys, logged values), so that a closed window holds numbers and
+ * registry entries only (a command past --max-shapes is then shown as its
+ * entry, "<other>", named by its kind), and cuts the command list to
+ * MT_WINDOW_CLOSED_COMMANDS. */
 void mt_window_trim(mt_window_t *w);
 /* True when the window keeps no more commands (they are only counted). */
 bool mt_window_full(const mt_window_t *w);
@@ -151,6 +168,13 @@ void mt_window_bson(const mt_window_t *w, bson_t *doc);
 void mt_window_brief_bson(const mt_window_t *w, bson_t *doc);
 
 /* Registry */
+
+/* A buffer kept for the next window. */
+typedef struct {
+    void *p;
+    size_t cap;
+} mt_window_spare_t;
+
 typedef void (*mt_window_close_cb)(void *data, mt_window_t *w, uint64_t now_ns);
 
 typedef struct {
@@ -175,6 +199,11 @@ typedef struct {
     size_t closed_count;
     uint64_t next_id;
     mt_window_budget_t budget;
+    mt_window_t *pool; /* retired windows for reuse, npool of them */
+    size_t npool;
+    mt_window_spare_t spare_ev[MT_WINDOW_POOL], spare_segs[MT_WINDOW_POOL];
+    mt_window_spare_t spare_blocks[MT_WINDOW_POOL]; /* arena blocks */
+    size_t nspare_ev, nspare_segs, nspare_blocks;
 } mt_window_reg_t;
 
 void mt_window_reg_init(mt_window_reg_t *reg, const mt_window_rules_t *rules);

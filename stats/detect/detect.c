@@ -7,6 +7,7 @@
 #include "detect.h"
 
 #include <bson/bson.h>
+#include <stdlib.h>
 #include <string.h>
 
 const char *mt_finding_type_str(mt_finding_type_t type)
@@ -37,6 +38,105 @@ const char *mt_finding_type_explain(mt_finding_type_t type)
     }
     return "";
 }
+
+/* ---- scratch memory -------------------------------------------------------- */
+
+struct mt_detect_chunk {
+    mt_detect_chunk_t *next;
+    max_align_t data[];
+};
+
+#define ALIGN_UP(n) (((n) + 15) & ~(size_t)15)
+
+void *mt__detect_alloc(mt_detect_ctx_t *ctx, size_t n)
+{
+    mt_detect_scratch_t *s = ctx->scratch;
+    size_t need = ALIGN_UP(n ? n : 1);
+    void *p;
+
+    s->need += need;
+    if (s->cap - s->used >= need) {
+        p = s->block + s->used;
+        s->used += need;
+    } else {
+        mt_detect_chunk_t *c = bson_malloc(sizeof *c + need);
+        if (!c)
+            return NULL;
+        c->next = s->chunks;
+        s->chunks = c;
+        p = c->data;
+    }
+    memset(p, 0, need);
+    return p;
+}
+
+/* The window is analysed: overflow chunks go, and the block grows to what
+ * this window needed, so that the next one like it fits. */
+static void scratch_end(mt_detect_scratch_t *s)
+{
+    bool grow = s->chunks != NULL;
+    while (s->chunks) {
+        mt_detect_chunk_t *c = s->chunks;
+        s->chunks = c->next;
+        bson_free(c);
+    }
+    if (grow) {
+        size_t cap = s->cap ? s->cap : 4096;
+        while (cap < s->need)
+            cap *= 2;
+        uint8_t *b = bson_malloc(cap);
+        if (b) {
+            bson_free(s->block);
+            s->block = b;
+            s->cap = cap;
+        }
+    }
+    s->used = s->need = 0;
+}
+
+void mt_detect_scratch_free(mt_detect_scratch_t *s)
+{
+    scratch_end(s);
+    bson_free(s->block);
+    memset(s, 0, sizeof *s);
+}
+
+/* Bottom-up merge sort through one buffer of n elements. */
+void mt__detect_sort(mt_detect_ctx_t *ctx, void *base, size_t n, size_t size,
+                     int (*cmp)(const void *, const void *))
+{
+    uint8_t *a = base, *b;
+
+    if (n < 2)
+        return;
+    if (!(b = mt__detect_alloc(ctx, n * size))) {
+        qsort(base, n, size, cmp); /* out of memory: let the library try */
+        return;
+    }
+    for (size_t width = 1; width < n; width *= 2) {
+        for (size_t lo = 0; lo < n; lo += 2 * width) {
+            size_t mid = lo + width < n ? lo + width : n,
+                   hi = lo + 2 * width < n ? lo + 2 * width : n;
+            size_t i = lo, j = mid, k = lo;
+            while (i < mid && j < hi) {
+                if (cmp(a + j * size, a + i * size) < 0)
+                    memcpy(b + k++ * size, a + j++ * size, size);
+                else
+                    memcpy(b + k++ * size, a + i++ * size, size);
+            }
+            memcpy(b + k * size, a + i * size, (mid - i) * size);
+            k += mid - i;
+            memcpy(b + k * size, a + j * size, (hi - j) * size);
+        }
+        uint8_t *t = a;
+        a = b;
+        b = t;
+    }
+    if (a != base)
+        memcpy(base, a, n * size);
+}
+
+/* ---- results -------------------------------------------------------------- */
 
 mt_detect_result_t *mt__detect_add(mt_detect_ctx_t *ctx, mt_finding_type_t type,
                                    const uint32_t *kids, size_t nkids)
@@ -175,13 +275,17 @@ static void mark_roles(mt_detect_ctx_t *ctx)
 size_t mt_detect_window(mt_window_t *w, const mt_detect_config_t *cfg, mt_detect_result_t *out,
                         size_t max)
 {
+    mt_detect_scratch_t own = {0};
     mt_detect_ctx_t ctx = {.w = w, .out = out, .max = max};
     uint32_t lo = 0, hi, segment = 0;
 
     ctx.threshold = cfg->threshold < 1 ? 1 : cfg->threshold;
     if (w->ncmds == 0 || max == 0)
         return 0;
-    ctx.pool = bson_malloc(w->ncmds * sizeof(*ctx.pool));
+    ctx.scratch = cfg->scratch ? cfg->scratch : &own;
+    ctx.pool = mt__detect_alloc(&ctx, w->ncmds * sizeof(*ctx.pool));
+    if (!ctx.pool)
+        return 0;
     hi = next_boundary(w, 0, ctx.threshold);
     if (hi < w->ncmds)
         segment = 1; /* the window is cut: number its segments */
@@ -194,6 +298,9 @@ size_t mt_detect_window(mt_window_t *w, const mt_detect_config_t *cfg, mt_detect
         segment++;
     }
     mark_roles(&ctx);
-    bson_free(ctx.pool);
+    if (ctx.scratch == &own)
+        mt_detect_scratch_free(&own);
+    else
+        scratch_end(ctx.scratch);
     return ctx.n;
 }

@@ -61,8 +61,24 @@ typedef struct {
     size_t kids_off, kids_len; /* the children, in the context's pool */
 } mt_detect_result_t;
 
+/* Memory the detectors use while one window is analysed, kept by the
+ * caller from window to window: one block that bump-allocates, so that
+ * analysing a window allocates nothing once the block has grown to what the
+ * largest window needed. What does not fit gets a chunk of its own, and the
+ * block grows to the window's whole need when its analysis ends. */
+typedef struct mt_detect_chunk mt_detect_chunk_t;
 typedef struct {
-    uint32_t threshold; /* --n1-threshold */
+    uint8_t *block;
+    size_t cap, used;
+    size_t need;               /* bytes this window asked for */
+    mt_detect_chunk_t *chunks; /* this window's overflow */
+} mt_detect_scratch_t;
+
+void mt_detect_scratch_free(mt_detect_scratch_t *s);
+
+typedef struct {
+    uint32_t threshold;           /* --n1-threshold */
+    mt_detect_scratch_t *scratch; /* kept by the caller; NULL: one for this window only */
 } mt_detect_config_t;
 
 /* Shared by the detectors while one window is analysed. */
@@ -75,6 +91,7 @@ typedef struct {
     size_t seg_first; /* first result of the current segment */
     uint32_t *pool;   /* children of every result */
     size_t pool_len;
+    mt_detect_scratch_t *scratch;
 } mt_detect_ctx_t;
 
 /* Runs every detector over each segment of w; writes up to max results,
@@ -87,6 +104,13 @@ void mt_detect_n_plus_one(mt_detect_ctx_t *ctx);
 void mt_detect_write_loop(mt_detect_ctx_t *ctx);
 void mt_detect_repeated_read(mt_detect_ctx_t *ctx);
 
+/* For the detectors: n zeroed bytes (16-aligned) that last until the window
+ * is analysed; NULL when out of memory. */
+void *mt__detect_alloc(mt_detect_ctx_t *ctx, size_t n);
+/* Sorts base[0..n) (elements of size bytes, cmp a total order) with the
+ * window's scratch memory: the C library's qsort allocates. */
+void mt__detect_sort(mt_detect_ctx_t *ctx, void *base, size_t n, size_t size,
+                     int (*cmp)(const void *, const void *));
 /* For the detectors: a result slot with kids[0..nkids) copied into the pool,
  * or NULL when the window has as many results as it may. */
 mt_detect_result_t *mt__detect_add(mt_detect_ctx_t *ctx, mt_finding_type_t type,

@@ -6,97 +6,22 @@
  */
 #include "evidence.h"
 
-#include <math.h>
 #include <string.h>
 
-#include "hash.h"
+#include "bson.h"
 #include "wire.h"
 
 #define MAX_DEPTH 3       /* document nesting searched */
 #define MAX_ARRAY_DEPTH 4 /* arrays inside arrays followed */
 
-static uint64_t hash_tagged(char tag, const void *p, size_t n)
-{
-    return mt_hash_bytes(mt_hash_bytes(MT_HASH_SEED, &tag, 1), p, n);
-}
-
-static uint64_t hash_int(int64_t v)
-{
-    uint8_t b[8];
-    for (int i = 0; i < 8; i++)
-        b[i] = (uint8_t)((uint64_t)v >> (8 * i));
-    return hash_tagged('I', b, 8);
-}
-
 uint64_t mt_evidence_value_hash(const bson_iter_t *it)
 {
-    switch (bson_iter_type(it)) {
-    case BSON_TYPE_INT32:
-        return hash_int(bson_iter_int32(it));
-    case BSON_TYPE_INT64:
-        return hash_int(bson_iter_int64(it));
-    case BSON_TYPE_DOUBLE: {
-        double d = bson_iter_double(it);
-        if (isfinite(d) && d == floor(d) && fabs(d) < 9.2e18)
-            return hash_int((int64_t)d);
-        return hash_tagged('D', &d, sizeof d);
-    }
-    case BSON_TYPE_UTF8: {
-        uint32_t len = 0;
-        const char *s = bson_iter_utf8(it, &len);
-        return hash_tagged('S', s, len);
-    }
-    case BSON_TYPE_SYMBOL: {
-        uint32_t len = 0;
-        const char *s = bson_iter_symbol(it, &len);
-        return hash_tagged('S', s, len);
-    }
-    case BSON_TYPE_OID:
-        return hash_tagged('O', bson_iter_oid(it)->bytes, 12);
-    case BSON_TYPE_BINARY: {
-        bson_subtype_t sub;
-        uint32_t len = 0;
-        const uint8_t *data = NULL;
-        bson_iter_binary(it, &sub, &len, &data);
-        uint8_t s = (uint8_t)sub;
-        uint64_t h = hash_tagged('B', &s, 1);
-        return mt_hash_bytes(h, data, len);
-    }
-    case BSON_TYPE_DATE_TIME: {
-        int64_t t = bson_iter_date_time(it);
-        return hash_tagged('T', &t, sizeof t);
-    }
-    case BSON_TYPE_BOOL: {
-        uint8_t b = bson_iter_bool(it);
-        return hash_tagged('b', &b, 1);
-    }
-    case BSON_TYPE_NULL:
-    case BSON_TYPE_UNDEFINED:
-        return hash_tagged('N', NULL, 0);
-    default: {
-        /* Other types compare by type and raw value bytes. */
-        uint8_t t = (uint8_t)bson_iter_type(it);
-        uint64_t h = hash_tagged('R', &t, 1);
-        if (it->next_off > it->d1)
-            h = mt_hash_bytes(h, it->raw + it->d1, it->next_off - it->d1);
-        return h;
-    }
-    }
+    /* the view's lookups hash the same bytes (window.c) */
+    return mt_bson_value_hash((uint8_t)bson_iter_type(it), it->raw + it->d1, it->next_off - it->d1);
 }
 
 /* Evidence: which of the children's values appear in a parent's documents,
  * and under which field paths. */
-
-void mt_evidence_free(mt_evidence_t *ev)
-{
-    bson_free(ev->hashes);
-    bson_free(ev->occ);
-    bson_free(ev->first);
-    bson_free(ev->table);
-    bson_free(ev->bits);
-    bson_free(ev->any);
-    memset(ev, 0, sizeof *ev);
-}
 
 static long ev_find(const mt_evidence_t *ev, uint64_t h)
 {
@@ -109,9 +34,10 @@ static long ev_find(const mt_evidence_t *ev, uint64_t h)
 }
 
 /* Builds the distinct-value table of the given children. false on OOM. */
-bool mt_evidence_init(mt_evidence_t *ev, const mt_window_t *w, const uint32_t *kids, size_t nkids,
+bool mt_evidence_init(mt_evidence_t *ev, mt_detect_ctx_t *ctx, const uint32_t *kids, size_t nkids,
                       unsigned term)
 {
+    const mt_window_t *w = ctx->w;
     memset(ev, 0, sizeof *ev);
     ev->w = w;
     ev->term = term;
@@ -120,14 +46,12 @@ bool mt_evidence_init(mt_evidence_t *ev, const mt_window_t *w, const uint32_t *k
     ev->tcap = 16;
     while (ev->tcap < nkids * 2)
         ev->tcap *= 2;
-    ev->hashes = bson_malloc(nkids * sizeof *ev->hashes + 1);
-    ev->occ = bson_malloc0(nkids * sizeof *ev->occ + 1);
-    ev->first = bson_malloc(nkids * sizeof *ev->first + 1);
-    ev->table = bson_malloc(ev->tcap * sizeof *ev->table);
-    if (!ev->hashes || !ev->occ || !ev->first || !ev->table) {
-        mt_evidence_free(ev);
+    ev->hashes = mt__detect_alloc(ctx, nkids * sizeof *ev->hashes);
+    ev->occ = mt__detect_alloc(ctx, nkids * sizeof *ev->occ);
+    ev->first = mt__detect_alloc(ctx, nkids * sizeof *ev->first);
+    ev->table = mt__detect_alloc(ctx, ev->tcap * sizeof *ev->table);
+    if (!ev->hashes || !ev->occ || !ev->first || !ev->table)
         return false;
-    }
     memset(ev->table, 0xFF, ev->tcap * sizeof *ev->table);
     for (size_t k = 0; k < nkids; k++) {
         const mt_window_cmd_t *c = &w->cmds[kids[k]];
@@ -144,12 +68,10 @@ bool mt_evidence_init(mt_evidence_t *ev, const mt_window_t *w, const uint32_t *k
         ev->occ[ev->table[i]]++;
     }
     ev->words = (ev->ndistinct + 63) / 64;
-    ev->bits = bson_malloc0(MT_EVIDENCE_MAX_PATHS * ev->words * sizeof *ev->bits + 1);
-    ev->any = bson_malloc0(ev->words * sizeof *ev->any + 1);
-    if (!ev->bits || !ev->any) {
-        mt_evidence_free(ev);
+    ev->bits = mt__detect_alloc(ctx, MT_EVIDENCE_MAX_PATHS * ev->words * sizeof *ev->bits);
+    ev->any = mt__detect_alloc(ctx, ev->words * sizeof *ev->any);
+    if (!ev->bits || !ev->any)
         return false;
-    }
     return true;
 }
 

@@ -54,10 +54,10 @@ typedef struct {
 } mt_evidence_score_t;
 
 /* Builds the distinct-value table of term `term` of the children
- * kids[0..nkids). false when out of memory. */
-bool mt_evidence_init(mt_evidence_t *ev, const mt_window_t *w, const uint32_t *kids, size_t nkids,
+ * kids[0..nkids) of ctx's window, in ctx's scratch memory (it lasts until
+ * the window is analysed). false when out of memory. */
+bool mt_evidence_init(mt_evidence_t *ev, mt_detect_ctx_t *ctx, const uint32_t *kids, size_t nkids,
                       unsigned term);
-void mt_evidence_free(mt_evidence_t *ev);
 
 /* Scores the documents returned to the parent commands (sorted indexes; one
  * command, or the children of an outer finding for a nested one) against the

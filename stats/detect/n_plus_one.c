@@ -90,7 +90,7 @@ static void make_result(mt_detect_ctx_t *ctx, const cand_t *c, const uint32_t *k
     size_t nset;
     mt_evidence_t ev;
 
-    if (nkids < ctx->threshold || !mt_evidence_init(&ev, w, kids, nkids, key))
+    if (nkids < ctx->threshold || !mt_evidence_init(&ev, ctx, kids, nkids, key))
         return;
     cand_docs(ctx, c, &set, &nset);
     mt_evidence_score_t sc = mt_evidence_score(&ev, set, nset, true);
@@ -98,15 +98,11 @@ static void make_result(mt_detect_ctx_t *ctx, const cand_t *c, const uint32_t *k
         sc.best_path >= 0 && (uint64_t)sc.best * 100 >= (uint64_t)nkids * MT_DETECT_HIGH_PCT;
     /* one value asked again and again, not found in the parent: a repeated
      * read, not the loop over a parent's documents */
-    if (!high && ev.ndistinct == 1) {
-        mt_evidence_free(&ev);
+    if (!high && ev.ndistinct == 1)
         return;
-    }
     mt_detect_result_t *r = mt__detect_add(ctx, MT_FINDING_N_PLUS_ONE, kids, nkids);
-    if (!r) {
-        mt_evidence_free(&ev);
+    if (!r)
         return;
-    }
     r->has_parent = true;
     if (c->nested) {
         const mt_detect_result_t *outer = &ctx->out[c->result];
@@ -135,7 +131,6 @@ static void make_result(mt_detect_ctx_t *ctx, const cand_t *c, const uint32_t *k
     }
     for (size_t d = 0; d < ev.ndistinct && r->nsamples < MT_DETECT_SAMPLES; d++)
         r->samples[r->nsamples++] = ev.first[d];
-    mt_evidence_free(&ev);
 }
 
 /* Candidates for a run of children starting at command first: the latest
@@ -164,14 +159,14 @@ static size_t candidates(const mt_detect_ctx_t *ctx, const uint32_t *parents, lo
 
 /* The best candidate for kids (ties go to the first, the latest real
  * parent). */
-static cand_t choose(const mt_detect_ctx_t *ctx, const cand_t *cands, size_t ncands,
-                     const uint32_t *kids, size_t nk, uint8_t key)
+static cand_t choose(mt_detect_ctx_t *ctx, const cand_t *cands, size_t ncands, const uint32_t *kids,
+                     size_t nk, uint8_t key)
 {
     mt_evidence_t ev;
     uint32_t best = 0;
     cand_t chosen = cands[0];
 
-    if (ncands < 2 || !mt_evidence_init(&ev, ctx->w, kids, nk, key))
+    if (ncands < 2 || !mt_evidence_init(&ev, ctx, kids, nk, key))
         return chosen;
     for (size_t c = 0; c < ncands; c++) {
         const uint32_t *set;
@@ -183,7 +178,6 @@ static cand_t choose(const mt_detect_ctx_t *ctx, const cand_t *cands, size_t nca
             chosen = cands[c];
         }
     }
-    mt_evidence_free(&ev);
     return chosen;
 }
 
@@ -223,7 +217,7 @@ static void analyse_group(mt_detect_ctx_t *ctx, const sk_t *sk, group_t g, const
     for (size_t a = 0; a < gn; a++)
         if (choice[a] != INT64_MIN)
             pairs[npairs++] = (sk_t){(uint64_t)choice[a], sk[g.start + a].idx};
-    qsort(pairs, npairs, sizeof *pairs, sk_cmp);
+    mt__detect_sort(ctx, pairs, npairs, sizeof *pairs, sk_cmp);
     for (size_t a = 0; a < npairs;) {
         size_t b = a, nk = 0;
         while (b < npairs && pairs[b].hash == pairs[a].hash)
@@ -240,13 +234,15 @@ void mt_detect_n_plus_one(mt_detect_ctx_t *ctx)
 {
     const mt_window_t *w = ctx->w;
     size_t span = ctx->hi - ctx->lo, np = 0, nsk = 0, ng = 0;
-    uint32_t *parents = bson_malloc(span * sizeof *parents);
-    uint32_t *kids = bson_malloc(span * sizeof *kids);
-    int64_t *choice = bson_malloc(span * sizeof *choice);
-    sk_t *sk = bson_malloc(span * sizeof *sk);
-    sk_t *pairs = bson_malloc(span * sizeof *pairs);
-    group_t *groups = bson_malloc(span * sizeof *groups);
+    uint32_t *parents = mt__detect_alloc(ctx, span * sizeof *parents);
+    uint32_t *kids = mt__detect_alloc(ctx, span * sizeof *kids);
+    int64_t *choice = mt__detect_alloc(ctx, span * sizeof *choice);
+    sk_t *sk = mt__detect_alloc(ctx, span * sizeof *sk);
+    sk_t *pairs = mt__detect_alloc(ctx, span * sizeof *pairs);
+    group_t *groups = mt__detect_alloc(ctx, span * sizeof *groups);
 
+    if (!parents || !kids || !choice || !sk || !pairs || !groups)
+        return;
     for (uint32_t i = ctx->lo; i < ctx->hi; i++) {
         const mt_window_cmd_t *c = &w->cmds[i];
         if ((c->kind == MT_CMD_FIND || c->kind == MT_CMD_AGGREGATE) && c->docs >= ctx->threshold)
@@ -255,7 +251,7 @@ void mt_detect_n_plus_one(mt_detect_ctx_t *ctx)
             sk[nsk++] = (sk_t){c->shape_hash, i};
     }
     if (nsk >= ctx->threshold) {
-        qsort(sk, nsk, sizeof *sk, sk_cmp);
+        mt__detect_sort(ctx, sk, nsk, sizeof *sk, sk_cmp);
         for (size_t g = 0; g < nsk;) {
             size_t ge = g;
             while (ge < nsk && sk[ge].hash == sk[g].hash)
@@ -266,14 +262,8 @@ void mt_detect_n_plus_one(mt_detect_ctx_t *ctx)
         }
         /* in command order, so that an outer loop is found before the loop
          * nested in it */
-        qsort(groups, ng, sizeof *groups, group_cmp);
+        mt__detect_sort(ctx, groups, ng, sizeof *groups, group_cmp);
         for (size_t g = 0; g < ng; g++)
             analyse_group(ctx, sk, groups[g], parents, np, kids, choice, pairs);
     }
-    bson_free(parents);
-    bson_free(kids);
-    bson_free(choice);
-    bson_free(sk);
-    bson_free(pairs);
-    bson_free(groups);
 }

@@ -33,15 +33,17 @@ void mt_detect_repeated_read(mt_detect_ctx_t *ctx)
 {
     const mt_window_t *w = ctx->w;
     size_t span = ctx->hi - ctx->lo, n = 0;
-    rk_t *rk = bson_malloc(span * sizeof *rk);
-    uint32_t *kids = bson_malloc(span * sizeof *kids);
+    rk_t *rk = mt__detect_alloc(ctx, span * sizeof *rk);
+    uint32_t *kids = mt__detect_alloc(ctx, span * sizeof *kids);
 
+    if (!rk || !kids)
+        return;
     for (uint32_t i = ctx->lo; i < ctx->hi; i++) {
         const mt_window_cmd_t *c = &w->cmds[i];
         if (is_read(c->kind) && !mt__detect_is_child(ctx, i))
             rk[n++] = (rk_t){c->shape_hash, c->query_hash, i};
     }
-    qsort(rk, n, sizeof *rk, rk_cmp);
+    mt__detect_sort(ctx, rk, n, sizeof *rk, rk_cmp);
     for (size_t g = 0; g < n;) {
         size_t ge = g, nk = 0;
         while (ge < n && rk[ge].shape == rk[g].shape && rk[ge].query == rk[g].query)
@@ -57,6 +59,4 @@ void mt_detect_repeated_read(mt_detect_ctx_t *ctx)
         r->samples[0] = kids[0];
         r->nsamples = 1;
     }
-    bson_free(rk);
-    bson_free(kids);
 }

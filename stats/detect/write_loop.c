@@ -56,7 +56,7 @@ static void find_parent(mt_detect_ctx_t *ctx, mt_detect_result_t *r, const uint3
         if ((c->kind == MT_CMD_FIND || c->kind == MT_CMD_AGGREGATE) && c->docs >= ctx->threshold)
             cands[nc++] = i - 1;
     }
-    if (nc == 0 || !mt_evidence_init(&ev, w, kids, nk, r->key_term))
+    if (nc == 0 || !mt_evidence_init(&ev, ctx, kids, nk, r->key_term))
         return;
     mt_evidence_score_t best = {0, -1, 0};
     uint32_t parent = cands[0];
@@ -76,7 +76,6 @@ static void find_parent(mt_detect_ctx_t *ctx, mt_detect_result_t *r, const uint3
         bson_strncpy(r->field, ev.paths[best.best_path], sizeof r->field);
         r->matched = best.best;
     }
-    mt_evidence_free(&ev);
 }
 
 static void distinct_values(const mt_window_t *w, const uint32_t *kids, size_t nk, unsigned term,
@@ -100,13 +99,15 @@ void mt_detect_write_loop(mt_detect_ctx_t *ctx)
 {
     const mt_window_t *w = ctx->w;
     size_t span = ctx->hi - ctx->lo, n = 0;
-    wk_t *wk = bson_malloc(span * sizeof *wk);
-    uint32_t *kids = bson_malloc(span * sizeof *kids);
+    wk_t *wk = mt__detect_alloc(ctx, span * sizeof *wk);
+    uint32_t *kids = mt__detect_alloc(ctx, span * sizeof *kids);
 
+    if (!wk || !kids)
+        return;
     for (uint32_t i = ctx->lo; i < ctx->hi; i++)
         if (is_loop_write(&w->cmds[i]))
             wk[n++] = (wk_t){w->cmds[i].shape_hash, i};
-    qsort(wk, n, sizeof *wk, wk_cmp);
+    mt__detect_sort(ctx, wk, n, sizeof *wk, wk_cmp);
     for (size_t g = 0; g < n;) {
         size_t ge = g, nk = 0;
         while (ge < n && wk[ge].shape == wk[g].shape)
@@ -130,6 +131,4 @@ void mt_detect_write_loop(mt_detect_ctx_t *ctx)
             find_parent(ctx, r, kids, nk);
         }
     }
-    bson_free(wk);
-    bson_free(kids);
 }

@@ -2,14 +2,16 @@
  * fuzz_protocol: the input is a byte stream from a client or a server. The
  * framer cuts it (fed in uneven chunks, as sockets deliver it) and every
  * whole message goes through the decoder (with a decompression budget the
- * input chooses), both command views and the shape functions, exactly as the
- * proxy uses them.
+ * input chooses), both command views and the shape functions, as the proxy
+ * uses them, and again with the body left to the views (the proxy's one
+ * pass), which must agree.
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "bson.h"
 #include "command.h"
 #include "msg.h"
 #include "shape.h"
@@ -28,7 +30,7 @@ static void account(const uint8_t *msg, size_t len, mt_msg_scratch_t *scratch,
 {
     mt_msg_t m;
     size_t before = budget->left;
-    mt_msg_err_t err = mt_msg_parse_budget(msg, len, scratch, budget, &m);
+    mt_msg_err_t err = mt_msg_parse_budget(msg, len, scratch, budget, 0, &m);
     CHECK(budget->left <= before);
     if (err != MT_MSG_OK)
         return;
@@ -37,7 +39,7 @@ static void account(const uint8_t *msg, size_t len, mt_msg_scratch_t *scratch,
         /* only a message decompressed in part may have no body yet */
         mt_cmd_view_t cmd;
         CHECK(m.partial);
-        CHECK(mt_cmd_request(&m, &cmd) == MT_MSG_ERR_SKIPPED);
+        CHECK(mt_cmd_request(&m, NULL, &cmd) == MT_MSG_ERR_SKIPPED);
         return;
     }
     bson_t body;
@@ -47,7 +49,7 @@ static void account(const uint8_t *msg, size_t len, mt_msg_scratch_t *scratch,
 
     char shape[MT_SHAPE_MAX];
     mt_cmd_view_t cmd;
-    if (mt_cmd_request(&m, &cmd) == MT_MSG_OK) {
+    if (mt_cmd_request(&m, NULL, &cmd) == MT_MSG_OK) {
         size_t n = mt_shape_of_command(&cmd, shape, sizeof(shape), NULL);
         CHECK(n < sizeof(shape) && strlen(shape) == n);
         CHECK(bson_utf8_validate(shape, n, false));
@@ -69,17 +71,64 @@ static void account(const uint8_t *msg, size_t len, mt_msg_scratch_t *scratch,
         CHECK(reply.docs >= 0);
 }
 
-/* The input as one BSON document: our validator must never accept what
- * libbson's refuses (it may refuse more: deep nesting, bad UTF-8). */
+/* The proxy's way: the body left to the views (MT_MSG_DEFER_BODY), read and
+ * validated in one pass. Whatever it accepts, libbson accepts too, and it
+ * gives the views the decoder gives when it validates the body first. */
+static void account_deferred(const uint8_t *msg, size_t len)
+{
+    mt_msg_t full, lazy;
+    mt_msg_err_t ef = mt_msg_parse_budget(msg, len, NULL, NULL, 0, &full);
+    mt_msg_err_t el = mt_msg_parse_budget(msg, len, NULL, NULL, MT_MSG_DEFER_BODY, &lazy);
+    /* deferring can only let a bad body through to the views */
+    CHECK(ef != MT_MSG_OK || el == MT_MSG_OK);
+    if (el != MT_MSG_OK || !lazy.body)
+        return;
+    mt_cmd_view_t cf, cl;
+    mt_msg_err_t rl = mt_cmd_request(&lazy, NULL, &cl);
+    if (rl == MT_MSG_OK) {
+        bson_t body;
+        size_t off;
+        CHECK(ef == MT_MSG_OK);
+        CHECK(bson_init_static(&body, lazy.body, lazy.body_len));
+        CHECK(bson_validate(&body, BSON_VALIDATE_NONE, &off));
+        CHECK(mt_cmd_request(&full, NULL, &cf) == MT_MSG_OK);
+        CHECK(cf.shape_id == cl.shape_id && cf.query_hash == cl.query_hash);
+        CHECK(cf.kind == cl.kind && strcmp(cf.db, cl.db) == 0 &&
+              strcmp(cf.collection, cl.collection) == 0);
+        /* every string the view hands out is valid UTF-8 */
+        CHECK(bson_utf8_validate(cl.db, strlen(cl.db), true));
+        CHECK(bson_utf8_validate(cl.collection, strlen(cl.collection), true));
+        CHECK(!cl.comment || bson_utf8_validate(cl.comment, strlen(cl.comment), true));
+    }
+    mt_reply_view_t rf, rlz;
+    if (mt_cmd_reply(&lazy, &rlz) == MT_MSG_OK) {
+        CHECK(ef == MT_MSG_OK);
+        CHECK(mt_cmd_reply(&full, &rf) == MT_MSG_OK);
+        CHECK(rf.ok == rlz.ok && rf.docs == rlz.docs && rf.n == rlz.n);
+    }
+}
+
+/* The input as one BSON document: our validators must never accept what
+ * libbson's refuses (they may refuse more: deep nesting, bad UTF-8 in keys).
+ * The structure check (what every message gets) against bson_validate's
+ * structure check; the strict one (string values too) against its UTF-8
+ * check; and strict acceptance implies structural acceptance. */
 static void differential(const uint8_t *data, size_t size)
 {
     uint32_t len;
     bson_t b;
     size_t off;
-    if (mt_msg_validate_bson(data, size, &len) != MT_MSG_OK)
+    if (size < 5 || size > UINT32_MAX)
         return;
-    CHECK(bson_init_static(&b, data, len));
-    CHECK(bson_validate(&b, BSON_VALIDATE_NONE, &off));
+    len = mt_wire_le32(data);
+    if (len < 5 || len > size || !bson_init_static(&b, data, len))
+        return;
+    bool structure = mt_bson_validate(data, len, MT_BSON_MAX_DEPTH, MT_BSON_CHECK_STRUCTURE);
+    bool strict = mt_bson_validate(data, len, MT_BSON_MAX_DEPTH, MT_BSON_CHECK_UTF8);
+    CHECK(!structure || bson_validate(&b, BSON_VALIDATE_NONE, &off));
+    CHECK(!strict || bson_validate(&b, BSON_VALIDATE_UTF8 | BSON_VALIDATE_UTF8_ALLOW_NULL, &off));
+    CHECK(!strict || structure);
+    CHECK((mt_msg_validate_bson(data, size, &len) == MT_MSG_OK) == strict);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -127,6 +176,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (st.flags & MT_FRAME_END) {
                 CHECK(msg_have == msg_len);
                 account(msg, msg_len, &scratch, &budget);
+                account_deferred(msg, msg_len);
             }
             used += st.consumed;
         }

@@ -99,7 +99,8 @@ static inline uint8_t *fx_request(const char *scenario, const char *command, int
         mt_msg_t m;
         mt_cmd_view_t v;
         if (mt_msg_parse(buf, l, &scratch, &m) == MT_MSG_OK &&
-            mt_cmd_request(&m, &v) == MT_MSG_OK && strcasecmp(v.name, command) == 0 && nth-- == 0) {
+            mt_cmd_request(&m, NULL, &v) == MT_MSG_OK && strcasecmp(v.name, command) == 0 &&
+            nth-- == 0) {
             found = buf;
             *len = l;
         } else {

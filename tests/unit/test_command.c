@@ -37,7 +37,7 @@ static void load_request(req_t *r, const char *scenario, const char *command, in
 {
     r->buf = fx_request(scenario, command, nth, &r->len);
     cr_assert_eq(mt_msg_parse(r->buf, r->len, &scratch, &r->msg), MT_MSG_OK);
-    cr_assert_eq(mt_cmd_request(&r->msg, &r->view), MT_MSG_OK);
+    cr_assert_eq(mt_cmd_request(&r->msg, NULL, &r->view), MT_MSG_OK);
 }
 
 /* Replies are decoded with their own scratch: the request's view may still
@@ -59,7 +59,7 @@ static void req_built(req_t *r, uint8_t *buf, const size_t *len)
     r->buf = buf;
     r->len = n;
     cr_assert_eq(mt_msg_parse(buf, n, &scratch, &r->msg), MT_MSG_OK);
-    cr_assert_eq(mt_cmd_request(&r->msg, &r->view), MT_MSG_OK);
+    cr_assert_eq(mt_cmd_request(&r->msg, NULL, &r->view), MT_MSG_OK);
 }
 
 /* ---- handshakes --------------------------------------------------------- */
@@ -603,13 +603,13 @@ Test(command, unusable_requests)
     mt_cmd_view_t v;
     uint8_t *b = fx_op_msg_json("{}", 0, &len);
     cr_assert_eq(mt_msg_parse(b, len, NULL, &m), MT_MSG_OK);
-    cr_assert_eq(mt_cmd_request(&m, &v), MT_MSG_ERR_SECTION);
+    cr_assert_eq(mt_cmd_request(&m, NULL, &v), MT_MSG_ERR_SECTION);
     free(b);
 
     bson_t *doc = fx_json("{\"ok\": 1}");
     b = fx_op_reply(0, 0, &doc, 1, &len);
     cr_assert_eq(mt_msg_parse(b, len, NULL, &m), MT_MSG_OK);
-    cr_assert_eq(mt_cmd_request(&m, &v), MT_MSG_ERR_OPCODE);
+    cr_assert_eq(mt_cmd_request(&m, NULL, &v), MT_MSG_ERR_OPCODE);
     free(b);
     bson_destroy(doc);
 }
@@ -726,4 +726,97 @@ Test(command, compressed_request_and_reply)
     cr_assert_eq(a.view.docs, 0);
     free(q.buf), free(a.buf);
     mt_msg_scratch_free(&reply_scratch);
+}
+
+/* ---- one pass: the body left to the views -------------------------------- */
+
+/* Every captured message decodes to the same views whether mt_msg_parse
+ * validated the body first or left it to the views (the proxy's way). */
+Test(command, deferred_body_gives_the_same_views)
+{
+    char *names[FX_MAX_FILES];
+    size_t n = fx_list("", ".bin", names, FX_MAX_FILES), requests = 0, replies = 0;
+    cr_assert_gt(n, 100);
+    for (size_t i = 0; i < n; i++) {
+        size_t len;
+        uint8_t *buf = fx_read(names[i], &len);
+        bool request = strstr(names[i], "-c2s.bin") != NULL;
+        mt_msg_t a, b;
+        mt_msg_err_t ea = mt_msg_parse_budget(buf, len, &scratch, NULL, 0, &a);
+        mt_msg_err_t eb =
+            mt_msg_parse_budget(buf, len, &reply_scratch, NULL, MT_MSG_DEFER_BODY, &b);
+        cr_assert_eq(ea, eb, "%s", names[i]);
+        if (ea == MT_MSG_OK && a.body) {
+            cr_assert(a.body_checked, "%s", names[i]);
+            cr_assert_not(b.body_checked, "%s", names[i]);
+        }
+        if (ea == MT_MSG_OK && request) {
+            mt_cmd_view_t va, vb;
+            mt_msg_err_t ra = mt_cmd_request(&a, NULL, &va), rb = mt_cmd_request(&b, NULL, &vb);
+            cr_assert_eq(ra, rb, "%s", names[i]);
+            if (ra == MT_MSG_OK) {
+                cr_assert_str_eq(va.name, vb.name, "%s", names[i]);
+                cr_assert_str_eq(va.db, vb.db, "%s", names[i]);
+                cr_assert_str_eq(va.collection, vb.collection, "%s", names[i]);
+                cr_assert_eq(va.shape_id, vb.shape_id, "%s", names[i]);
+                cr_assert_eq(va.query_hash, vb.query_hash, "%s", names[i]);
+                cr_assert_eq(va.statements, vb.statements, "%s", names[i]);
+                cr_assert_eq(va.kind, vb.kind, "%s", names[i]);
+                requests++;
+            }
+        } else if (ea == MT_MSG_OK) {
+            mt_reply_view_t va, vb;
+            mt_msg_err_t ra = mt_cmd_reply(&a, &va), rb = mt_cmd_reply(&b, &vb);
+            cr_assert_eq(ra, rb, "%s", names[i]);
+            if (ra == MT_MSG_OK) {
+                cr_assert_eq(va.ok, vb.ok, "%s", names[i]);
+                cr_assert_eq(va.docs, vb.docs, "%s", names[i]);
+                cr_assert_eq(va.cursor_id, vb.cursor_id, "%s", names[i]);
+                cr_assert_eq(va.has_n, vb.has_n, "%s", names[i]);
+                cr_assert_eq(va.n, vb.n, "%s", names[i]);
+                replies++;
+            }
+        }
+        free(buf);
+    }
+    fx_list_free(names, n);
+    cr_assert_gt(requests, 40);
+    cr_assert_gt(replies, 40);
+}
+
+/* A body the views refuse: not well-formed past where mt_msg_parse looks
+ * when it leaves the body to them. */
+Test(command, deferred_body_is_validated_by_the_views)
+{
+    bson_t *cmd =
+        fx_json("{\"find\": \"c\", \"filter\": {\"a\": {\"b\": 1}}, \"lsid\": {\"id\": 1}, "
+                "\"$db\": \"d\"}");
+    size_t len;
+    uint8_t *buf = fx_op_msg(0, 1, 0, cmd, NULL, NULL, 0, &len);
+    /* every byte of the body in turn set to 0x42: not a BSON type where it
+     * lands on a type byte, a wrong length or key elsewhere */
+    size_t body_len = cmd->len;
+    int refused = 0, tried = 0;
+    for (size_t off = 4; off + 1 < body_len; off++) {
+        uint8_t *copy = malloc(len);
+        memcpy(copy, buf, len);
+        copy[21 + off] = 0x42; /* no such BSON type */
+        bson_t b;
+        size_t err_off;
+        bool libbson_ok = bson_init_static(&b, copy + 21, body_len) &&
+                          bson_validate(&b, BSON_VALIDATE_NONE, &err_off);
+        mt_msg_t m;
+        mt_cmd_view_t v;
+        if (mt_msg_parse_budget(copy, len, NULL, NULL, MT_MSG_DEFER_BODY, &m) == MT_MSG_OK) {
+            bool ours_ok = mt_cmd_request(&m, NULL, &v) == MT_MSG_OK;
+            cr_assert(!ours_ok || libbson_ok, "byte %zu: accepted what libbson refuses", off);
+            refused += !ours_ok;
+            tried++;
+        }
+        free(copy);
+    }
+    cr_assert_gt(tried, 20);
+    cr_assert_gt(refused, 10);
+    free(buf);
+    bson_destroy(cmd);
 }

@@ -567,11 +567,46 @@ Test(msg, deep_nesting_is_refused_without_recursion)
     }
 }
 
-Test(msg, invalid_utf8_is_refused)
+/* Messages are checked for structure; string values for UTF-8 only where a
+ * view hands one out (here the first key's value, the collection). */
+Test(msg, invalid_utf8_is_refused_where_it_is_shown)
 {
     mt_msg_t m;
+    mt_cmd_view_t v;
     cr_assert_eq(mt_msg_parse(invalid_utf8_op_msg, sizeof(invalid_utf8_op_msg), NULL, &m),
-                 MT_MSG_ERR_BSON);
+                 MT_MSG_OK);
+    cr_assert_eq(mt_cmd_request(&m, NULL, &v), MT_MSG_ERR_BSON);
+    uint32_t got;
+    cr_assert_eq(mt_msg_validate_bson(m.body, m.body_len, &got), MT_MSG_ERR_BSON, "strict");
+
+    /* a literal nobody shows is not decoded: the command is accounted */
+    bson_t *cmd = bson_new();
+    bson_t filter;
+    BSON_APPEND_UTF8(cmd, "find", "c");
+    BSON_APPEND_DOCUMENT_BEGIN(cmd, "filter", &filter);
+    bson_append_utf8(&filter, "name", 4, "\xff\xfe", 2);
+    bson_append_document_end(cmd, &filter);
+    BSON_APPEND_UTF8(cmd, "$db", "d");
+    size_t len;
+    uint8_t *msg = fx_op_msg(0, 1, 0, cmd, NULL, NULL, 0, &len);
+    cr_assert_eq(mt_msg_parse_budget(msg, len, NULL, NULL, MT_MSG_DEFER_BODY, &m), MT_MSG_OK);
+    cr_assert_not(m.body_checked);
+    cr_assert_eq(mt_cmd_request(&m, NULL, &v), MT_MSG_OK);
+    cr_assert_str_eq(v.collection, "c");
+    free(msg);
+    /* ... but one that would be shown (the comment keys a window) is refused */
+    BSON_APPEND_UTF8(cmd, "comment", "mongotap:\xc3");
+    msg = fx_op_msg(0, 1, 0, cmd, NULL, NULL, 0, &len);
+    cr_assert_eq(mt_msg_parse(msg, len, NULL, &m), MT_MSG_OK);
+    cr_assert(m.body_checked);
+    cr_assert_eq(mt_cmd_request(&m, NULL, &v), MT_MSG_ERR_BSON);
+    free(msg);
+    bson_destroy(cmd);
+}
+
+/* The strict validator: keys and every string value. */
+Test(msg, invalid_utf8_is_refused)
+{
 
     struct {
         const char *s;
@@ -816,7 +851,7 @@ Test(msg, every_limit_edge_keeps_whole_units)
         for (size_t left = 0; left <= payload + 1; left++) {
             mt_msg_budget_t budget = {left};
             mt_msg_t m;
-            mt_msg_err_t err = mt_msg_parse_budget(c, clen, &scratch, &budget, &m);
+            mt_msg_err_t err = mt_msg_parse_budget(c, clen, &scratch, &budget, 0, &m);
             cr_assert_eq(err, MT_MSG_OK, "%s left %zu: %s", name, left, mt_msg_err_str(err));
             cr_assert_eq(m.opcode, MT_OP_MSG);
             if (left >= payload) {
@@ -861,7 +896,7 @@ Test(msg, every_limit_edge_keeps_whole_units)
             cr_assert_eq(m.seqs[0].count, count, "%s left %zu", name, left);
             cr_assert_arr_eq(m.seqs[0].docs, want.seqs[0].docs, m.seqs[0].docs_len);
             mt_cmd_view_t v;
-            cr_assert_eq(mt_cmd_request(&m, &v), MT_MSG_OK);
+            cr_assert_eq(mt_cmd_request(&m, NULL, &v), MT_MSG_OK);
             cr_assert(v.partial);
             cr_assert_eq(v.statements, count, "a lower bound, never a guess");
         }
@@ -874,7 +909,7 @@ Test(msg, every_limit_edge_keeps_whole_units)
     for (size_t have = 16; have <= len; have++) {
         mt_msg_t m;
         size_t left = have - 16;
-        mt_msg_err_t err = mt_msg_parse_prefix(plain, have, &m);
+        mt_msg_err_t err = mt_msg_parse_prefix(plain, have, 0, &m);
         if (left < body_end) {
             cr_assert_neq(err, MT_MSG_OK, "have %zu", have);
             continue;
@@ -921,20 +956,20 @@ Test(msg, big_message_decompresses_its_front_only)
         cr_assert_leq(scratch.cap, MT_MSG_INFLATE_MAX);
         if (ids[k] == MT_COMPRESSOR_SNAPPY) {
             cr_assert_eq(m.inflated, 0);
-            cr_assert_eq(mt_cmd_request(&m, &v), MT_MSG_ERR_SKIPPED);
+            cr_assert_eq(mt_cmd_request(&m, NULL, &v), MT_MSG_ERR_SKIPPED);
         } else {
             cr_assert_leq(m.inflated, MT_MSG_INFLATE_MAX - 16);
             cr_assert_eq(m.nseqs, 1);
             cr_assert_eq(m.seqs[0].count, 1);
             cr_assert(m.seqs[0].partial);
-            cr_assert_eq(mt_cmd_request(&m, &v), MT_MSG_OK);
+            cr_assert_eq(mt_cmd_request(&m, NULL, &v), MT_MSG_OK);
             cr_assert_str_eq(v.name, "insert");
             cr_assert_str_eq(v.collection, "big");
             cr_assert(v.partial);
         }
         /* one budget for three messages: the first takes it all */
         mt_msg_budget_t budget = {700000};
-        cr_assert_eq(mt_msg_parse_budget(c, clen, &scratch, &budget, &m), MT_MSG_OK);
+        cr_assert_eq(mt_msg_parse_budget(c, clen, &scratch, &budget, 0, &m), MT_MSG_OK);
         size_t first = m.inflated;
         if (ids[k] == MT_COMPRESSOR_SNAPPY)
             cr_assert_eq(budget.left, 700000);
@@ -943,7 +978,7 @@ Test(msg, big_message_decompresses_its_front_only)
         else
             cr_assert_eq(budget.left, 700000 - first);
         size_t second = budget.left;
-        cr_assert_eq(mt_msg_parse_budget(c, clen, &scratch, &budget, &m), MT_MSG_OK);
+        cr_assert_eq(mt_msg_parse_budget(c, clen, &scratch, &budget, 0, &m), MT_MSG_OK);
         cr_assert(m.partial);
         if (ids[k] != MT_COMPRESSOR_SNAPPY) {
             if (second > 1000) {
@@ -953,9 +988,9 @@ Test(msg, big_message_decompresses_its_front_only)
                 cr_assert_null(m.body);
             }
             budget.left = 0;
-            cr_assert_eq(mt_msg_parse_budget(c, clen, &scratch, &budget, &m), MT_MSG_OK);
+            cr_assert_eq(mt_msg_parse_budget(c, clen, &scratch, &budget, 0, &m), MT_MSG_OK);
             cr_assert_eq(m.inflated, 0);
-            cr_assert_eq(mt_cmd_request(&m, &v), MT_MSG_ERR_SKIPPED);
+            cr_assert_eq(mt_cmd_request(&m, NULL, &v), MT_MSG_ERR_SKIPPED);
         }
         free(c);
     }
@@ -1067,7 +1102,7 @@ Test(msg, bombs_inflate_only_what_is_read)
         uint8_t *b = compressed_stream(ids[k], MT_OP_MSG, &zeros, 1, &len);
         cr_assert_lt(len, 50000);
         mt_msg_budget_t budget = {4u << 20};
-        cr_assert_eq(mt_msg_parse_budget(b, len, &scratch, &budget, &m), MT_MSG_ERR_BSON,
+        cr_assert_eq(mt_msg_parse_budget(b, len, &scratch, &budget, 0, &m), MT_MSG_ERR_BSON,
                      "a document of length 0");
         cr_assert_eq(m.inflated, 9);
         cr_assert_geq(budget.left, (4u << 20) - 9 - 128 * 1024);
@@ -1083,7 +1118,7 @@ Test(msg, bombs_inflate_only_what_is_read)
         cr_assert_eq(m.nseqs, 1);
         cr_assert_eq(m.seqs[0].count, 0);
         mt_cmd_view_t v;
-        cr_assert_eq(mt_cmd_request(&m, &v), MT_MSG_OK);
+        cr_assert_eq(mt_cmd_request(&m, NULL, &v), MT_MSG_OK);
         cr_assert(v.partial);
         cr_assert_leq(scratch.cap, MT_MSG_INFLATE_MAX);
         free(b);

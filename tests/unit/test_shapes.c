@@ -3,22 +3,46 @@
  * a hit, stays within max_shapes with the rest under "<other>", and sorts by
  * total time. Also checked end to end through /api/stats.
  */
+#include "hash.h"
 #include "shapes.h"
 #include "stats_test_util.h"
+
+/* A key with a stand-in shape id (the decode step's structural hash is
+ * tested with the views, in test_shape.c). */
+static mt_shapes_key_t key_of(const char *db, const char *coll, const char *shape)
+{
+    mt_shapes_key_t k = {db, coll, "find", mt_hash_finish(mt_hash_str(MT_HASH_SEED, shape))};
+    return k;
+}
+
+/* What stats does: look up by id, render and add only when new. */
+static mt_shape_entry_t *get(mt_shapes_t *reg, const char *db, const char *coll, const char *shape,
+                             bool *created)
+{
+    mt_shapes_key_t k = key_of(db, coll, shape);
+    uint64_t h = mt_shapes_hash(&k);
+    mt_shape_entry_t *e = mt_shapes_find(reg, h, &k);
+    if (created)
+        *created = false;
+    return e ? e : mt_shapes_add(reg, h, &k, shape, created);
+}
 
 Test(shapes, same_key_same_entry)
 {
     mt_shapes_t reg;
     mt_shapes_init(&reg, 100);
-    uint64_t h = mt_shapes_hash("db", "c", "find", "{\"_id\": \"?\"}");
     bool created = false;
-    mt_shape_entry_t *a = mt_shapes_get(&reg, h, "db", "c", "find", "{\"_id\": \"?\"}", &created);
+    mt_shapes_key_t k = key_of("db", "c", "{\"_id\": \"?\"}");
+    cr_assert_null(mt_shapes_find(&reg, mt_shapes_hash(&k), &k), "nothing before the first");
+    mt_shape_entry_t *a = get(&reg, "db", "c", "{\"_id\": \"?\"}", &created);
     cr_assert(created);
-    mt_shape_entry_t *b = mt_shapes_get(&reg, h, "db", "c", "find", "{\"_id\": \"?\"}", &created);
+    mt_shape_entry_t *b = get(&reg, "db", "c", "{\"_id\": \"?\"}", &created);
     cr_assert_not(created);
     cr_assert_eq(a, b);
+    cr_assert_eq(mt_shapes_find(&reg, mt_shapes_hash(&k), &k), a);
     cr_assert_str_eq(a->shape, "{\"_id\": \"?\"}");
     cr_assert_str_eq(a->collection, "c");
+    cr_assert_eq(a->shape_id, k.shape_id);
     cr_assert_eq(mt_shapes_count(&reg), 1);
     mt_shapes_clear(&reg);
 }
@@ -27,16 +51,19 @@ Test(shapes, key_parts_do_not_run_together)
 {
     mt_shapes_t reg;
     mt_shapes_init(&reg, 100);
-    uint64_t h1 = mt_shapes_hash("ab", "c", "find", "{}");
-    uint64_t h2 = mt_shapes_hash("a", "bc", "find", "{}");
+    mt_shapes_key_t k1 = key_of("ab", "c", "{}"), k2 = key_of("a", "bc", "{}");
+    uint64_t h1 = mt_shapes_hash(&k1), h2 = mt_shapes_hash(&k2);
     cr_assert_neq(h1, h2);
-    mt_shape_entry_t *a = mt_shapes_get(&reg, h1, "ab", "c", "find", "{}", NULL);
-    mt_shape_entry_t *b = mt_shapes_get(&reg, h2, "a", "bc", "find", "{}", NULL);
-    /* Even with a forced equal hash, the strings decide. */
-    mt_shape_entry_t *c = mt_shapes_get(&reg, h1, "a", "bc", "find", "{}", NULL);
+    mt_shape_entry_t *a = mt_shapes_add(&reg, h1, &k1, "{}", NULL);
+    mt_shape_entry_t *b = mt_shapes_add(&reg, h2, &k2, "{}", NULL);
     cr_assert_neq(a, b);
-    cr_assert_neq(a, c);
-    cr_assert_eq(mt_shapes_count(&reg), 3);
+    /* Even with a forced equal hash, the names and the shape id decide. */
+    cr_assert_null(mt_shapes_find(&reg, h1, &k2));
+    mt_shapes_key_t k3 = k1;
+    k3.shape_id ^= 1;
+    cr_assert_null(mt_shapes_find(&reg, h1, &k3));
+    cr_assert_eq(mt_shapes_find(&reg, h1, &k1), a);
+    cr_assert_eq(mt_shapes_count(&reg), 2);
     mt_shapes_clear(&reg);
 }
 
@@ -48,15 +75,12 @@ Test(shapes, many_entries_survive_growth)
     char shape[64];
     for (int i = 0; i < 3000; i++) {
         snprintf(shape, sizeof shape, "{\"f%d\": \"?\"}", i);
-        e[i] = mt_shapes_get(&reg, mt_shapes_hash("db", "c", "find", shape), "db", "c", "find",
-                             shape, NULL);
+        e[i] = get(&reg, "db", "c", shape, NULL);
         cr_assert_not_null(e[i]);
     }
     for (int i = 0; i < 3000; i++) {
         snprintf(shape, sizeof shape, "{\"f%d\": \"?\"}", i);
-        cr_assert_eq(mt_shapes_get(&reg, mt_shapes_hash("db", "c", "find", shape), "db", "c",
-                                   "find", shape, NULL),
-                     e[i]);
+        cr_assert_eq(get(&reg, "db", "c", shape, NULL), e[i]);
     }
     cr_assert_eq(mt_shapes_count(&reg), 3000);
     mt_shapes_clear(&reg);
@@ -69,17 +93,14 @@ Test(shapes, bounded_with_other)
     const char *colls[] = {"a", "b", "c", "d", "e"};
     mt_shape_entry_t *e[5];
     for (int i = 0; i < 5; i++)
-        e[i] = mt_shapes_get(&reg, mt_shapes_hash("db", colls[i], "find", "{}"), "db", colls[i],
-                             "find", "{}", NULL);
+        e[i] = get(&reg, "db", colls[i], "{}", NULL);
     cr_assert_not(e[0]->overflow);
     cr_assert_not(e[2]->overflow);
     cr_assert(e[3]->overflow);
     cr_assert_eq(e[3], e[4]);
     cr_assert_str_eq(e[3]->shape, "<other>");
     /* Known keys still resolve to their own entry once full. */
-    cr_assert_eq(
-        mt_shapes_get(&reg, mt_shapes_hash("db", "a", "find", "{}"), "db", "a", "find", "{}", NULL),
-        e[0]);
+    cr_assert_eq(get(&reg, "db", "a", "{}", NULL), e[0]);
     cr_assert_eq(reg.count, 3);
     cr_assert_eq(mt_shapes_count(&reg), 4);
     mt_shapes_clear(&reg);
@@ -92,8 +113,7 @@ Test(shapes, sorted_by_total_time)
     const char *colls[] = {"slow", "fast", "mid"};
     const uint64_t t[] = {9000000, 1000, 50000};
     for (int i = 0; i < 3; i++) {
-        mt_shape_entry_t *e = mt_shapes_get(&reg, mt_shapes_hash("db", colls[i], "find", "{}"),
-                                            "db", colls[i], "find", "{}", NULL);
+        mt_shape_entry_t *e = get(&reg, "db", colls[i], "{}", NULL);
         mt_hist_record(&e->latency, t[i]);
     }
     size_t n;
