@@ -47,7 +47,7 @@ step "setup: system and npm packages (scripts/setup.sh)"
 scripts/setup.sh
 step_done
 
-step "build: build/, build-asan/, build-fuzz/ (scripts/build.sh all)"
+step "build: build/, build-asan/, build-release/, build-fuzz/ (scripts/build.sh all)"
 scripts/build.sh all
 step_done
 
@@ -56,8 +56,9 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
     ctest --test-dir build-asan --output-on-failure --no-tests=error
 step_done
 
-step "unit tests, release build (ctest --test-dir build)"
+step "unit tests, optimised builds (ctest --test-dir build, then build-release)"
 ctest --test-dir build --output-on-failure --no-tests=error
+ctest --test-dir build-release --output-on-failure --no-tests=error
 step_done
 
 step "integration tests under ASan/UBSan (pytest tests/integration)"
