@@ -709,17 +709,53 @@ static void finish_child(void)
     uv_timer_start(&run.settle, settle_cb, 0, 10);
 }
 
+/* Live processes of group pgid, from /proc (a zombie whose parent has not
+ * reaped it yet is not one). */
+static size_t live_in_group(int pgid)
+{
+    uv_fs_t req;
+    uv_dirent_t ent;
+    size_t n = 0;
+
+    if (uv_fs_scandir(NULL, &req, "/proc", 0, NULL) < 0) {
+        uv_fs_req_cleanup(&req);
+        return uv_kill(-pgid, 0) == 0;
+    }
+    while (uv_fs_scandir_next(&req, &ent) != UV_EOF) {
+        char path[64], stat[512], state;
+        const char *close;
+        int ppid, pgrp;
+        FILE *f;
+        if (ent.name[0] < '0' || ent.name[0] > '9')
+            continue;
+        snprintf(path, sizeof(path), "/proc/%s/stat", ent.name);
+        if (!(f = fopen(path, "r")))
+            continue;
+        /* "pid (comm) state ppid pgrp ...": comm may hold anything, so
+         * read on from its last ')' */
+        if (fgets(stat, sizeof(stat), f) && (close = strrchr(stat, ')')) &&
+            sscanf(close + 1, " %c %d %d", &state, &ppid, &pgrp) == 3 && pgrp == pgid &&
+            state != 'Z')
+            n++;
+        fclose(f);
+    }
+    uv_fs_req_cleanup(&req);
+    return n;
+}
+
 static void exit_cb(uv_process_t *p, int64_t status, int term_signal)
 {
     int pid = p->pid;
+    size_t left;
 
     run.child_running = false;
     run.child_status = status;
     run.child_signal = term_signal;
     uv_close((uv_handle_t *)p, NULL);
     /* no process of COMMAND's group outlives the run */
-    if (uv_kill(-pid, 0) == 0) {
-        say("processes COMMAND started are still running: sending them SIGTERM");
+    left = live_in_group(pid);
+    if (left > 0) {
+        say("%zu process(es) COMMAND started are still running: sending them SIGTERM", left);
         uv_kill(-pid, SIGTERM);
     }
     finish_child();
