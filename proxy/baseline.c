@@ -218,7 +218,7 @@ static int each_object(const char *json, size_t len, const char *key, reader_t *
     int rc = 0;
 
     if (!bson_init_from_json(&top, json, (ssize_t)len, &error)) {
-        snprintf(r->err, r->errlen, "not valid JSON: %s", error.message);
+        snprintf(r->err, r->errlen, "not valid JSON: %.200s", error.message);
         return -1;
     }
     if (check_top && check_top(r, &top) != 0) {

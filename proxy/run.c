@@ -398,7 +398,11 @@ int mt_run_resolve_upstream(mt_run_opts_t *o, mt_cli_getenv_fn env, char *why, s
             value = arg;
         snprintf(why, whylen, "from %s", from);
         if (apply_upstream(&o->proxy, value, inner, sizeof(inner)) != 0) {
-            snprintf(err, errlen, "%s: cannot forward to '%s' (%s)", from, o->upstream, inner);
+            /* inner names --upstream and the value */
+            if (o->upstream_source == MT_RUN_UPSTREAM_FLAG)
+                snprintf(err, errlen, "%.400s", inner);
+            else
+                snprintf(err, errlen, "%s: %.400s", from, inner);
             return -1;
         }
         return 0;
@@ -407,9 +411,8 @@ int mt_run_resolve_upstream(mt_run_opts_t *o, mt_cli_getenv_fn env, char *why, s
         o->upstream_source = MT_RUN_UPSTREAM_URI;
         snprintf(why, whylen, "from %s", o->env_name);
         if (apply_upstream(&o->proxy, arg, inner, sizeof(inner)) != 0) {
-            snprintf(err, errlen,
-                     "%s: cannot forward to its servers '%s' (%s); pass --upstream HOST:PORT",
-                     o->env_name, arg, inner);
+            snprintf(err, errlen, "%s: cannot forward to its servers: %.400s; pass --upstream",
+                     o->env_name, inner);
             return -1;
         }
         return 0;
