@@ -25,7 +25,7 @@ typedef struct {
     mt_hostport_t upstream;
     bool admin_enabled;
     mt_hostport_t admin;
-    const char *admin_token;  /* NULL when none; points into argv or the environment */
+    const char *admin_token; /* NULL when none; points into argv or the environment */
     uint64_t window_gap_ms;
     uint64_t window_max_ms;
     uint32_t n1_threshold;
@@ -33,7 +33,7 @@ typedef struct {
     const char *report_path;  /* NULL when none */
     uint32_t max_connections;
     uint32_t max_shapes;
-    int log_level;            /* mt_log_level_t */
+    int log_level; /* mt_log_level_t */
     bool log_values;
     /* --ignore-ns: "db.collection" or "db.*" */
     char ignore_ns[MT_CLI_MAX_IGNORE_NS][MT_CLI_NS_MAX];

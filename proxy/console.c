@@ -499,19 +499,14 @@ static void build_findings(const console_t *con, lines_t *ls)
                 continue;
             if (sub_find(&it, "parent", &p))
                 describe_cmd(&p, parent, sizeof(parent));
-            /* Older drafts of the API said children / child_time_ms / suggestion. */
-            if (sub_find(&it, "child", &c) || sub_find(&it, "children", &c))
+            if (sub_find(&it, "children", &c))
                 describe_cmd(&c, children, sizeof(children));
             mt_console_fmt_count(sub_num(&it, "occurrences"), occ, sizeof(occ));
-            double t = sub_num(&it, "total_child_ms"), a = sub_num(&it, "avg_child_ms");
-            mt_console_fmt_ms(isnan(t) ? sub_num(&it, "child_time_ms.total") : t, total,
-                              sizeof(total));
-            mt_console_fmt_ms(isnan(a) ? sub_num(&it, "child_time_ms.avg") : a, avg, sizeof(avg));
+            mt_console_fmt_ms(sub_num(&it, "children.duration_ms"), total, sizeof(total));
+            mt_console_fmt_ms(sub_num(&it, "children.avg_duration_ms"), avg, sizeof(avg));
             lines_add(ls, A_NORMAL, "  %6sx  %9s ms total  %8s ms avg  %s  ->  %s  field=%s", occ,
                       total, avg, parent, children, or_dash(sub_str(&it, "field")));
-            const char *sugg = sub_str(&it, "fix");
-            if (sugg == NULL)
-                sugg = sub_str(&it, "suggestion");
+            const char *sugg = sub_str(&it, "suggestion");
             if (sugg != NULL)
                 lines_add(ls, A_DIM, "           fix: %s", sugg);
             npat++;

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "hash.h"
+
 /* Command label set. Index 0 is "other". */
 static const char *const command_names[] = {
     "other",
@@ -107,19 +109,9 @@ const char *mt_metrics_command_name(uint16_t idx)
     return idx < NCOMMANDS ? command_names[idx] : command_names[0];
 }
 
-static int64_t name_hash(const char *s)
-{
-    uint64_t h = UINT64_C(0xcbf29ce484222325);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        h ^= *p;
-        h *= UINT64_C(0x100000001b3);
-    }
-    return (int64_t)h;
-}
-
 uint16_t mt_metrics_collection_label(mt_metrics_t *m, const char *collection)
 {
-    int64_t h = name_hash(collection);
+    int64_t h = (int64_t)mt_hash_str(MT_HASH_SEED, collection);
     uint16_t *idx = mt_idmap_get(&m->coll_index, h);
     if (idx)
         return strcmp(m->collections[*idx], collection) == 0 ? *idx : MT_METRICS_COLL_OTHER;
@@ -196,21 +188,8 @@ char *mt_metrics_render(const mt_metrics_t *m, const mt_metrics_input_t *in)
 {
     bson_string_t *s = bson_string_new(NULL);
 
-#define MT_METRICS_EMIT(id, json, prom, help)                                                      \
-    header(s, prom, "counter", help);                                                              \
-    bson_string_append_printf(s, "mongotap_%s %llu\n", prom,                                       \
-                              (unsigned long long)in->counters[MT_STAT_##id]);
-    MT_STATS_COUNTERS(MT_METRICS_EMIT)
-#undef MT_METRICS_EMIT
-
+    mt_stats_counters_prometheus(in->counters, s);
     gauge(s, "uptime_seconds", "Seconds since mongotap started", in->uptime_s);
-    gauge(s, "connections_active", "Client connections open now", (double)in->connections_active);
-    gauge(s, "windows_open", "Request windows open now", (double)in->windows_open);
-    gauge(s, "shapes_tracked", "Query shapes tracked (the <other> entry included)",
-          (double)in->shapes_tracked);
-    gauge(s, "patterns_tracked", "N+1 patterns tracked", (double)in->patterns);
-    gauge(s, "requests_pending", "Requests forwarded whose reply has not been seen",
-          (double)in->pending_requests);
 
     header(s, "commands_total", "counter",
            "Commands by command name and collection (bounded label sets)");

@@ -72,13 +72,7 @@ static void totals_bson(const mt_report_input_t *in, bson_t *doc)
     bson_t t;
     BSON_APPEND_DOCUMENT_BEGIN(doc, "totals", &t);
     BSON_APPEND_DOUBLE(&t, "uptime_s", (double)(int64_t)(in->uptime_s * 1000) / 1000.0);
-    BSON_APPEND_INT64(&t, "connections_active", (int64_t)in->connections_active);
-    BSON_APPEND_INT64(&t, "windows_open", (int64_t)in->windows_open);
-    BSON_APPEND_INT64(&t, "patterns", (int64_t)in->findings->npatterns);
-#define MT_REPORT_TOTAL(id, json, prom, help)                                                      \
-    BSON_APPEND_INT64(&t, json, (int64_t)in->counters[MT_STAT_##id]);
-    MT_STATS_COUNTERS(MT_REPORT_TOTAL)
-#undef MT_REPORT_TOTAL
+    mt_stats_counters_bson(in->counters, &t);
     bson_append_document_end(doc, &t);
 }
 
@@ -206,12 +200,14 @@ static char *render_markdown(const mt_report_input_t *in)
         for (size_t i = 0; i < np; i++) {
             const mt_findings_pattern_t *p = ps[i];
             bson_string_append_printf(s, "| %zu | ", i + 1);
-            md_shape_ref(s, p->parent_command, p->parent_db, p->parent_collection, p->parent_shape);
+            md_shape_ref(s, p->key[MT_PK_PARENT_COMMAND], p->key[MT_PK_PARENT_DB],
+                         p->key[MT_PK_PARENT_COLLECTION], p->key[MT_PK_PARENT_SHAPE]);
             bson_string_append(s, " | ");
-            md_shape_ref(s, p->child_command, p->child_db, p->child_collection, p->child_shape);
+            md_shape_ref(s, p->key[MT_PK_CHILD_COMMAND], p->key[MT_PK_CHILD_DB],
+                         p->key[MT_PK_CHILD_COLLECTION], p->key[MT_PK_CHILD_SHAPE]);
             bson_string_append(s, " | ");
-            if (p->field)
-                md_code(s, p->field);
+            if (p->key[MT_PK_FIELD])
+                md_code(s, p->key[MT_PK_FIELD]);
             else
                 bson_string_append(s, "unknown (medium confidence)");
             bson_string_append_printf(s, " | %llu | ", (unsigned long long)p->occurrences);
@@ -221,7 +217,7 @@ static char *render_markdown(const mt_report_input_t *in)
             bson_string_append_printf(s, " | window %llu (", (unsigned long long)p->example_window);
             md_text(s, p->example_finding);
             bson_string_append(s, ") | ");
-            md_text(s, p->fix ? p->fix : "");
+            md_text(s, p->suggestion ? p->suggestion : "");
             bson_string_append(s, " |\n");
         }
         bson_string_append(s, "\n");
@@ -328,8 +324,9 @@ static void html_chart(bson_string_t *s, const mt_findings_pattern_t **ps, size_
             w = 2;
         char label[600];
         bson_snprintf(label, sizeof label, "#%zu %s \xe2\x86\x92 %s%s%s", i + 1,
-                      p->parent_collection, p->child_collection, p->field ? " via " : "",
-                      p->field ? p->field : "");
+                      p->key[MT_PK_PARENT_COLLECTION], p->key[MT_PK_CHILD_COLLECTION],
+                      p->key[MT_PK_FIELD] ? " via " : "",
+                      p->key[MT_PK_FIELD] ? p->key[MT_PK_FIELD] : "");
         cut_label(label, 56);
         bson_string_append_printf(s, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">", label_w - 8,
                                   y + bar_h - 6);
@@ -403,14 +400,15 @@ static char *render_html(const mt_report_input_t *in)
         for (size_t i = 0; i < np; i++) {
             const mt_findings_pattern_t *p = ps[i];
             bson_string_append_printf(s, "<tr><td class=\"n\">%zu</td><td>", i + 1);
-            html_shape_ref(s, p->parent_command, p->parent_db, p->parent_collection,
-                           p->parent_shape);
+            html_shape_ref(s, p->key[MT_PK_PARENT_COMMAND], p->key[MT_PK_PARENT_DB],
+                           p->key[MT_PK_PARENT_COLLECTION], p->key[MT_PK_PARENT_SHAPE]);
             bson_string_append(s, "</td><td>");
-            html_shape_ref(s, p->child_command, p->child_db, p->child_collection, p->child_shape);
+            html_shape_ref(s, p->key[MT_PK_CHILD_COMMAND], p->key[MT_PK_CHILD_DB],
+                           p->key[MT_PK_CHILD_COLLECTION], p->key[MT_PK_CHILD_SHAPE]);
             bson_string_append(s, "</td><td>");
-            if (p->field) {
+            if (p->key[MT_PK_FIELD]) {
                 bson_string_append(s, "<code>");
-                html_text(s, p->field);
+                html_text(s, p->key[MT_PK_FIELD]);
                 bson_string_append(s, "</code> <span class=\"high\">high</span>");
             } else {
                 bson_string_append(s, "<span class=\"medium\">medium</span>");
@@ -424,7 +422,7 @@ static char *render_html(const mt_report_input_t *in)
                                       (unsigned long long)p->example_window);
             html_text(s, p->example_finding);
             bson_string_append(s, "</td><td>");
-            html_text(s, p->fix ? p->fix : "");
+            html_text(s, p->suggestion ? p->suggestion : "");
             bson_string_append(s, "</td></tr>\n");
         }
         bson_string_append(s, "</table>\n");

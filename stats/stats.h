@@ -13,33 +13,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Global counters: one table, from which the enum, the JSON names and the
- * Prometheus names are generated. X(id, json_name, prometheus_name, help) */
-#define MT_STATS_COUNTERS(X)                                                                       \
-    X(CONNECTIONS_TOTAL, "connections_total", "connections_total", "Client connections accepted")  \
-    X(CONNECTIONS_REFUSED, "connections_refused", "connections_refused_total",                     \
-      "Client connections refused (max-connections or accept errors)")                             \
-    X(COMMANDS, "commands", "commands_seen_total", "Commands seen")                                \
-    X(PARSE_ERRORS, "parse_errors", "parse_errors_total", "Messages forwarded that did not parse") \
-    X(PROTOCOL_ERRORS, "protocol_errors", "protocol_errors_total",                                 \
-      "Connections closed for an impossible message header")                                       \
-    X(UPSTREAM_ERRORS, "upstream_errors", "upstream_errors_total",                                 \
-      "Upstream connect failures and upstream-side errors")                                        \
-    X(BYTES_FROM_CLIENTS, "bytes_from_clients", "client_bytes_received_total",                     \
-      "Bytes read from clients and forwarded upstream")                                            \
-    X(BYTES_FROM_UPSTREAM, "bytes_from_upstream", "upstream_bytes_received_total",                 \
-      "Bytes read from upstream and forwarded to clients")                                         \
-    X(MESSAGES_UNKNOWN, "messages_unknown_opcode", "messages_unknown_opcode_total",                \
-      "Messages with an opcode mongotap does not decode (still forwarded)")                        \
-    X(WINDOWS, "windows", "windows_total", "Request windows closed")                               \
-    X(FINDINGS, "findings", "findings_total", "N+1 findings")
-
-typedef enum {
-#define MT_STATS_ENUM(id, json, prom, help) MT_STAT_##id,
-    MT_STATS_COUNTERS(MT_STATS_ENUM)
-#undef MT_STATS_ENUM
-        MT_STAT__COUNT
-} mt_stat_counter_t;
+#include "counters.h"
+#include "report.h"
+#include "view.h"
 
 typedef struct mt_stats mt_stats_t;
 typedef struct mt_stats_conn mt_stats_conn_t;
@@ -52,6 +28,8 @@ typedef struct {
     uint64_t window_max_ms; /* default 30000 */
     uint32_t n1_threshold;  /* default 5 */
     uint32_t max_shapes;    /* default 10000 */
+    uint32_t max_conns;     /* connections tracked at once, default 100000; past it a
+                               connection is forwarded without being accounted */
     bool log_values;        /* let user data values into outputs */
     mt_stats_finding_cb on_finding;
     void *on_finding_data;
@@ -65,25 +43,25 @@ void mt_stats_free(mt_stats_t *st);
 
 void mt_stats_add(mt_stats_t *st, mt_stat_counter_t counter, uint64_t by);
 uint64_t mt_stats_get(const mt_stats_t *st, mt_stat_counter_t counter);
-/* The JSON name of a counter ("connections_total"). */
-const char *mt_stat_counter_str(mt_stat_counter_t counter);
 
 /* Connections. client_addr is "ip:port". The returned handle is owned by
  * stats and valid until mt_stats_conn_close(). The caller counts
  * CONNECTIONS_TOTAL, refusals, bytes and upstream errors with mt_stats_add();
  * stats counts commands, parse errors, windows and findings. NULL when out of
  * memory; every conn function accepts NULL and does nothing. */
+/* NULL also past max_conns (the connection is then counted in
+ * accounting_shed). */
 mt_stats_conn_t *mt_stats_conn_open(mt_stats_t *st, uint64_t conn_id, const char *client_addr,
                                     uint64_t now_ns);
-/* A whole request message (header included) that was forwarded upstream;
- * now_ns = when its last byte was forwarded. The bytes are only read during
- * the call. Both calls return the message's moreToCome flag (read after
- * decompression): a request with it expects no reply, a reply with it is
- * followed by another (exhaust). */
-bool mt_stats_conn_request(mt_stats_conn_t *c, const uint8_t *msg, size_t len, uint64_t now_ns);
-/* A whole reply message forwarded to the client; now_ns = when its first
- * byte was forwarded. */
-bool mt_stats_conn_reply(mt_stats_conn_t *c, const uint8_t *msg, size_t len, uint64_t now_ns);
+/* A request forwarded upstream, as the proxy decoded it; bytes = its size on
+ * the wire, now_ns = when its last byte was forwarded. The view is only read
+ * during the call. */
+void mt_stats_conn_request(mt_stats_conn_t *c, const mt_cmd_view_t *cmd, size_t bytes,
+                           uint64_t now_ns);
+/* A reply forwarded to the client; now_ns = when its first byte was
+ * forwarded. */
+void mt_stats_conn_reply(mt_stats_conn_t *c, const mt_reply_view_t *r, size_t bytes,
+                         uint64_t now_ns);
 /* Closes the connection's window (analysing it) and forgets the connection. */
 void mt_stats_conn_close(mt_stats_conn_t *c, uint64_t now_ns);
 
@@ -106,10 +84,6 @@ char *mt_stats_windows_json(mt_stats_t *st, size_t limit);          /* /api/wind
 char *mt_stats_findings_json(mt_stats_t *st);                       /* /api/findings */
 char *mt_stats_metrics(mt_stats_t *st, uint64_t now_ns);            /* /metrics */
 
-typedef enum { MT_REPORT_JSON, MT_REPORT_MARKDOWN, MT_REPORT_HTML } mt_report_format_t;
-/* Parses "json", "markdown" (or "md"), "html"; returns -1 on anything else. */
-int mt_report_format_parse(const char *s);
-const char *mt_report_format_str(mt_report_format_t fmt);
 char *mt_stats_report(mt_stats_t *st, mt_report_format_t fmt, uint64_t now_ns);
 
 #endif

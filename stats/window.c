@@ -9,6 +9,9 @@
 #include <string.h>
 
 #include "clock.h"
+#include "evidence.h"
+#include "hash.h"
+#include "shape.h"
 #include "json.h"
 
 struct mt_window_block {
@@ -244,17 +247,16 @@ void mt_window_bson(const mt_window_t *w, bson_t *doc)
 
 static uint64_t key_hash(const char *key)
 {
-    uint64_t h = UINT64_C(0xcbf29ce484222325);
-    for (const unsigned char *p = (const unsigned char *)key; *p; p++) {
-        h ^= *p;
-        h *= UINT64_C(0x100000001b3);
-    }
-    return h;
+    return mt_hash_str(MT_HASH_SEED, key);
 }
 
-void mt_window_reg_init(mt_window_reg_t *reg)
+#define window_of(node) ((mt_window_t *)((char *)(node)-offsetof(mt_window_t, open_link)))
+
+void mt_window_reg_init(mt_window_reg_t *reg, const mt_window_rules_t *rules)
 {
     memset(reg, 0, sizeof *reg);
+    reg->rules = *rules;
+    h2o_linklist_init_anchor(&reg->open);
     /* The id map is bounded by connections plus keyed windows; the limit is
      * only a backstop. */
     mt_idmap_init(&reg->by_id, sizeof(mt_window_t *), 1u << 22);
@@ -264,24 +266,26 @@ void mt_window_reg_init(mt_window_reg_t *reg)
 
 void mt_window_reg_clear(mt_window_reg_t *reg)
 {
-    mt_window_t *w = reg->open_head;
-    while (w) {
-        mt_window_t *next = w->next;
+    while (!h2o_linklist_is_empty(&reg->open)) {
+        mt_window_t *w = window_of(reg->open.next);
+        h2o_linklist_unlink(&w->open_link);
+        if (w->owner_slot)
+            *w->owner_slot = NULL;
         window_free(w);
-        w = next;
     }
     for (size_t i = 0; i < MT_WINDOW_CLOSED_KEEP; i++)
         window_free(reg->closed[i]);
     mt_idmap_free(&reg->by_id);
     mt_idmap_free(&reg->by_key);
     uint64_t next_id = reg->next_id;
-    mt_window_reg_init(reg);
+    mt_window_rules_t rules = reg->rules;
+    mt_window_reg_init(reg, &rules);
     /* Ids keep growing across resets so a client never sees one reused. */
     reg->next_id = next_id;
 }
 
 mt_window_t *mt_window_reg_open(mt_window_reg_t *reg, uint64_t conn_id, const char *key,
-                                void *owner, uint64_t now_ns, int64_t now_ms,
+                                mt_window_t **owner_slot, uint64_t now_ns, int64_t now_ms,
                                 const char *client_addr, const char *app_name, const char *driver)
 {
     if (key && reg->keyed_open >= MT_WINDOW_MAX_KEYED)
@@ -291,7 +295,7 @@ mt_window_t *mt_window_reg_open(mt_window_reg_t *reg, uint64_t conn_id, const ch
         return NULL;
     w->id = reg->next_id;
     w->conn_id = conn_id;
-    w->owner = owner;
+    w->owner_slot = owner_slot;
     w->started_ns = w->last_ns = now_ns;
     w->started_ms = now_ms;
     w->budget = &reg->budget;
@@ -322,10 +326,7 @@ mt_window_t *mt_window_reg_open(mt_window_reg_t *reg, uint64_t conn_id, const ch
         reg->keyed_open++;
     }
     reg->next_id++;
-    w->next = reg->open_head;
-    if (reg->open_head)
-        reg->open_head->prev = w;
-    reg->open_head = w;
+    h2o_linklist_insert(&reg->open, &w->open_link);
     reg->open_count++;
     return w;
 }
@@ -356,17 +357,13 @@ void mt_window_reg_detach(mt_window_reg_t *reg, mt_window_t *w, uint64_t now_ns)
             mt_idmap_remove(&reg->by_key, (int64_t)key_hash(w->key), NULL);
         reg->keyed_open--;
     }
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        reg->open_head = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    w->prev = w->next = NULL;
+    h2o_linklist_unlink(&w->open_link);
     reg->open_count--;
     w->closed = true;
     w->closed_ns = now_ns;
-    w->owner = NULL;
+    if (w->owner_slot && *w->owner_slot == w)
+        *w->owner_slot = NULL;
+    w->owner_slot = NULL;
     /* Closed windows are bounded by the closed ring, not the budget. */
     reg->budget.cmds -= w->ncmds;
     reg->budget.ev_bytes -= w->ev_len;
@@ -389,4 +386,140 @@ mt_window_t *mt_window_reg_closed(const mt_window_reg_t *reg, size_t i)
         return NULL;
     size_t pos = (reg->closed_next + MT_WINDOW_CLOSED_KEEP - 1 - i) % MT_WINDOW_CLOSED_KEEP;
     return reg->closed[pos];
+}
+
+/* Rules */
+
+#define MT_WINDOW_MAX_KEY_PATH 256
+
+bool mt_window_stale(const mt_window_reg_t *reg, const mt_window_t *w, uint64_t now_ns)
+{
+    if (now_ns >= w->started_ns && now_ns - w->started_ns >= reg->rules.max_ns)
+        return true;
+    return w->inflight == 0 && now_ns >= w->last_ns && now_ns - w->last_ns >= reg->rules.gap_ns;
+}
+
+void mt_window_close(mt_window_reg_t *reg, mt_window_t *w, uint64_t now_ns)
+{
+    mt_window_reg_detach(reg, w, now_ns);
+    if (reg->rules.on_close)
+        reg->rules.on_close(reg->rules.on_close_data, w, now_ns);
+    mt_window_reg_retire(reg, w);
+}
+
+/* w when it is still current, else NULL after closing it. */
+static mt_window_t *fresh(mt_window_reg_t *reg, mt_window_t *w, uint64_t now_ns)
+{
+    if (w && mt_window_stale(reg, w, now_ns)) {
+        mt_window_close(reg, w, now_ns);
+        return NULL;
+    }
+    return w;
+}
+
+mt_window_t *mt_window_join(mt_window_reg_t *reg, const mt_window_origin_t *o, const char *comment,
+                            uint64_t cursor_win_id, uint64_t now_ns, int64_t now_ms)
+{
+    mt_window_t *w;
+
+    if (cursor_win_id && (w = fresh(reg, mt_window_reg_find(reg, cursor_win_id), now_ns)))
+        return w;
+    if (comment && strncmp(comment, MT_WINDOW_KEY_PREFIX, sizeof MT_WINDOW_KEY_PREFIX - 1) == 0) {
+        w = fresh(reg, mt_window_reg_find_key(reg, comment), now_ns);
+        if (!w)
+            w = mt_window_reg_open(reg, o->conn_id, comment, NULL, now_ns, now_ms, o->client_addr,
+                                   o->app_name, o->driver);
+        return w;
+    }
+    if (!fresh(reg, *o->own, now_ns))
+        *o->own = mt_window_reg_open(reg, o->conn_id, NULL, o->own, now_ns, now_ms, o->client_addr,
+                                     o->app_name, o->driver);
+    return *o->own;
+}
+
+/* Single-key lookups: the key path and a hash of the value (and, with
+ * log_values, the value itself). */
+static void record_lookup(mt_window_reg_t *reg, mt_window_t *w, const mt_cmd_view_t *cmd,
+                          mt_window_cmd_t *wc)
+{
+    const char *key = NULL;
+    bson_iter_t vit;
+
+    if ((cmd->kind != MT_CMD_FIND && cmd->kind != MT_CMD_AGGREGATE) ||
+        !mt_shape_single_key(cmd, &key, &vit) || !key)
+        return;
+    wc->single_key = true;
+    wc->value_hashable = true;
+    wc->value_hash = mt_evidence_value_hash(&vit);
+    /* Consecutive lookups of one shape share the key string. */
+    if (w->ncmds && w->cmds[w->ncmds - 1].single_key &&
+        w->cmds[w->ncmds - 1].shape_hash == wc->shape_hash)
+        wc->key = w->cmds[w->ncmds - 1].key;
+    else
+        wc->key = mt_window_strdup(w, key, MT_WINDOW_MAX_KEY_PATH);
+    if (!wc->key)
+        wc->single_key = false;
+    if (reg->rules.log_values) {
+        bson_t tmp;
+        bson_init(&tmp);
+        if (bson_append_iter(&tmp, "", 0, &vit)) {
+            wc->value_doc = mt_window_memdup(w, bson_get_data(&tmp), tmp.len);
+            wc->value_doc_len = wc->value_doc ? tmp.len : 0;
+        }
+        bson_destroy(&tmp);
+    }
+}
+
+int mt_window_record(mt_window_reg_t *reg, mt_window_t *w, const mt_cmd_view_t *cmd,
+                     const mt_shape_entry_t *entry, uint64_t shape_hash, const char *shape,
+                     uint64_t now_ns)
+{
+    mt_window_cmd_t wc;
+
+    /* check the bound before copying anything into the window's arena */
+    if (mt_window_full(w)) {
+        w->total_cmds++;
+        return -1;
+    }
+    memset(&wc, 0, sizeof wc);
+    wc.kind = cmd->kind;
+    wc.start_ns = now_ns;
+    wc.shape_hash = shape_hash;
+    if (entry && !entry->overflow) {
+        wc.db = entry->db;
+        wc.collection = entry->collection;
+        wc.shape = entry->shape;
+        wc.command = cmd->kind == MT_CMD_GETMORE ? "getMore" : entry->command;
+    } else {
+        /* Past the shape bound the registry entry is "<other>": keep the
+         * real key in the window so the detector can still group by it. */
+        wc.db = mt_window_strdup(w, cmd->db ? cmd->db : "", 0);
+        wc.collection = mt_window_strdup(w, cmd->collection ? cmd->collection : "", 0);
+        wc.command = mt_window_strdup(w, cmd->name, 0);
+        wc.shape = mt_window_strdup(w, shape, 0);
+        if (!wc.db || !wc.collection || !wc.command || !wc.shape) {
+            w->total_cmds++;
+            return -1;
+        }
+    }
+    record_lookup(reg, w, cmd, &wc);
+    return mt_window_add_cmd(w, &wc);
+}
+
+void mt_window_reg_tick(mt_window_reg_t *reg, uint64_t now_ns)
+{
+    h2o_linklist_t *n = reg->open.next;
+
+    while (n != &reg->open) {
+        h2o_linklist_t *next = n->next;
+        if (mt_window_stale(reg, window_of(n), now_ns))
+            mt_window_close(reg, window_of(n), now_ns);
+        n = next;
+    }
+}
+
+void mt_window_reg_flush(mt_window_reg_t *reg, uint64_t now_ns)
+{
+    while (!h2o_linklist_is_empty(&reg->open))
+        mt_window_close(reg, window_of(reg->open.next), now_ns);
 }

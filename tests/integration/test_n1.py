@@ -194,9 +194,9 @@ def test_mongoengine_lazy_reference_is_one_high_confidence_finding(mongotap, see
     assert len(doc["patterns"]) == 1, doc["patterns"]
     pat = doc["patterns"][0]
     assert pat["occurrences"] == 2, pat
-    assert pat["child_commands"] == 100, pat
+    assert pat["children"]["count"] == 100, pat
     assert pat["field"] == "channel" and pat["confidence"] == "high", pat
-    assert (pat["parent"]["collection"], pat["child"]["collection"]) == ("show", "channel"), pat
+    assert (pat["parent"]["collection"], pat["children"]["collection"]) == ("show", "channel"), pat
     assert pat["example_finding"] in {x["id"] for x in doc["findings"]}, pat
 
     status, _, body = tap.get("/api/report?format=markdown")
@@ -624,9 +624,9 @@ def test_findings_log_and_report_command(mongotap, seed, dbname, tmp_path):
     assert f["id"] in [x["id"] for x in report["findings"]], report["findings"]
     assert len(report["patterns"]) == 1, report["patterns"]
     pat = report["patterns"][0]
-    assert (pat["parent"]["collection"], pat["child"]["collection"], pat["field"]) == \
+    assert (pat["parent"]["collection"], pat["children"]["collection"], pat["field"]) == \
         ("posts", "users", "author_id"), pat
-    assert pat["occurrences"] == 1 and pat["child_commands"] == 30, pat
+    assert pat["occurrences"] == 1 and pat["children"]["count"] == 30, pat
     md = outputs["markdown"].replace("\\_", "_")
     assert "posts" in md and "users" in md and "author_id" in md, md[:3000]
     assert "|" in md

@@ -8,7 +8,8 @@
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
 
-#include "n1.h"
+#include "evidence.h"
+#include "suggest.h"
 #include "stats_test_util.h"
 
 typedef enum {
@@ -216,8 +217,8 @@ Test(n1, tvguide_finding_field_by_field)
     cr_assert_eq(sc_array_len(all, "patterns"), 1);
     cr_assert_eq(sc_int(all, "patterns.0.occurrences"), 1);
     cr_assert_str_eq(sc_str(all, "patterns.0.field"), "channel");
-    cr_assert_str_eq(sc_str(all, "patterns.0.child.collection"), "channel");
-    cr_assert_float_eq(sc_double(all, "patterns.0.total_child_ms"), 25.0, 1e-9);
+    cr_assert_str_eq(sc_str(all, "patterns.0.children.collection"), "channel");
+    cr_assert_float_eq(sc_double(all, "patterns.0.children.duration_ms"), 25.0, 1e-9);
     bson_destroy(all);
     sc_close(&k);
 }
@@ -236,9 +237,9 @@ Test(n1, captured_mongoengine_traffic)
         uint8_t *buf = fx_read(names[i], &len);
         sc_now += 300 * US;
         if (strstr(names[i], "-c2s"))
-            mt_stats_conn_request(k.c, buf, len, sc_now);
+            sc_deliver(st, k.c, true, buf, len, sc_now);
         else
-            mt_stats_conn_reply(k.c, buf, len, sc_now);
+            sc_deliver(st, k.c, false, buf, len, sc_now);
         if (strstr(names[i], "-c2s") && memmem(buf, len, "channel", 7))
             lookups++;
         free(buf);
@@ -628,15 +629,15 @@ Test(n1, findings_group_into_patterns)
     cr_assert_str_eq(sc_str(all, "findings.3.id"), "f-000004");
     cr_assert_eq(sc_array_len(all, "patterns"), 2);
     cr_assert_eq(sc_int(all, "patterns.0.rank"), 1);
-    cr_assert_str_eq(sc_str(all, "patterns.0.child.collection"), "customer");
+    cr_assert_str_eq(sc_str(all, "patterns.0.children.collection"), "customer");
     cr_assert_str_eq(sc_str(all, "patterns.0.field"), "customer.id");
-    cr_assert_float_eq(sc_double(all, "patterns.0.total_child_ms"), 50.0, 1e-9);
+    cr_assert_float_eq(sc_double(all, "patterns.0.children.duration_ms"), 50.0, 1e-9);
     cr_assert_eq(sc_int(all, "patterns.1.occurrences"), 3);
-    cr_assert_float_eq(sc_double(all, "patterns.1.total_child_ms"), 15.0, 1e-9);
-    cr_assert_float_eq(sc_double(all, "patterns.1.avg_child_ms"), 5.0, 1e-9);
+    cr_assert_float_eq(sc_double(all, "patterns.1.children.duration_ms"), 15.0, 1e-9);
+    cr_assert_float_eq(sc_double(all, "patterns.1.children.avg_duration_ms"), 5.0, 1e-9);
     cr_assert_eq(sc_int(all, "patterns.1.example_window"), sc_int(all, "findings.2.window.id"));
     cr_assert_str_eq(sc_str(all, "patterns.1.example_finding"), "f-000003");
-    cr_assert_not_null(strstr(sc_str(all, "patterns.1.fix"), "10 channel documents"));
+    cr_assert_not_null(strstr(sc_str(all, "patterns.1.suggestion"), "10 channel documents"));
     bson_destroy(all);
     sc_close(&k);
 }
@@ -680,11 +681,14 @@ ParameterizedTest(driver_case_t *c, n1, suggestion_per_driver)
 Test(n1, suggestion_wording_unit)
 {
     char buf[512];
-    mt_n1_suggestion("PyMongo 3.11.0", "channel", "_id", "channel", 20, buf, sizeof buf);
+    mt_suggest_args_t a = {
+        .collection = "channel", .key = "_id", .field = "channel", .distinct = 20};
+    mt_suggest(MT_FINDING_N_PLUS_ONE, "PyMongo 3.11.0", &a, buf, sizeof buf);
     cr_assert_str_eq(buf, "Load the 20 channel documents in one query ({_id: {$in: [...]}}): "
                           "mongoengine: select_related(); pymongo: one find with "
                           "{_id: {$in: [...]}}.");
-    mt_n1_suggestion("", "author", "author_id", NULL, 1, buf, sizeof buf);
+    mt_suggest_args_t b = {.collection = "author", .key = "author_id", .distinct = 1};
+    mt_suggest(MT_FINDING_N_PLUS_ONE, "", &b, buf, sizeof buf);
     cr_assert_not_null(strstr(buf, "1 author document "), "%s", buf);
     cr_assert_not_null(strstr(buf, "{author_id: {$in: [...]}}"), "%s", buf);
 }
@@ -697,11 +701,11 @@ Test(n1, value_hash_compares_numbers_by_value)
     cr_assert(bson_iter_init_find(&a, d, "a") && bson_iter_init_find(&b, d, "b") &&
               bson_iter_init_find(&c, d, "c") && bson_iter_init_find(&dd, d, "d") &&
               bson_iter_init_find(&e, d, "e") && bson_iter_init_find(&f, d, "f"));
-    cr_assert_eq(mt_n1_value_hash(&a), mt_n1_value_hash(&b));
-    cr_assert_eq(mt_n1_value_hash(&a), mt_n1_value_hash(&c));
-    cr_assert_neq(mt_n1_value_hash(&a), mt_n1_value_hash(&dd));
-    cr_assert_neq(mt_n1_value_hash(&a), mt_n1_value_hash(&e));
-    cr_assert_eq(mt_n1_value_hash(&e), mt_n1_value_hash(&f));
+    cr_assert_eq(mt_evidence_value_hash(&a), mt_evidence_value_hash(&b));
+    cr_assert_eq(mt_evidence_value_hash(&a), mt_evidence_value_hash(&c));
+    cr_assert_neq(mt_evidence_value_hash(&a), mt_evidence_value_hash(&dd));
+    cr_assert_neq(mt_evidence_value_hash(&a), mt_evidence_value_hash(&e));
+    cr_assert_eq(mt_evidence_value_hash(&e), mt_evidence_value_hash(&f));
     bson_destroy(d);
 }
 

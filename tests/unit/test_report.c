@@ -68,21 +68,21 @@ Test(report, json)
     cr_assert_eq(strlen(sc_str(doc, "generated_at")), 24);
     cr_assert_eq(sc_int(doc, "totals.commands"), 34);
     cr_assert_eq(sc_int(doc, "totals.findings"), 3);
-    cr_assert_eq(sc_int(doc, "totals.windows"), 3);
+    cr_assert_eq(sc_int(doc, "totals.windows.closed"), 3);
     cr_assert_eq(sc_int(doc, "totals.patterns"), 2);
     cr_assert_eq(sc_array_len(doc, "findings"), 3);
     cr_assert_str_eq(sc_str(doc, "findings.0.schema"), "mongotap.finding/1");
     cr_assert_eq(sc_array_len(doc, "patterns"), 2);
     /* ranked by child time: 30 ms on the hostile collection, 20 ms on channel */
-    cr_assert_str_eq(sc_str(doc, "patterns.0.child.collection"), HOSTILE);
+    cr_assert_str_eq(sc_str(doc, "patterns.0.children.collection"), HOSTILE);
     cr_assert_eq(sc_int(doc, "patterns.1.occurrences"), 2);
     cr_assert_str_eq(sc_str(doc, "patterns.1.parent.shape"), "{}");
-    cr_assert_str_eq(sc_str(doc, "patterns.1.child.shape"), "{\"_id\": \"?\"}");
+    cr_assert_str_eq(sc_str(doc, "patterns.1.children.shape"), "{\"_id\": \"?\"}");
     cr_assert_str_eq(sc_str(doc, "patterns.1.field"), "ref");
-    cr_assert_float_eq(sc_double(doc, "patterns.1.total_child_ms"), 20.0, 1e-9);
-    cr_assert_float_eq(sc_double(doc, "patterns.1.avg_child_ms"), 10.0, 1e-9);
+    cr_assert_float_eq(sc_double(doc, "patterns.1.children.duration_ms"), 20.0, 1e-9);
+    cr_assert_float_eq(sc_double(doc, "patterns.1.children.avg_duration_ms"), 10.0, 1e-9);
     cr_assert_gt(sc_int(doc, "patterns.1.example_window"), 0);
-    cr_assert_not_null(strstr(sc_str(doc, "patterns.1.fix"), "select_related()"));
+    cr_assert_not_null(strstr(sc_str(doc, "patterns.1.suggestion"), "select_related()"));
     cr_assert_geq(sc_array_len(doc, "shapes"), 4);
     cr_assert_str_eq(sc_str(doc, "shapes.0.collection"), HOSTILE);
     bson_destroy(doc);

@@ -236,7 +236,7 @@ static void monitoring_round(sc_conn_t *k)
     /* the legacy handshake: OP_QUERY ismaster on admin.$cmd */
     size_t len;
     uint8_t *m = fx_op_query_json("admin.$cmd", 0, -1, "{\"ismaster\": 1}", &len);
-    mt_stats_conn_request(k->c, m, len, sc_now);
+    sc_deliver(k->st, k->c, true, m, len, sc_now);
     free(m);
 }
 
@@ -405,7 +405,8 @@ static bson_t *batch(uint32_t n, size_t pad)
 Test(window, evidence_is_bounded_and_budgeted)
 {
     mt_window_reg_t reg;
-    mt_window_reg_init(&reg);
+    mt_window_rules_t rules = {.gap_ns = 100 * MS, .max_ns = 30000 * MS};
+    mt_window_reg_init(&reg, &rules);
     mt_window_t *w = mt_window_reg_open(&reg, 1, NULL, NULL, sc_now, 0, "a", "", "");
     cr_assert_not_null(w);
     mt_window_cmd_t c = {
@@ -444,7 +445,8 @@ Test(window, evidence_is_bounded_and_budgeted)
 Test(window, registry_lookups)
 {
     mt_window_reg_t reg;
-    mt_window_reg_init(&reg);
+    mt_window_rules_t rules = {.gap_ns = 100 * MS, .max_ns = 30000 * MS};
+    mt_window_reg_init(&reg, &rules);
     mt_window_t *a = mt_window_reg_open(&reg, 1, "mongotap:a", NULL, sc_now, 0, "x", "", "");
     mt_window_t *b = mt_window_reg_open(&reg, 2, NULL, NULL, sc_now, 0, "y", "", "");
     cr_assert_eq(mt_window_reg_find_key(&reg, "mongotap:a"), a);
