@@ -28,6 +28,7 @@ struct mt_app {
     uv_timer_t tick;
     uv_signal_t sighup, sigusr1;
     uv_file findings_fd;
+    const char *ignore_ns[MT_CLI_MAX_IGNORE_NS]; /* into cfg, for stats */
     char listen_bound[MT_APP_BOUND_MAX];
     char admin_bound[MT_CLI_HOST_MAX + 8];
     bool stopping;
@@ -206,6 +207,10 @@ int mt_app_start(uv_loop_t *loop, const mt_cli_config_t *cfg, mt_app_t **out)
     scfg.n1_threshold = cfg->n1_threshold;
     scfg.max_shapes = cfg->max_shapes;
     scfg.log_values = cfg->log_values;
+    for (size_t i = 0; i < cfg->nignore_ns; i++)
+        a->ignore_ns[i] = cfg->ignore_ns[i];
+    scfg.ignore_ns = a->ignore_ns;
+    scfg.nignore_ns = cfg->nignore_ns;
     scfg.on_finding = on_finding;
     scfg.on_finding_data = a;
     a->stats = mt_stats_new(&scfg, uv_hrtime());

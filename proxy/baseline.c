@@ -323,6 +323,13 @@ int mt_baseline_load(mt_baseline_t *b, const char *path, char *err, size_t errle
     return rc;
 }
 
+/* The number at a dotted path of doc. */
+static bool find_number(const bson_t *doc, const char *path, bson_iter_t *it)
+{
+    return bson_iter_init(it, doc) && bson_iter_find_descendant(it, path, it) &&
+           BSON_ITER_HOLDS_NUMBER(it);
+}
+
 static int read_pattern(reader_t *r, const bson_t *doc, void *data)
 {
     mt_baseline_entry_t *e = entry_push(data);
@@ -340,11 +347,13 @@ static int read_pattern(reader_t *r, const bson_t *doc, void *data)
         e->high = strcmp(bson_iter_utf8(&it, NULL), "high") == 0;
     else
         e->high = e->field != NULL;
-    if (bson_iter_init_find(&it, doc, "occurrences") && BSON_ITER_HOLDS_NUMBER(&it))
+    if (find_number(doc, "occurrences", &it))
         e->occurrences = (uint64_t)bson_iter_as_int64(&it);
-    if (bson_iter_init_find(&it, doc, "child_commands") && BSON_ITER_HOLDS_NUMBER(&it))
+    /* the children's figures: "children": {"count", "duration_ms"}, or
+     * "child_commands" and "total_child_ms" beside "child" */
+    if (find_number(doc, "children.count", &it) || find_number(doc, "child_commands", &it))
         e->child_commands = (uint64_t)bson_iter_as_int64(&it);
-    if (bson_iter_init_find(&it, doc, "total_child_ms") && BSON_ITER_HOLDS_NUMBER(&it))
+    if (find_number(doc, "children.duration_ms", &it) || find_number(doc, "total_child_ms", &it))
         e->child_ms = bson_iter_as_double(&it);
     return 0;
 }

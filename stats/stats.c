@@ -57,6 +57,8 @@ mt_stats_t *mt_stats_new(const mt_stats_config_t *cfg, uint64_t now_ns)
         .gap_ns = st->cfg.window_gap_ms * NS_PER_MS,
         .max_ns = st->cfg.window_max_ms * NS_PER_MS,
         .log_values = st->cfg.log_values,
+        .ignore_ns = st->cfg.ignore_ns,
+        .nignore_ns = st->cfg.nignore_ns,
         .on_close = window_closed_cb,
         .on_close_data = st,
     };

@@ -96,6 +96,8 @@ size_t mt_detect_n_plus_one(const mt_window_t *w, uint32_t threshold, mt_detect_
     size_t np = 0, nsk = 0;
     for (uint32_t i = 0; i < w->ncmds; i++) {
         const mt_window_cmd_t *c = &w->cmds[i];
+        if (c->ignored)
+            continue; /* neither parent nor child */
         if (is_lookup_kind(c->kind) && c->docs >= threshold)
             parents[np++] = i;
         if (c->single_key && c->value_hashable && is_lookup_kind(c->kind))

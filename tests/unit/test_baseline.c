@@ -47,7 +47,7 @@ static const char findings_children_suggestion[] =
     "{\"findings\": [], \"patterns\": ["
     "{\"type\": \"write_loop\", \"parent\": null,"
     " \"children\": {\"db\": \"tv\", \"collection\": \"log\", \"command\": \"insert\", "
-    "\"shape\": \"{}\"},"
+    "\"shape\": \"{}\", \"key\": null, \"count\": 40, \"duration_ms\": 3.25},"
     " \"field\": null, \"confidence\": \"medium\", \"occurrences\": 2, \"suggestion\": "
     "\"insert_many\"},"
     "{\"type\": \"repeated_read\", \"parent\": null,"
@@ -159,6 +159,8 @@ Test(baseline, patterns_in_both_vocabularies)
     cr_assert_not(p.entries[2].has_parent);
     cr_assert_str_eq(p.entries[2].children.collection, "log", "from \"children\"");
     cr_assert_str_eq(p.entries[2].suggestion, "insert_many", "from \"suggestion\"");
+    cr_assert_eq(p.entries[2].child_commands, 40, "children.count");
+    cr_assert_float_eq(p.entries[2].child_ms, 3.25, 1e-9, "children.duration_ms");
     cr_assert_str_eq(p.entries[3].type, "repeated_read");
     mt_baseline_clear(&p);
 }
