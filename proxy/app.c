@@ -97,8 +97,10 @@ void mt_app_reopen_findings_log(mt_app_t *a)
     uv_file fd;
     int rc;
 
-    if (!a->cfg->findings_log)
+    if (!a->cfg->findings_log) {
+        mt_info("no --findings-log to reopen");
         return;
+    }
     /* the new file first: when it cannot be opened, findings keep going to
      * the old one rather than nowhere */
     rc = open_file(a->cfg->findings_log, O_WRONLY | O_CREAT | O_APPEND, &fd);
@@ -166,14 +168,13 @@ static void signal_cb(uv_signal_t *sig, int signum)
 {
     mt_app_t *a = sig->data;
 
-    if (signum == SIGHUP) {
+    /* one line each: "findings log reopened: ...", "report written to ..." */
+    if (signum == SIGHUP)
         mt_app_reopen_findings_log(a);
-    } else if (a->cfg->report_path) {
-        mt_info("%s: writing the report", strsignal(signum));
+    else if (a->cfg->report_path)
         mt_app_write_report(a, false);
-    } else {
+    else
         mt_info("%s: no --report to write", strsignal(signum));
-    }
 }
 
 int mt_app_start(uv_loop_t *loop, const mt_cli_config_t *cfg, mt_app_t **out)
