@@ -18,14 +18,20 @@ static const char *env_table(const char *name)
     return NULL;
 }
 
-/* argv ends with NULL */
+/* argv ends with NULL. The config points into the argument array, and
+ * ARGV's array lives only as long as the assertion that builds it: parse a
+ * copy that lasts (the strings are literals). */
 static mt_cli_result_t parse(mt_cli_config_t *cfg, char *err, size_t errlen, char **argv)
 {
+    static char *kept[64];
     int argc = 0;
 
-    while (argv[argc])
+    while (argv[argc] && argc < 63) {
+        kept[argc] = argv[argc];
         argc++;
-    return mt_cli_parse(argc, argv, env_table, cfg, err, errlen);
+    }
+    kept[argc] = NULL;
+    return mt_cli_parse(argc, kept, env_table, cfg, err, errlen);
 }
 
 #define ARGV(...) ((char *[]){"mongotap", __VA_ARGS__, NULL})

@@ -20,13 +20,20 @@ static const char *env_table(const char *name)
     return NULL;
 }
 
+/* argv ends with NULL. The options point into the argument array, and ARGV's
+ * array lives only as long as the assertion that builds it: parse a copy
+ * that lasts (the strings are literals). */
 static mt_cli_result_t parse(mt_run_opts_t *o, char *err, size_t errlen, char **argv)
 {
+    static char *kept[64];
     int argc = 0;
 
-    while (argv[argc])
+    while (argv[argc] && argc < 63) {
+        kept[argc] = argv[argc];
         argc++;
-    return mt_run_parse(argc, argv, env_table, o, err, errlen);
+    }
+    kept[argc] = NULL;
+    return mt_run_parse(argc, kept, env_table, o, err, errlen);
 }
 
 #define ARGV(...) ((char *[]){"run", __VA_ARGS__, NULL})
