@@ -75,10 +75,11 @@ static void close_file(uv_file fd)
 
 /* Findings go to the log file as one line each, written (not buffered) as
  * they are found, and to every /events viewer. */
-static void on_finding(void *data, const char *json)
+static void on_finding(void *data, const char *json, const char *summary)
 {
     mt_app_t *a = data;
 
+    mt_warn("finding %s", summary); /* so a developer watching the terminal sees it */
     if (a->findings_fd >= 0) {
         size_t len = strlen(json);
         char *line = malloc(len + 1);

@@ -63,6 +63,17 @@ static bool pattern_matches(const mt_findings_pattern_t *p, uint64_t h,
     return true;
 }
 
+/* The same parent and children (the field aside), of the same type. */
+static bool same_loop(const mt_findings_pattern_t *p, const mt_findings_event_t *e)
+{
+    if (p->type != e->type)
+        return false;
+    for (int i = 0; i < MT_PK__COUNT; i++)
+        if (i != MT_PK_FIELD && !str_eq(p->key[i], e->key[i]))
+            return false;
+    return true;
+}
+
 /* Copies the key strings of e into one buffer owned by p. */
 static bool pattern_init(mt_findings_pattern_t *p, uint64_t h, const mt_findings_event_t *e)
 {
@@ -83,6 +94,7 @@ static bool pattern_init(mt_findings_pattern_t *p, uint64_t h, const mt_findings
         w += l;
     }
     p->type = e->type;
+    p->high = e->high;
     p->hash = h;
     p->first_ms = e->now_ms;
     return true;
@@ -96,6 +108,28 @@ static mt_findings_pattern_t *pattern_for(mt_findings_t *f, const mt_findings_ev
     for (size_t i = 0; i < f->npatterns; i++)
         if (pattern_matches(&f->patterns[i], h, e))
             return &f->patterns[i];
+    /* One loop, one pattern: a medium finding (no field found, e.g. a pooled
+     * connection mixed two requests) joins the high pattern of the same
+     * parent and children, and a high one takes over a medium pattern. */
+    for (size_t i = 0; i < f->npatterns; i++) {
+        mt_findings_pattern_t *p = &f->patterns[i];
+        if (!same_loop(p, e))
+            continue;
+        if (!e->high && p->high)
+            return p;
+        if (e->high && !p->high) {
+            mt_findings_pattern_t fresh;
+            if (!pattern_init(&fresh, h, e))
+                return NULL;
+            fresh.occurrences = p->occurrences;
+            fresh.children = p->children;
+            fresh.child_ns = p->child_ns;
+            fresh.first_ms = p->first_ms;
+            pattern_free(p);
+            *p = fresh;
+            return p;
+        }
+    }
 
     mt_findings_pattern_t *slot;
     if (f->npatterns < MT_FINDINGS_MAX_PATTERNS) {
@@ -188,7 +222,7 @@ void mt_findings_pattern_bson(const mt_findings_pattern_t *p, bson_t *doc)
     const char *const *k = p->key;
 
     BSON_APPEND_UTF8(doc, "type", mt_finding_type_str(p->type));
-    BSON_APPEND_UTF8(doc, "confidence", k[MT_PK_FIELD] ? "high" : "medium");
+    BSON_APPEND_UTF8(doc, "confidence", p->high ? "high" : "medium");
     if (k[MT_PK_PARENT_SHAPE]) {
         BSON_APPEND_DOCUMENT_BEGIN(doc, "parent", &sub);
         mt_finding_shape_fields(&sub, k[MT_PK_PARENT_DB], k[MT_PK_PARENT_COLLECTION],

@@ -35,6 +35,7 @@ enum {
 typedef struct {
     uint64_t hash;
     mt_finding_type_t type;
+    bool high;                     /* confidence */
     const char *key[MT_PK__COUNT]; /* point into keybuf; parent parts NULL without a parent */
     uint64_t occurrences;          /* findings */
     uint64_t children;             /* child commands over all findings */
@@ -59,6 +60,7 @@ typedef struct {
 typedef struct {
     mt_finding_type_t type;
     const char *key[MT_PK__COUNT];
+    bool high; /* a medium finding folds into the high pattern of the same loop */
     uint32_t children;
     uint64_t child_ns;
     uint64_t window_id;

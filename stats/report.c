@@ -100,6 +100,19 @@ static char *render_json(const mt_report_input_t *in)
     return out;
 }
 
+static const char *type_title(mt_finding_type_t type)
+{
+    switch (type) {
+    case MT_FINDING_N_PLUS_ONE:
+        return "N+1";
+    case MT_FINDING_WRITE_LOOP:
+        return "Write loop";
+    case MT_FINDING_REPEATED_READ:
+        return "Repeated read";
+    }
+    return "Other";
+}
+
 /* Markdown */
 
 /* Plain text in a table cell: characters Markdown would act on are
@@ -176,7 +189,7 @@ static char *render_markdown(const mt_report_input_t *in)
     size_t np = 0;
     const mt_findings_pattern_t **ps = mt_findings_patterns_sorted(in->findings, &np);
 
-    bson_string_append(s, "# mongotap N+1 report\n\n");
+    bson_string_append(s, "# mongotap report\n\n");
     bson_string_append_printf(s, "Generated %s after %.1f s of traffic.\n\n",
                               mt_clock_iso8601(in->generated_ms, iso), in->uptime_s);
     bson_string_append(s, "| Commands | Connections | Windows | Findings | Patterns | Parse errors "
@@ -189,19 +202,33 @@ static char *render_markdown(const mt_report_input_t *in)
         (unsigned long long)c[MT_STAT_PARSE_ERRORS],
         (unsigned long long)c[MT_STAT_UPSTREAM_ERRORS]);
 
-    bson_string_append(s, "## N+1 patterns\n\n");
-    if (np == 0) {
-        bson_string_append(s, "No N+1 pattern found.\n\n");
-    } else {
-        bson_string_append(s, "Ranked by total time spent in the repeated lookups.\n\n");
-        bson_string_append(s, "| # | Parent query | Repeated lookup | Field | Occurrences | Total "
-                              "child time | Avg child time | Example window | Fix |\n");
-        bson_string_append(s, "|---:|---|---|---|---:|---:|---:|---|---|\n");
+    if (np == 0)
+        bson_string_append(s,
+                           "## Patterns\n\nNo N+1 pattern, write loop or repeated read found.\n\n");
+    for (int t = 0; t < MT_FINDING__TYPES; t++) {
+        size_t shown = 0;
         for (size_t i = 0; i < np; i++) {
             const mt_findings_pattern_t *p = ps[i];
+            if ((int)p->type != t)
+                continue;
+            if (shown++ == 0) {
+                bson_string_append_printf(s, "## %s patterns (`%s`)\n\n", type_title(p->type),
+                                          mt_finding_type_str(p->type));
+                bson_string_append_printf(s,
+                                          "%s Ranked by total time spent in the repeated "
+                                          "commands.\n\n",
+                                          mt_finding_type_explain(p->type));
+                bson_string_append(s, "| # | Parent query | Repeated command | Field | Occurrences "
+                                      "| Total child time | Avg child time | Example window | Fix "
+                                      "|\n");
+                bson_string_append(s, "|---:|---|---|---|---:|---:|---:|---|---|\n");
+            }
             bson_string_append_printf(s, "| %zu | ", i + 1);
-            md_shape_ref(s, p->key[MT_PK_PARENT_COMMAND], p->key[MT_PK_PARENT_DB],
-                         p->key[MT_PK_PARENT_COLLECTION], p->key[MT_PK_PARENT_SHAPE]);
+            if (p->key[MT_PK_PARENT_SHAPE])
+                md_shape_ref(s, p->key[MT_PK_PARENT_COMMAND], p->key[MT_PK_PARENT_DB],
+                             p->key[MT_PK_PARENT_COLLECTION], p->key[MT_PK_PARENT_SHAPE]);
+            else
+                bson_string_append(s, "none");
             bson_string_append(s, " | ");
             md_shape_ref(s, p->key[MT_PK_CHILD_COMMAND], p->key[MT_PK_CHILD_DB],
                          p->key[MT_PK_CHILD_COLLECTION], p->key[MT_PK_CHILD_SHAPE]);
@@ -209,7 +236,8 @@ static char *render_markdown(const mt_report_input_t *in)
             if (p->key[MT_PK_FIELD])
                 md_code(s, p->key[MT_PK_FIELD]);
             else
-                bson_string_append(s, "unknown (medium confidence)");
+                bson_string_append(s, p->high ? "none (high confidence)"
+                                              : "unknown (medium confidence)");
             bson_string_append_printf(s, " | %llu | ", (unsigned long long)p->occurrences);
             fmt_ms(s, p->child_ns);
             bson_string_append(s, " | ");
@@ -220,7 +248,8 @@ static char *render_markdown(const mt_report_input_t *in)
             md_text(s, p->suggestion ? p->suggestion : "");
             bson_string_append(s, " |\n");
         }
-        bson_string_append(s, "\n");
+        if (shown)
+            bson_string_append(s, "\n");
     }
 
     bson_string_append(s, "## Top query shapes by total time\n\n");
@@ -323,9 +352,10 @@ static void html_chart(bson_string_t *s, const mt_findings_pattern_t **ps, size_
         if (w < 2)
             w = 2;
         char label[600];
-        bson_snprintf(label, sizeof label, "#%zu %s \xe2\x86\x92 %s%s%s", i + 1,
-                      p->key[MT_PK_PARENT_COLLECTION], p->key[MT_PK_CHILD_COLLECTION],
-                      p->key[MT_PK_FIELD] ? " via " : "",
+        bson_snprintf(label, sizeof label, "#%zu %s%s%s%s%s", i + 1,
+                      p->key[MT_PK_PARENT_COLLECTION] ? p->key[MT_PK_PARENT_COLLECTION] : "",
+                      p->key[MT_PK_PARENT_COLLECTION] ? " \xe2\x86\x92 " : "",
+                      p->key[MT_PK_CHILD_COLLECTION], p->key[MT_PK_FIELD] ? " via " : "",
                       p->key[MT_PK_FIELD] ? p->key[MT_PK_FIELD] : "");
         cut_label(label, 56);
         bson_string_append_printf(s, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">", label_w - 8,
@@ -386,22 +416,35 @@ static char *render_html(const mt_report_input_t *in)
         (unsigned long long)c[MT_STAT_WINDOWS], (unsigned long long)c[MT_STAT_FINDINGS], np,
         (unsigned long long)c[MT_STAT_PARSE_ERRORS]);
 
-    bson_string_append(s, "<h2>N+1 patterns</h2>\n");
+    bson_string_append(s, "<h2>Patterns</h2>\n");
     if (np == 0) {
-        bson_string_append(s, "<p>No N+1 pattern found.</p>\n");
+        bson_string_append(s, "<p>No N+1 pattern, write loop or repeated read found.</p>\n");
     } else {
-        bson_string_append(s, "<p>Time spent in the repeated lookups, per pattern:</p>\n");
+        bson_string_append(s, "<p>Time spent in the repeated commands, per pattern:</p>\n");
         html_chart(s, ps, np);
-        bson_string_append(
-            s, "<table>\n<tr><th class=\"n\">#</th><th>Parent query</th>"
-               "<th>Repeated lookup</th><th>Field</th><th class=\"n\">Occurrences</th>"
-               "<th class=\"n\">Total child time</th><th class=\"n\">Avg child time</th>"
-               "<th>Example</th><th>Fix</th></tr>\n");
+    }
+    for (int t = 0; t < MT_FINDING__TYPES; t++) {
+        size_t shown = 0;
         for (size_t i = 0; i < np; i++) {
             const mt_findings_pattern_t *p = ps[i];
+            if ((int)p->type != t)
+                continue;
+            if (shown++ == 0) {
+                bson_string_append_printf(s, "<h3>%s patterns (<code>%s</code>)</h3>\n<p>",
+                                          type_title(p->type), mt_finding_type_str(p->type));
+                html_text(s, mt_finding_type_explain(p->type));
+                bson_string_append(
+                    s, "</p>\n<table>\n<tr><th class=\"n\">#</th><th>Parent query</th>"
+                       "<th>Repeated command</th><th>Field</th><th class=\"n\">Occurrences</th>"
+                       "<th class=\"n\">Total child time</th><th class=\"n\">Avg child time</th>"
+                       "<th>Example</th><th>Fix</th></tr>\n");
+            }
             bson_string_append_printf(s, "<tr><td class=\"n\">%zu</td><td>", i + 1);
-            html_shape_ref(s, p->key[MT_PK_PARENT_COMMAND], p->key[MT_PK_PARENT_DB],
-                           p->key[MT_PK_PARENT_COLLECTION], p->key[MT_PK_PARENT_SHAPE]);
+            if (p->key[MT_PK_PARENT_SHAPE])
+                html_shape_ref(s, p->key[MT_PK_PARENT_COMMAND], p->key[MT_PK_PARENT_DB],
+                               p->key[MT_PK_PARENT_COLLECTION], p->key[MT_PK_PARENT_SHAPE]);
+            else
+                bson_string_append(s, "none");
             bson_string_append(s, "</td><td>");
             html_shape_ref(s, p->key[MT_PK_CHILD_COMMAND], p->key[MT_PK_CHILD_DB],
                            p->key[MT_PK_CHILD_COLLECTION], p->key[MT_PK_CHILD_SHAPE]);
@@ -409,10 +452,10 @@ static char *render_html(const mt_report_input_t *in)
             if (p->key[MT_PK_FIELD]) {
                 bson_string_append(s, "<code>");
                 html_text(s, p->key[MT_PK_FIELD]);
-                bson_string_append(s, "</code> <span class=\"high\">high</span>");
-            } else {
-                bson_string_append(s, "<span class=\"medium\">medium</span>");
+                bson_string_append(s, "</code> ");
             }
+            bson_string_append(s, p->high ? "<span class=\"high\">high</span>"
+                                          : "<span class=\"medium\">medium</span>");
             bson_string_append_printf(s, "</td><td class=\"n\">%llu</td><td class=\"n\">",
                                       (unsigned long long)p->occurrences);
             fmt_ms(s, p->child_ns);
@@ -425,7 +468,8 @@ static char *render_html(const mt_report_input_t *in)
             html_text(s, p->suggestion ? p->suggestion : "");
             bson_string_append(s, "</td></tr>\n");
         }
-        bson_string_append(s, "</table>\n");
+        if (shown)
+            bson_string_append(s, "</table>\n");
     }
 
     bson_string_append(s, "<h2>Top query shapes by total time</h2>\n");

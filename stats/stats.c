@@ -109,25 +109,49 @@ uint64_t mt_stats_get(const mt_stats_t *st, mt_stat_counter_t counter)
 static void finding_event(const mt_window_t *w, const mt_detect_result_t *r, const char *sugg,
                           int64_t now_ms, mt_findings_event_t *ev)
 {
-    const mt_window_cmd_t *p = &w->cmds[r->parent], *c = &w->cmds[r->first_child];
+    const mt_window_cmd_t *c = &w->cmds[r->first_child];
 
     memset(ev, 0, sizeof *ev);
     ev->type = r->type;
-    ev->key[MT_PK_PARENT_DB] = p->db;
-    ev->key[MT_PK_PARENT_COLLECTION] = p->collection;
-    ev->key[MT_PK_PARENT_COMMAND] = p->command;
-    ev->key[MT_PK_PARENT_SHAPE] = p->shape;
+    if (r->has_parent) {
+        const mt_window_cmd_t *p = &w->cmds[r->parent];
+        ev->key[MT_PK_PARENT_DB] = p->db;
+        ev->key[MT_PK_PARENT_COLLECTION] = p->collection;
+        ev->key[MT_PK_PARENT_COMMAND] = p->command;
+        ev->key[MT_PK_PARENT_SHAPE] = p->shape;
+    }
     ev->key[MT_PK_CHILD_DB] = c->db;
     ev->key[MT_PK_CHILD_COLLECTION] = c->collection;
     ev->key[MT_PK_CHILD_COMMAND] = c->command;
     ev->key[MT_PK_CHILD_SHAPE] = c->shape;
-    ev->key[MT_PK_CHILD_KEY] = c->key ? c->key : "";
-    ev->key[MT_PK_FIELD] = r->high ? r->field : NULL;
+    ev->key[MT_PK_CHILD_KEY] = r->has_key ? c->keys[r->key_term] : NULL;
+    ev->key[MT_PK_FIELD] = r->high && r->field[0] ? r->field : NULL;
+    ev->high = r->high;
     ev->children = r->count;
     ev->child_ns = r->child_ns;
     ev->window_id = w->id;
     ev->suggestion = sugg;
     ev->now_ms = now_ms;
+}
+
+/* One line for the log: what was found where, how big, the fix; shapes and
+ * names only, never a value. */
+static void finding_summary(const mt_window_t *w, const mt_detect_result_t *r, const char *id,
+                            const char *sugg, char *out, size_t cap)
+{
+    const mt_window_cmd_t *c = &w->cmds[r->first_child];
+    char parent[300] = "";
+
+    if (r->has_parent) {
+        const mt_window_cmd_t *p = &w->cmds[r->parent];
+        snprintf(parent, sizeof parent, "%s.%s %s (%llu docs) -> ", p->db, p->collection,
+                 p->command, (unsigned long long)r->parent_docs);
+    }
+    snprintf(out, cap, "%s %s (%s confidence): %s%llu x %s.%s %s%s%s, window %llu: %s", id,
+             mt_finding_type_str(r->type), r->high ? "high" : "medium", parent,
+             (unsigned long long)r->count, c->db, c->collection, c->command,
+             r->high && r->field[0] ? " via field " : "", r->high ? r->field : "",
+             (unsigned long long)w->id, sugg);
 }
 
 /* A window closed: analyse it and keep what was found. */
@@ -137,25 +161,28 @@ static void window_closed_cb(void *data, mt_window_t *w, uint64_t now_ns)
     mt_detect_config_t dcfg = {.threshold = st->cfg.n1_threshold};
     size_t n = mt_detect_window(w, &dcfg, st->results, MT_DETECT_MAX_RESULTS);
     int64_t now_ms = mt__stats_wall_ms(st, now_ns);
+    char ids[MT_DETECT_MAX_RESULTS][16];
 
     st->counters[MT_STAT_WINDOWS]++;
     for (size_t i = 0; i < n; i++) {
         const mt_detect_result_t *r = &st->results[i];
-        char id[16], sugg[768];
+        char sugg[768], line[1200];
         mt_findings_event_t ev;
         bson_t doc;
 
-        mt_findings_next_id(&st->findings, id);
+        mt_findings_next_id(&st->findings, ids[i]);
         bson_init(&doc);
-        mt_finding_bson(w, r, id, now_ms, st->cfg.log_values, &doc);
+        mt_finding_bson(w, r, ids[i], r->nested_in >= 0 ? ids[r->nested_in] : NULL, now_ms,
+                        st->cfg.log_values, &doc);
         mt_finding_suggestion(w, r, sugg, sizeof sugg);
         finding_event(w, r, sugg, now_ms, &ev);
-        mt_findings_add(&st->findings, &doc, id, &ev);
+        mt_findings_add(&st->findings, &doc, ids[i], &ev);
         st->counters[MT_STAT_FINDINGS]++;
         w->findings++;
         if (st->cfg.on_finding) {
             char *json = mt_json_render(&doc, false);
-            st->cfg.on_finding(st->cfg.on_finding_data, json);
+            finding_summary(w, r, ids[i], sugg, line, sizeof line);
+            st->cfg.on_finding(st->cfg.on_finding_data, json, line);
             bson_free(json);
         }
         bson_destroy(&doc);
@@ -322,8 +349,13 @@ void mt_stats_conn_request(mt_stats_conn_t *c, const mt_cmd_view_t *cmd, size_t 
     uint64_t shape_hash = 0;
     uint16_t metric_command = 0;
 
+    /* untagged commands stay in the key of the last keyed one until the
+     * connection goes idle for window-gap (no request in flight) */
+    bool idle = mt_idmap_count(&c->pending) == 0 &&
+                now_ns - c->last_active_ns >= st->cfg.window_gap_ms * NS_PER_MS;
     st->counters[MT_STAT_COMMANDS]++;
     c->commands++;
+    c->last_active_ns = now_ns;
     if (cmd->app_name || cmd->driver_name)
         copy_handshake(c, cmd);
     if (cmd->kind == MT_CMD_GETMORE) {
@@ -349,8 +381,12 @@ void mt_stats_conn_request(mt_stats_conn_t *c, const mt_cmd_view_t *cmd, size_t 
     int idx = -1;
     if (!cmd->monitoring) {
         mt_window_origin_t o = {c->id, c->addr, c->app_name, c->driver, &c->window};
-        w = mt_window_join(&st->windows, &o, cmd->comment, cursor ? cursor->win_id : 0, now_ns,
-                           now_ms);
+        w = mt_window_join(&st->windows, &o, cmd->comment, cursor ? cursor->win_id : 0,
+                           idle ? 0 : c->keyed_win_id, now_ns, now_ms);
+        if (w && w->key)
+            c->keyed_win_id = w->id;
+        else if (w)
+            c->keyed_win_id = 0;
         if (w) {
             idx = mt_window_record(&st->windows, w, cmd, entry, shape_hash, shape, now_ns);
             w->last_ns = now_ns;
@@ -388,10 +424,9 @@ static void reply_windows(mt_stats_t *st, const mt_pending_t *p, const mt_reply_
                 wc->replied = true;
             }
             wc->docs += docs;
-            /* Evidence for the detector: documents of finds and aggregates,
-             * except the single document of a lookup (never a parent). */
-            if ((kind == MT_CMD_FIND || kind == MT_CMD_AGGREGATE) && r->batch &&
-                !(wc->single_key && r->docs <= 1))
+            /* Evidence for the detectors: documents of finds and aggregates
+             * (a lookup's too: its children may be a nested loop's parent). */
+            if ((kind == MT_CMD_FIND || kind == MT_CMD_AGGREGATE) && r->batch)
                 mt_window_add_evidence(w, p->cmd_idx, r->batch, r->batch_len);
         }
         w->last_ns = now_ns;
@@ -444,6 +479,7 @@ void mt_stats_conn_reply(mt_stats_conn_t *c, const mt_reply_view_t *r, size_t le
         return;
     mt_stats_t *st = c->st;
     mt_pending_t *pp = mt_idmap_get(&c->pending, r->response_to);
+    c->last_active_ns = now_ns;
     if (!pp) {
         st->counters[MT_STAT_REPLIES_UNMATCHED]++;
         return;

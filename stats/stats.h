@@ -20,8 +20,10 @@
 typedef struct mt_stats mt_stats_t;
 typedef struct mt_stats_conn mt_stats_conn_t;
 
-/* Called once per finding, with its JSON (one line, no trailing newline). */
-typedef void (*mt_stats_finding_cb)(void *data, const char *json);
+/* Called once per finding, with its JSON (one line, no trailing newline) and
+ * a one-line summary for the log (namespaces, sizes, field, fix; no user
+ * value). */
+typedef void (*mt_stats_finding_cb)(void *data, const char *json, const char *summary);
 
 typedef struct {
     uint64_t window_gap_ms; /* default 100 */

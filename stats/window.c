@@ -420,11 +420,14 @@ static mt_window_t *fresh(mt_window_reg_t *reg, mt_window_t *w, uint64_t now_ns)
 }
 
 mt_window_t *mt_window_join(mt_window_reg_t *reg, const mt_window_origin_t *o, const char *comment,
-                            uint64_t cursor_win_id, uint64_t now_ns, int64_t now_ms)
+                            uint64_t cursor_win_id, uint64_t keyed_win_id, uint64_t now_ns,
+                            int64_t now_ms)
 {
     mt_window_t *w;
 
     if (cursor_win_id && (w = fresh(reg, mt_window_reg_find(reg, cursor_win_id), now_ns)))
+        return w;
+    if (!comment && keyed_win_id && (w = fresh(reg, mt_window_reg_find(reg, keyed_win_id), now_ns)))
         return w;
     if (comment && strncmp(comment, MT_WINDOW_KEY_PREFIX, sizeof MT_WINDOW_KEY_PREFIX - 1) == 0 &&
         strncmp(comment, MT_WINDOW_IGNORE_PREFIX, sizeof MT_WINDOW_IGNORE_PREFIX - 1) != 0) {
@@ -440,32 +443,81 @@ mt_window_t *mt_window_join(mt_window_reg_t *reg, const mt_window_origin_t *o, c
     return *o->own;
 }
 
-/* Single-key lookups: the key path and a hash of the value (and, with
- * log_values, the value itself). */
+/* Hash of a lookup term's value; an $in list hashes to the sum of its
+ * elements' hashes, so that it matches the array it was read from in any
+ * order, and a one-element list matches the plain value. */
+static uint64_t term_hash(const mt_shape_term_t *t, bool in_list)
+{
+    bson_iter_t elems;
+    uint64_t h = 0;
+
+    if (!in_list)
+        return mt_evidence_value_hash(&t->value);
+    if (bson_iter_recurse(&t->value, &elems))
+        while (bson_iter_next(&elems))
+            h += mt_evidence_value_hash(&elems);
+    return h;
+}
+
+/* The parts of a read that make it the same question again: filter (or
+ * pipeline, query), projection, sort, limit, skip, and for distinct the key. */
+static uint64_t query_hash(const mt_cmd_view_t *cmd)
+{
+    static const char *const parts[] = {"filter",     "pipeline", "query", "key",
+                                        "projection", "sort",     "limit", "skip"};
+    uint64_t h = MT_HASH_SEED;
+    bson_iter_t it;
+
+    if (!bson_iter_init(&it, &cmd->body))
+        return h;
+    while (bson_iter_next(&it)) {
+        const char *k = bson_iter_key(&it);
+        for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+            if (strcmp(k, parts[i]) == 0) {
+                h = mt_hash_str(h, k);
+                h = mt_hash_bytes(h, it.raw + it.d1, it.next_off - it.d1);
+                break;
+            }
+        }
+    }
+    return mt_hash_finish(h);
+}
+
+static bool is_read(mt_cmd_kind_t k)
+{
+    return k == MT_CMD_FIND || k == MT_CMD_AGGREGATE || k == MT_CMD_COUNT || k == MT_CMD_DISTINCT;
+}
+
+/* Lookups: the terms' key paths and value hashes (and, with log_values,
+ * the first value itself); reads: the query hash; writes: one statement? */
 static void record_lookup(mt_window_reg_t *reg, mt_window_t *w, const mt_cmd_view_t *cmd,
                           mt_window_cmd_t *wc)
 {
-    const char *key = NULL;
-    bson_iter_t vit;
+    mt_shape_lookup_t lk;
+    const mt_window_cmd_t *prev = w->ncmds ? &w->cmds[w->ncmds - 1] : NULL;
 
-    if ((cmd->kind != MT_CMD_FIND && cmd->kind != MT_CMD_AGGREGATE) ||
-        !mt_shape_single_key(cmd, &key, &vit) || !key)
+    if (is_read(cmd->kind))
+        wc->query_hash = query_hash(cmd);
+    wc->single_statement =
+        cmd->kind == MT_CMD_FIND_AND_MODIFY || (cmd->statements == 1 && !cmd->partial);
+    if (!mt_shape_lookup(cmd, &lk))
         return;
-    wc->single_key = true;
-    wc->value_hashable = true;
-    wc->value_hash = mt_evidence_value_hash(&vit);
-    /* Consecutive lookups of one shape share the key string. */
-    if (w->ncmds && w->cmds[w->ncmds - 1].single_key &&
-        w->cmds[w->ncmds - 1].shape_hash == wc->shape_hash)
-        wc->key = w->cmds[w->ncmds - 1].key;
-    else
-        wc->key = mt_window_strdup(w, key, MT_WINDOW_MAX_KEY_PATH);
-    if (!wc->key)
-        wc->single_key = false;
+    /* consecutive lookups of one shape share the key strings */
+    bool share = prev && prev->nterms == lk.nterms && prev->shape_hash == wc->shape_hash;
+    for (size_t i = 0; i < lk.nterms; i++) {
+        wc->keys[i] =
+            share ? prev->keys[i] : mt_window_strdup(w, lk.terms[i].key, MT_WINDOW_MAX_KEY_PATH);
+        if (!wc->keys[i])
+            return;
+        wc->hashes[i] = term_hash(&lk.terms[i], lk.in_list);
+    }
+    wc->nterms = (uint8_t)lk.nterms;
+    wc->in_list = lk.in_list;
+    wc->list_len = lk.list_len;
     if (reg->rules.log_values) {
         bson_t tmp;
         bson_init(&tmp);
-        if (bson_append_iter(&tmp, "", 0, &vit)) {
+        if (bson_append_iter(&tmp, "", 0, &lk.terms[0].value)) {
             wc->value_doc = mt_window_memdup(w, bson_get_data(&tmp), tmp.len);
             wc->value_doc_len = wc->value_doc ? tmp.len : 0;
         }

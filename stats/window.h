@@ -17,6 +17,7 @@
 #include <h2o/linklist.h>
 
 #include "idmap.h"
+#include "shape.h"
 #include "shapes.h"
 #include "view.h"
 
@@ -27,8 +28,8 @@
  * dropped once the window is analysed, and a closed window keeps at most
  * MT_WINDOW_CLOSED_COMMANDS commands for /api/windows. */
 #define MT_WINDOW_MAX_COMMANDS 10000
-#define MT_WINDOW_EVIDENCE_DOCS 1000
-#define MT_WINDOW_EVIDENCE_BYTES (1024 * 1024)
+#define MT_WINDOW_EVIDENCE_DOCS 20000
+#define MT_WINDOW_EVIDENCE_BYTES (8 * 1024 * 1024)
 #define MT_WINDOW_CLOSED_COMMANDS 1000
 #define MT_WINDOW_CLOSED_KEEP 100 /* closed windows kept */
 #define MT_WINDOW_MAX_KEYED 10000 /* open "mongotap:" windows */
@@ -62,14 +63,24 @@ typedef struct {
     bool replied;
     bool ignored; /* mongotap:ignore comment or --ignore-ns: no detector looks at it */
 
-    /* Single-key lookups (mt_shape_single_key) */
-    bool single_key;
-    bool value_hashable;
-    const char *key;          /* field path, in the arena */
-    uint64_t value_hash;      /* mt_evidence_value_hash() of the looked-up value */
+    /* Lookups (mt_shape_lookup): each equality term's field path and a
+     * hash of its value (mt_evidence_value_hash; an $in list: the order-free
+     * sum over its elements). Values themselves are never kept, except the
+     * first term's with log_values. */
+    uint8_t nterms;        /* 0: not a lookup */
+    bool in_list;          /* the one term is an $in */
+    bool single_statement; /* a write of exactly one statement (or one inserted document) */
+    uint8_t role;          /* MT_WINDOW_ROLE_*, once analysed */
+    uint32_t list_len;
+    uint16_t finding; /* 1-based index of the window's finding the role is in */
+    const char *keys[MT_SHAPE_LOOKUP_TERMS]; /* in the arena */
+    uint64_t hashes[MT_SHAPE_LOOKUP_TERMS];
+    uint64_t query_hash;      /* reads: filter, projection, sort, limit and skip, hashed */
     const uint8_t *value_doc; /* {"": value}, kept only with log_values */
     uint32_t value_doc_len;
 } mt_window_cmd_t;
+
+enum { MT_WINDOW_ROLE_NONE = 0, MT_WINDOW_ROLE_PARENT, MT_WINDOW_ROLE_CHILD };
 
 /* Evidence: a run of documents (concatenated BSON) returned to one command. */
 typedef struct {
@@ -204,10 +215,13 @@ bool mt_window_stale(const mt_window_reg_t *reg, const mt_window_t *w, uint64_t 
 
 /* The window a window-relevant command joins, opening one when needed: a
  * getMore joins the window of the command that opened its cursor
- * (cursor_win_id), a "mongotap:" comment its keyed window, anything else its
- * connection's window. NULL when none can be had (keyed bound). */
+ * (cursor_win_id); a "mongotap:" comment its keyed window; a command without
+ * one the keyed window its connection is still in (keyed_win_id: an ODM's
+ * lazy loads carry no comment), else its connection's window. NULL when none
+ * can be had (keyed bound). */
 mt_window_t *mt_window_join(mt_window_reg_t *reg, const mt_window_origin_t *o, const char *comment,
-                            uint64_t cursor_win_id, uint64_t now_ns, int64_t now_ms);
+                            uint64_t cursor_win_id, uint64_t keyed_win_id, uint64_t now_ns,
+                            int64_t now_ms);
 
 /* Records a command in w (entry: its shape registry entry, or the overflow
  * one, in which case the real key is copied into the window), flagged

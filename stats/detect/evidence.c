@@ -109,10 +109,12 @@ static long ev_find(const mt_evidence_t *ev, uint64_t h)
 }
 
 /* Builds the distinct-value table of the given children. false on OOM. */
-bool mt_evidence_init(mt_evidence_t *ev, const mt_window_t *w, const uint32_t *kids, size_t nkids)
+bool mt_evidence_init(mt_evidence_t *ev, const mt_window_t *w, const uint32_t *kids, size_t nkids,
+                      unsigned term)
 {
     memset(ev, 0, sizeof *ev);
     ev->w = w;
+    ev->term = term;
     ev->kids = kids;
     ev->nkids = nkids;
     ev->tcap = 16;
@@ -129,7 +131,7 @@ bool mt_evidence_init(mt_evidence_t *ev, const mt_window_t *w, const uint32_t *k
     memset(ev->table, 0xFF, ev->tcap * sizeof *ev->table);
     for (size_t k = 0; k < nkids; k++) {
         const mt_window_cmd_t *c = &w->cmds[kids[k]];
-        uint64_t h = c->value_hash;
+        uint64_t h = c->hashes[term];
         size_t i = (size_t)(h & (ev->tcap - 1));
         while (ev->table[i] >= 0 && ev->hashes[ev->table[i]] != h)
             i = (i + 1) & (ev->tcap - 1);
@@ -199,16 +201,40 @@ static bool path_push(char *path, size_t *len, const char *key, size_t klen)
 static void walk_doc(mt_evidence_t *ev, bson_iter_t *it, int depth, char *path, size_t plen);
 
 /* A DBRef ({"$ref": ..., "$id": ...}) counts as its $id under the field
- * holding it. */
-static bool check_dbref(mt_evidence_t *ev, const bson_iter_t *docit, const char *path)
+ * holding it: *h gets the hash of its $id. */
+static bool dbref_hash(const bson_iter_t *docit, uint64_t *h)
 {
     bson_iter_t c, id;
     if (!bson_iter_recurse(docit, &c) || !bson_iter_next(&c) || strcmp(bson_iter_key(&c), "$ref"))
         return false;
     if (!bson_iter_recurse(docit, &id) || !bson_iter_find(&id, "$id"))
         return false;
-    ev_hit(ev, mt_evidence_value_hash(&id), path);
+    *h = mt_evidence_value_hash(&id);
     return true;
+}
+
+/* An array also counts as the list of its values (the order-free sum the
+ * windows give an $in lookup), so a per-document $in matches the array it
+ * was read from. */
+static void list_hit(mt_evidence_t *ev, const bson_iter_t *arr, const char *path)
+{
+    bson_iter_t e;
+    uint64_t sum = 0, h;
+    bool any = false;
+
+    if (!bson_iter_recurse(arr, &e))
+        return;
+    while (bson_iter_next(&e)) {
+        bson_type_t t = bson_iter_type(&e);
+        if (t == BSON_TYPE_ARRAY || (t == BSON_TYPE_DOCUMENT && !dbref_hash(&e, &h)))
+            return; /* not a list of values */
+        if (t != BSON_TYPE_DOCUMENT)
+            h = mt_evidence_value_hash(&e);
+        sum += h;
+        any = true;
+    }
+    if (any)
+        ev_hit(ev, sum, path);
 }
 
 static void walk_value(mt_evidence_t *ev, bson_iter_t *it, int depth, int adepth, char *path,
@@ -216,14 +242,19 @@ static void walk_value(mt_evidence_t *ev, bson_iter_t *it, int depth, int adepth
 {
     bson_type_t t = bson_iter_type(it);
     if (t == BSON_TYPE_DOCUMENT) {
-        if (check_dbref(ev, it, path))
+        uint64_t h;
+        if (dbref_hash(it, &h)) {
+            ev_hit(ev, h, path);
             return;
+        }
         bson_iter_t child;
         if (depth < MAX_DEPTH && bson_iter_recurse(it, &child))
             walk_doc(ev, &child, depth + 1, path, plen);
     } else if (t == BSON_TYPE_ARRAY) {
         /* Array elements live under the array's own path: no index. */
         bson_iter_t child;
+        if (adepth == 0)
+            list_hit(ev, it, path);
         if (adepth < MAX_ARRAY_DEPTH && bson_iter_recurse(it, &child))
             while (bson_iter_next(&child))
                 walk_value(ev, &child, depth, adepth + 1, path, plen);
@@ -245,14 +276,29 @@ static void walk_doc(mt_evidence_t *ev, bson_iter_t *it, int depth, char *path, 
 
 typedef void (*doc_fn)(mt_evidence_t *ev, size_t idx, bson_iter_t *it);
 
-/* Calls fn on each kept document returned to command parent, in order. */
-static void each_doc(mt_evidence_t *ev, uint32_t parent, doc_fn fn)
+static bool in_sorted(const uint32_t *a, size_t n, uint32_t v)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (a[mid] == v)
+            return true;
+        if (a[mid] < v)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
+/* Calls fn on each kept document returned to the parents, in order. */
+static void each_doc(mt_evidence_t *ev, const uint32_t *parents, size_t nparents, doc_fn fn)
 {
     const mt_window_t *w = ev->w;
     size_t idx = 0;
     for (uint32_t s = 0; s < w->nsegs; s++) {
         const mt_window_evseg_t *seg = &w->segs[s];
-        if (seg->cmd != parent)
+        if (!in_sorted(parents, nparents, seg->cmd))
             continue;
         const uint8_t *p = w->ev + seg->off, *end = p + seg->len;
         while (end - p >= 5) {
@@ -283,7 +329,7 @@ static void probe_doc(mt_evidence_t *ev, size_t idx, bson_iter_t *it)
     char path[MT_DETECT_FIELD_MAX];
     if (idx >= ev->nkids)
         return;
-    ev->probe_hash = ev->w->cmds[ev->kids[idx]].value_hash;
+    ev->probe_hash = ev->w->cmds[ev->kids[idx]].hashes[ev->term];
     ev->probe_hit = false;
     path[0] = '\0';
     walk_doc(ev, it, 1, path, 0);
@@ -297,12 +343,13 @@ static void probe_doc(mt_evidence_t *ev, size_t idx, bson_iter_t *it)
  * lookup, so the path whose per-document values line up with the lookups is
  * the reference being followed (two fields often point into one collection,
  * e.g. author and editor). */
-mt_evidence_score_t mt_evidence_score(mt_evidence_t *ev, uint32_t parent, bool tiebreak)
+mt_evidence_score_t mt_evidence_score(mt_evidence_t *ev, const uint32_t *parents, size_t nparents,
+                                      bool tiebreak)
 {
     mt_evidence_score_t sc = {0, -1, 0};
     uint32_t matched[MT_EVIDENCE_MAX_PATHS];
     ev_reset_paths(ev);
-    each_doc(ev, parent, collect_doc);
+    each_doc(ev, parents, nparents, collect_doc);
     for (size_t pi = 0; pi < ev->npaths; pi++) {
         uint32_t m = 0;
         for (size_t d = 0; d < ev->ndistinct; d++)
@@ -330,7 +377,7 @@ mt_evidence_score_t mt_evidence_score(mt_evidence_t *ev, uint32_t parent, bool t
                 continue;
             ev->probe_path = ev->paths[pi];
             ev->probe_score = 0;
-            each_doc(ev, parent, probe_doc);
+            each_doc(ev, parents, nparents, probe_doc);
             if (ev->probe_score > best_pos) {
                 best_pos = ev->probe_score;
                 sc.best_path = (int)pi;

@@ -38,6 +38,7 @@ typedef struct {
     uint64_t *any;  /* words */
     const uint32_t *kids;
     size_t nkids;
+    unsigned term; /* which of the children's lookup terms is compared */
     /* probing: does one value appear under one path of the current document */
     bool probing;
     const char *probe_path;
@@ -52,14 +53,17 @@ typedef struct {
     uint32_t anywhere; /* children matched under any path */
 } mt_evidence_score_t;
 
-/* Builds the distinct-value table of the children kids[0..nkids). false when
- * out of memory. */
-bool mt_evidence_init(mt_evidence_t *ev, const mt_window_t *w, const uint32_t *kids, size_t nkids);
+/* Builds the distinct-value table of term `term` of the children
+ * kids[0..nkids). false when out of memory. */
+bool mt_evidence_init(mt_evidence_t *ev, const mt_window_t *w, const uint32_t *kids, size_t nkids,
+                      unsigned term);
 void mt_evidence_free(mt_evidence_t *ev);
 
-/* Scores the documents returned to command parent against the children.
- * With tiebreak, paths that explain equally many children are told apart by
- * position (document i's value looked up by the i-th lookup). */
-mt_evidence_score_t mt_evidence_score(mt_evidence_t *ev, uint32_t parent, bool tiebreak);
+/* Scores the documents returned to the parent commands (sorted indexes; one
+ * command, or the children of an outer finding for a nested one) against the
+ * children. With tiebreak, paths that explain equally many children are told
+ * apart by position (document i's value looked up by the i-th lookup). */
+mt_evidence_score_t mt_evidence_score(mt_evidence_t *ev, const uint32_t *parents, size_t nparents,
+                                      bool tiebreak);
 
 #endif

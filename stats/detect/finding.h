@@ -24,9 +24,10 @@ void mt_finding_str_or_null(bson_t *doc, const char *key, const char *v);
 void mt_finding_suggestion(const mt_window_t *w, const mt_detect_result_t *r, char *out,
                            size_t cap);
 
-/* Builds the finding document. id like "f-000001". Values of user data
- * appear only with log_values. */
+/* Builds the finding document. id like "f-000001"; nested_in the id of the
+ * finding whose children are its parent, or NULL. Values of user data appear
+ * only with log_values. */
 void mt_finding_bson(const mt_window_t *w, const mt_detect_result_t *r, const char *id,
-                     int64_t detected_ms, bool log_values, bson_t *out);
+                     const char *nested_in, int64_t detected_ms, bool log_values, bson_t *out);
 
 #endif

@@ -6,6 +6,7 @@
 #ifndef MT_SUGGEST_H
 #define MT_SUGGEST_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,6 +29,10 @@ typedef struct {
     const char *key;        /* looked-up field; "_id" when NULL or "" */
     const char *field;      /* the parent's field holding the keys, or NULL */
     uint32_t distinct;      /* distinct values looked up */
+    uint32_t count;         /* children */
+    const char *command;    /* the children's command */
+    const char *shape;      /* the children's shape (a $group or $count makes a count) */
+    bool in_lists;          /* per-document $in lists */
 } mt_suggest_args_t;
 
 /* Writes the suggestion for a finding of type from a client with driver. */
