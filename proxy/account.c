@@ -20,6 +20,7 @@
 struct mt_account {
     mt_stats_t *stats;
     mt_msg_scratch_t scratch; /* decompression, shared by every connection */
+    mt_msg_budget_t inflate;  /* what this loop iteration may still decompress */
     size_t assembly_bytes;    /* capacity held by every side's buf */
 };
 
@@ -27,9 +28,16 @@ mt_account_t *mt_account_new(mt_stats_t *stats)
 {
     mt_account_t *a = calloc(1, sizeof(*a));
 
-    if (a)
-        a->stats = stats;
+    if (!a)
+        return NULL;
+    a->stats = stats;
+    a->inflate.left = MT_ACCOUNT_INFLATE_BUDGET;
     return a;
+}
+
+void mt_account_refill(mt_account_t *a)
+{
+    a->inflate.left = MT_ACCOUNT_INFLATE_BUDGET;
 }
 
 void mt_account_free(mt_account_t *a)
@@ -113,7 +121,9 @@ static void account_message(mt_account_t *a, mt_account_side_t *side, mt_stats_c
     if (have < size)
         err = mt_msg_parse_prefix(msg, have, &m);
     else
-        err = mt_msg_parse(msg, have, &a->scratch, &m);
+        err = mt_msg_parse_budget(msg, have, &a->scratch, &a->inflate, &m);
+    if (err == MT_MSG_OK && m.partial && m.compressor != MT_COMPRESSOR_NONE)
+        mt_stats_add(a->stats, MT_STAT_DECOMPRESS_SKIPPED, 1);
 
     if (from_client) {
         bool owed = err == MT_MSG_OK ? (m.opcode == MT_OP_MSG ? !decoded_more_to_come(&m)
@@ -132,11 +142,12 @@ static void account_message(mt_account_t *a, mt_account_side_t *side, mt_stats_c
         if (err == MT_MSG_OK) {
             mt_reply_view_t r;
             err = mt_cmd_reply(&m, &r);
-            if (err == MT_MSG_OK)
+            /* a reply not decompressed still settles its request (r.unread) */
+            if (err == MT_MSG_OK || err == MT_MSG_ERR_SKIPPED)
                 mt_stats_conn_reply(conn, &r, size, side->first_ns);
         }
     }
-    if (err != MT_MSG_OK)
+    if (err != MT_MSG_OK && err != MT_MSG_ERR_SKIPPED) /* skipped: counted above */
         count_error(a, err);
 }
 

@@ -6,6 +6,7 @@
 #include "app.h"
 
 #include <fcntl.h>
+#include <regex.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,7 @@ struct mt_app {
     uv_timer_t tick;
     uv_signal_t sighup, sigusr1;
     uv_file findings_fd;
+    regex_t redact_re;                           /* --redact-fields, when set */
     const char *ignore_ns[MT_CLI_MAX_IGNORE_NS]; /* into cfg, for stats */
     char listen_bound[MT_APP_BOUND_MAX];
     char admin_bound[MT_CLI_HOST_MAX + 8];
@@ -178,6 +180,12 @@ static void signal_cb(uv_signal_t *sig, int signum)
         mt_info("%s: no --report to write", strsignal(signum));
 }
 
+/* --redact-fields: a field name the pattern matches anywhere in is user data. */
+static bool redact_cb(void *data, const char *name)
+{
+    return regexec(data, name, 0, NULL, 0) == 0;
+}
+
 int mt_app_start(uv_loop_t *loop, const mt_cli_config_t *cfg, mt_app_t **out)
 {
     mt_stats_config_t scfg;
@@ -213,6 +221,14 @@ int mt_app_start(uv_loop_t *loop, const mt_cli_config_t *cfg, mt_app_t **out)
         a->ignore_ns[i] = cfg->ignore_ns[i];
     scfg.ignore_ns = a->ignore_ns;
     scfg.nignore_ns = cfg->nignore_ns;
+    if (cfg->redact_fields) {
+        /* cli checked that it compiles */
+        if (regcomp(&a->redact_re, cfg->redact_fields, REG_EXTENDED | REG_NOSUB) != 0) {
+            fprintf(stderr, "mongotap: --redact-fields: cannot compile %s\n", cfg->redact_fields);
+            return -1;
+        }
+        scfg.shape = (mt_shape_opts_t){redact_cb, &a->redact_re};
+    }
     scfg.on_finding = on_finding;
     scfg.on_finding_data = a;
     a->stats = mt_stats_new(&scfg, uv_hrtime());

@@ -35,6 +35,7 @@ typedef struct {
     uint32_t max_shapes;
     int log_level; /* mt_log_level_t */
     bool log_values;
+    const char *redact_fields; /* POSIX extended regex (checked to compile), or NULL */
     /* --ignore-ns: "db.collection" or "db.*" */
     char ignore_ns[MT_CLI_MAX_IGNORE_NS][MT_CLI_NS_MAX];
     size_t nignore_ns;
@@ -83,7 +84,7 @@ mt_cli_result_t mt_cli_finish(mt_cli_config_t *cfg, char *err, size_t errlen);
 int mt_cli_parse_hostport(const char *s, mt_hostport_t *out);
 /* Formats as "host:port" or "[v6]:port". */
 void mt_cli_format_hostport(const mt_hostport_t *hp, char *out, size_t cap);
-/* True for 127.0.0.0/8, ::1 and "localhost". */
+/* True for an address in 127.0.0.0/8, ::1 and "localhost". */
 bool mt_cli_is_loopback(const char *host);
 
 /* The text of --help and of the manual page, generated from usage.txt. */

@@ -15,8 +15,6 @@ import struct
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 import zlib
 
 import bson
@@ -183,15 +181,6 @@ def poll(what, fn, timeout=10, interval=0.05):
             return last
         time.sleep(interval)
     raise AssertionError("timed out after %ss waiting for %s (last: %r)" % (timeout, what, last))
-
-
-def http_post(url):
-    req = urllib.request.Request(url, data=b"", method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, dict(r.headers), r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read()
 
 
 def content_type(headers):
@@ -462,7 +451,7 @@ def test_stats_fields_limit_errors_and_reset(mongotap, dbname):
     poll("an N+1 finding", lambda: tap.get_json("/api/findings")["findings"], timeout=10)
     client.close()  # no traffic may refill the stats after the reset
 
-    status, _, body = http_post(tap.admin_url + "/api/reset")
+    status, _, body = tap.post("/api/reset")
     assert status == 200, body
     after = stats(tap)
     assert after["shapes"] == [] and after["commands"] == 0, after

@@ -182,7 +182,7 @@ static inline void sc_handshake(sc_conn_t *k, const char *driver, const char *ve
     sc_roundtrip(k, sc_hello(driver, version, app), sc_ok(), 200 * US);
 }
 
-/* A deterministic ObjectId numbered n (n < 2^24: six hex digits). */
+/* A deterministic ObjectId numbered n (below 2^24). */
 static inline void sc_oid(bson_oid_t *oid, uint32_t n)
 {
     char hex[25];
