@@ -151,11 +151,11 @@ static void account_message(mt_account_t *a, mt_account_side_t *side, mt_stats_c
         count_error(a, err);
 }
 
-/* A message that was not kept (budget): still settle what the session owes. */
-static void account_shed(mt_account_t *a, bool from_client, const uint8_t *head, size_t have,
+/* A message that was not kept (budget; counted when it was shed): still
+ * settle what the session owes. */
+static void account_shed(bool from_client, const uint8_t *head, size_t have,
                          mt_account_result_t *out)
 {
-    mt_stats_add(a->stats, MT_STAT_ACCOUNTING_SHED, 1);
     if (from_client)
         out->requests_expecting_reply += raw_expects_reply(head, have);
     else
@@ -232,6 +232,7 @@ static void assembly_append(mt_account_t *a, mt_account_side_t *side, bool from_
     if (total + n > side->cap && !assembly_grow(a, side, total + n)) {
         side->assembling = false; /* shed: forwarded, not accounted */
         assembly_free(a, side);
+        mt_stats_add(a->stats, MT_STAT_ACCOUNTING_SHED, 1);
         return;
     }
     memcpy(side->buf + side->len, p, n);
@@ -286,7 +287,7 @@ void mt_account_feed(mt_account_t *a, mt_account_side_t *side, mt_stats_conn_t *
                 /* a message no longer than its head */
                 account_message(a, side, conn, from_client, side->head, size, size, now_ns, out);
             } else {
-                account_shed(a, from_client, side->head, side->head_len, out);
+                account_shed(from_client, side->head, side->head_len, out);
             }
             side->assembling = false;
             side->len = 0;

@@ -6,6 +6,9 @@
 #include "app.h"
 
 #include <fcntl.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <regex.h>
 #include <signal.h>
 #include <stdio.h>
@@ -198,6 +201,12 @@ int mt_app_start(uv_loop_t *loop, const mt_cli_config_t *cfg, mt_app_t **out)
         fprintf(stderr, "mongotap: out of memory\n");
         return -1;
     }
+#ifdef __GLIBC__
+    /* a fixed threshold: large buffers (reassembly, decompression) are their
+     * own mappings and go back to the system when freed, instead of glibc
+     * raising the threshold and keeping them in the heap after a burst */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+#endif
     a->loop = loop;
     a->cfg = cfg;
     a->findings_fd = -1;

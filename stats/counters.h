@@ -51,6 +51,8 @@
       "Replies to no request mongotap saw (or one it had to forget)")                              \
     X(REQUESTS_FORGOTTEN, COUNTER, "", "requests_forgotten", "requests_forgotten_total",           \
       "Requests forgotten before their reply (a connection pipelining past the bound)")            \
+    X(CURSORS_OPEN, GAUGE, "", "cursors_open", "cursors_open",                                     \
+      "Open cursors remembered (getMores are accounted to the command that opened them)")          \
     X(CURSORS_EVICTED, COUNTER, "", "cursors_evicted", "cursors_evicted_total",                    \
       "Open cursors forgotten at the cursor table's bound")
 

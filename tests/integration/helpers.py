@@ -288,6 +288,36 @@ def admin_json(url, token=None, timeout=10):
     return json.loads(body)
 
 
+def poll(what, fn, timeout=10, interval=0.05):
+    """fn() until it returns something true; fails naming `what` after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError("timed out after %ss waiting for %s (last: %r)" % (timeout, what, last))
+
+
+def settled_findings(tap, timeout=10):
+    """/api/findings once every request window of tap has closed, and so been analysed (the
+    windows.open gauge of /api/stats is 0). Call it after the workload's last reply: a window
+    closes after the connection's idle gap, when the connection closes, or at window-max."""
+    poll("every request window to close",
+         lambda: tap.get_json("/api/stats?limit=1")["windows"]["open"] == 0, timeout=timeout)
+    return tap.get_json("/api/findings")
+
+
+def run_node(script, *args, timeout=60):
+    """Runs tests/integration/node/<script> with node and returns what it printed on stdout,
+    parsed as one JSON document; fails with its stderr when it exits non-zero."""
+    r = subprocess.run(["node", script] + [str(a) for a in args], cwd=NODE_DIR,
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, "node %s failed (%d):\n%s" % (script, r.returncode, r.stderr)
+    return json.loads(r.stdout)
+
+
 # --- raw wire protocol -------------------------------------------------------------------------
 
 def op_msg(doc, request_id=1, flags=0):

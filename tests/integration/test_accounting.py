@@ -27,6 +27,7 @@ from pymongo.errors import DuplicateKeyError, OperationFailure
 
 import helpers
 from faults import wire
+from helpers import poll
 
 ISO_MS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 # SPEC section 3: counted, but never part of a request window
@@ -169,18 +170,6 @@ def shapes_of(doc, db):
             assert key not in out, "shape listed twice: %r" % (key,)
             out[key] = s
     return out
-
-
-def poll(what, fn, timeout=10, interval=0.05):
-    """fn() until it returns something true; fails naming `what` after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError("timed out after %ss waiting for %s (last: %r)" % (timeout, what, last))
 
 
 def content_type(headers):
