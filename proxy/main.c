@@ -76,12 +76,13 @@ static int run_proxy(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     proxy.loop = uv_default_loop();
-    if (mt_app_start(proxy.loop, &proxy.cfg, &proxy.app) != 0)
-        return 1;
+    /* caught before the app says it is ready (its callback runs once the loop does) */
     uv_signal_init(proxy.loop, &proxy.sigint);
     uv_signal_start(&proxy.sigint, signal_cb, SIGINT);
     uv_signal_init(proxy.loop, &proxy.sigterm);
     uv_signal_start(&proxy.sigterm, signal_cb, SIGTERM);
+    if (mt_app_start(proxy.loop, &proxy.cfg, &proxy.app) != 0)
+        return 1;
     uv_run(proxy.loop, UV_RUN_DEFAULT);
     return mt_app_exit_code(proxy.app);
 }
