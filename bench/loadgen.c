@@ -486,6 +486,7 @@ static void conn_on_reply(lg_conn_t *c, const uint8_t *msg, size_t len)
             bson_free(json);
         }
     }
+    run->res.all_requests++;
     if (run->phase == LG_PHASE_MEASURE) {
         run->res.requests++;
         run->res.bytes_out += c->req_bytes;
@@ -759,6 +760,7 @@ static void print_result(const lg_opts_t *o, const lg_result_t *r)
     BSON_APPEND_INT32(&b, "conns", o->conns);
     BSON_APPEND_DOUBLE(&b, "seconds", r->seconds);
     BSON_APPEND_INT64(&b, "requests", (int64_t)r->requests);
+    BSON_APPEND_INT64(&b, "all_requests", (int64_t)r->all_requests);
     BSON_APPEND_DOUBLE(&b, "req_per_s", rps);
     BSON_APPEND_DOUBLE(&b, "bytes_per_s", bps);
     BSON_APPEND_INT64(&b, "bytes_out", (int64_t)r->bytes_out);

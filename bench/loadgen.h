@@ -48,6 +48,7 @@ typedef struct {
 
 typedef struct {
     uint64_t requests; /* completed during the measured period */
+    uint64_t all_requests; /* completed in the whole run, warm-up included */
     uint64_t errors;   /* failed connects, lost connections, bad or ok:0 replies (whole run) */
     uint64_t bytes_out;
     uint64_t bytes_in;

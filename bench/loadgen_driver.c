@@ -77,6 +77,8 @@ static void *driver_thread(void *arg)
                 fprintf(stderr, "mt-loadgen: driver find: %s (%lld documents)\n",
                         error.message[0] ? error.message : "unexpected reply", (long long)n);
         }
+        if (!failed)
+            t->res.all_requests++;
         if (!failed && t0 >= t->measure_from && t1 <= t->stop_at) {
             t->res.requests++;
             mt_lathist_record(&t->res.hist, t1 - t0);
@@ -136,6 +138,7 @@ int lg_driver_run(const lg_opts_t *o, lg_result_t *r)
     for (int i = 0; i < started; i++) {
         pthread_join(threads[i].thread, NULL);
         r->requests += threads[i].res.requests;
+        r->all_requests += threads[i].res.all_requests;
         r->errors += threads[i].res.errors;
         mt_lathist_merge(&r->hist, &threads[i].res.hist);
     }

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # run.sh: the comparison benchmark. Starts mt-stub-upstream, HAProxy (TCP mode, one thread) and
-# mongotap in front of it, runs mt-loadgen against the three targets in interleaved rounds, measures
-# mongotap's memory with idle connections and under many distinct query shapes, and prints a table.
+# mongotap in front of it (twice: as configured by default, and with windows of 10 ms, so that
+# every detector analyses a closed window every few requests), runs mt-loadgen against the targets
+# in interleaved rounds, reading each proxy's CPU time around each point, counts mongotap's
+# allocations per request, measures its memory with idle connections and under many distinct
+# query shapes, and prints a table.
 #
 #   bench/run.sh                 full run (3 rounds x 5 s per point, about 15 minutes)
 #   bench/run.sh --quick         a tiny run of every code path (the smoke test uses it)
@@ -20,6 +23,9 @@ SECONDS_PER_POINT=5
 WARMUP=1
 MODES="find1 find100 insert1k big4m driver"
 CONNS="1 16 64"
+WINDOWS=1
+ALLOCS=1
+ALLOC_COUNT=20000
 DRIVER_MAX_CONNS=16
 IDLE_CONNS=10000
 SHAPES=1000000
@@ -39,6 +45,8 @@ usage: bench/run.sh [options]
   --idle-conns N     idle connections for the memory test (default 10000)
   --shapes N         distinct shapes for the memory test (default 1000000; RSS also read at 100000)
   --no-memory        skip both memory tests
+  --no-windows       skip the mongotap target with 10 ms windows (detectors on every window)
+  --no-allocs        skip the allocation count
   --out DIR          keep results.jsonl, table.md and the logs in DIR
 environment:
   MT_BUILD_DIR              build tree with bench/ and proxy/ (default: build)
@@ -52,7 +60,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
     --quick)
         ROUNDS=1 SECONDS_PER_POINT=1 WARMUP=0.1 CONNS="8" MODES="find1 find100 big4m driver"
-        IDLE_CONNS=300 SHAPES=6000 SHAPES_FIRST=1000
+        IDLE_CONNS=300 SHAPES=6000 SHAPES_FIRST=1000 ALLOC_COUNT=2000
         shift ;;
     --rounds) ROUNDS=$2; shift 2 ;;
     --seconds) SECONDS_PER_POINT=$2; shift 2 ;;
@@ -62,6 +70,8 @@ while [ $# -gt 0 ]; do
     --idle-conns) IDLE_CONNS=$2; shift 2 ;;
     --shapes) SHAPES=$2; shift 2 ;;
     --no-memory) MEMORY=0; shift ;;
+    --no-windows) WINDOWS=0; shift ;;
+    --no-allocs) ALLOCS=0; shift ;;
     --out) OUT=$2; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "run.sh: unknown option: $1" >&2; usage >&2; exit 2 ;;
@@ -143,6 +153,9 @@ wait_for_line() {
 }
 
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+# CPU time a process has used, user and system, in clock ticks
+cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12, $13 }' "/proc/$1/stat"; }
+CLK_TCK=$(getconf CLK_TCK)
 
 free_port() {
     "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -184,12 +197,14 @@ EOF
     HAPROXY_ADDR=127.0.0.1:$port
 }
 
-# start_mongotap NAME [ARGS...]: sets MONGOTAP_PID, MONGOTAP_ADDR and MONGOTAP_ADMIN.
+# start_mongotap NAME [ARGS...]: sets MONGOTAP_PID, MONGOTAP_ADDR and MONGOTAP_ADMIN. The
+# environment assignments in MONGOTAP_ENV (if any) are made for mongotap alone.
+MONGOTAP_ENV=()
 start_mongotap() {
     local name=$1 line
     shift
-    "${PIN_SRV[@]}" "$MONGOTAP" --listen 127.0.0.1:0 --upstream "127.0.0.1:$STUB_PORT" \
-        --admin 127.0.0.1:0 "$@" 2>"$WORK/$name.log" &
+    "${PIN_SRV[@]}" env "${MONGOTAP_ENV[@]}" "$MONGOTAP" --listen 127.0.0.1:0 \
+        --upstream "127.0.0.1:$STUB_PORT" --admin 127.0.0.1:0 "$@" 2>"$WORK/$name.log" &
     MONGOTAP_PID=$!
     PIDS+=("$MONGOTAP_PID")
     wait_for_line "$WORK/$name.log" 'ready listen=' "$MONGOTAP_PID" 15 ||
@@ -197,6 +212,20 @@ start_mongotap() {
     line=$(grep -m1 'ready listen=' "$WORK/$name.log")
     MONGOTAP_ADDR=$(sed -E 's/.*ready listen=([^ ,]+).*/\1/' <<<"$line")
     MONGOTAP_ADMIN=$(sed -E 's/.*admin=([^ ]+).*/\1/' <<<"$line")
+}
+
+# /api/stats once mongotap has seen every connection close (or after 5 s: then as is).
+admin_stats_when_idle() {
+    local i body=""
+    for ((i = 0; i < 100; i++)); do
+        body=$(curl -fsS "http://$MONGOTAP_ADMIN/api/stats?limit=1" 2>/dev/null) || body=""
+        if [ -n "$body" ] && "$PYTHON" -c 'import json, sys
+sys.exit(json.loads(sys.argv[1])["connections"]["active"] != 0)' "$body" 2>/dev/null; then
+            break
+        fi
+        sleep 0.05
+    done
+    echo "$body"
 }
 
 stop_pid() {
@@ -212,28 +241,40 @@ stop_pid() {
 RESULTS=$WORK/results.jsonl
 : >"$RESULTS"
 
-# run_point ROUND TARGET ADDR MODE CONNS: one loadgen run, one JSON line in results.jsonl.
+# run_point ROUND TARGET ADDR PID MODE CONNS: one loadgen run, one JSON line in results.jsonl,
+# with the CPU time PID (the proxy; the stub for direct) used during it.
 run_point() {
-    local round=$1 target=$2 addr=$3 mode=$4 conns=$5 line args
+    local round=$1 target=$2 addr=$3 pid=$4 mode=$5 conns=$6 line args u0 s0 u1 s1
     if [ "$mode" = driver ]; then
         args=(--driver mongoc --mode find1)
     else
         args=(--mode "$mode")
     fi
+    read -r u0 s0 <<<"$(cpu_ticks "$pid")"
     line=$("${PIN_LG[@]}" "$LOADGEN" --target "$addr" --label "$target" "${args[@]}" --conns "$conns" \
         --seconds "$SECONDS_PER_POINT" --warmup "$WARMUP" --json 2>>"$WORK/loadgen.log" | tail -n1) || true
+    read -r u1 s1 <<<"$(cpu_ticks "$pid")"
     if [ -z "$line" ]; then
         line="{\"target\": \"$target\", \"mode\": \"${args[-1]}\", \"conns\": $conns, \"requests\": 0, \"errors\": 1, \"failed\": true}"
     fi
     if [ "$mode" = driver ]; then
         line=${line/\"mode\" : \"find1\"/\"mode\" : \"driver\"}
     fi
-    echo "${line%\}}, \"round\" : $round }" >>"$RESULTS"
+    # CPU time over the whole run, divided by every request of it (warm-up included)
     "$PYTHON" -c 'import json, sys
 r = json.loads(sys.argv[1])
-print("bench:   %-8s %8.0f req/s  p50 %8.1f us  p99 %8.1f us  %7.1f MB/s  errors %d" % (
+ticks, hz = [int(x) for x in sys.argv[2:6]], int(sys.argv[6])
+r["cpu_user_s"], r["cpu_sys_s"] = (ticks[1] - ticks[0]) / hz, (ticks[3] - ticks[2]) / hz
+n = r.get("all_requests", 0)
+r["cpu_us_per_req"] = (r["cpu_user_s"] + r["cpu_sys_s"]) * 1e6 / n if n > 0 else None
+r["round"] = int(sys.argv[7])
+print(json.dumps(r))' "$line" "$u0" "$u1" "$s0" "$s1" "$CLK_TCK" "$round" >>"$RESULTS"
+    "$PYTHON" -c 'import json, sys
+r = json.loads(sys.argv[1])
+cpu = r.get("cpu_us_per_req")
+print("bench:   %-16s %8.0f req/s  p50 %8.1f us  p99 %8.1f us  %7.1f MB/s  cpu %s us/req  errors %d" % (
     r["target"], r.get("req_per_s", 0), r.get("p50_us", 0), r.get("p99_us", 0),
-    r.get("bytes_per_s", 0) / 1e6, r.get("errors", 0)))' "$(tail -n1 "$RESULTS")" >&2
+    r.get("bytes_per_s", 0) / 1e6, "%.1f" % cpu if cpu else "-", r.get("errors", 0)))' "$(tail -n1 "$RESULTS")" >&2
 }
 
 meta() { echo "{\"kind\" : \"$1\", $2 }" >>"$RESULTS"; }
@@ -254,11 +295,18 @@ start_stub
 log "stub upstream on 127.0.0.1:$STUB_PORT"
 start_haproxy haproxy "$HAPROXY_MAXCONN"
 log "haproxy on $HAPROXY_ADDR (pid $HAPROXY_PID)"
-TARGETS=("direct 127.0.0.1:$STUB_PORT" "haproxy $HAPROXY_ADDR")
+TARGETS=("direct 127.0.0.1:$STUB_PORT $STUB_PID" "haproxy $HAPROXY_ADDR $HAPROXY_PID")
 if [ $USE_MONGOTAP = 1 ]; then
     start_mongotap mongotap
     log "mongotap on $MONGOTAP_ADDR, admin $MONGOTAP_ADMIN (pid $MONGOTAP_PID)"
-    TARGETS+=("mongotap $MONGOTAP_ADDR")
+    TARGETS+=("mongotap $MONGOTAP_ADDR $MONGOTAP_PID")
+    if [ $WINDOWS = 1 ]; then
+        # A window closes 10 ms after it opened (every few requests of a connection under
+        # load) and is analysed by every detector: the cost of detection, not just accounting.
+        start_mongotap mongotap-windows --window-gap-ms 1 --window-max-ms 10
+        log "mongotap-windows on $MONGOTAP_ADDR (pid $MONGOTAP_PID)"
+        TARGETS+=("mongotap-windows $MONGOTAP_ADDR $MONGOTAP_PID")
+    fi
 fi
 
 for ((round = 1; round <= ROUNDS; round++)); do
@@ -271,12 +319,51 @@ for ((round = 1; round <= ROUNDS; round++)); do
             # rotate the order of the targets each round so none always runs first
             n=${#TARGETS[@]}
             for ((k = 0; k < n; k++)); do
-                read -r name addr <<<"${TARGETS[$(((k + round - 1) % n))]}"
-                run_point "$round" "$name" "$addr" "$mode" "$conns"
+                read -r name addr pid <<<"${TARGETS[$(((k + round - 1) % n))]}"
+                run_point "$round" "$name" "$addr" "$pid" "$mode" "$conns"
             done
         done
     done
 done
+
+# ---- allocations ----
+# mongotap under the counting allocator (mt-alloc-count.so): what a run of N requests and a run
+# of 2N cost, counted once every connection has closed; the difference over N is what one
+# request costs, connection set-up and teardown cancelled out.
+ALLOC_LIB=$BUILD/bench/mt-alloc-count.so
+if [ $ALLOCS = 1 ] && [ $USE_MONGOTAP = 1 ] && [ -f "$ALLOC_LIB" ]; then
+    # alloc_counts: malloc + calloc + realloc + aligned, and free, so far
+    alloc_counts() {
+        local i
+        rm -f "$WORK/allocs.txt"
+        kill -USR2 "$MONGOTAP_PID"
+        for ((i = 0; i < 100; i++)); do
+            [ -f "$WORK/allocs.txt" ] && break
+            sleep 0.02
+        done
+        awk '{ print $2 + $4 + $6 + $10, $8 }' "$WORK/allocs.txt"
+    }
+    alloc_series() {
+        local label=$1 mode=$2 a0 f0 a1 f1 a2 f2 i
+        shift 2
+        MONGOTAP_ENV=("LD_PRELOAD=$ALLOC_LIB" "MT_ALLOC_COUNT_FILE=$WORK/allocs.txt")
+        start_mongotap "alloc-$label" "$@"
+        MONGOTAP_ENV=()
+        "${PIN_LG[@]}" "$LOADGEN" --target "$MONGOTAP_ADDR" --mode "$mode" --conns 16 --count 2000 \
+            >/dev/null 2>>"$WORK/loadgen.log" || true
+        admin_stats_when_idle >/dev/null
+        read -r a0 f0 <<<"$(alloc_counts)"
+        for i in 1 2; do
+            "${PIN_LG[@]}" "$LOADGEN" --target "$MONGOTAP_ADDR" --mode "$mode" --conns 16 \
+                --count $((i * ALLOC_COUNT)) >/dev/null 2>>"$WORK/loadgen.log" || true
+            admin_stats_when_idle >/dev/null
+            if [ $i = 1 ]; then read -r a1 f1 <<<"$(alloc_counts)"; else read -r a2 f2 <<<"$(alloc_counts)"; fi
+        done
+        stop_pid "$MONGOTAP_PID"
+        meta allocs "\"series\" : \"$label\", \"mode\" : \"$mode\", \"args\" : \"$*\", \"requests\" : $ALLOC_COUNT, \"allocs_n\" : $((a1 - a0)), \"frees_n\" : $((f1 - f0)), \"allocs_2n\" : $((a2 - a1)), \"frees_2n\" : $((f2 - f1))"
+        log "allocations ($label): $((a1 - a0)) for $ALLOC_COUNT requests, $((a2 - a1)) for $((2 * ALLOC_COUNT))"
+    }
+fi
 
 # ---- memory ----
 if [ $MEMORY = 1 ]; then
@@ -344,21 +431,17 @@ PYEOF
 )"
             log "shapes ($label): RSS $rss0 KiB at 0, $rss1 KiB at $SHAPES_FIRST, $rss2 KiB at $SHAPES"
         }
-        # /api/stats once mongotap has seen every connection close (or after 5 s: then as is).
-        admin_stats_when_idle() {
-            local i body=""
-            for ((i = 0; i < 100; i++)); do
-                body=$(curl -fsS "http://$MONGOTAP_ADMIN/api/stats?limit=1" 2>/dev/null) || body=""
-                if [ -n "$body" ] && "$PYTHON" -c 'import json, sys
-sys.exit(json.loads(sys.argv[1])["connections"]["active"] != 0)' "$body" 2>/dev/null; then
-                    break
-                fi
-                sleep 0.05
-            done
-            echo "$body"
-        }
         shapes_series shapes distinct
         shapes_series sameshape control
+    fi
+fi
+if [ $ALLOCS = 1 ] && [ $USE_MONGOTAP = 1 ]; then
+    if [ -f "$ALLOC_LIB" ]; then
+        alloc_series find1 find1
+        alloc_series insert1k insert1k
+        alloc_series find1-windows find1 --window-gap-ms 1 --window-max-ms 10
+    else
+        log "no $ALLOC_LIB: allocations not counted"
     fi
 fi
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# smoke.sh: a short end-to-end check of the benchmark (about 20 s). Builds nothing: it expects the
-# build tree (MT_BUILD_DIR, default build/) to hold bench/mt-loadgen, bench/mt-stub-upstream and
-# proxy/mongotap, runs `bench/run.sh --quick`, and fails if any target answered no request or
-# any error was seen, or if a memory measurement is missing.
+# smoke.sh: a short end-to-end check of the benchmark (about 30 s). Builds nothing: it expects the
+# build tree (MT_BUILD_DIR, default build/) to hold bench/mt-loadgen, bench/mt-stub-upstream,
+# bench/mt-alloc-count.so and proxy/mongotap, runs `bench/run.sh --quick`, and fails if any target
+# answered no request or any error was seen, or if a CPU, allocation or memory measurement is
+# missing.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -30,7 +31,7 @@ for line in open(path):
     else:
         points.append(r)
 
-targets = {"direct", "haproxy"} | (set() if skip_mongotap else {"mongotap"})
+targets = {"direct", "haproxy"} | (set() if skip_mongotap else {"mongotap", "mongotap-windows"})
 seen = {r["target"] for r in points}
 if seen != targets:
     problems.append(f"targets measured: {sorted(seen)}, expected {sorted(targets)}")
@@ -40,9 +41,11 @@ for r in points:
         problems.append(f"{name}: no request completed")
     if r.get("errors", 0) != 0:
         problems.append(f"{name}: {r['errors']} errors")
+    if r.get("cpu_us_per_req") is None and not r.get("failed"):
+        problems.append(f"{name}: no CPU time per request")
 
 idle = {r["target"]: r for r in meta.get("idle_rss", [])}
-for t in targets - {"direct"}:
+for t in targets & {"haproxy", "mongotap"}:
     if t not in idle:
         problems.append(f"idle memory test missing for {t}")
     elif idle[t]["conns"] != idle[t]["asked"]:
@@ -55,6 +58,13 @@ if not skip_mongotap:
             problems.append(f"shapes memory test missing: {name}")
         elif r["errors"] != 0 or r["sent"] != r["points"][-1]["commands"]:
             problems.append(f"shapes test ({name}): {r['sent']} sent, {r['errors']} errors")
+    allocs = {r["series"]: r for r in meta.get("allocs", [])}
+    for name in ("find1", "insert1k", "find1-windows"):
+        r = allocs.get(name)
+        if r is None:
+            problems.append(f"allocation count missing: {name}")
+        elif min(r["allocs_n"], r["allocs_2n"], r["frees_n"], r["frees_2n"]) < 0:
+            problems.append(f"allocation count {name}: counts went backwards: {r}")
 
 if problems:
     for p in problems:
