@@ -78,9 +78,9 @@ static inline size_t cstring_size(const uint8_t *p, size_t room)
         memcpy(&w, p + i, 8);
         uint64_t zero = (w - ones) & ~w & highs;
         if (zero) {
-            unsigned at = (unsigned)__builtin_ctzll(zero) / 8;
-            high |= at ? w & (UINT64_MAX >> (64 - 8 * at)) : 0;
-            i += at;
+            /* zero - 1: the bytes before the NUL (its own byte is 0 in w) */
+            high |= w & (zero - 1);
+            i += (unsigned)__builtin_ctzll(zero) / 8;
             goto found;
         }
         high |= w;
@@ -416,10 +416,7 @@ static uint64_t hash_tagged(char tag, const void *p, size_t n)
 
 static uint64_t hash_int(int64_t v)
 {
-    uint8_t b[8];
-    for (int i = 0; i < 8; i++)
-        b[i] = (uint8_t)((uint64_t)v >> (8 * i));
-    return hash_tagged('I', b, 8);
+    return mt_hash_u64((uint64_t)v ^ UINT64_C(0x49)); /* 'I': apart from the tagged hashes */
 }
 
 uint64_t mt_bson_value_hash(uint8_t type, const uint8_t *v, uint32_t len)

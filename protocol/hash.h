@@ -1,7 +1,8 @@
 /*
- * hash: the one 64-bit hash every table in mongotap uses (FNV-1a over bytes,
- * with a final mix so that the low bits a table indexes by depend on every
- * byte), and the integer mixer for ids that arrive in sequence.
+ * hash: the one 64-bit hash every table in mongotap uses (FNV-1a over
+ * strings, eight bytes at a time over byte runs, with a final mix so that the
+ * low bits a table indexes by depend on every byte), and the integer mixer
+ * for ids that arrive in sequence.
  */
 #ifndef MT_HASH_H
 #define MT_HASH_H

@@ -425,13 +425,25 @@ static bool is_write(mt_cmd_kind_t k)
     return k == MT_CMD_INSERT || k == MT_CMD_UPDATE || k == MT_CMD_DELETE;
 }
 
+/* The window of id: most often the connection's own, found without a
+ * lookup. */
+static mt_window_t *conn_window(mt_stats_conn_t *c, uint64_t id)
+{
+    if (!id)
+        return NULL;
+    if (c->window && c->window->id == id)
+        return c->window;
+    return mt_window_reg_find(&c->st->windows, id);
+}
+
 /* Folds a reply into the windows of its request and, for a getMore, of the
  * command that opened the cursor. */
-static void reply_windows(mt_stats_t *st, const mt_pending_t *p, const mt_reply_view_t *r,
+static void reply_windows(mt_stats_conn_t *c, const mt_pending_t *p, const mt_reply_view_t *r,
                           uint64_t docs, uint64_t latency, uint64_t now_ns, mt_window_t **win)
 {
+    mt_stats_t *st = c->st;
     mt_cmd_kind_t kind = (mt_cmd_kind_t)p->kind;
-    mt_window_t *w = p->win_id ? mt_window_reg_find(&st->windows, p->win_id) : NULL;
+    mt_window_t *w = conn_window(c, p->win_id);
 
     if (w) {
         if (p->has_cmd_idx && p->cmd_idx < w->ncmds) {
@@ -530,7 +542,7 @@ void mt_stats_conn_reply(mt_stats_conn_t *c, const mt_reply_view_t *r, size_t le
     mt_metrics_observe(&st->metrics, p.metric_command, latency);
 
     mt_window_t *w;
-    reply_windows(st, &p, r, docs, latency, now_ns, &w);
+    reply_windows(c, &p, r, docs, latency, now_ns, &w);
     reply_cursors(c, &p, r, w);
 
     /* Exhaust: another reply follows, answering this reply's requestID. */

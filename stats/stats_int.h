@@ -17,20 +17,21 @@
 #include "stats.h"
 #include "window.h"
 
+/* What every request and reply touches first, the names last. */
 struct mt_stats_conn {
     mt_stats_t *st;
     uint64_t id;
-    char addr[64];
-    char app_name[128];
-    char driver[128]; /* "name version" from the handshake */
     uint64_t commands;
     mt_idmap_t pending;      /* requestID -> mt_pending_t */
-    h2o_linklist_t cursors;  /* cursors this connection opened */
     mt_window_t *window;     /* its open per-connection window */
     uint64_t last_win_id;    /* window of its last window-relevant command */
     uint64_t keyed_win_id;   /* the keyed window its untagged commands join, 0 when none */
     uint64_t last_active_ns; /* last request or reply */
+    h2o_linklist_t cursors;  /* cursors this connection opened */
     h2o_linklist_t link;     /* in st->conns */
+    char addr[64];
+    char app_name[128];
+    char driver[128]; /* "name version" from the handshake */
 };
 
 struct mt_stats {

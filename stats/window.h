@@ -118,11 +118,7 @@ struct mt_window {
     bool closed;
     uint32_t findings;
 
-    char client_addr[64];
-    char app_name[128];
-    char driver[128];
-    char key_buf[MT_WINDOW_KEY_MAX + 1];
-
+    /* what each command and reply touches, then the names */
     mt_window_cmd_t *cmds;
     uint32_t ncmds, cmds_cap;
     uint64_t total_cmds; /* kept or not */
@@ -138,6 +134,11 @@ struct mt_window {
 
     h2o_linklist_t open_link; /* in the registry's open list */
     mt_window_t *pool_next;   /* in the registry's pool, once retired */
+
+    char client_addr[64];
+    char app_name[128];
+    char driver[128];
+    char key_buf[MT_WINDOW_KEY_MAX + 1];
 };
 
 /* Adds a command. Returns its index, or -1 when the window is full (the
