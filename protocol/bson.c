@@ -110,6 +110,63 @@ static inline uint32_t container_size(const uint8_t *v, size_t room)
     return l;
 }
 
+/* The size of a value of one of the rarer types at v (room bytes left), 0
+ * when it is not well-formed. Out of line: the common types stay in a small
+ * loop body. */
+static __attribute__((noinline)) size_t rare_size(uint8_t type, const uint8_t *v, size_t room)
+{
+    switch (type) {
+    case T_BINARY: {
+        if (room < 5)
+            return 0;
+        uint32_t l = mt_wire_le32(v);
+        if (l > room - 5)
+            return 0;
+        /* the old binary subtype repeats the length inside */
+        if (v[4] == SUBTYPE_BINARY_DEPRECATED && (l < 4 || mt_wire_le32(v + 5) != l - 4))
+            return 0;
+        return 5 + (size_t)l;
+    }
+    case T_REGEX: {
+        size_t a = cstring_size(v, room);
+        if (a == 0)
+            return 0;
+        size_t b = cstring_size(v + a, room - a);
+        return b == 0 ? 0 : a + b;
+    }
+    case T_DBPOINTER: {
+        size_t a = string_size(v, room);
+        if (a == 0 || room - a < 12)
+            return 0;
+        return a + 12;
+    }
+    case T_CODEWSCOPE: {
+        /* int32 total, string code, document scope; the scope ends the element */
+        if (room < 14)
+            return 0;
+        uint32_t total = mt_wire_le32(v);
+        if (total < 14 || total > room)
+            return 0;
+        size_t code = string_size(v + 4, total - 4);
+        if (code == 0 || total - 4 - code < 5)
+            return 0;
+        const uint8_t *scope = v + 4 + code;
+        uint32_t l = mt_wire_le32(scope);
+        if (l != total - 4 - code || scope[l - 1] != 0)
+            return 0;
+        return total;
+    }
+    case T_UNDEFINED:
+    case T_MINKEY:
+    case T_MAXKEY:
+        return SIZE_MAX; /* no value bytes */
+    case T_DECIMAL128:
+        return 16;
+    default:
+        return 0;
+    }
+}
+
 /*
  * The element at doc[pos] inside a document whose terminator is at end
  * (pos < end): its key checked, its value bounded and, for scalars, checked
@@ -149,13 +206,7 @@ static inline __attribute__((always_inline)) uint32_t elem_step(const uint8_t *d
     case T_OID:
         size = 12;
         break;
-    case T_DECIMAL128:
-        size = 16;
-        break;
-    case T_UNDEFINED:
     case T_NULL:
-    case T_MINKEY:
-    case T_MAXKEY:
         size = 0;
         break;
     case T_UTF8:
@@ -165,60 +216,19 @@ static inline __attribute__((always_inline)) uint32_t elem_step(const uint8_t *d
         if (size == 0)
             return 0;
         break;
-    case T_BINARY: {
-        if (room < 5)
-            return 0;
-        uint32_t l = mt_wire_le32(v);
-        if (l > room - 5)
-            return 0;
-        /* the old binary subtype repeats the length inside */
-        if (v[4] == SUBTYPE_BINARY_DEPRECATED && (l < 4 || mt_wire_le32(v + 5) != l - 4))
-            return 0;
-        size = 5 + (size_t)l;
-        break;
-    }
-    case T_REGEX: {
-        size_t a = cstring_size(v, room);
-        if (a == 0)
-            return 0;
-        size_t b = cstring_size(v + a, room - a);
-        if (b == 0)
-            return 0;
-        size = a + b;
-        break;
-    }
-    case T_DBPOINTER: {
-        size_t a = string_size(v, room);
-        if (a == 0 || room - a < 12)
-            return 0;
-        size = a + 12;
-        break;
-    }
     case T_DOCUMENT:
     case T_ARRAY:
         size = container_size(v, room);
         if (size == 0)
             return 0;
         break;
-    case T_CODEWSCOPE: {
-        /* int32 total, string code, document scope; the scope ends the element */
-        if (room < 14)
-            return 0;
-        uint32_t total = mt_wire_le32(v);
-        if (total < 14 || total > room)
-            return 0;
-        size_t code = string_size(v + 4, total - 4);
-        if (code == 0 || total - 4 - code < 5)
-            return 0;
-        const uint8_t *scope = v + 4 + code;
-        uint32_t l = mt_wire_le32(scope);
-        if (l != total - 4 - code || scope[l - 1] != 0)
-            return 0;
-        size = total;
-        break;
-    }
     default:
-        return 0;
+        size = rare_size(type, v, room);
+        if (size == 0)
+            return 0;
+        if (size == SIZE_MAX)
+            size = 0;
+        break;
     }
     if (size > room)
         return 0;

@@ -5,6 +5,7 @@
  */
 #include "command.h"
 
+#include <stddef.h>
 #include <string.h>
 #include <strings.h>
 
@@ -200,10 +201,12 @@ static bool query_part(const mt_bson_elem_t *e)
 static void command_name(mt_cmd_view_t *out, const mt_bson_elem_t *e)
 {
     copy_name(out->name, e->key, &out->names_truncated);
-    for (size_t i = 0; out->name[i]; i++) {
+    size_t i = 0;
+    for (; out->name[i]; i++) {
         char c = out->name[i];
         out->name_lower[i] = (char)(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
     }
+    out->name_lower[i] = '\0';
     out->kind = kind_of(out->name_lower);
 }
 
@@ -441,7 +444,9 @@ mt_msg_err_t mt_cmd_request(const mt_msg_t *msg, const mt_shape_opts_t *shape_op
     uint64_t query = MT_HASH_SEED;
     mt_msg_err_t err;
 
-    memset(out, 0, sizeof(*out));
+    /* the buffers at the end are written before they are read */
+    memset(out, 0, offsetof(mt_cmd_view_t, name));
+    out->name[0] = out->name_lower[0] = '\0';
     out->request_id = msg->hdr.request_id;
     out->opcode = msg->opcode;
     out->compressor = msg->compressor;

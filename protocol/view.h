@@ -61,18 +61,14 @@ typedef struct {
     bool exhaust_allowed;
 
     mt_cmd_kind_t kind;
-    bool monitoring;                  /* counted, but never opens or extends a window */
-    bool names_truncated;             /* name, db or collection was cut to the limits above */
-    char name[MT_CMD_NAME_MAX];       /* first key, as sent ("find", "ismaster") */
-    char name_lower[MT_CMD_NAME_MAX]; /* lower-cased, for matching */
+    bool monitoring;        /* counted, but never opens or extends a window */
+    bool names_truncated;   /* name, db or collection was cut to the limits above */
     const char *db;         /* $db, or the part of OP_QUERY's namespace before '.'; "" if none.
                              * At most MT_CMD_DB_MAX bytes; it may point at db_buf below: copy
                              * the string, not the pointer, when copying a view. */
     const char *collection; /* value of the first key when a string; getMore: "collection";
                              * "" if none. With db at most MT_CMD_NS_MAX bytes (coll_buf
                              * when cut, as for db) */
-
-    bson_t body; /* static view of the command document */
 
     /* Where the shape comes from: a document (filter/query) or an array
      * (pipeline) or, for update/delete, the first statement document. */
@@ -102,6 +98,11 @@ typedef struct {
     const char *driver_version; /* client.driver.version or NULL */
     bool has_topology_version;  /* streaming hello (monitoring) */
 
+    /* The buffers last: a view is cleared up to name (MT_CMD_VIEW_CLEAR),
+     * the buffers are written before they are read. */
+    char name[MT_CMD_NAME_MAX];       /* first key, as sent ("find", "ismaster") */
+    char name_lower[MT_CMD_NAME_MAX]; /* lower-cased, for matching */
+    bson_t body;                      /* static view of the command document */
     char db_buf[MT_CMD_DB_MAX + 1];   /* OP_QUERY namespace prefix, or a cut $db */
     char coll_buf[MT_CMD_NS_MAX + 1]; /* a cut collection name */
 } mt_cmd_view_t;
