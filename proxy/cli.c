@@ -28,7 +28,14 @@ const char mt_cli_usage[] =
     "Proxy options (each also settable as MONGOTAP_<NAME>, e.g. MONGOTAP_UPSTREAM; flags win):\n"
     "  --listen HOST:PORT       where apps connect (default 127.0.0.1:27018); repeatable,\n"
     "                           MONGOTAP_LISTEN takes a comma-separated list\n"
-    "  --upstream HOST:PORT     the mongod/mongos to forward to (default 127.0.0.1:27017)\n"
+    "  --upstream HOST:PORT|URI the mongod/mongos to forward to (default 127.0.0.1:27017),\n"
+    "                           or a connection string for a replica set or Atlas:\n"
+    "                           mongodb://h1,h2/?replicaSet=rs0&tls=true&tlsCAFile=ca.pem\n"
+    "                           mongodb+srv://cluster0.example.net/ (no user or password)\n"
+    "  --tls-listen HOST:PORT   where apps connect with tls=true; repeatable, needs\n"
+    "                           --tls-cert and --tls-key\n"
+    "  --tls-cert FILE          PEM certificate chain for --tls-listen\n"
+    "  --tls-key FILE           PEM private key for --tls-listen\n"
     "  --admin HOST:PORT|off    HTTP admin endpoint (default 127.0.0.1:27080)\n"
     "  --admin-token TOKEN      require 'Authorization: Bearer TOKEN' on every admin route\n"
     "                           but /healthz and the console page itself\n"
@@ -47,10 +54,21 @@ const char mt_cli_usage[] =
     "  -h, --help               this text\n"
     "  -V, --version            the version\n"
     "\n"
+    "MONGOTAP_DNS_SERVER=HOST:PORT sends the SRV, TXT and address look-ups to that resolver.\n"
+    "\n"
     "Signals: SIGINT/SIGTERM stop accepting, let in-flight replies finish (at most 5 s),\n"
     "write --report and exit 0.\n";
 
-typedef enum { OPT_HOSTPORT, OPT_ADMIN, OPT_STRING, OPT_U64, OPT_U32, OPT_LEVEL, OPT_BOOL } opt_kind_t;
+typedef enum {
+    OPT_HOSTPORT,
+    OPT_UPSTREAM,
+    OPT_ADMIN,
+    OPT_STRING,
+    OPT_U64,
+    OPT_U32,
+    OPT_LEVEL,
+    OPT_BOOL
+} opt_kind_t;
 
 typedef struct {
     const char *flag;
@@ -64,7 +82,10 @@ typedef struct {
 
 static const opt_t options[] = {
     {"--listen", "MONGOTAP_LISTEN", OPT_HOSTPORT, OFF(listen), 0, 0},
-    {"--upstream", "MONGOTAP_UPSTREAM", OPT_HOSTPORT, OFF(upstream), 0, 0},
+    {"--tls-listen", "MONGOTAP_TLS_LISTEN", OPT_HOSTPORT, OFF(tls_listen), 0, 0},
+    {"--tls-cert", "MONGOTAP_TLS_CERT", OPT_STRING, OFF(tls_cert), 0, 0},
+    {"--tls-key", "MONGOTAP_TLS_KEY", OPT_STRING, OFF(tls_key), 0, 0},
+    {"--upstream", "MONGOTAP_UPSTREAM", OPT_UPSTREAM, OFF(upstream), 0, 0},
     {"--admin", "MONGOTAP_ADMIN", OPT_ADMIN, OFF(admin), 0, 0},
     {"--admin-token", "MONGOTAP_ADMIN_TOKEN", OPT_STRING, OFF(admin_token), 0, 0},
     {"--window-gap-ms", "MONGOTAP_WINDOW_GAP_MS", OPT_U64, OFF(window_gap_ms), 1, 86400000},
@@ -80,8 +101,11 @@ static const opt_t options[] = {
 
 void mt_cli_defaults(mt_cli_config_t *cfg)
 {
+    char err[8];
+
     memset(cfg, 0, sizeof(*cfg));
-    cfg->upstream = (mt_hostport_t){"127.0.0.1", 27017};
+    mt_uri_parse("127.0.0.1:27017", &cfg->upstream_uri, err, sizeof(err));
+    cfg->upstream = cfg->upstream_uri.hosts[0];
     cfg->admin_enabled = true;
     cfg->admin = (mt_hostport_t){"127.0.0.1", 27080};
     cfg->window_gap_ms = 100;
@@ -94,35 +118,7 @@ void mt_cli_defaults(mt_cli_config_t *cfg)
 
 int mt_cli_parse_hostport(const char *s, mt_hostport_t *out)
 {
-    const char *host, *colon;
-    size_t hlen;
-    char *end;
-    unsigned long port;
-
-    if (s[0] == '[') {
-        const char *close = strchr(s, ']');
-        if (!close || close[1] != ':')
-            return -1;
-        host = s + 1;
-        hlen = (size_t)(close - host);
-        colon = close + 1;
-    } else {
-        colon = strrchr(s, ':');
-        if (!colon || strchr(s, ':') != colon)
-            return -1;
-        host = s;
-        hlen = (size_t)(colon - s);
-    }
-    if (hlen == 0 || hlen >= MT_CLI_HOST_MAX || colon[1] == '\0')
-        return -1;
-    errno = 0;
-    port = strtoul(colon + 1, &end, 10);
-    if (errno || *end != '\0' || port > 65535 || colon[1] == '-' || colon[1] == '+')
-        return -1;
-    memcpy(out->host, host, hlen);
-    out->host[hlen] = '\0';
-    out->port = (uint16_t)port;
-    return 0;
+    return mt_uri_parse_hostport(s, strlen(s), 0, out);
 }
 
 void mt_cli_format_hostport(const mt_hostport_t *hp, char *out, size_t cap)
@@ -176,31 +172,39 @@ static int apply(const opt_t *o, const char *value, const char *from, mt_cli_con
     uint64_t n;
 
     switch (o->kind) {
-    case OPT_HOSTPORT:
-        if (o->offset == OFF(listen)) {
-            /* the environment form takes a comma-separated list */
-            char buf[1024];
-            char *save = NULL, *tok;
-            if (strlen(value) >= sizeof(buf))
-                goto bad;
-            strcpy(buf, value);
-            for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-                if (cfg->nlisten == MT_CLI_MAX_LISTEN) {
-                    snprintf(err, errlen, "%s: at most %d listen addresses", from,
-                             MT_CLI_MAX_LISTEN);
-                    return -1;
-                }
-                if (mt_cli_parse_hostport(tok, &cfg->listen[cfg->nlisten]) != 0)
-                    goto bad;
-                cfg->nlisten++;
+    case OPT_HOSTPORT: {
+        /* listen lists; the environment form takes a comma-separated list */
+        size_t *count = o->offset == OFF(listen) ? &cfg->nlisten : &cfg->ntls_listen;
+        mt_hostport_t *list = (mt_hostport_t *)field;
+        char buf[1024];
+        char *save = NULL, *tok;
+        if (strlen(value) >= sizeof(buf))
+            goto bad;
+        strcpy(buf, value);
+        for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+            if (*count == MT_CLI_MAX_LISTEN) {
+                snprintf(err, errlen, "%s: at most %d listen addresses", from, MT_CLI_MAX_LISTEN);
+                return -1;
             }
-            if (cfg->nlisten == 0)
+            if (mt_cli_parse_hostport(tok, &list[*count]) != 0)
                 goto bad;
-            return 0;
+            (*count)++;
         }
-        if (mt_cli_parse_hostport(value, (mt_hostport_t *)field) != 0)
+        if (*count == 0)
             goto bad;
         return 0;
+    }
+    case OPT_UPSTREAM: {
+        char why[384];
+        if (mt_uri_parse(value, &cfg->upstream_uri, why, sizeof(why)) != 0) {
+            snprintf(err, errlen, "%s: %s", from, why);
+            return -1;
+        }
+        memset(&cfg->upstream, 0, sizeof(cfg->upstream));
+        if (cfg->upstream_uri.nhosts)
+            cfg->upstream = cfg->upstream_uri.hosts[0];
+        return 0;
+    }
     case OPT_ADMIN:
         if (strcasecmp(value, "off") == 0) {
             cfg->admin_enabled = false;
@@ -260,7 +264,7 @@ static const opt_t *find_flag(const char *arg, size_t len)
 mt_cli_result_t mt_cli_parse(int argc, char **argv, mt_cli_getenv_fn env, mt_cli_config_t *cfg,
                              char *err, size_t errlen)
 {
-    bool seen_listen_flag = false;
+    bool seen_listen_flag = false, seen_tls_listen_flag = false;
     int i = 1;
 
     mt_cli_defaults(cfg);
@@ -285,7 +289,8 @@ mt_cli_result_t mt_cli_parse(int argc, char **argv, mt_cli_getenv_fn env, mt_cli
         if (strcmp(arg, "-V") == 0 || strcmp(arg, "--version") == 0)
             return MT_CLI_VERSION;
         eq = strchr(arg, '=');
-        o = strncmp(arg, "--", 2) == 0 ? find_flag(arg, eq ? (size_t)(eq - arg) : strlen(arg)) : NULL;
+        o = strncmp(arg, "--", 2) == 0 ? find_flag(arg, eq ? (size_t)(eq - arg) : strlen(arg))
+                                       : NULL;
         if (!o) {
             snprintf(err, errlen, "%.*s: unknown option (see --help)",
                      (int)(eq ? (size_t)(eq - arg) : strlen(arg)), arg);
@@ -301,16 +306,29 @@ mt_cli_result_t mt_cli_parse(int argc, char **argv, mt_cli_getenv_fn env, mt_cli
             snprintf(err, errlen, "%s: missing value", o->flag);
             return MT_CLI_ERROR;
         }
+        /* flags win over the environment: drop MONGOTAP_LISTEN's list */
         if (o->offset == OFF(listen) && !seen_listen_flag) {
-            /* flags win over the environment: drop MONGOTAP_LISTEN's list */
             cfg->nlisten = 0;
             seen_listen_flag = true;
+        }
+        if (o->offset == OFF(tls_listen) && !seen_tls_listen_flag) {
+            cfg->ntls_listen = 0;
+            seen_tls_listen_flag = true;
         }
         if (apply(o, value, o->flag, cfg, err, errlen) != 0)
             return MT_CLI_ERROR;
     }
 
-    if (cfg->nlisten == 0) {
+    if (cfg->ntls_listen && (!cfg->tls_cert || !cfg->tls_key)) {
+        snprintf(err, errlen, "--tls-listen: needs --tls-cert FILE and --tls-key FILE (PEM)");
+        return MT_CLI_ERROR;
+    }
+    if (!cfg->ntls_listen && (cfg->tls_cert || cfg->tls_key)) {
+        snprintf(err, errlen, "%s: given without --tls-listen HOST:PORT",
+                 cfg->tls_cert ? "--tls-cert" : "--tls-key");
+        return MT_CLI_ERROR;
+    }
+    if (cfg->nlisten == 0 && cfg->ntls_listen == 0) {
         cfg->listen[0] = (mt_hostport_t){"127.0.0.1", 27018};
         cfg->nlisten = 1;
     }

@@ -9,21 +9,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MT_CLI_MAX_LISTEN 16
-#define MT_CLI_HOST_MAX 256
+#include "uri.h"
 
-typedef struct {
-    char host[MT_CLI_HOST_MAX]; /* without brackets for IPv6 */
-    uint16_t port;
-} mt_hostport_t;
+#define MT_CLI_MAX_LISTEN 16
+#define MT_CLI_HOST_MAX MT_URI_HOST_MAX
 
 typedef struct {
     mt_hostport_t listen[MT_CLI_MAX_LISTEN];
     size_t nlisten;
-    mt_hostport_t upstream;
+    mt_hostport_t tls_listen[MT_CLI_MAX_LISTEN];
+    size_t ntls_listen;
+    const char *tls_cert;   /* PEM certificate chain for --tls-listen */
+    const char *tls_key;    /* PEM private key for --tls-listen */
+    mt_hostport_t upstream; /* the first seed (empty host for mongodb+srv) */
+    mt_uri_t upstream_uri;  /* --upstream as parsed */
     bool admin_enabled;
     mt_hostport_t admin;
-    const char *admin_token;  /* NULL when none; points into argv or the environment */
+    const char *admin_token; /* NULL when none; points into argv or the environment */
     uint64_t window_gap_ms;
     uint64_t window_max_ms;
     uint32_t n1_threshold;
@@ -31,7 +33,7 @@ typedef struct {
     const char *report_path;  /* NULL when none */
     uint32_t max_connections;
     uint32_t max_shapes;
-    int log_level;            /* mt_log_level_t */
+    int log_level; /* mt_log_level_t */
     bool log_values;
 } mt_cli_config_t;
 
