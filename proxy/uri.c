@@ -355,14 +355,32 @@ static int add_host(mt_uri_t *u, const char *s, size_t len, char *err, size_t er
         snprintf(err, errlen, "host %.*s: expected HOST, HOST:PORT or [IPv6]:PORT", (int)len, s);
         return -1;
     }
+    if (mt_uri_add_seed(u, hp.host, hp.port) != 0) {
+        snprintf(err, errlen, "host list: more than %d hosts", MT_URI_MAX_HOSTS);
+        return -1;
+    }
+    return 0;
+}
+
+int mt_uri_add_seed(mt_uri_t *u, const char *host, uint16_t port)
+{
+    mt_hostport_t hp;
+    size_t len = strlen(host);
+
+    /* names are case-insensitive, and a DNS answer may end with the root */
+    if (len && host[len - 1] == '.')
+        len--;
+    if (len == 0 || len >= sizeof(hp.host))
+        return -1;
+    memcpy(hp.host, host, len);
+    hp.host[len] = '\0';
+    hp.port = port;
     lower(hp.host);
     for (size_t i = 0; i < u->nhosts; i++)
         if (strcmp(u->hosts[i].host, hp.host) == 0 && u->hosts[i].port == hp.port)
             return 0;
-    if (u->nhosts == MT_URI_MAX_HOSTS) {
-        snprintf(err, errlen, "host list: more than %d hosts", MT_URI_MAX_HOSTS);
+    if (u->nhosts == MT_URI_MAX_HOSTS)
         return -1;
-    }
     u->hosts[u->nhosts++] = hp;
     return 0;
 }

@@ -64,6 +64,10 @@ int mt_uri_parse(const char *s, mt_uri_t *out, char *err, size_t errlen);
  * means the port is required; a port of 0 is accepted (for listeners). */
 int mt_uri_parse_hostport(const char *s, size_t len, uint16_t default_port, mt_hostport_t *out);
 
+/* Adds host:port to the seed list unless it is there (names compared
+ * lower-cased, a trailing dot dropped). -1 when the list is full. */
+int mt_uri_add_seed(mt_uri_t *uri, const char *host, uint16_t port);
+
 /* Initial DNS Seedlist Discovery: an SRV target must lie in the domain of
  * the name looked up (that name without its first label; a name of fewer
  * than three labels is its own domain, and the target must be below it). */
