@@ -8,58 +8,6 @@
 #include <string.h>
 #include <strings.h>
 
-const char *mt_cmd_kind_str(mt_cmd_kind_t kind)
-{
-    switch (kind) {
-    case MT_CMD_OTHER:
-        return "other";
-    case MT_CMD_FIND:
-        return "find";
-    case MT_CMD_AGGREGATE:
-        return "aggregate";
-    case MT_CMD_GETMORE:
-        return "getMore";
-    case MT_CMD_INSERT:
-        return "insert";
-    case MT_CMD_UPDATE:
-        return "update";
-    case MT_CMD_DELETE:
-        return "delete";
-    case MT_CMD_FIND_AND_MODIFY:
-        return "findAndModify";
-    case MT_CMD_COUNT:
-        return "count";
-    case MT_CMD_DISTINCT:
-        return "distinct";
-    case MT_CMD_KILL_CURSORS:
-        return "killCursors";
-    case MT_CMD_HELLO:
-        return "hello";
-    case MT_CMD_MONITORING:
-        return "monitoring";
-    case MT_CMD_AUTH:
-        return "auth";
-    }
-    return "unknown";
-}
-
-const char *mt_cmd_shape_src_str(mt_cmd_shape_src_t src)
-{
-    switch (src) {
-    case MT_CMD_SHAPE_NONE:
-        return "none";
-    case MT_CMD_SHAPE_FILTER:
-        return "filter";
-    case MT_CMD_SHAPE_PIPELINE:
-        return "pipeline";
-    case MT_CMD_SHAPE_UPDATES:
-        return "updates";
-    case MT_CMD_SHAPE_DELETES:
-        return "deletes";
-    }
-    return "unknown";
-}
-
 /* Lower-cased command names and their kinds. */
 static const struct {
     const char *name;
@@ -312,8 +260,7 @@ static void read_sequences(const mt_msg_t *msg, mt_cmd_view_t *out)
             /* documents were validated by mt_msg_parse: the length prefix is sound */
             const uint8_t *d = seq->docs;
             out->shape_doc = d;
-            out->shape_doc_len =
-                (uint32_t)d[0] | (uint32_t)d[1] << 8 | (uint32_t)d[2] << 16 | (uint32_t)d[3] << 24;
+            out->shape_doc_len = mt_wire_le32(d);
         }
     }
 }
@@ -398,6 +345,7 @@ mt_msg_err_t mt_cmd_request(const mt_msg_t *msg, mt_cmd_view_t *out)
     out->request_id = msg->hdr.request_id;
     out->opcode = msg->opcode;
     out->compressor = msg->compressor;
+    out->partial = msg->partial;
     out->db = "";
     out->collection = "";
 

@@ -12,6 +12,8 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include "utf8.h"
+
 const char *mt_msg_err_str(mt_msg_err_t err)
 {
     switch (err) {
@@ -127,78 +129,16 @@ uint32_t mt_msg_crc32c(const uint8_t *buf, size_t len)
 
 /* ---- BSON validation ---------------------------------------------------- */
 
-static uint32_t le_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
-/* Strict UTF-8 (no overlongs, no surrogates, at most U+10FFFF). NUL bytes are
- * allowed: BSON strings carry their length. ASCII runs go 8 bytes at a time. */
-bool mt__utf8_valid(const uint8_t *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        if (n - i >= 8) {
-            uint64_t w;
-            memcpy(&w, s + i, 8);
-            if ((w & 0x8080808080808080ull) == 0) {
-                i += 8;
-                continue;
-            }
-        }
-        uint8_t c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t need;
-        uint32_t cp;
-        if (c >= 0xc2 && c <= 0xdf) {
-            need = 1;
-            cp = c & 0x1fu;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            need = 2;
-            cp = c & 0x0fu;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            need = 3;
-            cp = c & 0x07u;
-        } else {
-            return false;
-        }
-        if (n - i - 1 < need)
-            return false;
-        for (size_t k = 1; k <= need; k++) {
-            uint8_t cc = s[i + k];
-            if ((cc & 0xc0u) != 0x80u)
-                return false;
-            cp = cp << 6 | (cc & 0x3fu);
-        }
-        if ((need == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-            (need == 3 && (cp < 0x10000 || cp > 0x10ffff)))
-            return false;
-        i += need + 1;
-    }
-    return true;
-}
-
 /* A BSON string value at p with room bytes before the enclosing terminator:
  * int32 length (>= 1, counting the NUL), bytes, NUL. Returns its size or 0. */
 static size_t bson_string_size(const uint8_t *p, size_t room)
 {
     if (room < 5)
         return 0;
-    uint32_t l = le_u32(p);
+    uint32_t l = mt_wire_le32(p);
     if (l < 1 || l > room - 4 || p[4 + l - 1] != 0)
         return 0;
-    if (!mt__utf8_valid(p + 4, l - 1))
+    if (!mt_utf8_valid(p + 4, l - 1))
         return 0;
     return 4 + (size_t)l;
 }
@@ -210,7 +150,7 @@ static size_t bson_cstring_size(const uint8_t *p, size_t room)
     uint8_t high = 0;
     for (size_t i = 0; i < room; i++) {
         if (p[i] == 0) {
-            if (high & 0x80u && !mt__utf8_valid(p, i))
+            if (high & 0x80u && !mt_utf8_valid(p, i))
                 return 0;
             return i + 1;
         }
@@ -293,11 +233,11 @@ static bool bson_walk(const uint8_t *doc, uint32_t len)
         case BSON_TYPE_BINARY: {
             if (room < 5)
                 return false;
-            uint32_t l = le_u32(v);
+            uint32_t l = mt_wire_le32(v);
             if (l > room - 5)
                 return false;
             /* the old binary subtype repeats the length inside */
-            if (v[4] == BSON_SUBTYPE_BINARY_DEPRECATED && (l < 4 || le_u32(v + 5) != l - 4))
+            if (v[4] == BSON_SUBTYPE_BINARY_DEPRECATED && (l < 4 || mt_wire_le32(v + 5) != l - 4))
                 return false;
             size = 5 + (size_t)l;
             break;
@@ -323,7 +263,7 @@ static bool bson_walk(const uint8_t *doc, uint32_t len)
         case BSON_TYPE_ARRAY: {
             if (room < 5)
                 return false;
-            uint32_t l = le_u32(v);
+            uint32_t l = mt_wire_le32(v);
             if (l < 5 || l > room || v[l - 1] != 0 || depth == MT_MSG_MAX_DEPTH)
                 return false;
             ends[++depth] = pos + l - 1;
@@ -334,14 +274,14 @@ static bool bson_walk(const uint8_t *doc, uint32_t len)
             /* int32 total, string code, document scope; the scope ends the element */
             if (room < 14)
                 return false;
-            uint32_t total = le_u32(v);
+            uint32_t total = mt_wire_le32(v);
             if (total < 14 || total > room)
                 return false;
             size_t code = bson_string_size(v + 4, total - 4);
             if (code == 0 || total - 4 - code < 5)
                 return false;
             const uint8_t *scope = v + 4 + code;
-            uint32_t l = le_u32(scope);
+            uint32_t l = mt_wire_le32(scope);
             if (l != total - 4 - code || scope[l - 1] != 0 || depth == MT_MSG_MAX_DEPTH)
                 return false;
             pos += (uint32_t)(4 + code);
@@ -362,7 +302,7 @@ mt_msg_err_t mt_msg_validate_bson(const uint8_t *doc, size_t avail, uint32_t *do
 {
     if (avail < 4)
         return MT_MSG_ERR_TRUNCATED;
-    uint32_t len = le_u32(doc);
+    uint32_t len = mt_wire_le32(doc);
     if (len > avail)
         return MT_MSG_ERR_TRUNCATED;
     if (len < 5 || len > INT32_MAX || !bson_walk(doc, len))
@@ -379,6 +319,9 @@ mt_msg_err_t mt_msg_validate_bson(const uint8_t *doc, size_t avail, uint32_t *do
  *   uint32 flagBits | section* | [uint32 CRC-32C of all preceding bytes]
  *   section = 0x00 document  |  0x01 int32 size, cstring identifier, document*
  */
+/* len is what the caller has of the message; less than its length when only
+ * a prefix is decoded (out->partial), and then the sections past len are
+ * left out and the checksum cannot be checked. */
 static mt_msg_err_t parse_op_msg(const uint8_t *msg, size_t len, mt_msg_t *out)
 {
     const uint8_t *pos = msg + MT_WIRE_HEADER_LEN;
@@ -386,12 +329,14 @@ static mt_msg_err_t parse_op_msg(const uint8_t *msg, size_t len, mt_msg_t *out)
 
     if (!mt_wire_rd_u32(&pos, &left, &out->flags))
         return MT_MSG_ERR_TRUNCATED;
-    if (out->flags & MT_MSG_FLAG_CHECKSUM_PRESENT) {
+    if (out->flags & MT_MSG_FLAG_CHECKSUM_PRESENT && out->partial) {
+        out->checksum_present = true;
+    } else if (out->flags & MT_MSG_FLAG_CHECKSUM_PRESENT) {
         if (left < 4)
             return MT_MSG_ERR_TRUNCATED;
         left -= 4;
         out->checksum_present = true;
-        out->checksum = le_u32(pos + left);
+        out->checksum = mt_wire_le32(pos + left);
         if (mt_msg_crc32c(msg, len - 4) != out->checksum)
             return MT_MSG_ERR_CHECKSUM;
     }
@@ -413,26 +358,37 @@ static mt_msg_err_t parse_op_msg(const uint8_t *msg, size_t len, mt_msg_t *out)
         } else if (kind == 1) {
             int32_t size;
             const uint8_t *start = pos;
-            if (!mt_wire_rd_i32(&pos, &left, &size))
+            if (!mt_wire_rd_i32(&pos, &left, &size)) {
+                if (out->partial)
+                    break;
                 return MT_MSG_ERR_TRUNCATED;
+            }
             if (size < 5)
                 return MT_MSG_ERR_SECTION;
-            if ((size_t)size - 4 > left)
+            /* a prefix ends inside this section: keep the documents that fit */
+            bool cut = (size_t)size - 4 > left;
+            if (cut && !out->partial)
                 return MT_MSG_ERR_TRUNCATED;
-            size_t sleft = (size_t)size - 4;
+            size_t sleft = cut ? left : (size_t)size - 4;
             const char *ident;
-            if (!mt_wire_rd_cstring(&pos, &sleft, &ident, NULL))
+            if (!mt_wire_rd_cstring(&pos, &sleft, &ident, NULL)) {
+                if (cut)
+                    break;
                 return MT_MSG_ERR_SECTION;
+            }
             const uint8_t *docs = pos;
-            size_t docs_len = sleft;
             uint32_t count = 0;
             while (sleft > 0) {
-                if ((err = mt_msg_validate_bson(pos, sleft, &dlen)) != MT_MSG_OK)
+                if ((err = mt_msg_validate_bson(pos, sleft, &dlen)) != MT_MSG_OK) {
+                    if (cut && err == MT_MSG_ERR_TRUNCATED)
+                        break;
                     return err == MT_MSG_ERR_TRUNCATED ? MT_MSG_ERR_SECTION : err;
+                }
                 pos += dlen;
                 sleft -= dlen;
                 count++;
             }
+            size_t docs_len = (size_t)(pos - docs);
             if (out->nseqs < MT_MSG_MAX_SEQUENCES) {
                 mt_msg_sequence_t *seq = &out->seqs[out->nseqs++];
                 seq->identifier = ident;
@@ -440,6 +396,8 @@ static mt_msg_err_t parse_op_msg(const uint8_t *msg, size_t len, mt_msg_t *out)
                 seq->docs_len = docs_len;
                 seq->count = count;
             }
+            if (cut)
+                break;
             left -= (size_t)(pos - start) - 4;
         } else {
             return MT_MSG_ERR_SECTION;
@@ -658,10 +616,10 @@ static mt_msg_err_t parse_op_compressed(const uint8_t *msg, size_t len, mt_msg_s
         decompress(id, pos, left, scratch->data + MT_WIRE_HEADER_LEN, (size_t)size, scratch);
     if (err != MT_MSG_OK)
         return err;
-    put_le32(scratch->data, (uint32_t)inner_len);
-    put_le32(scratch->data + 4, (uint32_t)out->hdr.request_id);
-    put_le32(scratch->data + 8, (uint32_t)out->hdr.response_to);
-    put_le32(scratch->data + 12, (uint32_t)opcode);
+    mt_wire_put_le32(scratch->data, (uint32_t)inner_len);
+    mt_wire_put_le32(scratch->data + 4, (uint32_t)out->hdr.request_id);
+    mt_wire_put_le32(scratch->data + 8, (uint32_t)out->hdr.response_to);
+    mt_wire_put_le32(scratch->data + 12, (uint32_t)opcode);
     scratch->len = inner_len;
     return parse_inner(scratch->data, inner_len, opcode, out);
 }
@@ -688,6 +646,21 @@ mt_msg_err_t mt_msg_parse(const uint8_t *buf, size_t len, mt_msg_scratch_t *scra
     if (out->hdr.opcode == MT_OP_COMPRESSED)
         return parse_op_compressed(buf, len, scratch, out);
     return parse_inner(buf, len, out->hdr.opcode, out);
+}
+
+mt_msg_err_t mt_msg_parse_prefix(const uint8_t *buf, size_t have, mt_msg_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->compressor = MT_COMPRESSOR_NONE;
+    if (mt_wire_header_parse(buf, have, &out->hdr) != MT_WIRE_OK)
+        return have < MT_WIRE_HEADER_LEN ? MT_MSG_ERR_TRUNCATED : MT_MSG_ERR_HEADER;
+    out->opcode = out->hdr.opcode;
+    if ((size_t)out->hdr.message_length <= have)
+        return mt_msg_parse(buf, (size_t)out->hdr.message_length, NULL, out);
+    if (out->hdr.opcode != MT_OP_MSG)
+        return MT_MSG_ERR_TRUNCATED;
+    out->partial = true;
+    return parse_op_msg(buf, have, out);
 }
 
 /* ---- compression (tests, fuzz seeds, benchmark) -------------------------- */
@@ -761,12 +734,12 @@ int mt_msg_compress_message(int compressor, const uint8_t *msg, size_t len, uint
         free(payload);
         return -1;
     }
-    put_le32(dst, (uint32_t)total);
-    put_le32(dst + 4, (uint32_t)hdr.request_id);
-    put_le32(dst + 8, (uint32_t)hdr.response_to);
-    put_le32(dst + 12, MT_OP_COMPRESSED);
-    put_le32(dst + 16, (uint32_t)hdr.opcode);
-    put_le32(dst + 20, (uint32_t)(len - MT_WIRE_HEADER_LEN));
+    mt_wire_put_le32(dst, (uint32_t)total);
+    mt_wire_put_le32(dst + 4, (uint32_t)hdr.request_id);
+    mt_wire_put_le32(dst + 8, (uint32_t)hdr.response_to);
+    mt_wire_put_le32(dst + 12, MT_OP_COMPRESSED);
+    mt_wire_put_le32(dst + 16, (uint32_t)hdr.opcode);
+    mt_wire_put_le32(dst + 20, (uint32_t)(len - MT_WIRE_HEADER_LEN));
     dst[24] = (uint8_t)compressor;
     memcpy(dst + 25, payload, plen);
     free(payload);

@@ -81,6 +81,8 @@ typedef struct {
     int32_t opcode;       /* effective opcode (inner one for OP_COMPRESSED) */
     int compressor;       /* mt_compressor_t; NONE when not compressed */
 
+    bool partial; /* only a prefix was decoded: sections past it are not in the view */
+
     /* OP_MSG */
     uint32_t flags;
     bool checksum_present;
@@ -110,14 +112,19 @@ typedef struct {
  * MT_MSG_ERR_OPCODE). Every BSON document referenced by the view is validated. */
 mt_msg_err_t mt_msg_parse(const uint8_t *buf, size_t len, mt_msg_scratch_t *scratch, mt_msg_t *out);
 
+/* Decodes an OP_MSG from its first `have` bytes (a whole message of any
+ * opcode is decoded as mt_msg_parse does, without decompression). The
+ * sections that fit are in the view, the body must be among them; the view is
+ * marked partial and the checksum is not checked. Accounting keeps only the
+ * front of a large request: a 47 MB insert needs its command document, not
+ * its documents. */
+mt_msg_err_t mt_msg_parse_prefix(const uint8_t *buf, size_t have, mt_msg_t *out);
+
 /* Checks one BSON document at doc[0..avail): its length prefix fits, its
  * structure is sound (everything bson_validate() checks), nesting is at most
  * MT_MSG_MAX_DEPTH, keys and string values are valid UTF-8. Sets *doc_len to
  * the document's length. One pass, no allocation, no recursion. */
 mt_msg_err_t mt_msg_validate_bson(const uint8_t *doc, size_t avail, uint32_t *doc_len);
-
-/* Strict UTF-8 check (internal; shared with shape.c). */
-bool mt__utf8_valid(const uint8_t *s, size_t n);
 
 /* CRC-32C (Castagnoli) as used by OP_MSG checksums. */
 uint32_t mt_msg_crc32c(const uint8_t *buf, size_t len);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "msg.h"
+#include "utf8.h"
 
 /* Output cursor over the caller's buffer; `full` once something did not fit. */
 typedef struct {
@@ -57,7 +58,7 @@ static size_t finish(writer_t *w)
 static void put_key(writer_t *w, const char *key, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
-    bool utf8 = mt__utf8_valid((const uint8_t *)key, n);
+    bool utf8 = mt_utf8_valid((const uint8_t *)key, n);
     size_t run = 0; /* start of the pending run of bytes copied as they are */
 
     PUT_LIT(w, "\"");

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "command.h"
+#include "view.h"
 
 /* Longest shape text kept; longer shapes are cut and end with "...". */
 #define MT_SHAPE_MAX 512

@@ -7,20 +7,14 @@
 
 #include <string.h>
 
-static int32_t le_i32(const uint8_t *p)
-{
-    uint32_t v = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-    return (int32_t)v;
-}
-
 mt_wire_status_t mt_wire_header_parse(const uint8_t *buf, size_t len, mt_wire_header_t *out)
 {
     if (len < MT_WIRE_HEADER_LEN)
         return MT_WIRE_NEED_MORE;
-    out->message_length = le_i32(buf);
-    out->request_id = le_i32(buf + 4);
-    out->response_to = le_i32(buf + 8);
-    out->opcode = le_i32(buf + 12);
+    out->message_length = (int32_t)mt_wire_le32(buf);
+    out->request_id = (int32_t)mt_wire_le32(buf + 4);
+    out->response_to = (int32_t)mt_wire_le32(buf + 8);
+    out->opcode = (int32_t)mt_wire_le32(buf + 12);
     if (out->message_length < MT_WIRE_HEADER_LEN || out->message_length > MT_WIRE_MAX_MESSAGE)
         return MT_WIRE_ERR;
     return MT_WIRE_OK;
@@ -56,7 +50,7 @@ int mt_wire_rd_i32(const uint8_t **pos, size_t *left, int32_t *out)
 {
     if (*left < 4)
         return 0;
-    *out = le_i32(*pos);
+    *out = (int32_t)mt_wire_le32(*pos);
     *pos += 4;
     *left -= 4;
     return 1;
@@ -75,11 +69,7 @@ int mt_wire_rd_i64(const uint8_t **pos, size_t *left, int64_t *out)
 {
     if (*left < 8)
         return 0;
-    const uint8_t *p = *pos;
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    *out = (int64_t)v;
+    *out = (int64_t)((uint64_t)mt_wire_le32(*pos) | (uint64_t)mt_wire_le32(*pos + 4) << 32);
     *pos += 8;
     *left -= 8;
     return 1;

@@ -43,6 +43,20 @@ mt_wire_status_t mt_wire_header_parse(const uint8_t *buf, size_t len, mt_wire_he
 
 const char *mt_wire_opcode_str(int32_t opcode);
 
+/* Little-endian integers at p (the caller has checked the room). */
+static inline uint32_t mt_wire_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline void mt_wire_put_le32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
 /* Bounded little-endian readers: each fails (returns 0) on short input and
  * advances *pos / shrinks *left on success. */
 int mt_wire_rd_i32(const uint8_t **pos, size_t *left, int32_t *out);

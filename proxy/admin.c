@@ -31,9 +31,9 @@ typedef struct mt_sse_viewer {
     h2o_generator_t generator; /* first: h2o hands it back to us */
     h2o_req_t *req;
     struct mt_admin *admin;
-    char *sending;             /* owned until h2o calls proceed */
+    char *sending; /* owned until h2o calls proceed */
     size_t sending_len;
-    char *pending;             /* events waiting for the next proceed */
+    char *pending; /* events waiting for the next proceed */
     size_t pending_len, pending_cap;
     bool in_flight;
     bool dropped;
@@ -303,7 +303,8 @@ static int find_fd(struct mt_admin *a, h2o_req_t *req)
 
     len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
     for (mt_admin_sock_t *s = a->socks; s; s = s->next) {
-        if (len > 0 && memcmp(&s->peer, &ss, len) == 0 && uv_fileno((uv_handle_t *)&s->tcp, &fd) == 0)
+        if (len > 0 && memcmp(&s->peer, &ss, len) == 0 &&
+            uv_fileno((uv_handle_t *)&s->tcp, &fd) == 0)
             return fd;
     }
     return -1;
@@ -417,7 +418,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         return 0;
     }
     if (path_is(req, "/metrics")) {
-        respond_owned(req, "text/plain; version=0.0.4; charset=utf-8", mt_stats_metrics(a->stats, now));
+        respond_owned(req, "text/plain; version=0.0.4; charset=utf-8",
+                      mt_stats_metrics(a->stats, now));
     } else if (path_is(req, "/api/stats")) {
         if (!query_limit(req, 100, &limit))
             respond_error(req, 400, "Bad Request", "limit must be a whole number from 1 to 100000");

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "bufpool.h"
 #include "cli.h"
 #include "stats.h"
 
@@ -20,9 +21,11 @@ typedef void (*mt_proxy_drained_cb)(mt_proxy_t *proxy, void *data);
  * other side has more than HIGH bytes of buffers queued, resumes below LOW. */
 #define MT_PROXY_QUEUE_HIGH (4u << 20)
 #define MT_PROXY_QUEUE_LOW (1u << 20)
-#define MT_PROXY_READ_BUF (64u << 10)
+#define MT_PROXY_READ_BUF MT_BUFPOOL_RBUF_SIZE
 #define MT_PROXY_CONNECT_TIMEOUT_MS 3000
 #define MT_PROXY_DRAIN_TIMEOUT_MS 5000
+/* longest a closing session waits for its peer to take the bytes queued to it */
+#define MT_PROXY_FLUSH_TIMEOUT_MS 5000
 
 mt_proxy_t *mt_proxy_new(uv_loop_t *loop, const mt_cli_config_t *cfg, mt_stats_t *stats);
 /* Binds every --listen address; writes "host:port,host:port" (real ports)
@@ -38,6 +41,7 @@ typedef struct {
     size_t sessions;
     size_t queued_bytes; /* read buffers waiting in write queues */
     size_t paused_sides; /* sides not read because their peer is backed up */
+    size_t drain_cut;    /* sessions closed by the drain timeout with replies still owed */
 } mt_proxy_usage_t;
 void mt_proxy_usage(const mt_proxy_t *p, mt_proxy_usage_t *out);
 /* After the loop has run dry. */

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "hash.h"
 #include "json.h"
 
 void mt_findings_init(mt_findings_t *f)
@@ -41,18 +42,6 @@ void mt_findings_clear(mt_findings_t *f)
 void mt_findings_next_id(mt_findings_t *f, char out[16])
 {
     snprintf(out, 16, "f-%06llu", (unsigned long long)(f->next_id++ % 100000000ULL));
-}
-
-static uint64_t fnv_str(uint64_t h, const char *s)
-{
-    if (s)
-        for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-            h ^= *p;
-            h *= UINT64_C(0x100000001b3);
-        }
-    h ^= s ? 0xFF : 0xFE; /* NULL field differs from "" */
-    h *= UINT64_C(0x100000001b3);
-    return h;
 }
 
 static bool str_eq(const char *a, const char *b)
@@ -116,12 +105,12 @@ static bool pattern_init(mt_findings_pattern_t *p, uint64_t h, const mt_findings
 
 static mt_findings_pattern_t *pattern_for(mt_findings_t *f, const mt_findings_event_t *e)
 {
-    uint64_t h = UINT64_C(0xcbf29ce484222325);
+    uint64_t h = MT_HASH_SEED;
     const char *parts[10] = {
         e->parent_db,        e->parent_collection, e->parent_command, e->parent_shape, e->child_db,
         e->child_collection, e->child_command,     e->child_shape,    e->child_key,    e->field};
     for (int i = 0; i < 10; i++)
-        h = fnv_str(h, parts[i]);
+        h = mt_hash_str(h, parts[i]);
     for (size_t i = 0; i < f->npatterns; i++)
         if (pattern_matches(&f->patterns[i], h, e))
             return &f->patterns[i];

@@ -9,6 +9,8 @@
 #include <bson/bson.h>
 #include <string.h>
 
+#include "hash.h"
+
 typedef struct {
     int64_t id;
     uint64_t seq;
@@ -30,14 +32,8 @@ static inline void *rec_of(slot_hdr_t *h)
 
 static inline size_t home_of(const mt_idmap_t *m, int64_t id)
 {
-    uint64_t x = (uint64_t)id;
-    /* splitmix64 finaliser: requestIDs are sequential, spread them. */
-    x ^= x >> 30;
-    x *= UINT64_C(0xbf58476d1ce4e5b9);
-    x ^= x >> 27;
-    x *= UINT64_C(0x94d049bb133111eb);
-    x ^= x >> 31;
-    return (size_t)x & (m->cap - 1);
+    /* requestIDs are sequential: spread them */
+    return (size_t)mt_hash_u64((uint64_t)id) & (m->cap - 1);
 }
 
 void mt_idmap_init(mt_idmap_t *m, size_t elem_size, size_t max_count)

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "utf8.h"
+
 double mt_json_ms(uint64_t ns)
 {
     return (double)(ns / 1000) / 1000.0;
@@ -28,40 +30,6 @@ void mt_json_append_double(bson_string_t *s, double v)
             break;
     }
     bson_string_append(s, buf);
-}
-
-/* Length of the valid UTF-8 sequence at p (1..4), or 0 when invalid. */
-static size_t utf8_seq_len(const unsigned char *p, size_t left)
-{
-    unsigned char c = p[0];
-    size_t n;
-    uint32_t cp;
-    if (c < 0x80)
-        return 1;
-    if ((c & 0xE0) == 0xC0) {
-        n = 2;
-        cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-        n = 3;
-        cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-        n = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (n > left)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3F);
-    }
-    /* Reject overlong forms, surrogates and code points past U+10FFFF. */
-    if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
-        (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
-        return 0;
-    return n;
 }
 
 void mt_json_append_string(bson_string_t *s, const char *str, size_t len)
@@ -89,7 +57,7 @@ void mt_json_append_string(bson_string_t *s, const char *str, size_t len)
             snprintf(ubuf, sizeof ubuf, "\\u%04x", c);
             esc = ubuf;
         } else if (c >= 0x80) {
-            n = utf8_seq_len(p + i, len - i);
+            n = mt_utf8_seq_len(p + i, len - i);
             if (n == 0) {
                 esc = "\\ufffd";
                 n = 1;

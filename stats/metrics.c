@@ -9,6 +9,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "hash.h"
+
 /* Command label set. Index 0 is "other". */
 static const char *const command_names[] = {
     "other",
@@ -107,19 +109,9 @@ const char *mt_metrics_command_name(uint16_t idx)
     return idx < NCOMMANDS ? command_names[idx] : command_names[0];
 }
 
-static int64_t name_hash(const char *s)
-{
-    uint64_t h = UINT64_C(0xcbf29ce484222325);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        h ^= *p;
-        h *= UINT64_C(0x100000001b3);
-    }
-    return (int64_t)h;
-}
-
 uint16_t mt_metrics_collection_label(mt_metrics_t *m, const char *collection)
 {
-    int64_t h = name_hash(collection);
+    int64_t h = (int64_t)mt_hash_str(MT_HASH_SEED, collection);
     uint16_t *idx = mt_idmap_get(&m->coll_index, h);
     if (idx)
         return strcmp(m->collections[*idx], collection) == 0 ? *idx : MT_METRICS_COLL_OTHER;

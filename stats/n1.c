@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "clock.h"
+#include "hash.h"
 #include "json.h"
 
 #define MAX_PATHS 32      /* distinct field paths tracked per evidence walk */
@@ -21,21 +22,9 @@
 
 /* Value hashing */
 
-static uint64_t fnv(uint64_t h, const void *p, size_t n)
-{
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) {
-        h ^= b[i];
-        h *= UINT64_C(0x100000001b3);
-    }
-    return h;
-}
-
 static uint64_t hash_tagged(char tag, const void *p, size_t n)
 {
-    uint64_t h = UINT64_C(0xcbf29ce484222325);
-    h = fnv(h, &tag, 1);
-    return fnv(h, p, n);
+    return mt_hash_bytes(mt_hash_bytes(MT_HASH_SEED, &tag, 1), p, n);
 }
 
 static uint64_t hash_int(int64_t v)
@@ -78,7 +67,7 @@ uint64_t mt_n1_value_hash(const bson_iter_t *it)
         bson_iter_binary(it, &sub, &len, &data);
         uint8_t s = (uint8_t)sub;
         uint64_t h = hash_tagged('B', &s, 1);
-        return fnv(h, data, len);
+        return mt_hash_bytes(h, data, len);
     }
     case BSON_TYPE_DATE_TIME: {
         int64_t t = bson_iter_date_time(it);
@@ -96,7 +85,7 @@ uint64_t mt_n1_value_hash(const bson_iter_t *it)
         uint8_t t = (uint8_t)bson_iter_type(it);
         uint64_t h = hash_tagged('R', &t, 1);
         if (it->next_off > it->d1)
-            h = fnv(h, it->raw + it->d1, it->next_off - it->d1);
+            h = mt_hash_bytes(h, it->raw + it->d1, it->next_off - it->d1);
         return h;
     }
     }
@@ -305,8 +294,7 @@ static void each_doc(ev_t *ev, uint32_t parent, doc_fn fn)
             continue;
         const uint8_t *p = w->ev + seg->off, *end = p + seg->len;
         while (end - p >= 5) {
-            uint32_t dlen =
-                (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+            uint32_t dlen = mt_wire_le32(p);
             if (dlen < 5 || dlen > (size_t)(end - p))
                 break;
             bson_t doc;

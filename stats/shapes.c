@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "hash.h"
 #include "json.h"
 
 #define INITIAL_BUCKETS 64
@@ -34,31 +35,15 @@ void mt_shapes_clear(mt_shapes_t *reg)
     mt_shapes_init(reg, max);
 }
 
-static uint64_t fnv1a(uint64_t h, const char *s)
-{
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        h ^= *p;
-        h *= UINT64_C(0x100000001b3);
-    }
-    /* A separator byte so ("ab","c") and ("a","bc") differ. */
-    h ^= 0xFF;
-    h *= UINT64_C(0x100000001b3);
-    return h;
-}
-
 uint64_t mt_shapes_hash(const char *db, const char *collection, const char *command,
                         const char *shape)
 {
-    uint64_t h = UINT64_C(0xcbf29ce484222325);
-    h = fnv1a(h, db);
-    h = fnv1a(h, collection);
-    h = fnv1a(h, command);
-    h = fnv1a(h, shape);
-    /* Final mix so the low bits used for the bucket depend on every byte. */
-    h ^= h >> 33;
-    h *= UINT64_C(0xff51afd7ed558ccd);
-    h ^= h >> 33;
-    return h;
+    uint64_t h = MT_HASH_SEED;
+    h = mt_hash_str(h, db);
+    h = mt_hash_str(h, collection);
+    h = mt_hash_str(h, command);
+    h = mt_hash_str(h, shape);
+    return mt_hash_finish(h);
 }
 
 static mt_shape_entry_t *entry_new(uint64_t hash, const char *db, const char *collection,

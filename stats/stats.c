@@ -10,11 +10,9 @@
 #include <string.h>
 
 #include "clock.h"
-#include "command.h"
 #include "findings.h"
 #include "json.h"
 #include "metrics.h"
-#include "msg.h"
 #include "n1.h"
 #include "report.h"
 #include "shape.h"
@@ -78,7 +76,6 @@ struct mt_stats {
     uint64_t counters[MT_STAT__COUNT];
     uint64_t start_ns;
     int64_t start_ms;
-    mt_msg_scratch_t scratch; /* decompression buffer, reused */
     mt_idmap_t cursors;       /* cursor id -> cursor_t */
     mt_shapes_t shapes;
     mt_window_reg_t windows;
@@ -104,6 +101,7 @@ void mt_stats_config_defaults(mt_stats_config_t *cfg)
     cfg->window_max_ms = 30000;
     cfg->n1_threshold = 5;
     cfg->max_shapes = 10000;
+    cfg->max_conns = 100000;
 }
 
 static int64_t wall_ms(const mt_stats_t *st, uint64_t now_ns)
@@ -154,7 +152,6 @@ void mt_stats_free(mt_stats_t *st)
     mt_shapes_clear(&st->shapes);
     mt_findings_clear(&st->findings);
     mt_metrics_free(&st->metrics);
-    mt_msg_scratch_free(&st->scratch);
     mt_idmap_free(&st->cursors);
     bson_free(st);
 }
@@ -368,9 +365,11 @@ mt_stats_conn_t *mt_stats_conn_open(mt_stats_t *st, uint64_t conn_id, const char
                                     uint64_t now_ns)
 {
     (void)now_ns;
-    mt_stats_conn_t *c = bson_malloc0(sizeof *c);
-    if (!c)
+    if (st->nconns >= st->cfg.max_conns) {
+        st->counters[MT_STAT_ACCOUNTING_SHED]++;
         return NULL;
+    }
+    mt_stats_conn_t *c = bson_malloc0(sizeof *c);
     c->st = st;
     c->id = conn_id;
     bson_strncpy(c->addr, client_addr ? client_addr : "", sizeof c->addr);
@@ -421,54 +420,25 @@ static void copy_handshake(mt_stats_conn_t *c, const mt_cmd_view_t *cmd)
     }
 }
 
-static void count_parse_error(mt_stats_t *st, mt_msg_err_t err)
-{
-    if (err == MT_MSG_ERR_OPCODE)
-        st->counters[MT_STAT_MESSAGES_UNKNOWN]++;
-    else
-        st->counters[MT_STAT_PARSE_ERRORS]++;
-}
-
 static bool is_write(mt_cmd_kind_t k)
 {
     return k == MT_CMD_INSERT || k == MT_CMD_UPDATE || k == MT_CMD_DELETE;
 }
 
-/* Keep the decompression buffer small between messages: one 48 MB
- * message must not pin 48 MB for the rest of the process. */
-#define MT_STATS_SCRATCH_KEEP (4u << 20)
-
-static mt_msg_err_t parse_message(mt_stats_t *st, const uint8_t *msg, size_t len, mt_msg_t *m)
-{
-    if (st->scratch.cap > MT_STATS_SCRATCH_KEEP)
-        mt_msg_scratch_free(&st->scratch);
-    return mt_msg_parse(msg, len, &st->scratch, m);
-}
-
-bool mt_stats_conn_request(mt_stats_conn_t *c, const uint8_t *msg, size_t len, uint64_t now_ns)
+void mt_stats_conn_request(mt_stats_conn_t *c, const mt_cmd_view_t *cmd, size_t len,
+                           uint64_t now_ns)
 {
     if (!c)
-        return false;
+        return;
     mt_stats_t *st = c->st;
-    mt_msg_t m;
-    mt_cmd_view_t cmd;
-    mt_msg_err_t err = parse_message(st, msg, len, &m);
-    /* read from the decoded message, so that compression cannot hide it */
-    bool more = err == MT_MSG_OK && m.opcode == MT_OP_MSG && (m.flags & MT_MSG_FLAG_MORE_TO_COME);
-    if (err == MT_MSG_OK)
-        err = mt_cmd_request(&m, &cmd);
-    if (err != MT_MSG_OK) {
-        count_parse_error(st, err);
-        return more;
-    }
     st->counters[MT_STAT_COMMANDS]++;
     c->commands++;
-    if (cmd.app_name || cmd.driver_name)
-        copy_handshake(c, &cmd);
+    if (cmd->app_name || cmd->driver_name)
+        copy_handshake(c, cmd);
 
-    const char *db = cmd.db ? cmd.db : "";
-    const char *coll = cmd.collection ? cmd.collection : "";
-    bool monitoring = cmd.monitoring;
+    const char *db = cmd->db ? cmd->db : "";
+    const char *coll = cmd->collection ? cmd->collection : "";
+    bool monitoring = cmd->monitoring;
     uint16_t metric_command = 0; /* resolved below, from the shape entry when cached */
     int64_t now_ms = wall_ms(st, now_ns);
 
@@ -478,8 +448,8 @@ bool mt_stats_conn_request(mt_stats_conn_t *c, const uint8_t *msg, size_t len, u
     uint64_t shape_hash = 0;
     char shape[MT_SHAPE_MAX];
     shape[0] = '\0';
-    if (cmd.kind == MT_CMD_GETMORE) {
-        cursor_t *cur = mt_idmap_get(&c->st->cursors, cmd.cursor_id);
+    if (cmd->kind == MT_CMD_GETMORE) {
+        cursor_t *cur = mt_idmap_get(&c->st->cursors, cmd->cursor_id);
         if (cur) {
             cursor_copy = *cur;
             cursor = &cursor_copy;
@@ -493,20 +463,20 @@ bool mt_stats_conn_request(mt_stats_conn_t *c, const uint8_t *msg, size_t len, u
         mt_metrics_count(&st->metrics, metric_command, cursor->metric_collection);
     } else {
         bool created = false;
-        mt_shape_of_command(&cmd, shape, sizeof shape);
-        shape_hash = mt_shapes_hash(db, coll, cmd.name, shape);
-        entry = mt_shapes_get(&st->shapes, shape_hash, db, coll, cmd.name, shape, &created);
+        mt_shape_of_command(cmd, shape, sizeof shape);
+        shape_hash = mt_shapes_hash(db, coll, cmd->name, shape);
+        entry = mt_shapes_get(&st->shapes, shape_hash, db, coll, cmd->name, shape, &created);
         uint16_t metric_collection;
         if (entry && !entry->overflow) {
             /* Label lookups happen once per shape, not once per message. */
             if (created) {
-                entry->metric_command = mt_metrics_command_label(cmd.name);
+                entry->metric_command = mt_metrics_command_label(cmd->name);
                 entry->metric_collection = mt_metrics_collection_label(&st->metrics, coll);
             }
             metric_command = entry->metric_command;
             metric_collection = entry->metric_collection;
         } else {
-            metric_command = mt_metrics_command_label(cmd.name);
+            metric_command = mt_metrics_command_label(cmd->name);
             metric_collection = mt_metrics_collection_label(&st->metrics, coll);
         }
         mt_metrics_count(&st->metrics, metric_command, metric_collection);
@@ -520,31 +490,31 @@ bool mt_stats_conn_request(mt_stats_conn_t *c, const uint8_t *msg, size_t len, u
         entry->last_seen_ms = now_ms;
     }
 
-    if (cmd.kind == MT_CMD_KILL_CURSORS && cmd.cursor_id)
-        mt_idmap_remove(&c->st->cursors, cmd.cursor_id, NULL);
+    if (cmd->kind == MT_CMD_KILL_CURSORS && cmd->cursor_id)
+        mt_idmap_remove(&c->st->cursors, cmd->cursor_id, NULL);
 
     /* Window */
     mt_window_t *w = NULL;
     int idx = -1;
     if (!monitoring) {
-        w = window_for(c, &cmd, cursor, now_ns);
+        w = window_for(c, cmd, cursor, now_ns);
         if (w) {
-            idx = window_record(st, w, &cmd, entry, shape_hash, shape, now_ns);
+            idx = window_record(st, w, cmd, entry, shape_hash, shape, now_ns);
             w->last_ns = now_ns;
             c->last_win_id = w->id;
-            if (cmd.more_to_come && idx >= 0)
+            if (cmd->more_to_come && idx >= 0)
                 w->cmds[idx].replied = true; /* no reply will come */
         }
     }
 
-    if (cmd.more_to_come)
-        return more; /* accounted now: no reply follows */
+    if (cmd->more_to_come)
+        return; /* accounted now: no reply follows */
 
     pending_t evicted;
     bool did_evict = false;
-    if (mt_idmap_remove(&c->pending, cmd.request_id, &evicted))
+    if (mt_idmap_remove(&c->pending, cmd->request_id, &evicted))
         pending_forget(st, &evicted); /* requestID reused before its reply: replace */
-    pending_t *p = mt_idmap_put(&c->pending, cmd.request_id, &evicted, &did_evict);
+    pending_t *p = mt_idmap_put(&c->pending, cmd->request_id, &evicted, &did_evict);
     if (did_evict) {
         pending_forget(st, &evicted);
         st->requests_dropped++;
@@ -552,14 +522,14 @@ bool mt_stats_conn_request(mt_stats_conn_t *c, const uint8_t *msg, size_t len, u
     if (!p) {
         if (w && idx >= 0)
             w->cmds[idx].replied = true;
-        return more;
+        return;
     }
     st->pending_total++;
     p->req_ns = now_ns;
     p->entry = entry;
-    p->kind = (uint8_t)cmd.kind;
+    p->kind = (uint8_t)cmd->kind;
     p->metric_command = metric_command;
-    p->cursor_id = cmd.kind == MT_CMD_GETMORE ? cmd.cursor_id : 0;
+    p->cursor_id = cmd->kind == MT_CMD_GETMORE ? cmd->cursor_id : 0;
     if (w) {
         p->win_id = w->id;
         p->inflight = true;
@@ -574,29 +544,19 @@ bool mt_stats_conn_request(mt_stats_conn_t *c, const uint8_t *msg, size_t len, u
         p->origin_idx = cursor->cmd_idx;
         p->has_origin_idx = cursor->has_cmd_idx;
     }
-    return more;
+    return;
 }
 
-bool mt_stats_conn_reply(mt_stats_conn_t *c, const uint8_t *msg, size_t len, uint64_t now_ns)
+void mt_stats_conn_reply(mt_stats_conn_t *c, const mt_reply_view_t *r, size_t len,
+                         uint64_t now_ns)
 {
     if (!c)
-        return false;
+        return;
     mt_stats_t *st = c->st;
-    mt_msg_t m;
-    mt_reply_view_t r;
-    mt_msg_err_t err = parse_message(st, msg, len, &m);
-    /* read from the decoded message, so that compression cannot hide it */
-    bool more = err == MT_MSG_OK && m.opcode == MT_OP_MSG && (m.flags & MT_MSG_FLAG_MORE_TO_COME);
-    if (err == MT_MSG_OK)
-        err = mt_cmd_reply(&m, &r);
-    if (err != MT_MSG_OK) {
-        count_parse_error(st, err);
-        return more;
-    }
-    pending_t *pp = mt_idmap_get(&c->pending, r.response_to);
+    pending_t *pp = mt_idmap_get(&c->pending, r->response_to);
     if (!pp) {
         st->replies_unmatched++;
-        return more;
+        return;
     }
     pending_t p = *pp;
     mt_cmd_kind_t kind = (mt_cmd_kind_t)p.kind;
@@ -604,16 +564,16 @@ bool mt_stats_conn_reply(mt_stats_conn_t *c, const uint8_t *msg, size_t len, uin
     bool later = kind == MT_CMD_GETMORE || p.continuation; /* not a new command */
     uint64_t docs = 0;
     if (is_write(kind)) {
-        if (r.has_n && r.n > 0)
-            docs = (uint64_t)r.n;
-    } else if (r.docs > 0) {
-        docs = (uint64_t)r.docs;
+        if (r->has_n && r->n > 0)
+            docs = (uint64_t)r->n;
+    } else if (r->docs > 0) {
+        docs = (uint64_t)r->docs;
     }
 
     mt_shape_entry_t *e = p.entry;
     if (e) {
         e->bytes_out += len;
-        if (!r.ok || r.write_errors > 0)
+        if (!r->ok || r->write_errors > 0)
             e->errors++;
         e->docs_returned += docs;
         if (later)
@@ -638,12 +598,12 @@ bool mt_stats_conn_reply(mt_stats_conn_t *c, const uint8_t *msg, size_t len, uin
             wc->docs += docs;
             /* Evidence for the detector: documents of finds and aggregates,
              * except the single document of a lookup (never a parent). */
-            if ((kind == MT_CMD_FIND || kind == MT_CMD_AGGREGATE) && r.batch &&
-                !(wc->single_key && r.docs <= 1))
-                mt_window_add_evidence(w, p.cmd_idx, r.batch, r.batch_len);
+            if ((kind == MT_CMD_FIND || kind == MT_CMD_AGGREGATE) && r->batch &&
+                !(wc->single_key && r->docs <= 1))
+                mt_window_add_evidence(w, p.cmd_idx, r->batch, r->batch_len);
         }
         w->last_ns = now_ns;
-        if (p.inflight && !r.more_to_come && w->inflight)
+        if (p.inflight && !r->more_to_come && w->inflight)
             w->inflight--;
     }
     if (kind == MT_CMD_GETMORE && p.origin_win_id) {
@@ -652,18 +612,18 @@ bool mt_stats_conn_reply(mt_stats_conn_t *c, const uint8_t *msg, size_t len, uin
             mt_window_cmd_t *oc = &ow->cmds[p.origin_idx];
             oc->docs += docs;
             oc->getmore_ns += latency;
-            if (r.batch)
-                mt_window_add_evidence(ow, p.origin_idx, r.batch, r.batch_len);
+            if (r->batch)
+                mt_window_add_evidence(ow, p.origin_idx, r->batch, r->batch_len);
             ow->last_ns = now_ns;
         }
     }
 
     /* Cursors */
     if (kind == MT_CMD_GETMORE) {
-        if (!r.ok || (r.has_cursor && r.cursor_id == 0))
+        if (!r->ok || (r->has_cursor && r->cursor_id == 0))
             mt_idmap_remove(&c->st->cursors, p.cursor_id, NULL);
-    } else if (r.has_cursor && r.cursor_id != 0 && !p.continuation && e) {
-        cursor_t *cur = mt_idmap_put(&c->st->cursors, r.cursor_id, NULL, NULL);
+    } else if (r->has_cursor && r->cursor_id != 0 && !p.continuation && e) {
+        cursor_t *cur = mt_idmap_put(&c->st->cursors, r->cursor_id, NULL, NULL);
         if (cur) {
             cur->entry = e;
             cur->win_id = p.win_id;
@@ -676,14 +636,14 @@ bool mt_stats_conn_reply(mt_stats_conn_t *c, const uint8_t *msg, size_t len, uin
     }
 
     /* Exhaust: another reply follows, answering this reply's requestID. */
-    mt_idmap_remove(&c->pending, r.response_to, NULL);
-    if (r.more_to_come) {
-        pending_t *np = mt_idmap_put(&c->pending, r.request_id, NULL, NULL);
+    mt_idmap_remove(&c->pending, r->response_to, NULL);
+    if (r->more_to_come) {
+        pending_t *np = mt_idmap_put(&c->pending, r->request_id, NULL, NULL);
         if (np) {
             *np = p;
             np->req_ns = now_ns;
             np->continuation = true;
-            return more;
+            return;
         }
         /* Could not keep it: settle its window bookkeeping now. */
         if (w && p.inflight && w->inflight)
@@ -691,7 +651,7 @@ bool mt_stats_conn_reply(mt_stats_conn_t *c, const uint8_t *msg, size_t len, uin
     }
     if (st->pending_total)
         st->pending_total--;
-    return more;
+    return;
 }
 
 void mt_stats_tick(mt_stats_t *st, uint64_t now_ns)

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "view.h"
+
 /* Global counters: one table, from which the enum, the JSON names and the
  * Prometheus names are generated. X(id, json_name, prometheus_name, help) */
 #define MT_STATS_COUNTERS(X)                                                                       \
@@ -31,6 +33,8 @@
       "Bytes read from upstream and forwarded to clients")                                         \
     X(MESSAGES_UNKNOWN, "messages_unknown_opcode", "messages_unknown_opcode_total",                \
       "Messages with an opcode mongotap does not decode (still forwarded)")                        \
+    X(ACCOUNTING_SHED, "accounting_shed", "accounting_shed_total",                                 \
+      "Messages forwarded but not accounted because a memory budget was reached")                  \
     X(WINDOWS, "windows", "windows_total", "Request windows closed")                               \
     X(FINDINGS, "findings", "findings_total", "N+1 findings")
 
@@ -52,6 +56,8 @@ typedef struct {
     uint64_t window_max_ms; /* default 30000 */
     uint32_t n1_threshold;  /* default 5 */
     uint32_t max_shapes;    /* default 10000 */
+    uint32_t max_conns;     /* connections tracked at once, default 100000; past it a
+                               connection is forwarded without being accounted */
     bool log_values;        /* let user data values into outputs */
     mt_stats_finding_cb on_finding;
     void *on_finding_data;
@@ -73,17 +79,19 @@ const char *mt_stat_counter_str(mt_stat_counter_t counter);
  * CONNECTIONS_TOTAL, refusals, bytes and upstream errors with mt_stats_add();
  * stats counts commands, parse errors, windows and findings. NULL when out of
  * memory; every conn function accepts NULL and does nothing. */
+/* NULL also past max_conns (the connection is then counted in
+ * accounting_shed). */
 mt_stats_conn_t *mt_stats_conn_open(mt_stats_t *st, uint64_t conn_id, const char *client_addr,
                                     uint64_t now_ns);
-/* A whole request message (header included) that was forwarded upstream;
- * now_ns = when its last byte was forwarded. The bytes are only read during
- * the call. Both calls return the message's moreToCome flag (read after
- * decompression): a request with it expects no reply, a reply with it is
- * followed by another (exhaust). */
-bool mt_stats_conn_request(mt_stats_conn_t *c, const uint8_t *msg, size_t len, uint64_t now_ns);
-/* A whole reply message forwarded to the client; now_ns = when its first
- * byte was forwarded. */
-bool mt_stats_conn_reply(mt_stats_conn_t *c, const uint8_t *msg, size_t len, uint64_t now_ns);
+/* A request forwarded upstream, as the proxy decoded it; bytes = its size on
+ * the wire, now_ns = when its last byte was forwarded. The view is only read
+ * during the call. */
+void mt_stats_conn_request(mt_stats_conn_t *c, const mt_cmd_view_t *cmd, size_t bytes,
+                           uint64_t now_ns);
+/* A reply forwarded to the client; now_ns = when its first byte was
+ * forwarded. */
+void mt_stats_conn_reply(mt_stats_conn_t *c, const mt_reply_view_t *r, size_t bytes,
+                         uint64_t now_ns);
 /* Closes the connection's window (analysing it) and forgets the connection. */
 void mt_stats_conn_close(mt_stats_conn_t *c, uint64_t now_ns);
 

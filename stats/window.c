@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "hash.h"
 #include "json.h"
 
 struct mt_window_block {
@@ -244,12 +245,7 @@ void mt_window_bson(const mt_window_t *w, bson_t *doc)
 
 static uint64_t key_hash(const char *key)
 {
-    uint64_t h = UINT64_C(0xcbf29ce484222325);
-    for (const unsigned char *p = (const unsigned char *)key; *p; p++) {
-        h ^= *p;
-        h *= UINT64_C(0x100000001b3);
-    }
-    return h;
+    return mt_hash_str(MT_HASH_SEED, key);
 }
 
 void mt_window_reg_init(mt_window_reg_t *reg)

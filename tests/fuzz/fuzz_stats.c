@@ -1,15 +1,17 @@
 /*
  * fuzz_stats: the input is a conversation on two connections. Each whole
- * message the framer cuts goes to stats as a request or a reply (the low bits
- * of its request id choose which, and on which connection), with time moving
- * forward so that windows open, close and get analysed; at the end every
- * output is rendered. Nothing may crash, leak or read out of bounds.
+ * message the framer cuts goes through the proxy's decode step (proxy/account.c)
+ * to stats as a request or a reply (the low bits of its request id choose
+ * which, and on which connection; another bit splits it over two reads), with
+ * time moving forward so that windows open, close and get analysed; at the end
+ * every output is rendered. Nothing may crash, leak or read out of bounds.
  */
 #include <bson/bson.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "account.h"
 #include "stats.h"
 #include "wire.h"
 
@@ -40,6 +42,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     mt_stats_config_t cfg;
     mt_stats_t *st;
+    mt_account_t *acct;
+    mt_account_side_t sides[2][2]; /* [connection][request, reply] */
+    mt_account_result_t owed;
     mt_stats_conn_t *conns[2];
     mt_wire_framer_t framer;
     uint64_t now = 1000000000ull;
@@ -52,8 +57,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     st = mt_stats_new(&cfg, now);
     if (!st)
         return 0;
+    acct = mt_account_new(st);
+    if (!acct) {
+        mt_stats_free(st);
+        return 0;
+    }
     conns[0] = mt_stats_conn_open(st, 1, "127.0.0.1:1", now);
     conns[1] = mt_stats_conn_open(st, 2, "127.0.0.1:2", now);
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 2; j++)
+            mt_account_side_init(&sides[i][j]);
     mt_wire_framer_init(&framer);
 
     while (off < size) {
@@ -67,13 +80,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if ((step.event == MT_FRAME_HEADER || step.event == MT_FRAME_BODY) &&
             (step.flags & MT_FRAME_END)) {
             int32_t id = framer.hdr.request_id;
-            mt_stats_conn_t *c = conns[(id >> 1) & 1];
+            int ci = (id >> 1) & 1, reply = id & 1;
             /* time advances by a few ms, sometimes past the window gap */
             now += (uint64_t)((id >> 2) & 0xff) * 1000000ull;
-            if (id & 1)
-                mt_stats_conn_reply(c, data + msg_start, off - msg_start, now);
-            else
-                mt_stats_conn_request(c, data + msg_start, off - msg_start, now);
+            /* delivered in two reads when bit 13 says so, to reach reassembly */
+            size_t len = off - msg_start, cut = (id >> 13) & 1 ? len / 2 : len;
+            mt_account_feed(acct, &sides[ci][reply], conns[ci], !reply, data + msg_start, cut, now,
+                            &owed);
+            if (cut < len)
+                mt_account_feed(acct, &sides[ci][reply], conns[ci], !reply, data + msg_start + cut,
+                                len - cut, now, &owed);
             if (((id >> 10) & 7) == 0)
                 mt_stats_tick(st, now);
         }
@@ -84,6 +100,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     mt_stats_conn_close(conns[1], now);
     mt_stats_flush(st, now + 2000000000ull);
     render_all(st, now);
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 2; j++)
+            mt_account_side_release(acct, &sides[i][j]);
+    mt_account_free(acct);
     mt_stats_free(st);
     return 0;
 }

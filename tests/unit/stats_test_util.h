@@ -7,6 +7,7 @@
 #ifndef MT_STATS_TEST_UTIL_H
 #define MT_STATS_TEST_UTIL_H
 
+#include "account.h"
 #include "proto_test_util.h"
 #include "stats.h"
 
@@ -22,6 +23,26 @@ typedef struct {
     int32_t next_rid;
     int32_t next_reply_rid;
 } sc_conn_t;
+
+/* Whole messages go through the proxy's decode step, as on the wire. */
+static inline void sc_deliver(mt_stats_t *st, mt_stats_conn_t *c, bool request, const uint8_t *m,
+                              size_t len, uint64_t now)
+{
+    static mt_account_t *acct;
+    static mt_stats_t *acct_st;
+    static mt_account_side_t sides[2];
+    mt_account_result_t owed;
+
+    if (!acct || acct_st != st) {
+        mt_account_free(acct);
+        acct = mt_account_new(st);
+        acct_st = st;
+        cr_assert_not_null(acct);
+        mt_account_side_init(&sides[0]);
+        mt_account_side_init(&sides[1]);
+    }
+    mt_account_feed(acct, &sides[request ? 0 : 1], c, request, m, len, now, &owed);
+}
 
 static inline sc_conn_t sc_open(mt_stats_t *st, uint64_t id, const char *addr)
 {
@@ -43,7 +64,7 @@ static inline int32_t sc_send_flags(sc_conn_t *k, const bson_t *cmd, uint32_t fl
     size_t len;
     int32_t rid = k->next_rid++;
     uint8_t *m = fx_op_msg(flags, rid, 0, cmd, NULL, NULL, 0, &len);
-    mt_stats_conn_request(k->c, m, len, sc_now);
+    sc_deliver(k->st, k->c, true, m, len, sc_now);
     free(m);
     return rid;
 }
@@ -59,7 +80,7 @@ static inline int32_t sc_reply_flags(sc_conn_t *k, int32_t rid, const bson_t *re
     size_t len;
     int32_t own = k->next_reply_rid++;
     uint8_t *m = fx_op_msg(flags, own, rid, reply, NULL, NULL, 0, &len);
-    mt_stats_conn_reply(k->c, m, len, sc_now);
+    sc_deliver(k->st, k->c, false, m, len, sc_now);
     free(m);
     return own;
 }

@@ -236,9 +236,9 @@ Test(n1, captured_mongoengine_traffic)
         uint8_t *buf = fx_read(names[i], &len);
         sc_now += 300 * US;
         if (strstr(names[i], "-c2s"))
-            mt_stats_conn_request(k.c, buf, len, sc_now);
+            sc_deliver(st, k.c, true, buf, len, sc_now);
         else
-            mt_stats_conn_reply(k.c, buf, len, sc_now);
+            sc_deliver(st, k.c, false, buf, len, sc_now);
         if (strstr(names[i], "-c2s") && memmem(buf, len, "channel", 7))
             lookups++;
         free(buf);

@@ -25,6 +25,8 @@ typedef struct {
     size_t received_len, received_cap;
     size_t flood_bytes; /* sent once the first byte arrives, when not echoing */
     bool flooded;
+    bool close_after_flood; /* then close the connection, as a server that hangs up */
+    size_t stop_at;         /* stop the loop once this many bytes arrived */
     int port;
 } upstream_t;
 
@@ -85,6 +87,8 @@ static void flood_written_cb(uv_write_t *req, int status)
     (void)status;
     free(req->data);
     free(req);
+    if (up.close_after_flood)
+        uv_close((uv_handle_t *)&up.conn, NULL);
 }
 
 static void up_write_cb(uv_write_t *req, int status)
@@ -98,6 +102,8 @@ static void up_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     if (nread > 0) {
         append(&up.received, &up.received_len, &up.received_cap, buf->base, (size_t)nread);
+        if (up.stop_at && up.received_len >= up.stop_at)
+            uv_stop(&loop);
         if (up.echo) {
             uv_write_t *req = malloc(sizeof(*req));
             uv_buf_t b = uv_buf_init(buf->base, (unsigned)nread);
@@ -139,6 +145,8 @@ static int bound_port(uv_tcp_t *t)
     return ntohs(sa.sin_port);
 }
 
+static uint32_t stats_max_conns; /* 0: the default */
+
 static void start(bool echo, size_t flood_bytes)
 {
     struct sockaddr_in sa;
@@ -162,6 +170,8 @@ static void start(bool echo, size_t flood_bytes)
     cfg.upstream = (mt_hostport_t){"127.0.0.1", (uint16_t)up.port};
     cfg.admin_enabled = false;
     mt_stats_config_defaults(&scfg);
+    if (stats_max_conns)
+        scfg.max_conns = stats_max_conns;
     stats = mt_stats_new(&scfg, uv_hrtime());
     cr_assert_not_null(stats);
     proxy = mt_proxy_new(&loop, &cfg, stats);
@@ -365,6 +375,100 @@ Test(proxy, backpressure_bounds_memory)
         free(want);
     }
     cr_assert_eq(mt_stats_get(stats, MT_STAT_PROTOCOL_ERRORS), 0);
+    finish();
+}
+
+/* A server that sends a long reply and hangs up at once: the client, reading
+ * slowly, must still get every byte (the proxy may not drop what it queued). */
+static void start_reading(uv_timer_t *t)
+{
+    uv_timer_stop(t);
+    cl.reading = true;
+    uv_read_start((uv_stream_t *)&cl.tcp, alloc_cb, cl_read_cb);
+}
+
+Test(proxy, upstream_close_after_reply_delivers_every_byte)
+{
+    uint8_t ping[64];
+    size_t flood = 16u << 20;
+    uv_timer_t later;
+    uint8_t *want;
+
+    start(false, flood);
+    up.close_after_flood = true;
+    client_send(ping, make_ping(ping, 1), 64, false);
+    uv_timer_init(&loop, &later);
+    /* read only once the upstream is surely gone: the proxy holds the rest */
+    uv_timer_start(&later, start_reading, 300, 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert(cl.eof, "the client connection is closed after the reply");
+    cr_assert_eq(cl.got_len, flood, "client got %zu of %zu bytes", cl.got_len, flood);
+    want = malloc(flood);
+    make_flood(want, flood);
+    cr_assert_arr_eq(cl.got, want, flood, "in order and unchanged");
+    free(want);
+    finish();
+}
+
+Test(proxy, valid_message_before_impossible_header_is_forwarded)
+{
+    uint8_t stream[256];
+    size_t len = make_ping(stream, 1);
+    int32_t bad[4] = {8, 2, 0, 2013};
+
+    start(true, 0);
+    memcpy(stream + len, bad, sizeof(bad));
+    /* one write: the ping and the bad header arrive in the same read */
+    client_send(stream, len + sizeof(bad), len + sizeof(bad), true);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert(cl.eof, "the client connection is closed");
+    cr_assert_eq(up.received_len, len, "the ping reached the upstream whole, nothing after it");
+    cr_assert_arr_eq(up.received, stream, len);
+    cr_assert_eq(mt_stats_get(stats, MT_STAT_PROTOCOL_ERRORS), 1);
+    cr_assert_eq(mt_stats_get(stats, MT_STAT_COMMANDS), 1, "the ping was accounted");
+    finish();
+}
+
+static bool drained;
+static void drained_flag_cb(mt_proxy_t *p, void *data)
+{
+    (void)p;
+    (void)data;
+    drained = true;
+}
+
+Test(proxy, drain_does_not_wait_on_accounting)
+{
+
+    bson_t *cmd = fx_json("{\"insert\": \"t\", \"documents\": [{\"a\": 1}], \"$db\": \"x\"}");
+    size_t len;
+    /* a w:0 write: moreToCome, so no reply will ever come */
+    uint8_t *m = fx_op_msg(MT_MSG_FLAG_MORE_TO_COME, 7, 0, cmd, NULL, NULL, 0, &len);
+    mt_proxy_usage_t u;
+
+    stats_max_conns = 1;
+    start(false, 0);
+    stats_max_conns = 0;
+    /* stats tracks one connection at most, and that one is taken */
+    mt_stats_conn_t *filler = mt_stats_conn_open(stats, 99, "127.0.0.1:9", uv_hrtime());
+    cr_assert_not_null(filler);
+    up.stop_at = len;
+    client_send(m, len, len, true);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert_eq(up.received_len, len, "the write reached the upstream");
+    cr_assert_eq(mt_stats_get(stats, MT_STAT_COMMANDS), 0, "stats did not see it");
+    cr_assert_eq(mt_stats_get(stats, MT_STAT_ACCOUNTING_SHED), 1);
+
+    drained = false;
+    mt_proxy_drain(proxy, drained_flag_cb, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT); /* until the client sees the close */
+    cr_assert(cl.eof);
+    cr_assert(drained, "every session finished");
+    mt_proxy_usage(proxy, &u);
+    cr_assert_eq(u.drain_cut, 0, "no session waited for the drain timeout");
+    mt_stats_conn_close(filler, uv_hrtime());
+    free(m);
+    bson_destroy(cmd);
     finish();
 }
 

@@ -295,19 +295,17 @@ Test(stats, parse_errors_and_unknown_opcodes)
     /* a valid header, then a section kind 7 */
     uint8_t bad[26] = {26,   0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0xdd,
                        0x07, 0, 0, 0, 0, 0, 0, 7, 5, 0, 0, 0, 0};
-    mt_stats_conn_request(k.c, bad, sizeof bad, sc_now);
-    mt_stats_conn_reply(k.c, bad, sizeof bad, sc_now);
-    /* an impossible length, and a truncated message */
-    mt_stats_conn_request(k.c, bad, 10, sc_now);
+    sc_deliver(st, k.c, true, bad, sizeof bad, sc_now);
+    sc_deliver(st, k.c, false, bad, sizeof bad, sc_now);
     /* legacy OP_INSERT (2002): forwarded, not decoded */
     uint8_t legacy[21] = {21, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0xd2, 0x07, 0, 0, 0, 0, 0, 0, 0};
-    mt_stats_conn_request(k.c, legacy, sizeof legacy, sc_now);
+    sc_deliver(st, k.c, true, legacy, sizeof legacy, sc_now);
     /* a reply nobody asked for */
     bson_t *ok = sc_ok();
     sc_reply(&k, 12345, ok);
     bson_destroy(ok);
     bson_t *doc = api_stats(0);
-    cr_assert_eq(sc_int(doc, "parse_errors"), 3);
+    cr_assert_eq(sc_int(doc, "parse_errors"), 2);
     cr_assert_eq(sc_int(doc, "messages_unknown_opcode"), 1);
     cr_assert_eq(sc_int(doc, "commands"), 0);
     cr_assert_eq(sc_int(doc, "replies_unmatched"), 1);
@@ -325,7 +323,7 @@ Test(stats, compressed_traffic_is_accounted)
         size_t len, zlen;
         uint8_t *m = fx_op_msg(0, 500 + i, 0, cmd, NULL, NULL, 0, &len), *z;
         cr_assert_eq(mt_msg_compress_message(compressors[i], m, len, &z, &zlen), 0);
-        mt_stats_conn_request(k.c, z, zlen, sc_now);
+        sc_deliver(st, k.c, true, z, zlen, sc_now);
         free(m);
         free(z);
         bson_destroy(cmd);
@@ -333,7 +331,7 @@ Test(stats, compressed_traffic_is_accounted)
         m = fx_op_msg(0, 900 + i, 500 + i, r, NULL, NULL, 0, &len);
         cr_assert_eq(mt_msg_compress_message(compressors[i], m, len, &z, &zlen), 0);
         sc_now += 1 * MS;
-        mt_stats_conn_reply(k.c, z, zlen, sc_now);
+        sc_deliver(st, k.c, false, z, zlen, sc_now);
         free(m);
         free(z);
         bson_destroy(r);
@@ -483,8 +481,8 @@ Test(stats, reset_clears_stats_windows_and_findings)
 Test(stats, null_connection_is_harmless)
 {
     uint8_t b[16] = {16};
-    mt_stats_conn_request(NULL, b, sizeof b, sc_now);
-    mt_stats_conn_reply(NULL, b, sizeof b, sc_now);
+    sc_deliver(st, NULL, true, b, sizeof b, sc_now);
+    sc_deliver(st, NULL, false, b, sizeof b, sc_now);
     mt_stats_conn_close(NULL, sc_now);
     cr_assert_eq(mt_stats_get(st, MT_STAT_COMMANDS), 0);
 }
@@ -548,22 +546,22 @@ Test(stats, hot_path_does_not_allocate)
 
     /* warm up: the shapes exist, the window and tables have grown */
     for (int i = 0; i < WARM; i++) {
-        mt_stats_conn_request(k.c, req[i], req_len[i], sc_now);
+        sc_deliver(st, k.c, true, req[i], req_len[i], sc_now);
         sc_now += 100 * US;
-        mt_stats_conn_reply(k.c, rep[i], rep_len[i], sc_now);
+        sc_deliver(st, k.c, false, rep[i], rep_len[i], sc_now);
     }
-    mt_stats_conn_request(k.c, pingm, ping_len, sc_now);
-    mt_stats_conn_reply(k.c, pongm, pong_len, sc_now);
+    sc_deliver(st, k.c, true, pingm, ping_len, sc_now);
+    sc_deliver(st, k.c, false, pongm, pong_len, sc_now);
 
     bson_mem_vtable_t vt = {count_malloc, count_calloc, count_realloc, free, count_aligned, {0}};
     bson_mem_set_vtable(&vt);
     allocs = 0;
     for (int i = WARM; i < WARM + MEASURED; i++) {
-        mt_stats_conn_request(k.c, req[i], req_len[i], sc_now);
+        sc_deliver(st, k.c, true, req[i], req_len[i], sc_now);
         sc_now += 100 * US;
-        mt_stats_conn_reply(k.c, rep[i], rep_len[i], sc_now);
-        mt_stats_conn_request(k.c, pingm, ping_len, sc_now);
-        mt_stats_conn_reply(k.c, pongm, pong_len, sc_now);
+        sc_deliver(st, k.c, false, rep[i], rep_len[i], sc_now);
+        sc_deliver(st, k.c, true, pingm, ping_len, sc_now);
+        sc_deliver(st, k.c, false, pongm, pong_len, sc_now);
         mt_stats_tick(st, sc_now);
     }
     size_t seen = allocs;

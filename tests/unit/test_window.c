@@ -236,7 +236,7 @@ static void monitoring_round(sc_conn_t *k)
     /* the legacy handshake: OP_QUERY ismaster on admin.$cmd */
     size_t len;
     uint8_t *m = fx_op_query_json("admin.$cmd", 0, -1, "{\"ismaster\": 1}", &len);
-    mt_stats_conn_request(k->c, m, len, sc_now);
+    sc_deliver(k->st, k->c, true, m, len, sc_now);
     free(m);
 }
 

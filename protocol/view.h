@@ -1,0 +1,117 @@
+/*
+ * view: what a request asks and what a reply answers, as views over a decoded
+ * message. Strings and documents point into the message (or its scratch
+ * buffer) and are valid as long as those bytes are. stats/ reads these and
+ * nothing else of protocol/'s decoding.
+ */
+#ifndef MT_VIEW_H
+#define MT_VIEW_H
+
+#include <bson/bson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define MT_CMD_NAME_MAX 64
+#define MT_CMD_DB_MAX 128
+
+typedef enum {
+    MT_CMD_OTHER = 0,
+    MT_CMD_FIND,
+    MT_CMD_AGGREGATE,
+    MT_CMD_GETMORE,
+    MT_CMD_INSERT,
+    MT_CMD_UPDATE,
+    MT_CMD_DELETE,
+    MT_CMD_FIND_AND_MODIFY,
+    MT_CMD_COUNT,
+    MT_CMD_DISTINCT,
+    MT_CMD_KILL_CURSORS,
+    MT_CMD_HELLO,      /* hello / isMaster / ismaster */
+    MT_CMD_MONITORING, /* ping, buildInfo, getLastError, endSessions ... */
+    MT_CMD_AUTH,       /* saslStart, saslContinue, authenticate ... */
+} mt_cmd_kind_t;
+
+const char *mt_cmd_kind_str(mt_cmd_kind_t kind);
+
+/* Which field of the command the shape is taken from. */
+typedef enum {
+    MT_CMD_SHAPE_NONE = 0,
+    MT_CMD_SHAPE_FILTER,   /* find.filter, count.query, distinct.query, findAndModify.query */
+    MT_CMD_SHAPE_PIPELINE, /* aggregate.pipeline */
+    MT_CMD_SHAPE_UPDATES,  /* update.updates (first statement: q and u) */
+    MT_CMD_SHAPE_DELETES,  /* delete.deletes (first statement: q) */
+} mt_cmd_shape_src_t;
+
+const char *mt_cmd_shape_src_str(mt_cmd_shape_src_t src);
+
+typedef struct {
+    int32_t request_id;
+    int32_t opcode;    /* effective opcode */
+    int compressor;    /* mt_compressor_t */
+    bool more_to_come; /* no reply will follow */
+    bool exhaust_allowed;
+
+    mt_cmd_kind_t kind;
+    bool monitoring;                  /* counted, but never opens or extends a window */
+    char name[MT_CMD_NAME_MAX];       /* first key, as sent ("find", "ismaster") */
+    char name_lower[MT_CMD_NAME_MAX]; /* lower-cased, for matching */
+    const char *db; /* $db, or the part of OP_QUERY's namespace before '.'; "" if none.
+                     * For OP_QUERY it points at db_buf below: copy the string, not
+                     * the pointer, when copying a view. */
+    const char
+        *collection; /* value of the first key when a string; getMore: "collection"; "" if none */
+
+    bson_t body; /* static view of the command document */
+
+    /* Where the shape comes from: a document (filter/query) or an array
+     * (pipeline) or, for update/delete, the first statement document. */
+    mt_cmd_shape_src_t shape_src;
+    const uint8_t *shape_doc; /* BSON document or array, NULL when none */
+    uint32_t shape_doc_len;
+    bool shape_doc_is_array;
+
+    bool has_limit;
+    int64_t limit;
+    bool single_batch;
+    bool has_batch_size;
+    int64_t batch_size;
+    const char *comment; /* when comment is a string, else NULL */
+    int64_t cursor_id;   /* getMore: the cursor; killCursors: first cursor */
+    uint32_t statements; /* insert/update/delete: documents in body array + kind-1 sequence */
+    bool partial;        /* only the front of the message was decoded: statements is a lower
+                            bound */
+
+    /* Handshake metadata (hello/isMaster with a "client" document). */
+    const char *app_name;       /* client.application.name or NULL */
+    const char *driver_name;    /* client.driver.name or NULL */
+    const char *driver_version; /* client.driver.version or NULL */
+    bool has_topology_version;  /* streaming hello (monitoring) */
+
+    char db_buf[MT_CMD_DB_MAX]; /* OP_QUERY namespace prefix, NUL-terminated */
+} mt_cmd_view_t;
+
+typedef struct {
+    int32_t request_id;
+    int32_t response_to;
+    int32_t opcode;
+    int compressor;
+    bool more_to_come; /* exhaust: another reply to the same request follows */
+
+    bson_t body;            /* static view of the reply document (first doc for OP_REPLY) */
+    bool ok;                /* ok: 1 (and OP_REPLY without QueryFailure) */
+    int32_t code;           /* error code, 0 when none */
+    int32_t response_flags; /* OP_REPLY responseFlags, 0 for OP_MSG */
+    const char *code_name;  /* or NULL */
+    bool has_cursor;
+    int64_t cursor_id;    /* cursor.id (0 when exhausted); OP_REPLY without a cursor
+                           * document: the header's cursorID */
+    const char *ns;       /* cursor.ns or NULL */
+    const uint8_t *batch; /* BSON array firstBatch/nextBatch, or NULL */
+    uint32_t batch_len;
+    int32_t docs; /* documents in the batch (OP_REPLY: numberReturned) */
+    bool has_n;
+    int64_t n;            /* writes: n */
+    int32_t write_errors; /* writeErrors count */
+} mt_reply_view_t;
+
+#endif
