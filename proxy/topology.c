@@ -301,8 +301,9 @@ unsigned mt_topo_on_hello(mt_topo_t *t, size_t i, const bson_t *reply, double rt
             for (size_t j = 0; j < t->nmembers; j++) {
                 if (j != i && t->members[j].state == MT_MEMBER_PRIMARY) {
                     t->members[j].state = MT_MEMBER_UNKNOWN;
-                    snprintf(t->members[j].error, sizeof(t->members[j].error),
-                             "%s claims to be primary now", m->name);
+                    char why[MT_TOPO_ERROR_MAX];
+                    snprintf(why, sizeof(why), "%.200s claims to be primary now", m->name);
+                    memcpy(t->members[j].error, why, sizeof(why));
                     ev |= MT_TOPO_EV_CHECK_ALL;
                 }
             }
