@@ -203,6 +203,19 @@ char *mt_metrics_render(const mt_metrics_t *m, const mt_metrics_input_t *in)
     gauge(s, "patterns_tracked", "N+1 patterns tracked", (double)in->patterns);
     gauge(s, "requests_pending", "Requests forwarded whose reply has not been seen",
           (double)in->pending_requests);
+    if (in->upstream_ready >= 0)
+        gauge(s, "upstream_ready",
+              "1 while the upstream (the primary, for a replica set) answers mongotap's checks",
+              in->upstream_ready);
+    if (in->nmembers) {
+        header(s, "upstream_member_up", "gauge",
+               "1 while the upstream member answers mongotap's hello checks");
+        for (size_t i = 0; i < in->nmembers; i++) {
+            bson_string_append(s, "mongotap_upstream_member_up{member=\"");
+            append_label(s, in->members[i]);
+            bson_string_append_printf(s, "\"} %d\n", in->members_up[i] ? 1 : 0);
+        }
+    }
 
     header(s, "commands_total", "counter",
            "Commands by command name and collection (bounded label sets)");

@@ -39,6 +39,10 @@ typedef struct {
     uint64_t shapes_tracked;
     uint64_t patterns;
     uint64_t pending_requests;
+    const char (*members)[MT_STATS_MEMBER_NAME]; /* upstream members, "host:port" */
+    const bool *members_up;
+    size_t nmembers;
+    int upstream_ready; /* -1: not reported (no gauge) */
 } mt_metrics_input_t;
 
 void mt_metrics_init(mt_metrics_t *m);

@@ -76,7 +76,7 @@ struct mt_stats {
     uint64_t counters[MT_STAT__COUNT];
     uint64_t start_ns;
     int64_t start_ms;
-    mt_idmap_t cursors;       /* cursor id -> cursor_t */
+    mt_idmap_t cursors; /* cursor id -> cursor_t */
     mt_shapes_t shapes;
     mt_window_reg_t windows;
     mt_findings_t findings;
@@ -91,6 +91,11 @@ struct mt_stats {
     uint64_t rate_commands;
     double ops_per_sec;
     uint16_t getmore_label; /* metrics label of getMore, resolved once */
+    /* the upstream, as last reported by the proxy */
+    char members[MT_STATS_MAX_MEMBERS][MT_STATS_MEMBER_NAME];
+    bool members_up[MT_STATS_MAX_MEMBERS];
+    size_t nmembers;
+    int upstream_ready; /* -1 until reported */
     mt_n1_result_t results[MT_N1_MAX_RESULTS];
 };
 
@@ -121,6 +126,7 @@ mt_stats_t *mt_stats_new(const mt_stats_config_t *cfg, uint64_t now_ns)
     else
         mt_stats_config_defaults(&st->cfg);
     st->start_ns = now_ns;
+    st->upstream_ready = -1;
     st->start_ms = mt_clock_wall_ms();
     st->rate_ns = now_ns;
     mt_idmap_init(&st->cursors, sizeof(cursor_t), MT_STATS_MAX_CURSORS);
@@ -165,6 +171,19 @@ void mt_stats_add(mt_stats_t *st, mt_stat_counter_t counter, uint64_t by)
 uint64_t mt_stats_get(const mt_stats_t *st, mt_stat_counter_t counter)
 {
     return st && counter < MT_STAT__COUNT ? st->counters[counter] : 0;
+}
+
+void mt_stats_upstream(mt_stats_t *st, const char *const *members, const bool *up, size_t n,
+                       bool ready)
+{
+    if (!st)
+        return;
+    st->nmembers = n < MT_STATS_MAX_MEMBERS ? n : MT_STATS_MAX_MEMBERS;
+    for (size_t i = 0; i < st->nmembers; i++) {
+        snprintf(st->members[i], sizeof(st->members[i]), "%s", members[i]);
+        st->members_up[i] = up[i];
+    }
+    st->upstream_ready = ready;
 }
 
 const char *mt_stat_counter_str(mt_stat_counter_t counter)
@@ -547,8 +566,7 @@ void mt_stats_conn_request(mt_stats_conn_t *c, const mt_cmd_view_t *cmd, size_t 
     return;
 }
 
-void mt_stats_conn_reply(mt_stats_conn_t *c, const mt_reply_view_t *r, size_t len,
-                         uint64_t now_ns)
+void mt_stats_conn_reply(mt_stats_conn_t *c, const mt_reply_view_t *r, size_t len, uint64_t now_ns)
 {
     if (!c)
         return;
@@ -694,10 +712,13 @@ void mt_stats_reset(mt_stats_t *st)
     mt_shapes_clear(&st->shapes);
     mt_findings_clear(&st->findings);
     mt_metrics_clear(&st->metrics);
-    /* Counters restart, except the connection totals which describe the
-     * process rather than the traffic being studied. */
+    /* Counters restart, except those that describe the process and its
+     * connections rather than the traffic being studied. */
     for (int i = 0; i < MT_STAT__COUNT; i++)
-        if (i != MT_STAT_CONNECTIONS_TOTAL && i != MT_STAT_CONNECTIONS_REFUSED)
+        if (i != MT_STAT_CONNECTIONS_TOTAL && i != MT_STAT_CONNECTIONS_REFUSED &&
+            i != MT_STAT_UPSTREAM_TLS_FAILURES && i != MT_STAT_CLIENT_TLS_FAILURES &&
+            i != MT_STAT_CLIENT_TLS_ON_PLAIN && i != MT_STAT_UPSTREAM_PRIMARY_CHANGES &&
+            i != MT_STAT_CONNECTIONS_RETIRED)
             st->counters[i] = 0;
     st->rate_commands = 0;
     st->ops_per_sec = 0;
@@ -862,6 +883,10 @@ char *mt_stats_metrics(mt_stats_t *st, uint64_t now_ns)
         .shapes_tracked = mt_shapes_count(&st->shapes),
         .patterns = st->findings.npatterns,
         .pending_requests = st->pending_total,
+        .members = (const char(*)[MT_STATS_MEMBER_NAME])st->members,
+        .members_up = st->members_up,
+        .nmembers = st->nmembers,
+        .upstream_ready = st->upstream_ready,
     };
     return mt_metrics_render(&st->metrics, &in);
 }

@@ -36,7 +36,18 @@
     X(ACCOUNTING_SHED, "accounting_shed", "accounting_shed_total",                                 \
       "Messages forwarded but not accounted because a memory budget was reached")                  \
     X(WINDOWS, "windows", "windows_total", "Request windows closed")                               \
-    X(FINDINGS, "findings", "findings_total", "N+1 findings")
+    X(FINDINGS, "findings", "findings_total", "N+1 findings")                                      \
+    X(UPSTREAM_TLS_FAILURES, "upstream_tls_handshake_failures",                                    \
+      "upstream_tls_handshake_failures_total",                                                     \
+      "Upstream connections for clients whose TLS handshake failed (the reason is logged)")        \
+    X(CLIENT_TLS_FAILURES, "client_tls_handshake_failures", "client_tls_handshake_failures_total", \
+      "Client connections on a --tls-listen address whose TLS handshake failed")                   \
+    X(CLIENT_TLS_ON_PLAIN, "client_tls_on_plain_listener", "client_tls_on_plain_listener_total",   \
+      "Clients that began TLS on a plaintext listener (closed with a log line)")                   \
+    X(UPSTREAM_PRIMARY_CHANGES, "upstream_primary_changes", "upstream_primary_changes_total",      \
+      "Times the upstream replica set's primary became another member")                            \
+    X(CONNECTIONS_RETIRED, "connections_retired", "connections_retired_total",                     \
+      "Client connections closed after their last reply because their member lost the primary")
 
 typedef enum {
 #define MT_STATS_ENUM(id, json, prom, help) MT_STAT_##id,
@@ -73,6 +84,13 @@ void mt_stats_add(mt_stats_t *st, mt_stat_counter_t counter, uint64_t by);
 uint64_t mt_stats_get(const mt_stats_t *st, mt_stat_counter_t counter);
 /* The JSON name of a counter ("connections_total"). */
 const char *mt_stat_counter_str(mt_stat_counter_t counter);
+
+/* The upstream as the proxy's monitor sees it, for the /metrics gauges
+ * mongotap_upstream_ready and mongotap_upstream_member_up{member=...}. */
+#define MT_STATS_MAX_MEMBERS 64
+#define MT_STATS_MEMBER_NAME 264
+void mt_stats_upstream(mt_stats_t *st, const char *const *members, const bool *up, size_t n,
+                       bool ready);
 
 /* Connections. client_addr is "ip:port". The returned handle is owned by
  * stats and valid until mt_stats_conn_close(). The caller counts
