@@ -50,6 +50,7 @@ struct mt_admin {
     uv_loop_t *loop;
     const mt_cli_config_t *cfg;
     mt_stats_t *stats;
+    mt_monitor_t *monitor;
     h2o_globalconf_t config;
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;
@@ -364,6 +365,12 @@ static void tick_cb(uv_timer_t *t)
     bson_free(json);
 }
 
+void mt_admin_set_monitor(mt_admin_t *a, mt_monitor_t *monitor)
+{
+    if (a)
+        a->monitor = monitor;
+}
+
 void mt_admin_publish_finding(mt_admin_t *a, const char *json)
 {
     if (a)
@@ -371,6 +378,30 @@ void mt_admin_publish_finding(mt_admin_t *a, const char *json)
 }
 
 /* ---- routes ----------------------------------------------------------- */
+
+/* Readiness for probes, which send no token: the reason (member names and
+ * errors) only to those who could read /api/upstream anyway. */
+static void serve_readyz(struct mt_admin *a, h2o_req_t *req)
+{
+    char body[640], why[512] = "shutting down";
+    bool said = !a->cfg->admin_token;
+    int n;
+
+    if (a->monitor && mt_monitor_ready(a->monitor)) {
+        respond(req, 200, "OK", "text/plain; charset=utf-8", "ready\n", 6);
+        return;
+    }
+    if (!said) {
+        ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+        said = i >= 0 && mt_admin_token_ok(a->cfg->admin_token, req->headers.entries[i].value.base,
+                                           req->headers.entries[i].value.len);
+    }
+    if (a->monitor)
+        mt_monitor_not_ready_reason(a->monitor, why, sizeof(why));
+    n = snprintf(body, sizeof(body), said ? "not ready: %s\n" : "not ready\n", why);
+    respond(req, 503, "Service Unavailable", "text/plain; charset=utf-8", body,
+            (size_t)n < sizeof(body) ? (size_t)n : sizeof(body) - 1);
+}
 
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
@@ -386,6 +417,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     }
     if (path_is(req, "/healthz")) {
         respond(req, 200, "OK", "text/plain; charset=utf-8", "ok\n", 3);
+        return 0;
+    }
+    if (path_is(req, "/readyz")) {
+        serve_readyz(a, req);
         return 0;
     }
     /* The console page holds no data (it fetches everything with the token
@@ -425,6 +460,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
             respond_error(req, 400, "Bad Request", "limit must be a whole number from 1 to 100000");
         else
             respond_owned(req, "application/json", mt_stats_json(a->stats, now, limit));
+    } else if (path_is(req, "/api/upstream")) {
+        respond_owned(req, "application/json",
+                      a->monitor ? mt_monitor_json(a->monitor) : bson_strdup("{\"ready\": false}"));
     } else if (path_is(req, "/api/connections")) {
         respond_owned(req, "application/json", mt_stats_connections_json(a->stats, now));
     } else if (path_is(req, "/api/windows")) {

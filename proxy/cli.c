@@ -36,6 +36,8 @@ const char mt_cli_usage[] =
     "                           --tls-cert and --tls-key\n"
     "  --tls-cert FILE          PEM certificate chain for --tls-listen\n"
     "  --tls-key FILE           PEM private key for --tls-listen\n"
+    "  --dns-server IP:PORT     send the SRV, TXT and address look-ups to this resolver\n"
+    "                           (default: the system's)\n"
     "  --admin HOST:PORT|off    HTTP admin endpoint (default 127.0.0.1:27080)\n"
     "  --admin-token TOKEN      require 'Authorization: Bearer TOKEN' on every admin route\n"
     "                           but /healthz and the console page itself\n"
@@ -54,8 +56,7 @@ const char mt_cli_usage[] =
     "  -h, --help               this text\n"
     "  -V, --version            the version\n"
     "\n"
-    "MONGOTAP_DNS_SERVER=HOST:PORT sends the SRV, TXT and address look-ups to that resolver.\n"
-    "\n"
+
     "Signals: SIGINT/SIGTERM stop accepting, let in-flight replies finish (at most 5 s),\n"
     "write --report and exit 0.\n";
 
@@ -86,6 +87,7 @@ static const opt_t options[] = {
     {"--tls-cert", "MONGOTAP_TLS_CERT", OPT_STRING, OFF(tls_cert), 0, 0},
     {"--tls-key", "MONGOTAP_TLS_KEY", OPT_STRING, OFF(tls_key), 0, 0},
     {"--upstream", "MONGOTAP_UPSTREAM", OPT_UPSTREAM, OFF(upstream), 0, 0},
+    {"--dns-server", "MONGOTAP_DNS_SERVER", OPT_STRING, OFF(dns_server), 0, 0},
     {"--admin", "MONGOTAP_ADMIN", OPT_ADMIN, OFF(admin), 0, 0},
     {"--admin-token", "MONGOTAP_ADMIN_TOKEN", OPT_STRING, OFF(admin_token), 0, 0},
     {"--window-gap-ms", "MONGOTAP_WINDOW_GAP_MS", OPT_U64, OFF(window_gap_ms), 1, 86400000},

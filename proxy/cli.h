@@ -21,6 +21,7 @@ typedef struct {
     size_t ntls_listen;
     const char *tls_cert;   /* PEM certificate chain for --tls-listen */
     const char *tls_key;    /* PEM private key for --tls-listen */
+    const char *dns_server; /* IP:PORT for every look-up, NULL: the system's */
     mt_hostport_t upstream; /* the first seed (empty host for mongodb+srv) */
     mt_uri_t upstream_uri;  /* --upstream as parsed */
     bool admin_enabled;

@@ -155,6 +155,7 @@ static void drained_cb(mt_proxy_t *p, void *data)
         close_file(app.findings_fd);
         app.findings_fd = -1;
     }
+    mt_admin_set_monitor(app.admin, NULL); /* the proxy closed it */
     mt_admin_close(app.admin);
     uv_close((uv_handle_t *)&app.tick, NULL);
     uv_walk(app.loop, close_walk_cb, NULL);
@@ -231,6 +232,7 @@ static int run_proxy(int argc, char **argv)
         app.admin = mt_admin_new(app.loop, &app.cfg, app.stats);
         if (!app.admin || mt_admin_listen(app.admin, admin_bound, sizeof(admin_bound)) != 0)
             return 1;
+        mt_admin_set_monitor(app.admin, mt_proxy_monitor(app.proxy));
     }
 
     uv_timer_init(app.loop, &app.tick);
@@ -241,10 +243,12 @@ static int run_proxy(int argc, char **argv)
     uv_signal_start(&app.sigterm, signal_cb, SIGTERM);
 
     {
-        char up[MT_CLI_HOST_MAX + 8];
-        mt_cli_format_hostport(&app.cfg.upstream, up, sizeof(up));
-        mt_info("mongotap %s ready listen=%s admin=%s upstream=%s", MT_VERSION, bound, admin_bound,
-                up);
+        char up[512];
+        const char *tls_bound = mt_proxy_tls_bound(app.proxy);
+        mt_uri_describe(&app.cfg.upstream_uri, up, sizeof(up));
+        mt_info("mongotap %s ready listen=%s admin=%s upstream=%s%s%s", MT_VERSION,
+                bound[0] ? bound : "-", admin_bound, up, tls_bound[0] ? " tls_listen=" : "",
+                tls_bound);
     }
     uv_run(app.loop, UV_RUN_DEFAULT);
     return app.exit_code;

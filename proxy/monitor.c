@@ -63,6 +63,7 @@ struct mt_monitor {
     bool start_logged;
     int handles; /* open while closing */
     int32_t next_request_id;
+    uint64_t primary_changes_told; /* to stats */
     char desc[512];
 };
 
@@ -134,6 +135,25 @@ static void log_readiness(mt_monitor_t *m, bool changed)
 
 static void probes_grow(mt_monitor_t *m);
 
+/* The gauges and the primary change counter of /metrics. */
+static void report_stats(mt_monitor_t *m)
+{
+    const char *names[MT_TOPO_MAX_MEMBERS];
+    bool up[MT_TOPO_MAX_MEMBERS];
+
+    for (size_t i = 0; i < m->topo.nmembers; i++) {
+        names[i] = m->topo.members[i].name;
+        up[i] = m->topo.members[i].state != MT_MEMBER_DOWN &&
+                m->topo.members[i].state != MT_MEMBER_UNKNOWN;
+    }
+    mt_stats_upstream(m->cfg.stats, names, up, m->topo.nmembers, m->topo.ready);
+    if (m->topo.primary_changes > m->primary_changes_told) {
+        mt_stats_add(m->cfg.stats, MT_STAT_UPSTREAM_PRIMARY_CHANGES,
+                     m->topo.primary_changes - m->primary_changes_told);
+        m->primary_changes_told = m->topo.primary_changes;
+    }
+}
+
 static void changed(mt_monitor_t *m, size_t i, mt_member_state_t was, int old_primary, unsigned ev)
 {
     const mt_member_t *mem = &m->topo.members[i];
@@ -165,6 +185,8 @@ static void changed(mt_monitor_t *m, size_t i, mt_member_state_t was, int old_pr
             if (!m->probes[k].busy && k != i)
                 probe_schedule(&m->probes[k], 0);
     log_readiness(m, (ev & MT_TOPO_EV_READY) != 0);
+    if (m->cfg.stats)
+        report_stats(m);
     if (ev && m->cfg.on_change)
         m->cfg.on_change(m->cfg.data, ev);
 }
@@ -561,6 +583,8 @@ static void seed(mt_monitor_t *m)
     mt_topo_init(&m->topo, &m->uri);
     mt_uri_describe(&m->uri, m->desc, sizeof(m->desc));
     m->seeded = true;
+    if (m->cfg.stats)
+        report_stats(m);
     probes_grow(m);
 }
 
@@ -579,8 +603,13 @@ static void seedlist_cb(void *data, int status, const char *error)
         uv_timer_start(&m->srv_timer, srv_timer_cb, MT_MONITOR_SRV_RETRY_MS, 0);
     } else {
         char hosts[512];
-        mt_uri_describe(&m->uri, hosts, sizeof(hosts));
-        mt_info("upstream mongodb+srv://%s resolved: %s", m->uri.srv_host, hosts);
+        size_t n = 0;
+        hosts[0] = '\0';
+        for (size_t i = 0; i < m->uri.nhosts && n < sizeof(hosts); i++)
+            n += (size_t)snprintf(hosts + n, sizeof(hosts) - n, "%s%s:%u", i ? "," : "",
+                                  m->uri.hosts[i].host, m->uri.hosts[i].port);
+        mt_info("upstream mongodb+srv://%s resolved: %s%s%s", m->uri.srv_host, hosts,
+                m->uri.replica_set[0] ? " replicaSet=" : "", m->uri.replica_set);
         seed(m);
     }
     handle_closed(m); /* the look-up held the monitor */
@@ -640,6 +669,7 @@ bool mt_monitor_target(const mt_monitor_t *m, mt_monitor_target_t *out)
         return false;
     out->name = m->topo.members[i].name;
     out->host = m->topo.members[i].addr.host;
+    out->port = m->topo.members[i].addr.port;
     out->addr = (size_t)i < m->nprobes && m->probes[i].resolved
                     ? (const struct sockaddr *)&m->probes[i].addr
                     : NULL;
@@ -649,6 +679,14 @@ bool mt_monitor_target(const mt_monitor_t *m, mt_monitor_target_t *out)
 bool mt_monitor_ready(const mt_monitor_t *m)
 {
     return m->seeded && m->topo.ready;
+}
+
+void mt_monitor_not_ready_reason(const mt_monitor_t *m, char *out, size_t cap)
+{
+    if (!m->seeded)
+        snprintf(out, cap, "mongodb+srv://%s not resolved yet", m->uri.srv_host);
+    else
+        not_ready_reason(m, out, cap);
 }
 
 void mt_monitor_check_soon(mt_monitor_t *m, int index)

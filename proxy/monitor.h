@@ -41,8 +41,9 @@ typedef struct {
 /* Where a new client connection goes. */
 typedef struct {
     int index;
-    const char *name;            /* "host:port" */
-    const char *host;            /* for TLS: SNI and the name check */
+    const char *name; /* "host:port" */
+    const char *host; /* for TLS: SNI and the name check */
+    uint16_t port;
     const struct sockaddr *addr; /* NULL while not yet resolved */
 } mt_monitor_target_t;
 
@@ -53,6 +54,8 @@ void mt_monitor_start(mt_monitor_t *m);
 bool mt_monitor_target(const mt_monitor_t *m, mt_monitor_target_t *out);
 /* The target member answers its checks (GET /readyz). */
 bool mt_monitor_ready(const mt_monitor_t *m);
+/* Why it is not ready, one line ("no primary (a:1: connect: ...)"). */
+void mt_monitor_not_ready_reason(const mt_monitor_t *m, char *out, size_t cap);
 /* A client connection to member index failed: check it again now. */
 void mt_monitor_check_soon(mt_monitor_t *m, int index);
 const mt_topo_t *mt_monitor_topology(const mt_monitor_t *m);

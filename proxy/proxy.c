@@ -1,12 +1,17 @@
 /*
  * proxy: each client connection gets one upstream connection; the pair is a
- * session. Read buffers are handed to the peer's uv_write as they are (no
- * copy). The framer checks every header before any byte of its message
- * leaves; the accounting step (account.c) reads the same bytes after the
- * write is queued, so accounting never delays forwarding.
+ * session. Read buffers are handed to the peer's write as they are (no
+ * copy; in TLS they are decrypted into and encrypted from, stream.c). The
+ * framer checks every header before any byte of its message leaves; the
+ * accounting step (account.c) reads the same bytes after the write is
+ * queued, so accounting never delays forwarding.
  *
- *   client --read--> [rbuf] --uv_write--> upstream
+ *   client --read--> [rbuf] --write--> upstream
  *                      `--> account --> (views) --> stats
+ *
+ * The upstream member comes from the monitor (upstream.c); a session bound
+ * to a member that stops being primary is closed once it owes no reply, so
+ * the driver reconnects, to the new primary.
  *
  * A session's life, changed only by session_set_state(), always forward:
  *
@@ -23,15 +28,19 @@
 
 #include "account.h"
 #include "bufpool.h"
+#include "dns.h"
 #include "listener.h"
 #include "log.h"
+#include "monitor.h"
+#include "stream.h"
+#include "tls.h"
 #include "upstream.h"
 #include "wire.h"
 
 typedef enum { MT_SIDE_CLIENT = 0, MT_SIDE_UPSTREAM = 1 } mt_side_kind_t;
 
 typedef struct mt_side {
-    uv_tcp_t tcp;
+    mt_stream_t stream; /* plaintext or TLS */
     mt_side_kind_t kind;
     struct mt_session *session;
     struct mt_side *peer;
@@ -41,12 +50,13 @@ typedef struct mt_side {
     bool reading;
     bool paused; /* reading stopped by backpressure */
     bool eof;
-    bool shut; /* uv_shutdown issued */
+    bool shut;       /* shutdown issued */
+    bool seen_bytes; /* something was read (a ClientHello shows in the first read) */
 } mt_side_t;
 
 typedef enum {
     MT_SESSION_NEW = 0,    /* accepted (or not yet): handles open, nothing started */
-    MT_SESSION_CONNECTING, /* resolving the upstream's name, then connecting */
+    MT_SESSION_CONNECTING, /* to the upstream (and TLS handshakes on either side) */
     MT_SESSION_ACTIVE,
     MT_SESSION_FLUSHING, /* one side is done: delivering what is queued, then closing */
     MT_SESSION_CLOSING,
@@ -81,6 +91,9 @@ typedef struct mt_session {
     uv_shutdown_t shutdown_req[2];
     mt_stats_conn_t *stats; /* NULL when stats does not track it */
     int64_t inflight;       /* requests forwarded that still expect a reply */
+    bool client_ready;      /* the client's TLS handshake is done (or it is plaintext) */
+    bool upstream_ready;
+    bool retiring; /* its member is no longer primary: close once nothing is owed */
     /* FLUSHING: the side whose queued bytes are delivered before closing, and why */
     mt_side_t *flush_to;
     mt_log_level_t flush_level;
@@ -97,6 +110,12 @@ struct mt_proxy {
     mt_listen_t listen;
     mt_bufpool_t pool;
     mt_upstream_t upstream;
+    mt_dns_t *dns;
+    mt_monitor_t *monitor;
+    mt_tls_ctx_t *upstream_tls; /* NULL: plaintext upstream */
+    mt_tls_ctx_t *listen_tls;   /* --tls-listen, NULL without */
+    mt_stream_pool_t *tls_pool; /* ciphertext buffers, NULL without TLS */
+    char tls_bound[1024];
     h2o_linklist_t sessions;
     size_t active;
     uint64_t next_id;
@@ -140,9 +159,9 @@ static void timer_closed_cb(uv_handle_t *h)
     session_release(h->data);
 }
 
-static void side_closed_cb(uv_handle_t *h)
+static void side_closed_cb(mt_stream_t *st)
 {
-    session_release(((mt_side_t *)h->data)->session);
+    session_release(((mt_side_t *)st->data)->session);
 }
 
 /* The one teardown path: logs why, tells stats, closes every handle. */
@@ -157,13 +176,13 @@ static void session_close(mt_session_t *s, mt_log_level_t level, const char *rea
 static void side_read_stop(mt_side_t *side)
 {
     if (side->reading) {
-        uv_read_stop((uv_stream_t *)&side->tcp);
+        mt_stream_read_stop(&side->stream);
         side->reading = false;
     }
 }
 
-static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
-static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+static void alloc_cb(mt_stream_t *st, uv_buf_t *buf);
+static void read_cb(mt_stream_t *st, ssize_t nread, const uv_buf_t *buf);
 
 static void side_read_start(mt_side_t *side)
 {
@@ -171,7 +190,7 @@ static void side_read_start(mt_side_t *side)
 
     if (side->reading || side->eof || side->session->state != MT_SESSION_ACTIVE)
         return;
-    rc = uv_read_start((uv_stream_t *)&side->tcp, alloc_cb, read_cb);
+    rc = mt_stream_read_start(&side->stream, alloc_cb, read_cb);
     if (rc < 0) {
         session_close(side->session, MT_LOG_WARN, uv_strerror(rc));
         return;
@@ -181,6 +200,7 @@ static void side_read_start(mt_side_t *side)
 
 static void connect_timeout_cb(uv_timer_t *t);
 static void flush_timeout_cb(uv_timer_t *t);
+static void session_check_member(mt_session_t *s);
 
 /* Every change of state goes through here, with its bookkeeping: the timer,
  * reading, stats, and the handles at the end. */
@@ -194,14 +214,17 @@ static void session_set_state(mt_session_t *s, mt_session_state_t to)
     case MT_SESSION_NEW:
         break;
     case MT_SESSION_CONNECTING:
-        /* one bound for resolving and connecting together */
-        uv_timer_start(&s->timer, connect_timeout_cb, MT_PROXY_CONNECT_TIMEOUT_MS, 0);
+        /* one bound for waiting, resolving, connecting and handshakes together */
+        if (s->proxy->cfg->upstream_uri.connect_timeout_ms)
+            uv_timer_start(&s->timer, connect_timeout_cb,
+                           s->proxy->cfg->upstream_uri.connect_timeout_ms, 0);
         break;
     case MT_SESSION_ACTIVE:
         uv_timer_stop(&s->timer);
         side_read_start(&s->upstream);
         side_read_start(&s->client);
-        slog(MT_LOG_DEBUG, s, "upstream connected");
+        slog(MT_LOG_DEBUG, s, "upstream %s connected", s->up_conn.member_name);
+        session_check_member(s);
         break;
     case MT_SESSION_FLUSHING:
         side_read_stop(&s->client);
@@ -216,8 +239,8 @@ static void session_set_state(mt_session_t *s, mt_session_state_t to)
             mt_stats_conn_close(s->stats, uv_hrtime());
             s->stats = NULL;
         }
-        uv_close((uv_handle_t *)&s->client.tcp, side_closed_cb);
-        uv_close((uv_handle_t *)&s->upstream.tcp, side_closed_cb);
+        mt_stream_close(&s->client.stream, side_closed_cb);
+        mt_stream_close(&s->upstream.stream, side_closed_cb);
         uv_close((uv_handle_t *)&s->timer, timer_closed_cb);
         break;
     }
@@ -251,7 +274,7 @@ static void session_finish(mt_session_t *s, mt_side_t *to, mt_log_level_t level,
 
 /* ---- writing ---------------------------------------------------------- */
 
-static void write_cb(uv_write_t *req, int status)
+static void write_cb(mt_stream_write_t *req, int status)
 {
     mt_write_t *w = (mt_write_t *)req;
     mt_side_t *side = w->side;
@@ -307,7 +330,7 @@ static int forward(mt_side_t *from, mt_rbuf_t *rbuf, const uint8_t *held, size_t
 {
     mt_side_t *to = from->peer;
     mt_proxy_t *p = from->session->proxy;
-    uv_stream_t *stream = (uv_stream_t *)&to->tcp;
+    mt_stream_t *stream = &to->stream;
     mt_write_t *w;
     uv_buf_t bufs[2];
     unsigned n = 0;
@@ -319,7 +342,7 @@ static int forward(mt_side_t *from, mt_rbuf_t *rbuf, const uint8_t *held, size_t
     if (len)
         bufs[n++] = uv_buf_init((char *)rbuf->data, (unsigned)len);
     if (to->queued == 0) {
-        rc = uv_try_write(stream, bufs, n);
+        rc = mt_stream_try_write(stream, bufs, n);
         if (rc < 0 && rc != UV_EAGAIN)
             return rc;
         bufs_advance(bufs, &n, rc > 0 ? (size_t)rc : 0);
@@ -339,7 +362,7 @@ static int forward(mt_side_t *from, mt_rbuf_t *rbuf, const uint8_t *held, size_t
         bufs[0].base = (char *)w->held;
     }
     to->queued += sizeof(rbuf->data);
-    rc = uv_write(&w->req, stream, bufs, n, write_cb);
+    rc = mt_stream_write(&w->req, stream, bufs, n, write_cb);
     if (rc < 0) {
         to->queued -= sizeof(rbuf->data);
         rbuf->refs--;
@@ -355,12 +378,11 @@ static int forward(mt_side_t *from, mt_rbuf_t *rbuf, const uint8_t *held, size_t
 
 /* ---- reading ---------------------------------------------------------- */
 
-static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+static void alloc_cb(mt_stream_t *st, uv_buf_t *buf)
 {
-    mt_side_t *side = h->data;
+    mt_side_t *side = st->data;
     mt_rbuf_t *b = mt_bufpool_rbuf(&side->session->proxy->pool);
 
-    (void)suggested;
     *buf = b ? uv_buf_init((char *)b->data, sizeof(b->data)) : uv_buf_init(NULL, 0);
 }
 
@@ -372,6 +394,8 @@ static void session_owed(mt_session_t *s, const mt_account_result_t *r)
     s->inflight -= r->final_replies < s->inflight ? (int64_t)r->final_replies : s->inflight;
     if (s->inflight == 0 && s->proxy->draining)
         session_finish(s, &s->client, MT_LOG_INFO, "shutdown");
+    else if (s->inflight == 0 && s->retiring)
+        session_finish(s, &s->client, MT_LOG_INFO, "its upstream member is no longer primary");
 }
 
 static void side_eof(mt_side_t *side)
@@ -394,7 +418,7 @@ static void side_eof(mt_side_t *side)
     /* client half-closed: pass it on after the queued bytes */
     if (!peer->shut) {
         peer->shut = true;
-        if (uv_shutdown(&s->shutdown_req[peer->kind], (uv_stream_t *)&peer->tcp, NULL) < 0)
+        if (mt_stream_shutdown(&s->shutdown_req[peer->kind], &peer->stream, NULL) < 0)
             session_close(s, MT_LOG_DEBUG, "client closed");
     }
 }
@@ -402,7 +426,7 @@ static void side_eof(mt_side_t *side)
 static void side_read_failed(mt_side_t *side, ssize_t nread)
 {
     mt_session_t *s = side->session;
-    char why[96];
+    char why[MT_TLS_REASON_MAX + 32];
 
     if (nread == UV_EOF) {
         side_eof(side);
@@ -410,16 +434,39 @@ static void side_read_failed(mt_side_t *side, ssize_t nread)
         session_close(s, MT_LOG_ERROR, "out of memory for read buffers");
     } else if (side->kind == MT_SIDE_UPSTREAM) {
         mt_stats_add(s->proxy->stats, MT_STAT_UPSTREAM_ERRORS, 1);
-        snprintf(why, sizeof(why), "upstream read error: %s", uv_strerror((int)nread));
+        snprintf(why, sizeof(why), "upstream read error: %s",
+                 nread == UV_EPROTO ? mt_stream_tls_reason(&side->stream)
+                                    : uv_strerror((int)nread));
         session_finish(s, &s->client, MT_LOG_INFO, why);
     } else {
-        session_close(s, MT_LOG_INFO, "client read error");
+        snprintf(why, sizeof(why), "client read error: %s",
+                 nread == UV_EPROTO ? mt_stream_tls_reason(&side->stream)
+                                    : uv_strerror((int)nread));
+        session_close(s, MT_LOG_INFO, why);
     }
 }
 
-static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+/* A TLS ClientHello on a plaintext listener: the app has tls=true and
+ * mongotap was not given a TLS listener. Nothing of it goes upstream. */
+static bool client_speaks_tls(mt_side_t *side, const uint8_t *data, size_t len)
 {
-    mt_side_t *side = stream->data;
+    mt_session_t *s = side->session;
+
+    if (side->seen_bytes || side->kind != MT_SIDE_CLIENT || mt_stream_is_tls(&side->stream))
+        return false;
+    side->seen_bytes = true;
+    if (!mt_tls_is_client_hello(data, len))
+        return false;
+    mt_stats_add(s->proxy->stats, MT_STAT_CLIENT_TLS_ON_PLAIN, 1);
+    session_close(s, MT_LOG_WARN,
+                  "client speaks TLS: start mongotap with --tls-listen/--tls-cert/--tls-key, "
+                  "or connect without tls=true");
+    return true;
+}
+
+static void read_cb(mt_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    mt_side_t *side = st->data;
     mt_session_t *s = side->session;
     mt_proxy_t *p = s->proxy;
     mt_rbuf_t *rbuf = buf->base ? mt_bufpool_rbuf_of(buf->base) : NULL;
@@ -439,6 +486,10 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
     assert(s->state == MT_SESSION_ACTIVE);
     len = (size_t)nread;
+    if (client_speaks_tls(side, data, len)) {
+        mt_bufpool_rbuf_unref(&p->pool, rbuf);
+        return;
+    }
     mt_stats_add(p->stats,
                  side->kind == MT_SIDE_CLIENT ? MT_STAT_BYTES_FROM_CLIENTS
                                               : MT_STAT_BYTES_FROM_UPSTREAM,
@@ -488,17 +539,64 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 
 /* ---- connecting upstream --------------------------------------------- */
 
+/* Both ends are ready (TCP, and TLS where there is TLS): forward. */
+static void session_maybe_activate(mt_session_t *s)
+{
+    if (s->state == MT_SESSION_CONNECTING && s->client_ready && s->upstream_ready)
+        session_set_state(s, MT_SESSION_ACTIVE);
+}
+
+static void retire_timeout_cb(uv_timer_t *t)
+{
+    mt_session_t *s = t->data;
+
+    if (s->state == MT_SESSION_ACTIVE && s->retiring)
+        session_close(s, MT_LOG_WARN,
+                      "its upstream member is no longer primary and a reply was still owed");
+}
+
+/* A session bound to a member of a set that is not its primary any more
+ * closes once it owes the client nothing (bounded by the drain time), so the
+ * driver reconnects and retries, on the new primary. Replies in flight are
+ * delivered whole; nothing is rewritten. */
+static void session_check_member(mt_session_t *s)
+{
+    const mt_topo_t *topo = mt_monitor_topology(s->proxy->monitor);
+
+    if (s->retiring || s->state != MT_SESSION_ACTIVE || topo->kind != MT_TOPO_REPLICA_SET ||
+        s->up_conn.member < 0 || s->up_conn.member == topo->primary)
+        return;
+    s->retiring = true;
+    mt_stats_add(s->proxy->stats, MT_STAT_CONNECTIONS_RETIRED, 1);
+    if (s->inflight == 0) {
+        session_finish(s, &s->client, MT_LOG_INFO, "its upstream member is no longer primary");
+        return;
+    }
+    slog(MT_LOG_DEBUG, s, "upstream %s is no longer primary: closing after %lld owed replies",
+         s->up_conn.member_name, (long long)s->inflight);
+    uv_timer_start(&s->timer, retire_timeout_cb, MT_PROXY_DRAIN_TIMEOUT_MS, 0);
+}
+
 static void upstream_conn_cb(mt_upstream_conn_t *c, int status, const char *what)
 {
     mt_session_t *s = c->data;
-    char why[MT_CLI_HOST_MAX + 200];
+    mt_proxy_t *p = s->proxy;
+    char why[MT_CLI_HOST_MAX + MT_TLS_REASON_MAX + 200];
 
     if (status == 0 && s->state == MT_SESSION_CONNECTING) {
-        session_set_state(s, MT_SESSION_ACTIVE);
+        s->upstream_ready = true;
+        session_maybe_activate(s);
     } else if (status != UV_ECANCELED && s->state != MT_SESSION_CLOSING) {
-        mt_stats_add(s->proxy->stats, MT_STAT_UPSTREAM_ERRORS, 1);
-        snprintf(why, sizeof(why), "upstream %s %s: %s", s->proxy->upstream.desc, what,
-                 uv_strerror(status));
+        mt_stats_add(p->stats, MT_STAT_UPSTREAM_ERRORS, 1);
+        if (c->tls_failed) {
+            mt_stats_add(p->stats, MT_STAT_UPSTREAM_TLS_FAILURES, 1);
+            snprintf(why, sizeof(why), "upstream %s %s", c->member_name, what);
+        } else {
+            snprintf(why, sizeof(why), "upstream %s %s: %s",
+                     c->member_name[0] ? c->member_name : p->upstream.desc, what,
+                     uv_strerror(status));
+        }
+        mt_monitor_check_soon(p->monitor, c->member);
         session_close(s, MT_LOG_WARN, why);
     }
     session_release(s); /* the attempt held the session */
@@ -507,13 +605,38 @@ static void upstream_conn_cb(mt_upstream_conn_t *c, int status, const char *what
 static void connect_timeout_cb(uv_timer_t *t)
 {
     mt_session_t *s = t->data;
-    char why[MT_CLI_HOST_MAX + 64];
+    mt_proxy_t *p = s->proxy;
+    char why[MT_CLI_HOST_MAX + 512];
 
     if (s->state != MT_SESSION_CONNECTING)
         return;
-    mt_stats_add(s->proxy->stats, MT_STAT_UPSTREAM_ERRORS, 1);
-    snprintf(why, sizeof(why), "upstream %s connect: timed out", s->proxy->upstream.desc);
+    if (!s->upstream_ready)
+        mt_stats_add(p->stats, MT_STAT_UPSTREAM_ERRORS, 1);
+    if (s->up_conn.waiting)
+        snprintf(why, sizeof(why), "upstream %s: no member to connect to (no primary) in %u ms",
+                 p->upstream.desc, p->cfg->upstream_uri.connect_timeout_ms);
+    else if (!s->upstream_ready)
+        snprintf(why, sizeof(why), "upstream %s connect: timed out",
+                 s->up_conn.member_name[0] ? s->up_conn.member_name : p->upstream.desc);
+    else
+        snprintf(why, sizeof(why), "client TLS handshake: timed out");
     session_close(s, MT_LOG_WARN, why);
+}
+
+/* The monitor saw the topology change: waiting attempts may go on, and
+ * sessions on a member that lost the primary retire. */
+static void upstream_changed_cb(void *data, unsigned events)
+{
+    mt_proxy_t *p = data;
+
+    mt_upstream_target_changed(&p->upstream);
+    if (!(events & (MT_TOPO_EV_PRIMARY | MT_TOPO_EV_STATE)))
+        return;
+    for (h2o_linklist_t *n = p->sessions.next; n != &p->sessions;) {
+        h2o_linklist_t *next = n->next;
+        session_check_member(session_of(n));
+        n = next;
+    }
 }
 
 /* ---- accepting -------------------------------------------------------- */
@@ -523,13 +646,31 @@ static void side_init(mt_session_t *s, mt_side_t *side, mt_side_kind_t kind, mt_
     side->kind = kind;
     side->session = s;
     side->peer = peer;
-    uv_tcp_init(s->proxy->loop, &side->tcp);
-    side->tcp.data = side;
+    mt_stream_init(s->proxy->loop, &side->stream, s->proxy->tls_pool);
+    side->stream.data = side;
     mt_wire_framer_init(&side->framer);
     mt_account_side_init(&side->acct);
 }
 
-static void on_connection(uv_stream_t *server, int status)
+static void client_handshake_cb(mt_stream_t *st, int status)
+{
+    mt_session_t *s = ((mt_side_t *)st->data)->session;
+    char why[MT_TLS_REASON_MAX + 64];
+
+    if (s->state != MT_SESSION_CONNECTING)
+        return;
+    if (status < 0) {
+        mt_stats_add(s->proxy->stats, MT_STAT_CLIENT_TLS_FAILURES, 1);
+        snprintf(why, sizeof(why), "client TLS handshake failed: %s",
+                 status == UV_EPROTO ? mt_stream_tls_reason(st) : uv_strerror(status));
+        session_close(s, MT_LOG_WARN, why);
+        return;
+    }
+    s->client_ready = true;
+    session_maybe_activate(s);
+}
+
+static void accept_session(uv_stream_t *server, int status, bool tls)
 {
     mt_listener_t *l = server->data;
     mt_proxy_t *p = l->owner;
@@ -562,22 +703,44 @@ static void on_connection(uv_stream_t *server, int status)
     h2o_linklist_insert(&p->sessions, &s->link);
     p->active++;
 
-    rc = uv_accept(server, (uv_stream_t *)&s->client.tcp);
+    rc = uv_accept(server, (uv_stream_t *)&s->client.stream.tcp);
     if (rc < 0) {
         snprintf(s->client_addr, sizeof(s->client_addr), "?");
         mt_listen_accept_failed(&p->listen, "client", rc);
         session_set_state(s, MT_SESSION_CLOSING); /* never active: nothing to log or count */
         return;
     }
-    uv_tcp_nodelay(&s->client.tcp, 1);
-    mt_listen_peer_name(&s->client.tcp, s->client_addr, sizeof(s->client_addr));
+    uv_tcp_nodelay(&s->client.stream.tcp, 1);
+    mt_listen_peer_name(&s->client.stream.tcp, s->client_addr, sizeof(s->client_addr));
     mt_stats_add(p->stats, MT_STAT_CONNECTIONS_TOTAL, 1);
     s->stats = mt_stats_conn_open(p->stats, s->id, s->client_addr, uv_hrtime());
-    slog(MT_LOG_DEBUG, s, "accepted");
+    slog(MT_LOG_DEBUG, s, "accepted%s", tls ? " (TLS)" : "");
 
     session_set_state(s, MT_SESSION_CONNECTING);
+    s->client_ready = !tls;
+    if (tls) {
+        mt_tls_t *t = mt_tls_new(p->listen_tls, NULL);
+        rc = t ? mt_stream_start_tls(&s->client.stream, t, client_handshake_cb) : UV_ENOMEM;
+        if (rc < 0) {
+            if (!t)
+                session_close(s, MT_LOG_ERROR, "out of memory for TLS");
+            else
+                client_handshake_cb(&s->client.stream, rc);
+            return;
+        }
+    }
     s->handles_open++; /* until the attempt calls back */
-    mt_upstream_conn_start(&p->upstream, &s->up_conn, &s->upstream.tcp, upstream_conn_cb, s);
+    mt_upstream_conn_start(&p->upstream, &s->up_conn, &s->upstream.stream, upstream_conn_cb, s);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    accept_session(server, status, false);
+}
+
+static void on_tls_connection(uv_stream_t *server, int status)
+{
+    accept_session(server, status, true);
 }
 
 /* ---- the proxy -------------------------------------------------------- */
@@ -598,14 +761,85 @@ mt_proxy_t *mt_proxy_new(uv_loop_t *loop, const mt_cli_config_t *cfg, mt_stats_t
     }
     h2o_linklist_init_anchor(&p->sessions);
     mt_listen_init(&p->listen, loop, stats, cfg->max_connections);
-    mt_upstream_init(&p->upstream, loop, &cfg->upstream);
     return p;
+}
+
+/* The resolver, the TLS contexts and the monitor: what connecting needs. */
+static int upstream_open(mt_proxy_t *p)
+{
+    const mt_cli_config_t *cfg = p->cfg;
+    const mt_uri_t *uri = &cfg->upstream_uri;
+    mt_monitor_config_t mcfg = {0};
+    char err[512], desc[512];
+
+    p->dns = mt_dns_new(p->loop, cfg->dns_server, err, sizeof(err));
+    if (!p->dns) {
+        mt_error("%s", err);
+        return UV_EINVAL;
+    }
+    if (uri->tls) {
+        mt_tls_client_opts_t o = {
+            .ca_file = uri->tls_ca_file,
+            .cert_key_file = uri->tls_cert_key_file,
+            .key_password = uri->tls_cert_key_password,
+            .allow_invalid_certificates = uri->tls_allow_invalid_certificates,
+            .allow_invalid_hostnames = uri->tls_allow_invalid_hostnames,
+        };
+        p->upstream_tls = mt_tls_client_ctx_new(&o, err, sizeof(err));
+        if (!p->upstream_tls) {
+            mt_error("--upstream: %s", err);
+            return UV_EINVAL;
+        }
+    }
+    if (cfg->ntls_listen) {
+        p->listen_tls = mt_tls_server_ctx_new(cfg->tls_cert, cfg->tls_key, err, sizeof(err));
+        if (!p->listen_tls) {
+            mt_error("%s", err);
+            return UV_EINVAL;
+        }
+    }
+    if ((p->upstream_tls || p->listen_tls) && !(p->tls_pool = mt_stream_pool_new()))
+        return UV_ENOMEM;
+    mcfg.loop = p->loop;
+    mcfg.uri = uri;
+    mcfg.tls = p->upstream_tls;
+    mcfg.dns = p->dns;
+    mcfg.stats = p->stats;
+    mcfg.on_change = upstream_changed_cb;
+    mcfg.data = p;
+    p->monitor = mt_monitor_new(&mcfg);
+    if (!p->monitor)
+        return UV_ENOMEM;
+    mt_uri_describe(uri, desc, sizeof(desc));
+    mt_upstream_init(&p->upstream, p->loop, p->monitor, p->dns, p->upstream_tls, desc);
+    if (uri->ignored[0])
+        mt_info("--upstream options that are the application's and not used by mongotap: %s",
+                uri->ignored);
+    mt_monitor_start(p->monitor);
+    return 0;
 }
 
 int mt_proxy_listen(mt_proxy_t *p, char *bound, size_t cap)
 {
-    return mt_listen_open(&p->listen, p->cfg->listen, p->cfg->nlisten, on_connection, p, bound,
-                          cap);
+    int rc = upstream_open(p);
+
+    if (rc == 0)
+        rc = mt_listen_open(&p->listen, p->cfg->listen, p->cfg->nlisten, on_connection, p, bound,
+                            cap);
+    if (rc == 0 && p->cfg->ntls_listen)
+        rc = mt_listen_open(&p->listen, p->cfg->tls_listen, p->cfg->ntls_listen, on_tls_connection,
+                            p, p->tls_bound, sizeof(p->tls_bound));
+    return rc;
+}
+
+const char *mt_proxy_tls_bound(const mt_proxy_t *p)
+{
+    return p->tls_bound;
+}
+
+mt_monitor_t *mt_proxy_monitor(const mt_proxy_t *p)
+{
+    return p->monitor;
 }
 
 size_t mt_proxy_active(const mt_proxy_t *p)
@@ -638,6 +872,11 @@ static void proxy_check_drained(mt_proxy_t *p)
         return;
     cb = p->drained_cb;
     p->drained_cb = NULL;
+    /* no session left to connect: stop watching the upstream */
+    mt_monitor_close(p->monitor);
+    p->monitor = NULL;
+    mt_dns_close(p->dns);
+    p->dns = NULL;
     if (p->drain_timer_open) {
         if (!uv_is_closing((uv_handle_t *)&p->drain_timer))
             uv_close((uv_handle_t *)&p->drain_timer, drain_timer_closed_cb);
@@ -702,5 +941,8 @@ void mt_proxy_free(mt_proxy_t *p)
         return;
     mt_bufpool_free(&p->pool);
     mt_account_free(p->account);
+    mt_stream_pool_free(p->tls_pool);
+    mt_tls_ctx_free(p->upstream_tls);
+    mt_tls_ctx_free(p->listen_tls);
     free(p);
 }

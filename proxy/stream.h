@@ -41,9 +41,10 @@ struct mt_stream_write {
 };
 
 struct mt_stream {
-    uv_tcp_t tcp;  /* first: libuv's handle; its data field is the stream's */
-    void *data;    /* the owner's */
-    mt_tls_t *tls; /* NULL in plaintext; owned by the stream */
+    uv_tcp_t tcp;         /* first: libuv's handle; its data field is the stream's */
+    void *data;           /* the owner's */
+    void *handshake_data; /* for the handshake callback (the owner sets it) */
+    mt_tls_t *tls;        /* NULL in plaintext; owned by the stream */
     mt_stream_pool_t *pool;
     mt_stream_alloc_cb alloc_cb;
     mt_stream_read_cb read_cb;

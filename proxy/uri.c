@@ -564,14 +564,19 @@ void mt_uri_describe(const mt_uri_t *u, char *out, size_t cap)
             n += (size_t)w_;                                                                       \
     } while (0)
     out[0] = '\0';
-    if (u->scheme == MT_URI_SRV)
-        PUT("%s://%s ", mt_uri_scheme_str(u->scheme), u->srv_host);
-    if (u->replica_set[0])
-        PUT("replicaSet=%s ", u->replica_set);
-    for (size_t i = 0; i < u->nhosts; i++)
-        PUT(strchr(u->hosts[i].host, ':') ? "%s[%s]:%u" : "%s%s:%u", i ? "," : "", u->hosts[i].host,
-            u->hosts[i].port);
-    if (u->tls)
-        PUT("%stls", u->nhosts ? " " : "");
+    if (u->scheme == MT_URI_SRV) {
+        PUT("mongodb+srv://%s/", u->srv_host);
+    } else {
+        if (u->scheme == MT_URI_MONGODB)
+            PUT("mongodb://");
+        for (size_t i = 0; i < u->nhosts; i++)
+            PUT(strchr(u->hosts[i].host, ':') ? "%s[%s]:%u" : "%s%s:%u", i ? "," : "",
+                u->hosts[i].host, u->hosts[i].port);
+        if (u->scheme == MT_URI_MONGODB)
+            PUT("/");
+    }
+    if (u->scheme != MT_URI_HOSTPORT && (u->replica_set[0] || u->tls))
+        PUT("?%s%s%s%s", u->replica_set[0] ? "replicaSet=" : "", u->replica_set,
+            u->replica_set[0] && u->tls ? "&" : "", u->tls ? "tls=true" : "");
 #undef PUT
 }

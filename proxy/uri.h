@@ -77,7 +77,8 @@ bool mt_uri_srv_target_ok(const char *srv_host, const char *target);
  * replicaSet and authSource are allowed, and options in the string win. */
 int mt_uri_apply_txt(mt_uri_t *uri, const char *txt, char *err, size_t errlen);
 
-/* One line for logs: "rs0 a:27017,b:27017 tls" and the like. */
+/* For logs, without spaces or credentials: "h:27017", or a connection
+ * string of what is used ("mongodb://a:1,b:2/?replicaSet=rs0&tls=true"). */
 void mt_uri_describe(const mt_uri_t *uri, char *out, size_t cap);
 
 #endif

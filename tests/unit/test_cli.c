@@ -128,7 +128,8 @@ Test(cli, help_and_version)
     static const char *const flags[] = {
         "--listen",        "--upstream",     "--admin ",       "--admin-token", "--window-gap-ms",
         "--window-max-ms", "--n1-threshold", "--findings-log", "--report",      "--max-connections",
-        "--max-shapes",    "--log-level",    "--log-values"};
+        "--max-shapes",    "--log-level",    "--log-values",   "--tls-listen",  "--tls-cert",
+        "--tls-key",       "--dns-server",   "mongodb+srv://"};
     for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
         cr_assert_not_null(strstr(mt_cli_usage, flags[i]), "%s missing from --help", flags[i]);
 }

@@ -267,8 +267,11 @@ Test(uri, describe)
         mt_uri_parse("mongodb://a:1,[::1]:2/?replicaSet=rs0&tls=true", &u, err, sizeof(err)), 0,
         "%s", err);
     mt_uri_describe(&u, line, sizeof(line));
-    cr_assert_str_eq(line, "replicaSet=rs0 a:1,[::1]:2 tls");
+    cr_assert_str_eq(line, "mongodb://a:1,[::1]:2/?replicaSet=rs0&tls=true");
     cr_assert_eq(mt_uri_parse("127.0.0.1:27017", &u, err, sizeof(err)), 0);
     mt_uri_describe(&u, line, sizeof(line));
     cr_assert_str_eq(line, "127.0.0.1:27017");
+    cr_assert_eq(mt_uri_parse("mongodb+srv://c.example.net/?tls=false", &u, err, sizeof(err)), 0);
+    mt_uri_describe(&u, line, sizeof(line));
+    cr_assert_str_eq(line, "mongodb+srv://c.example.net/");
 }
