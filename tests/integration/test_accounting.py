@@ -622,10 +622,8 @@ class FakeUpstream:
             except OSError:
                 return
             with self._lock:
-                index = len(self.sent)
-                self.sent.append(bytearray())
                 self._conns.append(conn)
-            threading.Thread(target=self._serve, args=(conn, index), daemon=True).start()
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _send(self, conn, index, msg):
         with self._lock:
@@ -637,9 +635,10 @@ class FakeUpstream:
             self._next_id += 1
             return self._next_id
 
-    def _serve(self, conn, index):
+    def _serve(self, conn):
         reader = wire.MessageReader(conn)
         cursors = {}
+        index = None
         with conn:
             while True:
                 try:
@@ -649,6 +648,17 @@ class FakeUpstream:
                 if got is None:
                     return
                 (_, request_id, _, opcode), body = got
+                if index is None and helpers.MONITOR_MARK in body:
+                    # mongotap's upstream monitor: answered, never recorded
+                    index = -1
+                if index == -1:
+                    conn.sendall(op_msg_reply(dict(self.HELLO, ok=1.0), self._reply_id(),
+                                              request_id))
+                    continue
+                if index is None:
+                    with self._lock:
+                        index = len(self.sent)
+                        self.sent.append(bytearray())
                 compressor = None
                 if opcode == wire.OP_COMPRESSED:
                     opcode, size, compressor = struct.unpack_from("<iiB", body)
