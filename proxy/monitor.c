@@ -285,7 +285,10 @@ static void hello_written_cb(mt_stream_write_t *req, int status)
 
     free(p->hello);
     p->hello = NULL;
-    if (status < 0 && status != UV_ECANCELED && p->busy)
+    /* a TLS 1.3 server that refuses us after our Finished sends an alert and
+     * hangs up: the write may fail first, the read then says why */
+    if (status < 0 && status != UV_ECANCELED && p->busy &&
+        !(mt_stream_is_tls(&p->stream) && p->reply_len == 0))
         probe_fail(p, "cannot send hello: %s", uv_strerror(status));
 }
 
@@ -396,7 +399,9 @@ static void probe_read_cb(mt_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0 || p->closing)
         return;
     if (nread < 0) {
-        if (p->busy)
+        if (p->busy && nread == UV_EPROTO && p->reply_len == 0)
+            probe_fail(p, "TLS handshake failed: %s", mt_stream_tls_reason(s));
+        else if (p->busy)
             probe_fail(p, "connection lost: %s",
                        nread == UV_EPROTO ? mt_stream_tls_reason(s) : uv_strerror((int)nread));
         else

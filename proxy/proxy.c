@@ -426,12 +426,24 @@ static void side_eof(mt_side_t *side)
 static void side_read_failed(mt_side_t *side, ssize_t nread)
 {
     mt_session_t *s = side->session;
-    char why[MT_TLS_REASON_MAX + 32];
+    char why[MT_TLS_REASON_MAX + MT_CLI_HOST_MAX + 64];
 
     if (nread == UV_EOF) {
         side_eof(side);
     } else if (nread == UV_ENOBUFS) {
         session_close(s, MT_LOG_ERROR, "out of memory for read buffers");
+    } else if (nread == UV_EPROTO && !side->seen_bytes) {
+        /* in TLS 1.3 a server refuses a client certificate (or the lack of
+         * one) after the client thinks the handshake is done: a failure
+         * before the first byte is still a handshake failure */
+        bool up = side->kind == MT_SIDE_UPSTREAM;
+        mt_stats_add(s->proxy->stats,
+                     up ? MT_STAT_UPSTREAM_TLS_FAILURES : MT_STAT_CLIENT_TLS_FAILURES, 1);
+        if (up)
+            mt_stats_add(s->proxy->stats, MT_STAT_UPSTREAM_ERRORS, 1);
+        snprintf(why, sizeof(why), "%s%s TLS handshake failed: %s", up ? "upstream " : "client",
+                 up ? s->up_conn.member_name : "", mt_stream_tls_reason(&side->stream));
+        session_close(s, MT_LOG_WARN, why);
     } else if (side->kind == MT_SIDE_UPSTREAM) {
         mt_stats_add(s->proxy->stats, MT_STAT_UPSTREAM_ERRORS, 1);
         snprintf(why, sizeof(why), "upstream read error: %s",
@@ -452,9 +464,8 @@ static bool client_speaks_tls(mt_side_t *side, const uint8_t *data, size_t len)
 {
     mt_session_t *s = side->session;
 
-    if (side->seen_bytes || side->kind != MT_SIDE_CLIENT || mt_stream_is_tls(&side->stream))
+    if (side->kind != MT_SIDE_CLIENT || mt_stream_is_tls(&side->stream))
         return false;
-    side->seen_bytes = true;
     if (!mt_tls_is_client_hello(data, len))
         return false;
     mt_stats_add(s->proxy->stats, MT_STAT_CLIENT_TLS_ON_PLAIN, 1);
@@ -475,6 +486,7 @@ static void read_cb(mt_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     uint8_t held[MT_WIRE_HEADER_LEN];
     char bad[112] = "";
     size_t len, off = 0, fwd_len = 0, nheld = 0;
+    bool first;
     int rc;
 
     if (nread <= 0) {
@@ -486,7 +498,9 @@ static void read_cb(mt_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     }
     assert(s->state == MT_SESSION_ACTIVE);
     len = (size_t)nread;
-    if (client_speaks_tls(side, data, len)) {
+    first = !side->seen_bytes;
+    side->seen_bytes = true;
+    if (first && client_speaks_tls(side, data, len)) {
         mt_bufpool_rbuf_unref(&p->pool, rbuf);
         return;
     }
