@@ -319,6 +319,21 @@ mt_msg_err_t mt_msg_validate_bson(const uint8_t *doc, size_t avail, uint32_t *do
  *   uint32 flagBits | section* | [uint32 CRC-32C of all preceding bytes]
  *   section = 0x00 document  |  0x01 int32 size, cstring identifier, document*
  */
+/* The body document at *pos: validated, put in the view, stepped over. */
+static mt_msg_err_t take_body(const uint8_t **pos, size_t *left, mt_msg_t *out)
+{
+    uint32_t dlen;
+    mt_msg_err_t err = mt_msg_validate_bson(*pos, *left, &dlen);
+
+    if (err != MT_MSG_OK)
+        return err;
+    out->body = *pos;
+    out->body_len = dlen;
+    *pos += dlen;
+    *left -= dlen;
+    return MT_MSG_OK;
+}
+
 /* len is what the caller has of the message; less than its length when only
  * a prefix is decoded (out->partial), and then the sections past len are
  * left out and the checksum cannot be checked. */
@@ -349,12 +364,8 @@ static mt_msg_err_t parse_op_msg(const uint8_t *msg, size_t len, mt_msg_t *out)
         if (kind == 0) {
             if (out->body)
                 return MT_MSG_ERR_SECTION;
-            if ((err = mt_msg_validate_bson(pos, left, &dlen)) != MT_MSG_OK)
+            if ((err = take_body(&pos, &left, out)) != MT_MSG_OK)
                 return err;
-            out->body = pos;
-            out->body_len = dlen;
-            pos += dlen;
-            left -= dlen;
         } else if (kind == 1) {
             int32_t size;
             const uint8_t *start = pos;
@@ -424,12 +435,8 @@ static mt_msg_err_t parse_op_query(const uint8_t *msg, size_t len, mt_msg_t *out
     if (!mt_wire_rd_i32(&pos, &left, &out->number_to_skip) ||
         !mt_wire_rd_i32(&pos, &left, &out->number_to_return))
         return MT_MSG_ERR_TRUNCATED;
-    if ((err = mt_msg_validate_bson(pos, left, &dlen)) != MT_MSG_OK)
+    if ((err = take_body(&pos, &left, out)) != MT_MSG_OK)
         return err;
-    out->body = pos;
-    out->body_len = dlen;
-    pos += dlen;
-    left -= dlen;
     if (left > 0) {
         if ((err = mt_msg_validate_bson(pos, left, &dlen)) != MT_MSG_OK)
             return err;

@@ -225,7 +225,7 @@ size_t mt_shape_of_command(const mt_cmd_view_t *cmd, char *out, size_t cap)
     return finish(&w);
 }
 
-/* ---- single-key lookups ------------------------------------------------- */
+/* ---- lookups ------------------------------------------------------------- */
 
 /* An equality operand: a plain value, not a document, array or regex. */
 static bool is_literal(const bson_iter_t *it)
@@ -234,8 +234,9 @@ static bool is_literal(const bson_iter_t *it)
     return t != BSON_TYPE_DOCUMENT && t != BSON_TYPE_ARRAY && t != BSON_TYPE_REGEX;
 }
 
-/* {"$eq": v} or {"$in": [v]}: positions *value on v. */
-static bool single_operator(const bson_iter_t *it, bson_iter_t *value)
+/* {"$eq": v} positions *value on v; {"$in": [literals]} on the array. */
+static bool single_operator(const bson_iter_t *it, bson_iter_t *value, bool *in_list,
+                            uint32_t *list_len)
 {
     bson_iter_t op, elems;
     if (!bson_iter_recurse(it, &op) || !bson_iter_next(&op))
@@ -248,64 +249,105 @@ static bool single_operator(const bson_iter_t *it, bson_iter_t *value)
         *value = operand;
         return true;
     }
-    if (strcmp(name, "$in") == 0 && BSON_ITER_HOLDS_ARRAY(&operand) &&
-        bson_iter_recurse(&operand, &elems) && bson_iter_next(&elems) && is_literal(&elems)) {
-        bson_iter_t v = elems;
-        if (bson_iter_next(&elems))
-            return false; /* more than one element */
-        *value = v;
-        return true;
-    }
-    return false;
-}
-
-static bool single_key_filter(const uint8_t *doc, uint32_t len, const char **key,
-                              bson_iter_t *value)
-{
-    bson_t b;
-    bson_iter_t it;
-    if (!doc || !bson_init_static(&b, doc, len) || !bson_iter_init(&it, &b) || !bson_iter_next(&it))
+    if (strcmp(name, "$in") != 0 || !BSON_ITER_HOLDS_ARRAY(&operand) ||
+        !bson_iter_recurse(&operand, &elems))
         return false;
-    bson_iter_t field = it;
-    if (bson_iter_next(&it))
-        return false; /* more than one field */
-    const char *k = bson_iter_key(&field);
-    if (k[0] == '$' || k[0] == '\0')
-        return false; /* $or, $expr, $where ... are not a field */
-    if (BSON_ITER_HOLDS_DOCUMENT(&field)) {
-        if (!single_operator(&field, value))
+    uint32_t n = 0;
+    while (bson_iter_next(&elems)) {
+        if (!is_literal(&elems))
             return false;
-    } else if (is_literal(&field)) {
-        *value = field;
-    } else {
-        return false;
+        n++;
     }
-    *key = k;
+    if (n == 0)
+        return false;
+    *value = operand;
+    *in_list = true;
+    *list_len = n;
     return true;
 }
 
-bool mt_shape_single_key(const mt_cmd_view_t *cmd, const char **key, bson_iter_t *value)
+static bool lookup_filter(const uint8_t *doc, uint32_t len, mt_shape_lookup_t *out)
 {
-    if (cmd->kind == MT_CMD_FIND) {
+    bson_t b;
+    bson_iter_t it;
+    if (!doc || !bson_init_static(&b, doc, len) || !bson_iter_init(&it, &b))
+        return false;
+    while (bson_iter_next(&it)) {
+        const char *k = bson_iter_key(&it);
+        bool in_list = false;
+        uint32_t list_len = 0;
+        size_t i = out->nterms;
+        if (k[0] == '$' || k[0] == '\0' || i == MT_SHAPE_LOOKUP_TERMS)
+            return false; /* $or, $expr, $where ... are not a field */
+        if (BSON_ITER_HOLDS_DOCUMENT(&it)) {
+            if (!single_operator(&it, &out->terms[i].value, &in_list, &list_len))
+                return false;
+        } else if (is_literal(&it)) {
+            out->terms[i].value = it;
+        } else {
+            return false;
+        }
+        if (in_list && (i > 0 || out->in_list))
+            return false; /* an $in is a lookup only alone */
+        if (out->in_list)
+            return false;
+        out->terms[i].key = k;
+        out->in_list = in_list;
+        out->list_len = list_len;
+        out->nterms++;
+    }
+    return out->nterms > 0;
+}
+
+/* The document under key in doc[0..len), or false. */
+static bool sub_document(const uint8_t *doc, uint32_t len, const char *key, const uint8_t **sub,
+                         uint32_t *sub_len)
+{
+    bson_t b;
+    bson_iter_t it;
+    if (!doc || !bson_init_static(&b, doc, len) || !bson_iter_init_find(&it, &b, key) ||
+        !BSON_ITER_HOLDS_DOCUMENT(&it))
+        return false;
+    bson_iter_document(&it, sub_len, sub);
+    return true;
+}
+
+bool mt_shape_lookup(const mt_cmd_view_t *cmd, mt_shape_lookup_t *out)
+{
+    const uint8_t *doc = cmd->shape_doc;
+    uint32_t len = cmd->shape_doc_len;
+
+    memset(out, 0, sizeof(*out));
+    switch (cmd->kind) {
+    case MT_CMD_FIND:
         if (cmd->has_limit && cmd->limit != 0 && cmd->limit != 1)
             return false;
-        return single_key_filter(cmd->shape_doc, cmd->shape_doc_len, key, value);
-    }
-    if (cmd->kind == MT_CMD_AGGREGATE && cmd->shape_doc && cmd->shape_doc_is_array) {
+        break;
+    case MT_CMD_COUNT:
+    case MT_CMD_DISTINCT:
+    case MT_CMD_FIND_AND_MODIFY:
+        break;
+    case MT_CMD_UPDATE:
+    case MT_CMD_DELETE:
+        if (!sub_document(doc, len, "q", &doc, &len))
+            return false;
+        break;
+    case MT_CMD_AGGREGATE: {
         bson_t b;
         bson_iter_t it, stage;
-        if (!bson_init_static(&b, cmd->shape_doc, cmd->shape_doc_len) || !bson_iter_init(&it, &b) ||
-            !bson_iter_next(&it) || !BSON_ITER_HOLDS_DOCUMENT(&it) ||
+        if (!doc || !cmd->shape_doc_is_array || !bson_init_static(&b, doc, len) ||
+            !bson_iter_init(&it, &b) || !bson_iter_next(&it) || !BSON_ITER_HOLDS_DOCUMENT(&it) ||
             !bson_iter_recurse(&it, &stage) || !bson_iter_next(&stage) ||
             strcmp(bson_iter_key(&stage), "$match") != 0 || !BSON_ITER_HOLDS_DOCUMENT(&stage))
             return false;
         bson_iter_t match = stage;
         if (bson_iter_next(&stage))
             return false; /* a stage has one operator; anything else is not a plain $match */
-        const uint8_t *doc;
-        uint32_t len;
         bson_iter_document(&match, &len, &doc);
-        return single_key_filter(doc, len, key, value);
+        break;
     }
-    return false;
+    default:
+        return false;
+    }
+    return lookup_filter(doc, len, out);
 }

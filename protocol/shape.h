@@ -24,13 +24,29 @@ size_t mt_shape_render(const uint8_t *doc, uint32_t len, bool is_array, char *ou
  * delete: {"q": ...}); "{}" for commands without a filter. */
 size_t mt_shape_of_command(const mt_cmd_view_t *cmd, char *out, size_t cap);
 
+/* Most equality terms a lookup may have (a compound lookup on few fields). */
+#define MT_SHAPE_LOOKUP_TERMS 4
+
 /*
- * A single-key lookup: a find whose filter is exactly one equality on one
- * field ({"f": v}, {"f": {"$eq": v}}, {"f": {"$in": [v]}}), or an aggregate
- * whose pipeline begins with such a $match, with limit absent, 0 or 1.
- * On success fills *key (the field path, pointer into the command) and
- * *value (an iterator positioned on v) and returns true.
+ * A lookup: a command whose filter is a conjunction of equalities on fields,
+ * {"f": v}, {"f": {"$eq": v}}, {"a": v, "b": w}, or one {"f": {"$in": [...]}}
+ * alone. The filter is taken from find (limit absent, 0 or 1), count and
+ * distinct (query), findAndModify (query), aggregate (its first stage, a
+ * $match, whatever follows), update and delete (the first statement's q).
+ * Keys and values point into the command.
  */
-bool mt_shape_single_key(const mt_cmd_view_t *cmd, const char **key, bson_iter_t *value);
+typedef struct {
+    bson_iter_t value; /* on the value; for an $in, on its array */
+    const char *key;   /* field path */
+} mt_shape_term_t;
+
+typedef struct {
+    size_t nterms;
+    mt_shape_term_t terms[MT_SHAPE_LOOKUP_TERMS]; /* in filter order */
+    bool in_list;                                 /* the single term is an $in of literals */
+    uint32_t list_len;
+} mt_shape_lookup_t;
+
+bool mt_shape_lookup(const mt_cmd_view_t *cmd, mt_shape_lookup_t *out);
 
 #endif

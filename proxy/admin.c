@@ -24,7 +24,7 @@ typedef struct mt_admin_sock {
     uv_tcp_t tcp;
     struct sockaddr_storage peer;
     struct mt_admin *admin;
-    struct mt_admin_sock *prev, *next;
+    h2o_linklist_t link; /* in admin->socks */
 } mt_admin_sock_t;
 
 typedef struct mt_sse_viewer {
@@ -38,7 +38,7 @@ typedef struct mt_sse_viewer {
     bool in_flight;
     bool dropped;
     int fd;
-    struct mt_sse_viewer *prev, *next;
+    h2o_linklist_t link; /* in admin->viewers */
 } mt_sse_viewer_t;
 
 typedef struct {
@@ -58,8 +58,8 @@ struct mt_admin {
     bool listening;
     uv_timer_t tick;
     bool tick_open;
-    mt_admin_sock_t *socks;
-    mt_sse_viewer_t *viewers;
+    h2o_linklist_t socks;
+    h2o_linklist_t viewers;
     size_t nviewers;
     size_t nsocks;
 };
@@ -181,18 +181,15 @@ static bool method_is(h2o_req_t *req, const char *m)
 
 /* ---- /events ---------------------------------------------------------- */
 
+#define viewer_of(node) ((mt_sse_viewer_t *)((char *)(node)-offsetof(mt_sse_viewer_t, link)))
+#define sock_of(node) ((mt_admin_sock_t *)((char *)(node)-offsetof(mt_admin_sock_t, link)))
+
 static void viewer_unlink(mt_sse_viewer_t *v)
 {
-    struct mt_admin *a = v->admin;
-
-    if (v->prev)
-        v->prev->next = v->next;
-    else if (a->viewers == v)
-        a->viewers = v->next;
-    if (v->next)
-        v->next->prev = v->prev;
-    v->prev = v->next = NULL;
-    a->nviewers--;
+    if (h2o_linklist_is_linked(&v->link)) {
+        h2o_linklist_unlink(&v->link);
+        v->admin->nviewers--;
+    }
 }
 
 static void viewer_free(mt_sse_viewer_t *v)
@@ -288,11 +285,12 @@ static void sse_stop(h2o_generator_t *g, h2o_req_t *req)
 
 static void broadcast(struct mt_admin *a, const char *event, const char *data)
 {
-    mt_sse_viewer_t *v, *next;
+    h2o_linklist_t *n = a->viewers.next;
 
-    for (v = a->viewers; v; v = next) {
-        next = v->next;
-        viewer_push(v, event, data);
+    while (n != &a->viewers) {
+        h2o_linklist_t *next = n->next; /* a push may drop the viewer */
+        viewer_push(viewer_of(n), event, data);
+        n = next;
     }
 }
 
@@ -303,7 +301,8 @@ static int find_fd(struct mt_admin *a, h2o_req_t *req)
     uv_os_fd_t fd;
 
     len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
-    for (mt_admin_sock_t *s = a->socks; s; s = s->next) {
+    for (h2o_linklist_t *n = a->socks.next; n != &a->socks; n = n->next) {
+        mt_admin_sock_t *s = sock_of(n);
         if (len > 0 && memcmp(&s->peer, &ss, len) == 0 &&
             uv_fileno((uv_handle_t *)&s->tcp, &fd) == 0)
             return fd;
@@ -333,10 +332,7 @@ static void serve_events(struct mt_admin *a, h2o_req_t *req)
         int sndbuf = MT_ADMIN_SSE_SNDBUF;
         setsockopt(v->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
     }
-    v->next = a->viewers;
-    if (a->viewers)
-        a->viewers->prev = v;
-    a->viewers = v;
+    h2o_linklist_insert(&a->viewers, &v->link);
     a->nviewers++;
 
     req->res.status = 200;
@@ -357,7 +353,7 @@ static void tick_cb(uv_timer_t *t)
     struct mt_admin *a = t->data;
     char *json;
 
-    if (!a->viewers)
+    if (h2o_linklist_is_empty(&a->viewers))
         return;
     json = mt_stats_json(a->stats, uv_hrtime(), 20);
     if (json)
@@ -501,12 +497,7 @@ static void sock_closed_cb(uv_handle_t *h)
     mt_admin_sock_t *s = (mt_admin_sock_t *)h;
     struct mt_admin *a = s->admin;
 
-    if (s->prev)
-        s->prev->next = s->next;
-    else if (a->socks == s)
-        a->socks = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+    h2o_linklist_unlink(&s->link);
     a->nsocks--;
     free(s);
 }
@@ -536,10 +527,7 @@ static void on_admin_connection(uv_stream_t *server, int status)
     }
     a->nsocks++;
     uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&s->peer, &n);
-    s->next = a->socks;
-    if (a->socks)
-        a->socks->prev = s;
-    a->socks = s;
+    h2o_linklist_insert(&a->socks, &s->link);
     sock = h2o_uv_socket_create((uv_stream_t *)&s->tcp, sock_closed_cb);
     h2o_accept(&a->accept_ctx, sock);
 }
@@ -556,6 +544,8 @@ mt_admin_t *mt_admin_new(uv_loop_t *loop, const mt_cli_config_t *cfg, mt_stats_t
     a->loop = loop;
     a->cfg = cfg;
     a->stats = stats;
+    h2o_linklist_init_anchor(&a->socks);
+    h2o_linklist_init_anchor(&a->viewers);
     h2o_config_init(&a->config);
     a->config.max_request_entity_size = MT_ADMIN_MAX_BODY;
     a->config.server_name = h2o_iovec_init(H2O_STRLIT("mongotap"));
@@ -623,6 +613,6 @@ void mt_admin_close(mt_admin_t *a)
         uv_close((uv_handle_t *)&a->tick, NULL);
         a->tick_open = false;
     }
-    for (mt_sse_viewer_t *v = a->viewers; v; v = v->next)
-        viewer_drop(v, "shutting down");
+    for (h2o_linklist_t *n = a->viewers.next; n != &a->viewers; n = n->next)
+        viewer_drop(viewer_of(n), "shutting down");
 }

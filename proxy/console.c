@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "detect.h"
 #include "httpc.h"
 
 #define MT_CONSOLE_DEFAULT_ADMIN "http://127.0.0.1:27080"
@@ -488,30 +489,37 @@ static void build_findings(const console_t *con, lines_t *ls)
     if (doc == NULL)
         return;
 
-    lines_add(ls, A_BOLD | A_UNDERLINE, "PATTERNS (ranked by time spent in the repeated lookups)");
+    lines_add(ls, A_BOLD | A_UNDERLINE,
+              "PATTERNS (by type, ranked by time spent in the repeated "
+              "commands)");
     size_t npat = 0;
-    if (doc_find(doc, "patterns", &arr) && BSON_ITER_HOLDS_ARRAY(&arr) &&
-        bson_iter_recurse(&arr, &it)) {
+    /* one section per finding type, each with what it means */
+    for (int t = 0; t < MT_FINDING__TYPES; t++) {
+        const char *type = mt_finding_type_str((mt_finding_type_t)t);
+        size_t shown = 0;
+        if (!doc_find(doc, "patterns", &arr) || !BSON_ITER_HOLDS_ARRAY(&arr) ||
+            !bson_iter_recurse(&arr, &it))
+            break;
         while (bson_iter_next(&it)) {
             bson_iter_t p, c;
-            char parent[400] = "-", children[400] = "-", total[16], avg[16], occ[16];
-            if (!BSON_ITER_HOLDS_DOCUMENT(&it))
+            char parent[400] = "none", children[400] = "-", total[16], avg[16], occ[16];
+            const char *ptype = BSON_ITER_HOLDS_DOCUMENT(&it) ? sub_str(&it, "type") : NULL;
+            if (ptype == NULL || strcmp(ptype, type) != 0)
                 continue;
-            if (sub_find(&it, "parent", &p))
+            if (shown++ == 0) {
+                lines_add(ls, A_BOLD, "  %s", type);
+                lines_add(ls, A_DIM, "  %s", mt_finding_type_explain((mt_finding_type_t)t));
+            }
+            if (sub_find(&it, "parent", &p) && BSON_ITER_HOLDS_DOCUMENT(&p))
                 describe_cmd(&p, parent, sizeof(parent));
-            /* Older drafts of the API said children / child_time_ms / suggestion. */
-            if (sub_find(&it, "child", &c) || sub_find(&it, "children", &c))
+            if (sub_find(&it, "children", &c))
                 describe_cmd(&c, children, sizeof(children));
             mt_console_fmt_count(sub_num(&it, "occurrences"), occ, sizeof(occ));
-            double t = sub_num(&it, "total_child_ms"), a = sub_num(&it, "avg_child_ms");
-            mt_console_fmt_ms(isnan(t) ? sub_num(&it, "child_time_ms.total") : t, total,
-                              sizeof(total));
-            mt_console_fmt_ms(isnan(a) ? sub_num(&it, "child_time_ms.avg") : a, avg, sizeof(avg));
+            mt_console_fmt_ms(sub_num(&it, "children.duration_ms"), total, sizeof(total));
+            mt_console_fmt_ms(sub_num(&it, "children.avg_duration_ms"), avg, sizeof(avg));
             lines_add(ls, A_NORMAL, "  %6sx  %9s ms total  %8s ms avg  %s  ->  %s  field=%s", occ,
                       total, avg, parent, children, or_dash(sub_str(&it, "field")));
-            const char *sugg = sub_str(&it, "fix");
-            if (sugg == NULL)
-                sugg = sub_str(&it, "suggestion");
+            const char *sugg = sub_str(&it, "suggestion");
             if (sugg != NULL)
                 lines_add(ls, A_DIM, "           fix: %s", sugg);
             npat++;
@@ -542,21 +550,21 @@ static void build_findings(const console_t *con, lines_t *ls)
     }
     lines_add(ls, A_BOLD | A_UNDERLINE, "FINDINGS (%zu, newest first)", n);
     if (n == 0)
-        lines_add(ls, A_DIM, "  No N+1 findings yet.");
+        lines_add(ls, A_DIM, "  No findings yet.");
     qsort(refs, n, sizeof(*refs), finding_newest_first);
     for (size_t i = 0; i < n; i++) {
         const bson_iter_t *f = &refs[i].it;
         bson_iter_t p, c;
-        char parent[400] = "-", children[400] = "-", count[16];
+        char parent[400] = "none", children[400] = "-", count[16];
         const char *conf = sub_str(f, "confidence");
-        if (sub_find(f, "parent", &p))
+        if (sub_find(f, "parent", &p) && BSON_ITER_HOLDS_DOCUMENT(&p))
             describe_cmd(&p, parent, sizeof(parent));
         if (sub_find(f, "children", &c))
             describe_cmd(&c, children, sizeof(children));
         mt_console_fmt_count(sub_num(f, "children.count"), count, sizeof(count));
-        lines_add(ls, confidence_attr(con, conf), "  %-9s %-6s %5sx  %s  ->  %s  field=%s",
-                  or_dash(refs[i].id), or_dash(conf), count, parent, children,
-                  or_dash(sub_str(f, "field")));
+        lines_add(ls, confidence_attr(con, conf), "  %-9s %-13s %-6s %5sx  %s  ->  %s  field=%s",
+                  or_dash(refs[i].id), or_dash(sub_str(f, "type")), or_dash(conf), count, parent,
+                  children, or_dash(sub_str(f, "field")));
         lines_add(ls, A_NORMAL, "            client %s  app %s  driver %s  at %s",
                   or_dash(sub_str(f, "client.addr")), or_dash(sub_str(f, "client.app_name")),
                   or_dash(sub_str(f, "client.driver")), or_dash(refs[i].at));

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include <h2o/http1client.h>
+#include <h2o/url.h>
 #include <h2o/socketpool.h>
 #include <h2o/timeout.h>
 
@@ -23,6 +24,8 @@
 
 typedef struct mt_httpc_req_s mt_httpc_req_t;
 
+#define req_of(node) ((mt_httpc_req_t *)((char *)(node)-offsetof(struct mt_httpc_req_s, link)))
+
 /*
  * A request lives on the client's pending list from mt_httpc_get until its
  * callback has run (or the client is closed). While the name is being
@@ -30,7 +33,7 @@ typedef struct mt_httpc_req_s mt_httpc_req_t;
  */
 struct mt_httpc_req_s {
     mt_httpc_t *client;
-    mt_httpc_req_t *prev, *next;
+    h2o_linklist_t link; /* in client->pending */
     h2o_http1client_t *h2o;
     bool waiting_resolve;
     char *head; /* the request head, owned until the request ends */
@@ -55,7 +58,7 @@ struct mt_httpc_s {
     bool resolving;
     bool closed;
     uv_getaddrinfo_t gai;
-    mt_httpc_req_t *pending; /* doubly linked, head insertion */
+    h2o_linklist_t pending;
     size_t npending;
 };
 
@@ -76,82 +79,53 @@ const char *mt_httpc_result_str(mt_httpc_result_t r)
     return "unknown";
 }
 
-static int parse_port(const char *s, size_t n, uint16_t *out)
-{
-    unsigned long v = 0;
-    if (n == 0 || n > 5)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        if (!isdigit((unsigned char)s[i]))
-            return -1;
-        v = v * 10 + (unsigned long)(s[i] - '0');
-    }
-    if (v == 0 || v > 65535)
-        return -1;
-    *out = (uint16_t)v;
-    return 0;
-}
-
 int mt_httpc_parse_url(const char *url, mt_httpc_url_t *out, char *err, size_t errlen)
 {
-    const char *p = url, *host, *host_end, *port_s = NULL, *end;
-    uint16_t port = 27080;
+    char buf[MT_HTTPC_HOST_MAX + MT_HTTPC_PATH_MAX + 64];
+    const char *sep = url ? strstr(url, "://") : NULL;
+    h2o_url_t u;
+    uint16_t port;
+    size_t plen;
 
     memset(out, 0, sizeof(*out));
     if (url == NULL || *url == '\0') {
         snprintf(err, errlen, "empty admin URL");
         return -1;
     }
-    if (strncasecmp(p, "http://", 7) == 0) {
-        p += 7;
-        port = 80;
-    } else if (strstr(p, "://") != NULL) {
+    /* a bare host[:port] means http on the admin port; schemes are
+     * case-insensitive, h2o's parser wants them lower-case */
+    if (snprintf(buf, sizeof(buf), "%s%s", sep ? "" : "http://", url) >= (int)sizeof(buf)) {
+        snprintf(err, errlen, "admin URL too long");
+        return -1;
+    }
+    for (char *c = buf; sep && c < buf + (sep - url); c++)
+        *c = (char)tolower((unsigned char)*c);
+    if (h2o_url_parse(buf, strlen(buf), &u) != 0) {
+        snprintf(err, errlen, "cannot parse admin URL '%s' (expected http://HOST:PORT)", url);
+        return -1;
+    }
+    if (u.scheme != &H2O_URL_SCHEME_HTTP) {
         snprintf(err, errlen, "unsupported URL scheme in '%s' (only http:// is supported)", url);
         return -1;
     }
-    end = p + strcspn(p, "/?#");
-    if (*p == '[') {
-        host = p + 1;
-        host_end = memchr(host, ']', (size_t)(end - host));
-        if (host_end == NULL) {
-            snprintf(err, errlen, "unterminated '[' in URL '%s'", url);
-            return -1;
-        }
-        if (host_end + 1 < end) {
-            if (host_end[1] != ':') {
-                snprintf(err, errlen, "bad characters after ']' in URL '%s'", url);
-                return -1;
-            }
-            port_s = host_end + 2;
-        }
-    } else {
-        host = p;
-        host_end = memchr(p, ':', (size_t)(end - p));
-        if (host_end != NULL)
-            port_s = host_end + 1;
-        else
-            host_end = end;
-    }
-    if (host_end == host || (size_t)(host_end - host) >= sizeof(out->host)) {
-        snprintf(err, errlen, "bad host in URL '%s'", url);
+    port = u._port == 65535 ? (sep ? 80 : 27080) : u._port;
+    if (port == 0 || u.host.len == 0 || u.host.len >= sizeof(out->host)) {
+        snprintf(err, errlen, "bad host or port in URL '%s'", url);
         return -1;
     }
-    if (port_s != NULL && parse_port(port_s, (size_t)(end - port_s), &port) != 0) {
-        snprintf(err, errlen, "bad port in URL '%s'", url);
-        return -1;
-    }
-    memcpy(out->host, host, (size_t)(host_end - host));
+    memcpy(out->host, u.host.base, u.host.len);
     out->port = port;
-    /* The prefix is the path up to any query or fragment, without a trailing slash. */
-    size_t plen = strcspn(end, "?#");
-    while (plen > 0 && end[plen - 1] == '/')
+    /* the prefix is the path up to any query or fragment, without a trailing slash */
+    plen = strcspn(u.path.base, "?#");
+    if (plen > u.path.len)
+        plen = u.path.len;
+    while (plen > 0 && u.path.base[plen - 1] == '/')
         plen--;
     if (plen >= sizeof(out->prefix)) {
         snprintf(err, errlen, "URL path too long in '%s'", url);
         return -1;
     }
-    memcpy(out->prefix, end, plen);
-    out->prefix[plen] = '\0';
+    memcpy(out->prefix, u.path.base, plen);
     return 0;
 }
 
@@ -163,6 +137,7 @@ mt_httpc_t *mt_httpc_new(uv_loop_t *loop, const char *base_url, const char *toke
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    h2o_linklist_init_anchor(&c->pending);
     if (mt_httpc_parse_url(base_url, &c->url, err, errlen) != 0) {
         free(c);
         return NULL;
@@ -200,15 +175,8 @@ size_t mt_httpc_pending(const mt_httpc_t *c)
 
 static void req_unlink(mt_httpc_req_t *r)
 {
-    mt_httpc_t *c = r->client;
-    if (r->prev != NULL)
-        r->prev->next = r->next;
-    else
-        c->pending = r->next;
-    if (r->next != NULL)
-        r->next->prev = r->prev;
-    r->prev = r->next = NULL;
-    c->npending--;
+    h2o_linklist_unlink(&r->link);
+    r->client->npending--;
 }
 
 static void req_free(mt_httpc_req_t *r)
@@ -323,9 +291,9 @@ static void req_start(mt_httpc_req_t *r)
 
 static void fail_waiting(mt_httpc_t *c, const char *error)
 {
-    mt_httpc_req_t *r = c->pending, *next;
-    for (; r != NULL; r = next) {
-        next = r->next;
+    for (h2o_linklist_t *n = c->pending.next, *next; n != &c->pending; n = next) {
+        mt_httpc_req_t *r = req_of(n);
+        next = n->next;
         if (r->waiting_resolve)
             req_finish(r, MT_HTTPC_ERR_CONNECT, error);
     }
@@ -334,9 +302,9 @@ static void fail_waiting(mt_httpc_t *c, const char *error)
 static void start_waiting(mt_httpc_t *c)
 {
     /* Collect first: starting a request may finish (and unlink) it at once. */
-    mt_httpc_req_t *r = c->pending, *next;
-    for (; r != NULL; r = next) {
-        next = r->next;
+    for (h2o_linklist_t *n = c->pending.next, *next; n != &c->pending; n = next) {
+        mt_httpc_req_t *r = req_of(n);
+        next = n->next;
         if (r->waiting_resolve)
             req_start(r);
     }
@@ -438,10 +406,7 @@ int mt_httpc_get(mt_httpc_t *c, const char *path, mt_httpc_done_cb cb, void *dat
     r->cb = cb;
     r->data = data;
     r->waiting_resolve = true;
-    r->next = c->pending;
-    if (c->pending != NULL)
-        c->pending->prev = r;
-    c->pending = r;
+    h2o_linklist_insert(&c->pending, &r->link);
     c->npending++;
 
     if (!c->pool_ready && !try_numeric(c)) {
@@ -490,8 +455,8 @@ void mt_httpc_close(mt_httpc_t *c)
     c->closed = true;
     if (c->resolving)
         uv_cancel((uv_req_t *)&c->gai);
-    while (c->pending != NULL) {
-        mt_httpc_req_t *r = c->pending;
+    while (!h2o_linklist_is_empty(&c->pending)) {
+        mt_httpc_req_t *r = req_of(c->pending.next);
         req_unlink(r);
         if (r->h2o != NULL && !r->waiting_resolve)
             h2o_http1client_cancel(r->h2o);

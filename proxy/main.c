@@ -54,9 +54,10 @@ static void write_all(uv_file fd, const char *buf, size_t len, const char *what)
 
 /* Findings go to the log file as one line each, written (not buffered) as
  * they are found, and to every /events viewer. */
-static void on_finding(void *data, const char *json)
+static void on_finding(void *data, const char *json, const char *summary)
 {
     (void)data;
+    mt_warn("finding %s", summary); /* so a developer watching the terminal sees it */
     if (app.findings_fd >= 0) {
         size_t len = strlen(json);
         char *line = malloc(len + 1);

@@ -13,7 +13,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 APT_PACKAGES=(
-    cmake gcc clang make pkg-config
+    cmake gcc clang clang-format make pkg-config
     libuv1-dev libbson-dev libcriterion-dev libh2o-dev libncurses-dev
     zlib1g-dev libsnappy-dev libzstd-dev libmongoc-dev libssl-dev libc-ares-dev
     python3-pymongo python3-mongoengine python3-flask python3-mockupdb python3-pytest

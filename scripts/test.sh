@@ -3,14 +3,36 @@
 # tree, then runs the unit tests, the integration tests under ASan/UBSan, the fuzzers for a
 # bounded time and the benchmark smoke test. Stops at the first failing step.
 #
+#   scripts/test.sh          the full run (what CI runs)
+#   scripts/test.sh --quick  a developer's loop: the same builds and tests, fuzzing for 5 s
+#                            per target instead of 60, no benchmark smoke test
 #   FUZZ_SECONDS=N   time per fuzz target (default 60)
 #   PYTEST_ARGS=...  extra arguments for the integration tests (e.g. "-k foundation -x")
 set -euo pipefail
 
+QUICK=0
+for arg in "$@"; do
+    case "$arg" in
+    --quick) QUICK=1 ;;
+    -h | --help)
+        sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+        exit 0
+        ;;
+    *)
+        echo "test.sh: unknown argument '$arg' (expected --quick)" >&2
+        exit 2
+        ;;
+    esac
+done
+
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+if [ "$QUICK" -eq 1 ]; then
+    FUZZ_SECONDS=${FUZZ_SECONDS:-5}
+else
+    FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+fi
 STEP=""
 STEP_START=0
 SUMMARY=()
@@ -45,6 +67,13 @@ trap on_exit EXIT
 
 step "setup: system and npm packages (scripts/setup.sh)"
 scripts/setup.sh
+step_done
+
+step "tree: clang-format clean, layering and includes (scripts/check_tree.py)"
+mapfile -t csources < <(git ls-files '*.c' '*.h')
+clang-format --dry-run -Werror "${csources[@]}"
+python3 scripts/check_tree.py
+echo "tree: ${#csources[@]} C files formatted, layers and includes in order"
 step_done
 
 step "build: build/, build-asan/, build-fuzz/ (scripts/build.sh all)"
@@ -109,7 +138,9 @@ echo "fuzz: $nfuzz target(s), 0 crashes"
 step_done
 
 step "bench smoke (bench/smoke.sh)"
-if [ -x bench/smoke.sh ]; then
+if [ "$QUICK" -eq 1 ]; then
+    echo "bench smoke: skipped (--quick)"
+elif [ -x bench/smoke.sh ]; then
     bench/smoke.sh
 else
     echo "bench/smoke.sh not present yet: nothing to run"

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "finding.h"
 #include "hash.h"
 #include "json.h"
 
@@ -23,7 +24,7 @@ void mt_findings_init(mt_findings_t *f)
 static void pattern_free(mt_findings_pattern_t *p)
 {
     bson_free(p->keybuf);
-    bson_free(p->fix);
+    bson_free(p->suggestion);
 }
 
 void mt_findings_clear(mt_findings_t *f)
@@ -54,50 +55,46 @@ static bool str_eq(const char *a, const char *b)
 static bool pattern_matches(const mt_findings_pattern_t *p, uint64_t h,
                             const mt_findings_event_t *e)
 {
-    return p->hash == h && str_eq(p->parent_db, e->parent_db) &&
-           str_eq(p->parent_collection, e->parent_collection) &&
-           str_eq(p->parent_command, e->parent_command) &&
-           str_eq(p->parent_shape, e->parent_shape) && str_eq(p->child_db, e->child_db) &&
-           str_eq(p->child_collection, e->child_collection) &&
-           str_eq(p->child_command, e->child_command) && str_eq(p->child_shape, e->child_shape) &&
-           str_eq(p->child_key, e->child_key) && str_eq(p->field, e->field);
+    if (p->hash != h || p->type != e->type)
+        return false;
+    for (int i = 0; i < MT_PK__COUNT; i++)
+        if (!str_eq(p->key[i], e->key[i]))
+            return false;
+    return true;
+}
+
+/* The same parent and children (the field aside), of the same type. */
+static bool same_loop(const mt_findings_pattern_t *p, const mt_findings_event_t *e)
+{
+    if (p->type != e->type)
+        return false;
+    for (int i = 0; i < MT_PK__COUNT; i++)
+        if (i != MT_PK_FIELD && !str_eq(p->key[i], e->key[i]))
+            return false;
+    return true;
 }
 
 /* Copies the key strings of e into one buffer owned by p. */
 static bool pattern_init(mt_findings_pattern_t *p, uint64_t h, const mt_findings_event_t *e)
 {
-    const char *parts[10] = {
-        e->parent_db,        e->parent_collection, e->parent_command, e->parent_shape, e->child_db,
-        e->child_collection, e->child_command,     e->child_shape,    e->child_key,    e->field};
     size_t total = 0;
-    for (int i = 0; i < 10; i++)
-        total += (parts[i] ? strlen(parts[i]) : 0) + 1;
+    char *w;
+
+    for (int i = 0; i < MT_PK__COUNT; i++)
+        total += (e->key[i] ? strlen(e->key[i]) : 0) + 1;
     memset(p, 0, sizeof *p);
     p->keybuf = bson_malloc(total);
-    if (!p->keybuf)
-        return false;
-    const char *out[10];
-    char *w = p->keybuf;
-    for (int i = 0; i < 10; i++) {
-        if (!parts[i]) {
-            out[i] = NULL;
+    w = p->keybuf;
+    for (int i = 0; i < MT_PK__COUNT; i++) {
+        if (!e->key[i])
             continue;
-        }
-        size_t l = strlen(parts[i]) + 1;
-        memcpy(w, parts[i], l);
-        out[i] = w;
+        size_t l = strlen(e->key[i]) + 1;
+        memcpy(w, e->key[i], l);
+        p->key[i] = w;
         w += l;
     }
-    p->parent_db = out[0];
-    p->parent_collection = out[1];
-    p->parent_command = out[2];
-    p->parent_shape = out[3];
-    p->child_db = out[4];
-    p->child_collection = out[5];
-    p->child_command = out[6];
-    p->child_shape = out[7];
-    p->child_key = out[8];
-    p->field = out[9];
+    p->type = e->type;
+    p->high = e->high;
     p->hash = h;
     p->first_ms = e->now_ms;
     return true;
@@ -105,15 +102,34 @@ static bool pattern_init(mt_findings_pattern_t *p, uint64_t h, const mt_findings
 
 static mt_findings_pattern_t *pattern_for(mt_findings_t *f, const mt_findings_event_t *e)
 {
-    uint64_t h = MT_HASH_SEED;
-    const char *parts[10] = {
-        e->parent_db,        e->parent_collection, e->parent_command, e->parent_shape, e->child_db,
-        e->child_collection, e->child_command,     e->child_shape,    e->child_key,    e->field};
-    for (int i = 0; i < 10; i++)
-        h = mt_hash_str(h, parts[i]);
+    uint64_t h = mt_hash_bytes(MT_HASH_SEED, &e->type, sizeof e->type);
+    for (int i = 0; i < MT_PK__COUNT; i++)
+        h = mt_hash_str(h, e->key[i]);
     for (size_t i = 0; i < f->npatterns; i++)
         if (pattern_matches(&f->patterns[i], h, e))
             return &f->patterns[i];
+    /* One loop, one pattern: a medium finding (no field found, e.g. a pooled
+     * connection mixed two requests) joins the high pattern of the same
+     * parent and children, and a high one takes over a medium pattern. */
+    for (size_t i = 0; i < f->npatterns; i++) {
+        mt_findings_pattern_t *p = &f->patterns[i];
+        if (!same_loop(p, e))
+            continue;
+        if (!e->high && p->high)
+            return p;
+        if (e->high && !p->high) {
+            mt_findings_pattern_t fresh;
+            if (!pattern_init(&fresh, h, e))
+                return NULL;
+            fresh.occurrences = p->occurrences;
+            fresh.children = p->children;
+            fresh.child_ns = p->child_ns;
+            fresh.first_ms = p->first_ms;
+            pattern_free(p);
+            *p = fresh;
+            return p;
+        }
+    }
 
     mt_findings_pattern_t *slot;
     if (f->npatterns < MT_FINDINGS_MAX_PATTERNS) {
@@ -162,11 +178,8 @@ void mt_findings_add(mt_findings_t *f, const bson_t *finding, const char *id,
     p->example_window = ev->window_id;
     bson_strncpy(p->example_finding, id, sizeof p->example_finding);
     p->last_ms = ev->now_ms;
-    char *fix = bson_strdup(ev->fix ? ev->fix : "");
-    if (fix) {
-        bson_free(p->fix);
-        p->fix = fix;
-    }
+    bson_free(p->suggestion);
+    p->suggestion = bson_strdup(ev->suggestion ? ev->suggestion : "");
 }
 
 const bson_t *mt_findings_get(const mt_findings_t *f, size_t i)
@@ -206,32 +219,32 @@ void mt_findings_pattern_bson(const mt_findings_pattern_t *p, bson_t *doc)
 {
     char iso[MT_CLOCK_ISO_LEN];
     bson_t sub;
-    BSON_APPEND_DOCUMENT_BEGIN(doc, "parent", &sub);
-    BSON_APPEND_UTF8(&sub, "db", p->parent_db);
-    BSON_APPEND_UTF8(&sub, "collection", p->parent_collection);
-    BSON_APPEND_UTF8(&sub, "command", p->parent_command);
-    BSON_APPEND_UTF8(&sub, "shape", p->parent_shape);
-    bson_append_document_end(doc, &sub);
-    BSON_APPEND_DOCUMENT_BEGIN(doc, "child", &sub);
-    BSON_APPEND_UTF8(&sub, "db", p->child_db);
-    BSON_APPEND_UTF8(&sub, "collection", p->child_collection);
-    BSON_APPEND_UTF8(&sub, "command", p->child_command);
-    BSON_APPEND_UTF8(&sub, "shape", p->child_shape);
-    BSON_APPEND_UTF8(&sub, "key", p->child_key ? p->child_key : "");
-    bson_append_document_end(doc, &sub);
-    if (p->field)
-        BSON_APPEND_UTF8(doc, "field", p->field);
-    else
-        BSON_APPEND_NULL(doc, "field");
-    BSON_APPEND_UTF8(doc, "confidence", p->field ? "high" : "medium");
-    BSON_APPEND_INT64(doc, "occurrences", (int64_t)p->occurrences);
-    BSON_APPEND_INT64(doc, "child_commands", (int64_t)p->children);
-    BSON_APPEND_DOUBLE(doc, "total_child_ms", mt_json_ms(p->child_ns));
-    BSON_APPEND_DOUBLE(doc, "avg_child_ms",
+    const char *const *k = p->key;
+
+    BSON_APPEND_UTF8(doc, "type", mt_finding_type_str(p->type));
+    BSON_APPEND_UTF8(doc, "confidence", p->high ? "high" : "medium");
+    if (k[MT_PK_PARENT_SHAPE]) {
+        BSON_APPEND_DOCUMENT_BEGIN(doc, "parent", &sub);
+        mt_finding_shape_fields(&sub, k[MT_PK_PARENT_DB], k[MT_PK_PARENT_COLLECTION],
+                                k[MT_PK_PARENT_COMMAND], k[MT_PK_PARENT_SHAPE]);
+        bson_append_document_end(doc, &sub);
+    } else {
+        BSON_APPEND_NULL(doc, "parent");
+    }
+    BSON_APPEND_DOCUMENT_BEGIN(doc, "children", &sub);
+    mt_finding_shape_fields(&sub, k[MT_PK_CHILD_DB], k[MT_PK_CHILD_COLLECTION],
+                            k[MT_PK_CHILD_COMMAND], k[MT_PK_CHILD_SHAPE]);
+    mt_finding_str_or_null(&sub, "key", k[MT_PK_CHILD_KEY]);
+    BSON_APPEND_INT64(&sub, "count", (int64_t)p->children);
+    BSON_APPEND_DOUBLE(&sub, "duration_ms", mt_json_ms(p->child_ns));
+    BSON_APPEND_DOUBLE(&sub, "avg_duration_ms",
                        p->occurrences ? mt_json_ms(p->child_ns / p->occurrences) : 0.0);
+    bson_append_document_end(doc, &sub);
+    mt_finding_str_or_null(doc, "field", k[MT_PK_FIELD]);
+    BSON_APPEND_INT64(doc, "occurrences", (int64_t)p->occurrences);
     BSON_APPEND_INT64(doc, "example_window", (int64_t)p->example_window);
     BSON_APPEND_UTF8(doc, "example_finding", p->example_finding);
-    BSON_APPEND_UTF8(doc, "fix", p->fix ? p->fix : "");
+    BSON_APPEND_UTF8(doc, "suggestion", p->suggestion ? p->suggestion : "");
     BSON_APPEND_UTF8(doc, "first_seen", mt_clock_iso8601(p->first_ms, iso));
     BSON_APPEND_UTF8(doc, "last_seen", mt_clock_iso8601(p->last_ms, iso));
 }

@@ -1,8 +1,8 @@
 /*
  * findings: the findings kept for the API and reports (the last
  * MT_FINDINGS_KEEP, as documents) and the patterns they group into, keyed by
- * (parent shape, child shape, field) and ranked by the time spent in the
- * children. Both are bounded.
+ * (type, parent shape, child shape, field) and ranked by the time spent in
+ * the children. Both are bounded.
  */
 #ifndef MT_FINDINGS_H
 #define MT_FINDINGS_H
@@ -12,21 +12,37 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "detect.h"
+
 #define MT_FINDINGS_KEEP 1000
 #define MT_FINDINGS_MAX_PATTERNS 1000
 
+/* The parts of a pattern's key, with the finding type. */
+enum {
+    MT_PK_PARENT_DB = 0,
+    MT_PK_PARENT_COLLECTION,
+    MT_PK_PARENT_COMMAND,
+    MT_PK_PARENT_SHAPE,
+    MT_PK_CHILD_DB,
+    MT_PK_CHILD_COLLECTION,
+    MT_PK_CHILD_COMMAND,
+    MT_PK_CHILD_SHAPE,
+    MT_PK_CHILD_KEY,
+    MT_PK_FIELD, /* NULL when confidence is medium */
+    MT_PK__COUNT
+};
+
 typedef struct {
     uint64_t hash;
-    /* key: parent shape key, child shape key, field (NULL for medium) */
-    const char *parent_db, *parent_collection, *parent_command, *parent_shape;
-    const char *child_db, *child_collection, *child_command, *child_shape, *child_key;
-    const char *field;
-    uint64_t occurrences; /* findings */
-    uint64_t children;    /* child commands over all findings */
-    uint64_t child_ns;    /* time spent in the children */
+    mt_finding_type_t type;
+    bool high;                     /* confidence */
+    const char *key[MT_PK__COUNT]; /* point into keybuf; parent parts NULL without a parent */
+    uint64_t occurrences;          /* findings */
+    uint64_t children;             /* child commands over all findings */
+    uint64_t child_ns;             /* time spent in the children */
     uint64_t example_window;
     char example_finding[16];
-    char *fix; /* the latest finding's suggestion */
+    char *suggestion; /* the latest finding's */
     int64_t first_ms, last_ms;
     char *keybuf; /* owns the key strings */
 } mt_findings_pattern_t;
@@ -42,13 +58,13 @@ typedef struct {
 
 /* What a new finding contributes to its pattern. */
 typedef struct {
-    const char *parent_db, *parent_collection, *parent_command, *parent_shape;
-    const char *child_db, *child_collection, *child_command, *child_shape, *child_key;
-    const char *field; /* NULL when confidence is medium */
+    mt_finding_type_t type;
+    const char *key[MT_PK__COUNT];
+    bool high; /* a medium finding folds into the high pattern of the same loop */
     uint32_t children;
     uint64_t child_ns;
     uint64_t window_id;
-    const char *fix;
+    const char *suggestion;
     int64_t now_ms;
 } mt_findings_event_t;
 

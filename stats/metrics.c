@@ -188,25 +188,8 @@ char *mt_metrics_render(const mt_metrics_t *m, const mt_metrics_input_t *in)
 {
     bson_string_t *s = bson_string_new(NULL);
 
-#define MT_METRICS_EMIT(id, json, prom, help)                                                      \
-    header(s, prom, "counter", help);                                                              \
-    bson_string_append_printf(s, "mongotap_%s %llu\n", prom,                                       \
-                              (unsigned long long)in->counters[MT_STAT_##id]);
-    MT_STATS_COUNTERS(MT_METRICS_EMIT)
-#undef MT_METRICS_EMIT
-
+    mt_stats_counters_prometheus(in->counters, s);
     gauge(s, "uptime_seconds", "Seconds since mongotap started", in->uptime_s);
-    gauge(s, "connections_active", "Client connections open now", (double)in->connections_active);
-    gauge(s, "windows_open", "Request windows open now", (double)in->windows_open);
-    gauge(s, "shapes_tracked", "Query shapes tracked (the <other> entry included)",
-          (double)in->shapes_tracked);
-    gauge(s, "patterns_tracked", "N+1 patterns tracked", (double)in->patterns);
-    gauge(s, "requests_pending", "Requests forwarded whose reply has not been seen",
-          (double)in->pending_requests);
-    if (in->upstream_ready >= 0)
-        gauge(s, "upstream_ready",
-              "1 while the upstream (the primary, for a replica set) answers mongotap's checks",
-              in->upstream_ready);
     if (in->nmembers) {
         header(s, "upstream_member_up", "gauge",
                "1 while the upstream member answers mongotap's hello checks");

@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #include "idmap.h"
-#include "stats.h"
+#include "counters.h"
 
 #define MT_METRICS_MAX_COLLECTIONS 100
 #define MT_METRICS_COLL_OTHER MT_METRICS_MAX_COLLECTIONS /* label index of "<other>" */
@@ -30,19 +30,13 @@ typedef struct {
     uint64_t count[MT_METRICS_MAX_COMMANDS];
 } mt_metrics_t;
 
-/* Live values rendered as gauges, plus the global counter table. */
+/* The global figures (counters.h) and the uptime. */
 typedef struct {
-    const uint64_t *counters; /* MT_STAT__COUNT values */
+    const uint64_t *counters; /* MT_STAT__COUNT values, gauges up to date */
     double uptime_s;
-    uint64_t connections_active;
-    uint64_t windows_open;
-    uint64_t shapes_tracked;
-    uint64_t patterns;
-    uint64_t pending_requests;
     const char (*members)[MT_STATS_MEMBER_NAME]; /* upstream members, "host:port" */
     const bool *members_up;
     size_t nmembers;
-    int upstream_ready; /* -1: not reported (no gauge) */
 } mt_metrics_input_t;
 
 void mt_metrics_init(mt_metrics_t *m);

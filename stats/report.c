@@ -72,13 +72,7 @@ static void totals_bson(const mt_report_input_t *in, bson_t *doc)
     bson_t t;
     BSON_APPEND_DOCUMENT_BEGIN(doc, "totals", &t);
     BSON_APPEND_DOUBLE(&t, "uptime_s", (double)(int64_t)(in->uptime_s * 1000) / 1000.0);
-    BSON_APPEND_INT64(&t, "connections_active", (int64_t)in->connections_active);
-    BSON_APPEND_INT64(&t, "windows_open", (int64_t)in->windows_open);
-    BSON_APPEND_INT64(&t, "patterns", (int64_t)in->findings->npatterns);
-#define MT_REPORT_TOTAL(id, json, prom, help)                                                      \
-    BSON_APPEND_INT64(&t, json, (int64_t)in->counters[MT_STAT_##id]);
-    MT_STATS_COUNTERS(MT_REPORT_TOTAL)
-#undef MT_REPORT_TOTAL
+    mt_stats_counters_bson(in->counters, &t);
     bson_append_document_end(doc, &t);
 }
 
@@ -104,6 +98,19 @@ static char *render_json(const mt_report_input_t *in)
     char *out = mt_json_render(&doc, false);
     bson_destroy(&doc);
     return out;
+}
+
+static const char *type_title(mt_finding_type_t type)
+{
+    switch (type) {
+    case MT_FINDING_N_PLUS_ONE:
+        return "N+1";
+    case MT_FINDING_WRITE_LOOP:
+        return "Write loop";
+    case MT_FINDING_REPEATED_READ:
+        return "Repeated read";
+    }
+    return "Other";
 }
 
 /* Markdown */
@@ -182,7 +189,7 @@ static char *render_markdown(const mt_report_input_t *in)
     size_t np = 0;
     const mt_findings_pattern_t **ps = mt_findings_patterns_sorted(in->findings, &np);
 
-    bson_string_append(s, "# mongotap N+1 report\n\n");
+    bson_string_append(s, "# mongotap report\n\n");
     bson_string_append_printf(s, "Generated %s after %.1f s of traffic.\n\n",
                               mt_clock_iso8601(in->generated_ms, iso), in->uptime_s);
     bson_string_append(s, "| Commands | Connections | Windows | Findings | Patterns | Parse errors "
@@ -195,25 +202,42 @@ static char *render_markdown(const mt_report_input_t *in)
         (unsigned long long)c[MT_STAT_PARSE_ERRORS],
         (unsigned long long)c[MT_STAT_UPSTREAM_ERRORS]);
 
-    bson_string_append(s, "## N+1 patterns\n\n");
-    if (np == 0) {
-        bson_string_append(s, "No N+1 pattern found.\n\n");
-    } else {
-        bson_string_append(s, "Ranked by total time spent in the repeated lookups.\n\n");
-        bson_string_append(s, "| # | Parent query | Repeated lookup | Field | Occurrences | Total "
-                              "child time | Avg child time | Example window | Fix |\n");
-        bson_string_append(s, "|---:|---|---|---|---:|---:|---:|---|---|\n");
+    if (np == 0)
+        bson_string_append(s,
+                           "## Patterns\n\nNo N+1 pattern, write loop or repeated read found.\n\n");
+    for (int t = 0; t < MT_FINDING__TYPES; t++) {
+        size_t shown = 0;
         for (size_t i = 0; i < np; i++) {
             const mt_findings_pattern_t *p = ps[i];
+            if ((int)p->type != t)
+                continue;
+            if (shown++ == 0) {
+                bson_string_append_printf(s, "## %s patterns (`%s`)\n\n", type_title(p->type),
+                                          mt_finding_type_str(p->type));
+                bson_string_append_printf(s,
+                                          "%s Ranked by total time spent in the repeated "
+                                          "commands.\n\n",
+                                          mt_finding_type_explain(p->type));
+                bson_string_append(s, "| # | Parent query | Repeated command | Field | Occurrences "
+                                      "| Total child time | Avg child time | Example window | Fix "
+                                      "|\n");
+                bson_string_append(s, "|---:|---|---|---|---:|---:|---:|---|---|\n");
+            }
             bson_string_append_printf(s, "| %zu | ", i + 1);
-            md_shape_ref(s, p->parent_command, p->parent_db, p->parent_collection, p->parent_shape);
-            bson_string_append(s, " | ");
-            md_shape_ref(s, p->child_command, p->child_db, p->child_collection, p->child_shape);
-            bson_string_append(s, " | ");
-            if (p->field)
-                md_code(s, p->field);
+            if (p->key[MT_PK_PARENT_SHAPE])
+                md_shape_ref(s, p->key[MT_PK_PARENT_COMMAND], p->key[MT_PK_PARENT_DB],
+                             p->key[MT_PK_PARENT_COLLECTION], p->key[MT_PK_PARENT_SHAPE]);
             else
-                bson_string_append(s, "unknown (medium confidence)");
+                bson_string_append(s, "none");
+            bson_string_append(s, " | ");
+            md_shape_ref(s, p->key[MT_PK_CHILD_COMMAND], p->key[MT_PK_CHILD_DB],
+                         p->key[MT_PK_CHILD_COLLECTION], p->key[MT_PK_CHILD_SHAPE]);
+            bson_string_append(s, " | ");
+            if (p->key[MT_PK_FIELD])
+                md_code(s, p->key[MT_PK_FIELD]);
+            else
+                bson_string_append(s, p->high ? "none (high confidence)"
+                                              : "unknown (medium confidence)");
             bson_string_append_printf(s, " | %llu | ", (unsigned long long)p->occurrences);
             fmt_ms(s, p->child_ns);
             bson_string_append(s, " | ");
@@ -221,10 +245,11 @@ static char *render_markdown(const mt_report_input_t *in)
             bson_string_append_printf(s, " | window %llu (", (unsigned long long)p->example_window);
             md_text(s, p->example_finding);
             bson_string_append(s, ") | ");
-            md_text(s, p->fix ? p->fix : "");
+            md_text(s, p->suggestion ? p->suggestion : "");
             bson_string_append(s, " |\n");
         }
-        bson_string_append(s, "\n");
+        if (shown)
+            bson_string_append(s, "\n");
     }
 
     bson_string_append(s, "## Top query shapes by total time\n\n");
@@ -327,9 +352,11 @@ static void html_chart(bson_string_t *s, const mt_findings_pattern_t **ps, size_
         if (w < 2)
             w = 2;
         char label[600];
-        bson_snprintf(label, sizeof label, "#%zu %s \xe2\x86\x92 %s%s%s", i + 1,
-                      p->parent_collection, p->child_collection, p->field ? " via " : "",
-                      p->field ? p->field : "");
+        bson_snprintf(label, sizeof label, "#%zu %s%s%s%s%s", i + 1,
+                      p->key[MT_PK_PARENT_COLLECTION] ? p->key[MT_PK_PARENT_COLLECTION] : "",
+                      p->key[MT_PK_PARENT_COLLECTION] ? " \xe2\x86\x92 " : "",
+                      p->key[MT_PK_CHILD_COLLECTION], p->key[MT_PK_FIELD] ? " via " : "",
+                      p->key[MT_PK_FIELD] ? p->key[MT_PK_FIELD] : "");
         cut_label(label, 56);
         bson_string_append_printf(s, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">", label_w - 8,
                                   y + bar_h - 6);
@@ -389,32 +416,46 @@ static char *render_html(const mt_report_input_t *in)
         (unsigned long long)c[MT_STAT_WINDOWS], (unsigned long long)c[MT_STAT_FINDINGS], np,
         (unsigned long long)c[MT_STAT_PARSE_ERRORS]);
 
-    bson_string_append(s, "<h2>N+1 patterns</h2>\n");
+    bson_string_append(s, "<h2>Patterns</h2>\n");
     if (np == 0) {
-        bson_string_append(s, "<p>No N+1 pattern found.</p>\n");
+        bson_string_append(s, "<p>No N+1 pattern, write loop or repeated read found.</p>\n");
     } else {
-        bson_string_append(s, "<p>Time spent in the repeated lookups, per pattern:</p>\n");
+        bson_string_append(s, "<p>Time spent in the repeated commands, per pattern:</p>\n");
         html_chart(s, ps, np);
-        bson_string_append(
-            s, "<table>\n<tr><th class=\"n\">#</th><th>Parent query</th>"
-               "<th>Repeated lookup</th><th>Field</th><th class=\"n\">Occurrences</th>"
-               "<th class=\"n\">Total child time</th><th class=\"n\">Avg child time</th>"
-               "<th>Example</th><th>Fix</th></tr>\n");
+    }
+    for (int t = 0; t < MT_FINDING__TYPES; t++) {
+        size_t shown = 0;
         for (size_t i = 0; i < np; i++) {
             const mt_findings_pattern_t *p = ps[i];
-            bson_string_append_printf(s, "<tr><td class=\"n\">%zu</td><td>", i + 1);
-            html_shape_ref(s, p->parent_command, p->parent_db, p->parent_collection,
-                           p->parent_shape);
-            bson_string_append(s, "</td><td>");
-            html_shape_ref(s, p->child_command, p->child_db, p->child_collection, p->child_shape);
-            bson_string_append(s, "</td><td>");
-            if (p->field) {
-                bson_string_append(s, "<code>");
-                html_text(s, p->field);
-                bson_string_append(s, "</code> <span class=\"high\">high</span>");
-            } else {
-                bson_string_append(s, "<span class=\"medium\">medium</span>");
+            if ((int)p->type != t)
+                continue;
+            if (shown++ == 0) {
+                bson_string_append_printf(s, "<h3>%s patterns (<code>%s</code>)</h3>\n<p>",
+                                          type_title(p->type), mt_finding_type_str(p->type));
+                html_text(s, mt_finding_type_explain(p->type));
+                bson_string_append(
+                    s, "</p>\n<table>\n<tr><th class=\"n\">#</th><th>Parent query</th>"
+                       "<th>Repeated command</th><th>Field</th><th class=\"n\">Occurrences</th>"
+                       "<th class=\"n\">Total child time</th><th class=\"n\">Avg child time</th>"
+                       "<th>Example</th><th>Fix</th></tr>\n");
             }
+            bson_string_append_printf(s, "<tr><td class=\"n\">%zu</td><td>", i + 1);
+            if (p->key[MT_PK_PARENT_SHAPE])
+                html_shape_ref(s, p->key[MT_PK_PARENT_COMMAND], p->key[MT_PK_PARENT_DB],
+                               p->key[MT_PK_PARENT_COLLECTION], p->key[MT_PK_PARENT_SHAPE]);
+            else
+                bson_string_append(s, "none");
+            bson_string_append(s, "</td><td>");
+            html_shape_ref(s, p->key[MT_PK_CHILD_COMMAND], p->key[MT_PK_CHILD_DB],
+                           p->key[MT_PK_CHILD_COLLECTION], p->key[MT_PK_CHILD_SHAPE]);
+            bson_string_append(s, "</td><td>");
+            if (p->key[MT_PK_FIELD]) {
+                bson_string_append(s, "<code>");
+                html_text(s, p->key[MT_PK_FIELD]);
+                bson_string_append(s, "</code> ");
+            }
+            bson_string_append(s, p->high ? "<span class=\"high\">high</span>"
+                                          : "<span class=\"medium\">medium</span>");
             bson_string_append_printf(s, "</td><td class=\"n\">%llu</td><td class=\"n\">",
                                       (unsigned long long)p->occurrences);
             fmt_ms(s, p->child_ns);
@@ -424,10 +465,11 @@ static char *render_html(const mt_report_input_t *in)
                                       (unsigned long long)p->example_window);
             html_text(s, p->example_finding);
             bson_string_append(s, "</td><td>");
-            html_text(s, p->fix ? p->fix : "");
+            html_text(s, p->suggestion ? p->suggestion : "");
             bson_string_append(s, "</td></tr>\n");
         }
-        bson_string_append(s, "</table>\n");
+        if (shown)
+            bson_string_append(s, "</table>\n");
     }
 
     bson_string_append(s, "<h2>Top query shapes by total time</h2>\n");

@@ -12,16 +12,19 @@
 
 #include "findings.h"
 #include "shapes.h"
-#include "stats.h"
+#include "counters.h"
 
 #define MT_REPORT_TOP_SHAPES 50
+
+typedef enum { MT_REPORT_JSON, MT_REPORT_MARKDOWN, MT_REPORT_HTML } mt_report_format_t;
+/* Parses "json", "markdown" (or "md"), "html"; returns -1 on anything else. */
+int mt_report_format_parse(const char *s);
+const char *mt_report_format_str(mt_report_format_t fmt);
 
 typedef struct {
     int64_t generated_ms;
     double uptime_s;
-    const uint64_t *counters; /* MT_STAT__COUNT values */
-    uint64_t connections_active;
-    uint64_t windows_open;
+    const uint64_t *counters; /* MT_STAT__COUNT values, gauges up to date */
     const mt_findings_t *findings;
     mt_shape_entry_t *const *shapes; /* sorted, largest total time first */
     size_t nshapes;                  /* at most MT_REPORT_TOP_SHAPES are shown */

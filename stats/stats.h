@@ -13,54 +13,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "counters.h"
+#include "report.h"
 #include "view.h"
-
-/* Global counters: one table, from which the enum, the JSON names and the
- * Prometheus names are generated. X(id, json_name, prometheus_name, help) */
-#define MT_STATS_COUNTERS(X)                                                                       \
-    X(CONNECTIONS_TOTAL, "connections_total", "connections_total", "Client connections accepted")  \
-    X(CONNECTIONS_REFUSED, "connections_refused", "connections_refused_total",                     \
-      "Client connections refused (max-connections or accept errors)")                             \
-    X(COMMANDS, "commands", "commands_seen_total", "Commands seen")                                \
-    X(PARSE_ERRORS, "parse_errors", "parse_errors_total", "Messages forwarded that did not parse") \
-    X(PROTOCOL_ERRORS, "protocol_errors", "protocol_errors_total",                                 \
-      "Connections closed for an impossible message header")                                       \
-    X(UPSTREAM_ERRORS, "upstream_errors", "upstream_errors_total",                                 \
-      "Upstream connect failures and upstream-side errors")                                        \
-    X(BYTES_FROM_CLIENTS, "bytes_from_clients", "client_bytes_received_total",                     \
-      "Bytes read from clients and forwarded upstream")                                            \
-    X(BYTES_FROM_UPSTREAM, "bytes_from_upstream", "upstream_bytes_received_total",                 \
-      "Bytes read from upstream and forwarded to clients")                                         \
-    X(MESSAGES_UNKNOWN, "messages_unknown_opcode", "messages_unknown_opcode_total",                \
-      "Messages with an opcode mongotap does not decode (still forwarded)")                        \
-    X(ACCOUNTING_SHED, "accounting_shed", "accounting_shed_total",                                 \
-      "Messages forwarded but not accounted because a memory budget was reached")                  \
-    X(WINDOWS, "windows", "windows_total", "Request windows closed")                               \
-    X(FINDINGS, "findings", "findings_total", "N+1 findings")                                      \
-    X(UPSTREAM_TLS_FAILURES, "upstream_tls_handshake_failures",                                    \
-      "upstream_tls_handshake_failures_total",                                                     \
-      "Upstream connections for clients whose TLS handshake failed (the reason is logged)")        \
-    X(CLIENT_TLS_FAILURES, "client_tls_handshake_failures", "client_tls_handshake_failures_total", \
-      "Client connections on a --tls-listen address whose TLS handshake failed")                   \
-    X(CLIENT_TLS_ON_PLAIN, "client_tls_on_plain_listener", "client_tls_on_plain_listener_total",   \
-      "Clients that began TLS on a plaintext listener (closed with a log line)")                   \
-    X(UPSTREAM_PRIMARY_CHANGES, "upstream_primary_changes", "upstream_primary_changes_total",      \
-      "Times the upstream replica set's primary became another member")                            \
-    X(CONNECTIONS_RETIRED, "connections_retired", "connections_retired_total",                     \
-      "Client connections closed after their last reply because their member lost the primary")
-
-typedef enum {
-#define MT_STATS_ENUM(id, json, prom, help) MT_STAT_##id,
-    MT_STATS_COUNTERS(MT_STATS_ENUM)
-#undef MT_STATS_ENUM
-        MT_STAT__COUNT
-} mt_stat_counter_t;
 
 typedef struct mt_stats mt_stats_t;
 typedef struct mt_stats_conn mt_stats_conn_t;
 
-/* Called once per finding, with its JSON (one line, no trailing newline). */
-typedef void (*mt_stats_finding_cb)(void *data, const char *json);
+/* Called once per finding, with its JSON (one line, no trailing newline) and
+ * a one-line summary for the log (namespaces, sizes, field, fix; no user
+ * value). */
+typedef void (*mt_stats_finding_cb)(void *data, const char *json, const char *summary);
 
 typedef struct {
     uint64_t window_gap_ms; /* default 100 */
@@ -82,13 +45,9 @@ void mt_stats_free(mt_stats_t *st);
 
 void mt_stats_add(mt_stats_t *st, mt_stat_counter_t counter, uint64_t by);
 uint64_t mt_stats_get(const mt_stats_t *st, mt_stat_counter_t counter);
-/* The JSON name of a counter ("connections_total"). */
-const char *mt_stat_counter_str(mt_stat_counter_t counter);
 
-/* The upstream as the proxy's monitor sees it, for the /metrics gauges
- * mongotap_upstream_ready and mongotap_upstream_member_up{member=...}. */
-#define MT_STATS_MAX_MEMBERS 64
-#define MT_STATS_MEMBER_NAME 264
+/* The upstream as the proxy's monitor sees it: the upstream_ready gauge and,
+ * on /metrics, mongotap_upstream_member_up{member="host:port"} per member. */
 void mt_stats_upstream(mt_stats_t *st, const char *const *members, const bool *up, size_t n,
                        bool ready);
 
@@ -132,10 +91,6 @@ char *mt_stats_windows_json(mt_stats_t *st, size_t limit);          /* /api/wind
 char *mt_stats_findings_json(mt_stats_t *st);                       /* /api/findings */
 char *mt_stats_metrics(mt_stats_t *st, uint64_t now_ns);            /* /metrics */
 
-typedef enum { MT_REPORT_JSON, MT_REPORT_MARKDOWN, MT_REPORT_HTML } mt_report_format_t;
-/* Parses "json", "markdown" (or "md"), "html"; returns -1 on anything else. */
-int mt_report_format_parse(const char *s);
-const char *mt_report_format_str(mt_report_format_t fmt);
 char *mt_stats_report(mt_stats_t *st, mt_report_format_t fmt, uint64_t now_ns);
 
 #endif

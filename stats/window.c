@@ -9,7 +9,9 @@
 #include <string.h>
 
 #include "clock.h"
+#include "evidence.h"
 #include "hash.h"
+#include "shape.h"
 #include "json.h"
 
 struct mt_window_block {
@@ -248,9 +250,13 @@ static uint64_t key_hash(const char *key)
     return mt_hash_str(MT_HASH_SEED, key);
 }
 
-void mt_window_reg_init(mt_window_reg_t *reg)
+#define window_of(node) ((mt_window_t *)((char *)(node)-offsetof(mt_window_t, open_link)))
+
+void mt_window_reg_init(mt_window_reg_t *reg, const mt_window_rules_t *rules)
 {
     memset(reg, 0, sizeof *reg);
+    reg->rules = *rules;
+    h2o_linklist_init_anchor(&reg->open);
     /* The id map is bounded by connections plus keyed windows; the limit is
      * only a backstop. */
     mt_idmap_init(&reg->by_id, sizeof(mt_window_t *), 1u << 22);
@@ -260,24 +266,26 @@ void mt_window_reg_init(mt_window_reg_t *reg)
 
 void mt_window_reg_clear(mt_window_reg_t *reg)
 {
-    mt_window_t *w = reg->open_head;
-    while (w) {
-        mt_window_t *next = w->next;
+    while (!h2o_linklist_is_empty(&reg->open)) {
+        mt_window_t *w = window_of(reg->open.next);
+        h2o_linklist_unlink(&w->open_link);
+        if (w->owner_slot)
+            *w->owner_slot = NULL;
         window_free(w);
-        w = next;
     }
     for (size_t i = 0; i < MT_WINDOW_CLOSED_KEEP; i++)
         window_free(reg->closed[i]);
     mt_idmap_free(&reg->by_id);
     mt_idmap_free(&reg->by_key);
     uint64_t next_id = reg->next_id;
-    mt_window_reg_init(reg);
+    mt_window_rules_t rules = reg->rules;
+    mt_window_reg_init(reg, &rules);
     /* Ids keep growing across resets so a client never sees one reused. */
     reg->next_id = next_id;
 }
 
 mt_window_t *mt_window_reg_open(mt_window_reg_t *reg, uint64_t conn_id, const char *key,
-                                void *owner, uint64_t now_ns, int64_t now_ms,
+                                mt_window_t **owner_slot, uint64_t now_ns, int64_t now_ms,
                                 const char *client_addr, const char *app_name, const char *driver)
 {
     if (key && reg->keyed_open >= MT_WINDOW_MAX_KEYED)
@@ -287,7 +295,7 @@ mt_window_t *mt_window_reg_open(mt_window_reg_t *reg, uint64_t conn_id, const ch
         return NULL;
     w->id = reg->next_id;
     w->conn_id = conn_id;
-    w->owner = owner;
+    w->owner_slot = owner_slot;
     w->started_ns = w->last_ns = now_ns;
     w->started_ms = now_ms;
     w->budget = &reg->budget;
@@ -318,10 +326,7 @@ mt_window_t *mt_window_reg_open(mt_window_reg_t *reg, uint64_t conn_id, const ch
         reg->keyed_open++;
     }
     reg->next_id++;
-    w->next = reg->open_head;
-    if (reg->open_head)
-        reg->open_head->prev = w;
-    reg->open_head = w;
+    h2o_linklist_insert(&reg->open, &w->open_link);
     reg->open_count++;
     return w;
 }
@@ -352,17 +357,13 @@ void mt_window_reg_detach(mt_window_reg_t *reg, mt_window_t *w, uint64_t now_ns)
             mt_idmap_remove(&reg->by_key, (int64_t)key_hash(w->key), NULL);
         reg->keyed_open--;
     }
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        reg->open_head = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    w->prev = w->next = NULL;
+    h2o_linklist_unlink(&w->open_link);
     reg->open_count--;
     w->closed = true;
     w->closed_ns = now_ns;
-    w->owner = NULL;
+    if (w->owner_slot && *w->owner_slot == w)
+        *w->owner_slot = NULL;
+    w->owner_slot = NULL;
     /* Closed windows are bounded by the closed ring, not the budget. */
     reg->budget.cmds -= w->ncmds;
     reg->budget.ev_bytes -= w->ev_len;
@@ -385,4 +386,192 @@ mt_window_t *mt_window_reg_closed(const mt_window_reg_t *reg, size_t i)
         return NULL;
     size_t pos = (reg->closed_next + MT_WINDOW_CLOSED_KEEP - 1 - i) % MT_WINDOW_CLOSED_KEEP;
     return reg->closed[pos];
+}
+
+/* Rules */
+
+#define MT_WINDOW_MAX_KEY_PATH 256
+
+bool mt_window_stale(const mt_window_reg_t *reg, const mt_window_t *w, uint64_t now_ns)
+{
+    if (now_ns >= w->started_ns && now_ns - w->started_ns >= reg->rules.max_ns)
+        return true;
+    return w->inflight == 0 && now_ns >= w->last_ns && now_ns - w->last_ns >= reg->rules.gap_ns;
+}
+
+void mt_window_close(mt_window_reg_t *reg, mt_window_t *w, uint64_t now_ns)
+{
+    mt_window_reg_detach(reg, w, now_ns);
+    if (reg->rules.on_close)
+        reg->rules.on_close(reg->rules.on_close_data, w, now_ns);
+    mt_window_reg_retire(reg, w);
+}
+
+/* w when it is still current, else NULL after closing it. */
+static mt_window_t *fresh(mt_window_reg_t *reg, mt_window_t *w, uint64_t now_ns)
+{
+    if (w && mt_window_stale(reg, w, now_ns)) {
+        mt_window_close(reg, w, now_ns);
+        return NULL;
+    }
+    return w;
+}
+
+mt_window_t *mt_window_join(mt_window_reg_t *reg, const mt_window_origin_t *o, const char *comment,
+                            uint64_t cursor_win_id, uint64_t keyed_win_id, uint64_t now_ns,
+                            int64_t now_ms)
+{
+    mt_window_t *w;
+
+    if (cursor_win_id && (w = fresh(reg, mt_window_reg_find(reg, cursor_win_id), now_ns)))
+        return w;
+    if (!comment && keyed_win_id && (w = fresh(reg, mt_window_reg_find(reg, keyed_win_id), now_ns)))
+        return w;
+    if (comment && strncmp(comment, MT_WINDOW_KEY_PREFIX, sizeof MT_WINDOW_KEY_PREFIX - 1) == 0) {
+        w = fresh(reg, mt_window_reg_find_key(reg, comment), now_ns);
+        if (!w)
+            w = mt_window_reg_open(reg, o->conn_id, comment, NULL, now_ns, now_ms, o->client_addr,
+                                   o->app_name, o->driver);
+        return w;
+    }
+    if (!fresh(reg, *o->own, now_ns))
+        *o->own = mt_window_reg_open(reg, o->conn_id, NULL, o->own, now_ns, now_ms, o->client_addr,
+                                     o->app_name, o->driver);
+    return *o->own;
+}
+
+/* Hash of a lookup term's value; an $in list hashes to the sum of its
+ * elements' hashes, so that it matches the array it was read from in any
+ * order, and a one-element list matches the plain value. */
+static uint64_t term_hash(const mt_shape_term_t *t, bool in_list)
+{
+    bson_iter_t elems;
+    uint64_t h = 0;
+
+    if (!in_list)
+        return mt_evidence_value_hash(&t->value);
+    if (bson_iter_recurse(&t->value, &elems))
+        while (bson_iter_next(&elems))
+            h += mt_evidence_value_hash(&elems);
+    return h;
+}
+
+/* The parts of a read that make it the same question again: filter (or
+ * pipeline, query), projection, sort, limit, skip, and for distinct the key. */
+static uint64_t query_hash(const mt_cmd_view_t *cmd)
+{
+    static const char *const parts[] = {"filter",     "pipeline", "query", "key",
+                                        "projection", "sort",     "limit", "skip"};
+    uint64_t h = MT_HASH_SEED;
+    bson_iter_t it;
+
+    if (!bson_iter_init(&it, &cmd->body))
+        return h;
+    while (bson_iter_next(&it)) {
+        const char *k = bson_iter_key(&it);
+        for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+            if (strcmp(k, parts[i]) == 0) {
+                h = mt_hash_str(h, k);
+                h = mt_hash_bytes(h, it.raw + it.d1, it.next_off - it.d1);
+                break;
+            }
+        }
+    }
+    return mt_hash_finish(h);
+}
+
+static bool is_read(mt_cmd_kind_t k)
+{
+    return k == MT_CMD_FIND || k == MT_CMD_AGGREGATE || k == MT_CMD_COUNT || k == MT_CMD_DISTINCT;
+}
+
+/* Lookups: the terms' key paths and value hashes (and, with log_values,
+ * the first value itself); reads: the query hash; writes: one statement? */
+static void record_lookup(mt_window_reg_t *reg, mt_window_t *w, const mt_cmd_view_t *cmd,
+                          mt_window_cmd_t *wc)
+{
+    mt_shape_lookup_t lk;
+    const mt_window_cmd_t *prev = w->ncmds ? &w->cmds[w->ncmds - 1] : NULL;
+
+    if (is_read(cmd->kind))
+        wc->query_hash = query_hash(cmd);
+    wc->single_statement =
+        cmd->kind == MT_CMD_FIND_AND_MODIFY || (cmd->statements == 1 && !cmd->partial);
+    if (!mt_shape_lookup(cmd, &lk))
+        return;
+    /* consecutive lookups of one shape share the key strings */
+    bool share = prev && prev->nterms == lk.nterms && prev->shape_hash == wc->shape_hash;
+    for (size_t i = 0; i < lk.nterms; i++) {
+        wc->keys[i] =
+            share ? prev->keys[i] : mt_window_strdup(w, lk.terms[i].key, MT_WINDOW_MAX_KEY_PATH);
+        if (!wc->keys[i])
+            return;
+        wc->hashes[i] = term_hash(&lk.terms[i], lk.in_list);
+    }
+    wc->nterms = (uint8_t)lk.nterms;
+    wc->in_list = lk.in_list;
+    wc->list_len = lk.list_len;
+    if (reg->rules.log_values) {
+        bson_t tmp;
+        bson_init(&tmp);
+        if (bson_append_iter(&tmp, "", 0, &lk.terms[0].value)) {
+            wc->value_doc = mt_window_memdup(w, bson_get_data(&tmp), tmp.len);
+            wc->value_doc_len = wc->value_doc ? tmp.len : 0;
+        }
+        bson_destroy(&tmp);
+    }
+}
+
+int mt_window_record(mt_window_reg_t *reg, mt_window_t *w, const mt_cmd_view_t *cmd,
+                     const mt_shape_entry_t *entry, uint64_t shape_hash, const char *shape,
+                     uint64_t now_ns)
+{
+    mt_window_cmd_t wc;
+
+    /* check the bound before copying anything into the window's arena */
+    if (mt_window_full(w)) {
+        w->total_cmds++;
+        return -1;
+    }
+    memset(&wc, 0, sizeof wc);
+    wc.kind = cmd->kind;
+    wc.start_ns = now_ns;
+    wc.shape_hash = shape_hash;
+    if (entry && !entry->overflow) {
+        wc.db = entry->db;
+        wc.collection = entry->collection;
+        wc.shape = entry->shape;
+        wc.command = cmd->kind == MT_CMD_GETMORE ? "getMore" : entry->command;
+    } else {
+        /* Past the shape bound the registry entry is "<other>": keep the
+         * real key in the window so the detector can still group by it. */
+        wc.db = mt_window_strdup(w, cmd->db ? cmd->db : "", 0);
+        wc.collection = mt_window_strdup(w, cmd->collection ? cmd->collection : "", 0);
+        wc.command = mt_window_strdup(w, cmd->name, 0);
+        wc.shape = mt_window_strdup(w, shape, 0);
+        if (!wc.db || !wc.collection || !wc.command || !wc.shape) {
+            w->total_cmds++;
+            return -1;
+        }
+    }
+    record_lookup(reg, w, cmd, &wc);
+    return mt_window_add_cmd(w, &wc);
+}
+
+void mt_window_reg_tick(mt_window_reg_t *reg, uint64_t now_ns)
+{
+    h2o_linklist_t *n = reg->open.next;
+
+    while (n != &reg->open) {
+        h2o_linklist_t *next = n->next;
+        if (mt_window_stale(reg, window_of(n), now_ns))
+            mt_window_close(reg, window_of(n), now_ns);
+        n = next;
+    }
+}
+
+void mt_window_reg_flush(mt_window_reg_t *reg, uint64_t now_ns)
+{
+    while (!h2o_linklist_is_empty(&reg->open))
+        mt_window_close(reg, window_of(reg->open.next), now_ns);
 }

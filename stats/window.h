@@ -1,10 +1,10 @@
 /*
- * window: request windows, the groups of commands the N+1 detector looks at.
- * A window holds its commands (bounded), the single-key lookups' values (as
- * hashes) and, as evidence, copies of find/aggregate result documents
- * (bounded). The registry holds the open windows (by id, by "mongotap:" key)
- * and the last closed ones. The rules for opening and closing live in
- * stats.c; this module keeps the data and renders it.
+ * window: request windows, the groups of commands the detectors look at
+ * (SPEC section 4): the rules that open and close them and their storage
+ * together. A window holds its commands (bounded), the single-key lookups'
+ * values (as hashes) and, as evidence, copies of find/aggregate result
+ * documents (bounded). The registry holds the open windows (by id, by
+ * "mongotap:" key) and the last closed ones, and calls back when one closes.
  */
 #ifndef MT_WINDOW_H
 #define MT_WINDOW_H
@@ -14,8 +14,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "command.h"
+#include <h2o/linklist.h>
+
 #include "idmap.h"
+#include "shape.h"
+#include "shapes.h"
+#include "view.h"
 
 /* Bounds. A window keeps its first MT_WINDOW_MAX_COMMANDS commands (the rest
  * are only counted). As evidence it copies the documents returned by its
@@ -24,8 +28,8 @@
  * dropped once the window is analysed, and a closed window keeps at most
  * MT_WINDOW_CLOSED_COMMANDS commands for /api/windows. */
 #define MT_WINDOW_MAX_COMMANDS 10000
-#define MT_WINDOW_EVIDENCE_DOCS 1000
-#define MT_WINDOW_EVIDENCE_BYTES (1024 * 1024)
+#define MT_WINDOW_EVIDENCE_DOCS 20000
+#define MT_WINDOW_EVIDENCE_BYTES (8 * 1024 * 1024)
 #define MT_WINDOW_CLOSED_COMMANDS 1000
 #define MT_WINDOW_CLOSED_KEEP 100 /* closed windows kept */
 #define MT_WINDOW_MAX_KEYED 10000 /* open "mongotap:" windows */
@@ -55,14 +59,24 @@ typedef struct {
     uint64_t docs;        /* documents returned, getMores on its cursor included */
     bool replied;
 
-    /* Single-key lookups (mt_shape_single_key) */
-    bool single_key;
-    bool value_hashable;
-    const char *key;          /* field path, in the arena */
-    uint64_t value_hash;      /* mt_n1_value_hash() of the looked-up value */
+    /* Lookups (mt_shape_lookup): each equality term's field path and a
+     * hash of its value (mt_evidence_value_hash; an $in list: the order-free
+     * sum over its elements). Values themselves are never kept, except the
+     * first term's with log_values. */
+    uint8_t nterms;        /* 0: not a lookup */
+    bool in_list;          /* the one term is an $in */
+    bool single_statement; /* a write of exactly one statement (or one inserted document) */
+    uint8_t role;          /* MT_WINDOW_ROLE_*, once analysed */
+    uint32_t list_len;
+    uint16_t finding; /* 1-based index of the window's finding the role is in */
+    const char *keys[MT_SHAPE_LOOKUP_TERMS]; /* in the arena */
+    uint64_t hashes[MT_SHAPE_LOOKUP_TERMS];
+    uint64_t query_hash;      /* reads: filter, projection, sort, limit and skip, hashed */
     const uint8_t *value_doc; /* {"": value}, kept only with log_values */
     uint32_t value_doc_len;
 } mt_window_cmd_t;
+
+enum { MT_WINDOW_ROLE_NONE = 0, MT_WINDOW_ROLE_PARENT, MT_WINDOW_ROLE_CHILD };
 
 /* Evidence: a run of documents (concatenated BSON) returned to one command. */
 typedef struct {
@@ -76,9 +90,9 @@ typedef struct mt_window mt_window_t;
 
 struct mt_window {
     uint64_t id;
-    uint64_t conn_id; /* connection that opened it */
-    const char *key;  /* "mongotap:..." or NULL (in the arena) */
-    void *owner;      /* per-connection windows: the connection; keyed: NULL */
+    uint64_t conn_id;         /* connection that opened it */
+    const char *key;          /* "mongotap:..." or NULL (in the arena) */
+    mt_window_t **owner_slot; /* per-connection windows: where the connection points at it */
     uint64_t started_ns;
     uint64_t last_ns; /* last request or reply */
     uint64_t closed_ns;
@@ -104,7 +118,7 @@ struct mt_window {
     mt_window_block_t *arena;
     mt_window_budget_t *budget; /* the registry's, while open */
 
-    mt_window_t *prev, *next; /* open list */
+    h2o_linklist_t open_link; /* in the registry's open list */
 };
 
 /* Adds a command. Returns its index, or -1 when the window is full (the
@@ -136,8 +150,19 @@ void mt_window_bson(const mt_window_t *w, bson_t *doc);
 void mt_window_brief_bson(const mt_window_t *w, bson_t *doc);
 
 /* Registry */
+typedef void (*mt_window_close_cb)(void *data, mt_window_t *w, uint64_t now_ns);
+
 typedef struct {
-    mt_window_t *open_head;
+    uint64_t gap_ns;             /* --window-gap-ms */
+    uint64_t max_ns;             /* --window-max-ms */
+    bool log_values;             /* keep looked-up values for the finding */
+    mt_window_close_cb on_close; /* analyse a window before it is kept as closed */
+    void *on_close_data;
+} mt_window_rules_t;
+
+typedef struct {
+    mt_window_rules_t rules;
+    h2o_linklist_t open;
     size_t open_count;
     size_t keyed_open;
     mt_idmap_t by_id;  /* window id -> mt_window_t * */
@@ -149,14 +174,14 @@ typedef struct {
     mt_window_budget_t budget;
 } mt_window_reg_t;
 
-void mt_window_reg_init(mt_window_reg_t *reg);
+void mt_window_reg_init(mt_window_reg_t *reg, const mt_window_rules_t *rules);
 /* Frees every window, open or closed (reset and shutdown). */
 void mt_window_reg_clear(mt_window_reg_t *reg);
 
 /* Opens a window (key NULL for a per-connection window). NULL when out of
  * memory or, for keyed windows, past MT_WINDOW_MAX_KEYED. */
 mt_window_t *mt_window_reg_open(mt_window_reg_t *reg, uint64_t conn_id, const char *key,
-                                void *owner, uint64_t now_ns, int64_t now_ms,
+                                mt_window_t **owner_slot, uint64_t now_ns, int64_t now_ms,
                                 const char *client_addr, const char *app_name, const char *driver);
 mt_window_t *mt_window_reg_find(const mt_window_reg_t *reg, uint64_t id);
 mt_window_t *mt_window_reg_find_key(const mt_window_reg_t *reg, const char *key);
@@ -167,5 +192,43 @@ void mt_window_reg_detach(mt_window_reg_t *reg, mt_window_t *w, uint64_t now_ns)
 void mt_window_reg_retire(mt_window_reg_t *reg, mt_window_t *w);
 /* The i-th most recent closed window (0 = newest), or NULL. */
 mt_window_t *mt_window_reg_closed(const mt_window_reg_t *reg, size_t i);
+
+/* Rules */
+
+/* The connection a command came on, as a window remembers it. */
+typedef struct {
+    uint64_t conn_id;
+    const char *client_addr, *app_name, *driver;
+    mt_window_t **own; /* the connection's open window */
+} mt_window_origin_t;
+
+/* True when w must close now: open for window-max, or idle (nothing in
+ * flight) for window-gap. */
+bool mt_window_stale(const mt_window_reg_t *reg, const mt_window_t *w, uint64_t now_ns);
+
+/* The window a window-relevant command joins, opening one when needed: a
+ * getMore joins the window of the command that opened its cursor
+ * (cursor_win_id); a "mongotap:" comment its keyed window; a command without
+ * one the keyed window its connection is still in (keyed_win_id: an ODM's
+ * lazy loads carry no comment), else its connection's window. NULL when none
+ * can be had (keyed bound). */
+mt_window_t *mt_window_join(mt_window_reg_t *reg, const mt_window_origin_t *o, const char *comment,
+                            uint64_t cursor_win_id, uint64_t keyed_win_id, uint64_t now_ns,
+                            int64_t now_ms);
+
+/* Records a command in w (entry: its shape registry entry, or the overflow
+ * one, in which case the real key is copied into the window). Returns its
+ * index, or -1 when the window keeps no more. */
+int mt_window_record(mt_window_reg_t *reg, mt_window_t *w, const mt_cmd_view_t *cmd,
+                     const mt_shape_entry_t *entry, uint64_t shape_hash, const char *shape,
+                     uint64_t now_ns);
+
+/* Closes an open window: detach, on_close (analysis), keep among the
+ * closed. */
+void mt_window_close(mt_window_reg_t *reg, mt_window_t *w, uint64_t now_ns);
+/* Closes every stale window. */
+void mt_window_reg_tick(mt_window_reg_t *reg, uint64_t now_ns);
+/* Closes every open window (shutdown: keyed windows outlive connections). */
+void mt_window_reg_flush(mt_window_reg_t *reg, uint64_t now_ns);
 
 #endif

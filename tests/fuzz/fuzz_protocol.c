@@ -39,10 +39,13 @@ static void account(const uint8_t *msg, size_t len, mt_msg_scratch_t *scratch)
         size_t n = mt_shape_of_command(&cmd, shape, sizeof(shape));
         CHECK(n < sizeof(shape) && strlen(shape) == n);
         CHECK(bson_utf8_validate(shape, n, false));
-        const char *key;
-        bson_iter_t value;
-        if (mt_shape_single_key(&cmd, &key, &value))
-            CHECK(key != NULL && key[0] != '$');
+        mt_shape_lookup_t lk;
+        if (mt_shape_lookup(&cmd, &lk)) {
+            CHECK(lk.nterms >= 1 && lk.nterms <= MT_SHAPE_LOOKUP_TERMS);
+            for (size_t i = 0; i < lk.nterms; i++)
+                CHECK(lk.terms[i].key != NULL && lk.terms[i].key[0] != '$');
+            CHECK(!lk.in_list || (lk.nterms == 1 && lk.list_len > 0));
+        }
         (void)mt_cmd_is_monitoring(cmd.name, cmd.has_topology_version);
         /* a small buffer exercises the cut */
         char small[24];

@@ -32,10 +32,11 @@ static void render_all(mt_stats_t *st, uint64_t now)
         bson_free(out[i]);
 }
 
-static void on_finding(void *data, const char *json)
+static void on_finding(void *data, const char *json, const char *summary)
 {
     (void)data;
     (void)json;
+    (void)summary;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -45,7 +45,7 @@ def wait_for_finding(tap, token=None, timeout=15):
     while time.monotonic() < deadline:
         last = helpers.admin_json(tap.admin_url + "/api/findings", token=token)
         for f in last.get("findings", []):
-            if (f.get("parent", {}).get("collection") == "show"
+            if ((f.get("parent") or {}).get("collection") == "show"
                     and f.get("children", {}).get("collection") == "channel"):
                 return f
         time.sleep(0.1)

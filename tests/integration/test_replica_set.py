@@ -125,15 +125,15 @@ def test_primary_steps_down_during_a_workload(mongotap, jongodb, dbname):
                           rs.members[2].name: "secondary"}, states
         assert all(m["up"] and m["rtt_ms"] is not None for m in up["members"]), up
         stats = tap.get_json("/api/stats")
-        assert stats["counters"]["upstream_primary_changes"] == 1
-        assert stats["counters"]["connections_retired"] >= 1
+        assert stats["upstream"] == {"primary_changes": 1, "ready": 1}, stats["upstream"]
+        assert stats["connections"]["retired"] >= 1
         assert stats["replies_unmatched"] == 0, stats
         metrics = tap.get("/metrics")[2].decode()
         assert "mongotap_upstream_primary_changes_total 1" in metrics
         for m in rs.members:
             assert 'mongotap_upstream_member_up{member="%s"} 1' % m.name in metrics, metrics
         print("step-down: %d operations, %d retired sessions" % (
-            sum(w.done for w in workers), stats["counters"]["connections_retired"]))
+            sum(w.done for w in workers), stats["connections"]["retired"]))
 
 
 def test_a_new_connection_waits_for_a_primary(mongotap, jongodb):

@@ -34,19 +34,6 @@ __attribute__((unused)) static const uint8_t ping_op_msg[] = {
 
 #define FX_MAX_FILES 256
 
-static inline void fx_put_le32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
-static inline uint32_t fx_get_le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 /* Reads tests/fixtures/wire/<name>; fails the test when missing. */
 static inline uint8_t *fx_read(const char *name, size_t *len)
 {
@@ -136,7 +123,7 @@ static inline uint8_t *fx_reply(const char *scenario, int32_t request_id, size_t
     for (size_t i = 0; i < n && !found; i++) {
         size_t l;
         uint8_t *buf = fx_read(names[i], &l);
-        if (l >= 16 && (int32_t)fx_get_le32(buf + 8) == request_id) {
+        if (l >= 16 && (int32_t)mt_wire_le32(buf + 8) == request_id) {
             found = buf;
             *len = l;
         } else {
@@ -162,18 +149,18 @@ static inline uint8_t *fx_op_msg(uint32_t flags, int32_t request_id, int32_t res
     }
     size_t total = 16 + 4 + 1 + body->len + seq_len;
     uint8_t *b = malloc(total), *p = b;
-    fx_put_le32(p, (uint32_t)total);
-    fx_put_le32(p + 4, (uint32_t)request_id);
-    fx_put_le32(p + 8, (uint32_t)response_to);
-    fx_put_le32(p + 12, MT_OP_MSG);
-    fx_put_le32(p + 16, flags);
+    mt_wire_put_le32(p, (uint32_t)total);
+    mt_wire_put_le32(p + 4, (uint32_t)request_id);
+    mt_wire_put_le32(p + 8, (uint32_t)response_to);
+    mt_wire_put_le32(p + 12, MT_OP_MSG);
+    mt_wire_put_le32(p + 16, flags);
     p += 20;
     *p++ = 0;
     memcpy(p, bson_get_data(body), body->len);
     p += body->len;
     if (seq_id) {
         *p++ = 1;
-        fx_put_le32(p, (uint32_t)(seq_len - 1));
+        mt_wire_put_le32(p, (uint32_t)(seq_len - 1));
         p += 4;
         memcpy(p, seq_id, strlen(seq_id) + 1);
         p += strlen(seq_id) + 1;
@@ -210,16 +197,16 @@ static inline uint8_t *fx_op_query_json(const char *ns, int32_t flags, int32_t n
     bson_t *q = fx_json(json);
     size_t total = 16 + 4 + strlen(ns) + 1 + 8 + q->len;
     uint8_t *b = malloc(total), *p = b;
-    fx_put_le32(p, (uint32_t)total);
-    fx_put_le32(p + 4, 11);
-    fx_put_le32(p + 8, 0);
-    fx_put_le32(p + 12, MT_OP_QUERY);
-    fx_put_le32(p + 16, (uint32_t)flags);
+    mt_wire_put_le32(p, (uint32_t)total);
+    mt_wire_put_le32(p + 4, 11);
+    mt_wire_put_le32(p + 8, 0);
+    mt_wire_put_le32(p + 12, MT_OP_QUERY);
+    mt_wire_put_le32(p + 16, (uint32_t)flags);
     p += 20;
     memcpy(p, ns, strlen(ns) + 1);
     p += strlen(ns) + 1;
-    fx_put_le32(p, 0);
-    fx_put_le32(p + 4, (uint32_t)ntoreturn);
+    mt_wire_put_le32(p, 0);
+    mt_wire_put_le32(p + 4, (uint32_t)ntoreturn);
     p += 8;
     memcpy(p, bson_get_data(q), q->len);
     bson_destroy(q);
@@ -235,15 +222,15 @@ static inline uint8_t *fx_op_reply(int32_t flags, int64_t cursor_id, bson_t **do
     for (int32_t i = 0; i < ndocs; i++)
         total += docs[i]->len;
     uint8_t *b = malloc(total), *p = b;
-    fx_put_le32(p, (uint32_t)total);
-    fx_put_le32(p + 4, 12);
-    fx_put_le32(p + 8, 11);
-    fx_put_le32(p + 12, MT_OP_REPLY);
-    fx_put_le32(p + 16, (uint32_t)flags);
-    fx_put_le32(p + 20, (uint32_t)(uint64_t)cursor_id);
-    fx_put_le32(p + 24, (uint32_t)((uint64_t)cursor_id >> 32));
-    fx_put_le32(p + 28, 0);
-    fx_put_le32(p + 32, (uint32_t)ndocs);
+    mt_wire_put_le32(p, (uint32_t)total);
+    mt_wire_put_le32(p + 4, 12);
+    mt_wire_put_le32(p + 8, 11);
+    mt_wire_put_le32(p + 12, MT_OP_REPLY);
+    mt_wire_put_le32(p + 16, (uint32_t)flags);
+    mt_wire_put_le32(p + 20, (uint32_t)(uint64_t)cursor_id);
+    mt_wire_put_le32(p + 24, (uint32_t)((uint64_t)cursor_id >> 32));
+    mt_wire_put_le32(p + 28, 0);
+    mt_wire_put_le32(p + 32, (uint32_t)ndocs);
     p += 36;
     for (int32_t i = 0; i < ndocs; i++) {
         memcpy(p, bson_get_data(docs[i]), docs[i]->len);

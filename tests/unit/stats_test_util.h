@@ -277,14 +277,17 @@ static inline uint32_t sc_array_len(const bson_t *doc, const char *path)
 typedef struct {
     int count;
     char *last;
+    char *last_summary;
 } sc_findings_t;
 
-static inline void sc_on_finding(void *data, const char *json)
+static inline void sc_on_finding(void *data, const char *json, const char *summary)
 {
     sc_findings_t *f = data;
     f->count++;
     free(f->last);
     f->last = strdup(json);
+    free(f->last_summary);
+    f->last_summary = strdup(summary);
 }
 
 #endif

@@ -168,8 +168,8 @@ Test(account, reassembly_past_the_budget_is_shed_and_counted)
     mt_account_side_t other;
     mt_account_side_init(&other);
     uint8_t *m = calloc(1, big);
-    fx_put_le32(m, (uint32_t)big);
-    fx_put_le32(m + 12, MT_OP_MSG);
+    mt_wire_put_le32(m, (uint32_t)big);
+    mt_wire_put_le32(m + 12, MT_OP_MSG);
     mt_account_result_t r;
     mt_account_feed(account, &rep_side, NULL, false, m, big - 1, sc_now, &r);
     mt_account_feed(account, &other, NULL, false, m, big - 1, sc_now, &r);

@@ -64,10 +64,14 @@ Test(metrics, counters_gauges_and_series)
     mt_stats_add(st, MT_STAT_BYTES_FROM_CLIENTS, 4096);
     char *text = mt_stats_metrics(st, sc_now);
 
-#define MT_TEST_COUNTER(id, json, prom, help)                                                      \
+#define MT_TEST_COUNTER(id, type, group, json, prom, help)                                         \
     cr_assert(has_line(text, "# HELP mongotap_" prom " " help), "HELP for %s", prom);              \
-    cr_assert(has_line(text, "# TYPE mongotap_" prom " counter"), "TYPE for %s", prom);            \
-    cr_assert_eq(strcmp(&(prom)[strlen(prom) - 6], "_total"), 0, "%s ends in _total", prom);
+    if (MT_STAT_TYPE_##type == MT_STAT_TYPE_COUNTER) {                                             \
+        cr_assert(has_line(text, "# TYPE mongotap_" prom " counter"), "TYPE for %s", prom);        \
+        cr_assert_eq(strcmp(&(prom)[strlen(prom) - 6], "_total"), 0, "%s ends in _total", prom);   \
+    } else {                                                                                       \
+        cr_assert(has_line(text, "# TYPE mongotap_" prom " gauge"), "TYPE for %s", prom);          \
+    }
     MT_STATS_COUNTERS(MT_TEST_COUNTER)
 #undef MT_TEST_COUNTER
     cr_assert_float_eq(sample(text, "mongotap_commands_seen_total"), 8, 1e-9);

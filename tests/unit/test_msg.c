@@ -127,7 +127,7 @@ Test(msg, driver_zlib_compressed_messages)
         cr_assert_eq(m.compressor, MT_COMPRESSOR_ZLIB);
         cr_assert(m.body >= scratch.data && m.body < scratch.data + scratch.len,
                   "body lives in scratch");
-        cr_assert_eq(scratch.len, 16 + fx_get_le32(req + 20));
+        cr_assert_eq(scratch.len, 16 + mt_wire_le32(req + 20));
 
         uint8_t *rep = fx_reply(scenarios[i], m.hdr.request_id, &rlen);
         cr_assert_eq(mt_msg_parse(rep, rlen, &scratch, &m), MT_MSG_OK);
@@ -156,7 +156,7 @@ Test(msg, every_compressor_round_trips)
         uint8_t *c;
         size_t clen;
         cr_assert_eq(mt_msg_compress_message(ids[i], plain, len, &c, &clen), 0);
-        cr_assert_eq(fx_get_le32(c + 12), MT_OP_COMPRESSED);
+        cr_assert_eq(mt_wire_le32(c + 12), MT_OP_COMPRESSED);
         mt_msg_t m;
         mt_msg_err_t err = mt_msg_parse(c, clen, &scratch, &m);
         cr_assert_eq(err, MT_MSG_OK, "%s: %s", mt_compressor_str(ids[i]), mt_msg_err_str(err));
@@ -189,12 +189,12 @@ static uint8_t *compressed_msg(int32_t opcode, int32_t declared, uint8_t compres
 {
     size_t total = 25 + plen;
     uint8_t *b = malloc(total);
-    fx_put_le32(b, (uint32_t)total);
-    fx_put_le32(b + 4, 5);
-    fx_put_le32(b + 8, 0);
-    fx_put_le32(b + 12, MT_OP_COMPRESSED);
-    fx_put_le32(b + 16, (uint32_t)opcode);
-    fx_put_le32(b + 20, (uint32_t)declared);
+    mt_wire_put_le32(b, (uint32_t)total);
+    mt_wire_put_le32(b + 4, 5);
+    mt_wire_put_le32(b + 8, 0);
+    mt_wire_put_le32(b + 12, MT_OP_COMPRESSED);
+    mt_wire_put_le32(b + 16, (uint32_t)opcode);
+    mt_wire_put_le32(b + 20, (uint32_t)declared);
     b[24] = compressor;
     memcpy(b + 25, payload, plen);
     *len = total;
@@ -287,7 +287,7 @@ Test(msg, compressed_header_errors)
     /* cut inside originalOpcode / uncompressedSize / compressorId */
     b = compressed_msg(MT_OP_MSG, 4, MT_COMPRESSOR_NOOP, payload, 4, &len);
     for (size_t cut = 16; cut < 25; cut++) {
-        fx_put_le32(b, (uint32_t)cut);
+        mt_wire_put_le32(b, (uint32_t)cut);
         cr_assert_eq(mt_msg_parse(b, cut, &scratch, &m), MT_MSG_ERR_TRUNCATED, "cut %zu", cut);
     }
     free(b);
@@ -312,9 +312,9 @@ static uint8_t *ping_with_checksum(size_t *len)
     *len = sizeof(ping_op_msg) + 4;
     uint8_t *b = malloc(*len);
     memcpy(b, ping_op_msg, sizeof(ping_op_msg));
-    fx_put_le32(b, (uint32_t)*len);
-    fx_put_le32(b + 16, MT_MSG_FLAG_CHECKSUM_PRESENT);
-    fx_put_le32(b + sizeof(ping_op_msg), mt_msg_crc32c(b, sizeof(ping_op_msg)));
+    mt_wire_put_le32(b, (uint32_t)*len);
+    mt_wire_put_le32(b + 16, MT_MSG_FLAG_CHECKSUM_PRESENT);
+    mt_wire_put_le32(b + sizeof(ping_op_msg), mt_msg_crc32c(b, sizeof(ping_op_msg)));
     return b;
 }
 
@@ -401,7 +401,7 @@ Test(msg, truncated_at_every_length)
         uint8_t *b = dup_bytes(full, len);
         for (size_t cut = 16; cut < len; cut++) {
             /* the header agrees with the cut: the inside is short */
-            fx_put_le32(b, (uint32_t)cut);
+            mt_wire_put_le32(b, (uint32_t)cut);
             mt_msg_err_t err = mt_msg_parse(b, cut, NULL, &m);
             mt_msg_err_t want = MT_MSG_ERR_TRUNCATED;
             if (m.opcode == MT_OP_MSG && cut == 20)
@@ -424,7 +424,7 @@ Test(msg, truncated_op_reply_counts_documents)
     size_t rlen;
     uint8_t *rep = fx_reply("node_find", m.hdr.request_id, &rlen);
     for (size_t cut = 16; cut < rlen; cut++) {
-        fx_put_le32(rep, (uint32_t)cut);
+        mt_wire_put_le32(rep, (uint32_t)cut);
         mt_msg_err_t want = cut == 36 ? MT_MSG_ERR_SECTION : MT_MSG_ERR_TRUNCATED;
         cr_assert_eq(mt_msg_parse(rep, cut, NULL, &m), want, "cut %zu", cut);
     }
@@ -437,16 +437,16 @@ Test(msg, header_errors)
     uint8_t b[sizeof(ping_op_msg) + 8];
     mt_msg_t m;
     memcpy(b, ping_op_msg, sizeof(ping_op_msg));
-    fx_put_le32(b, 48000001);
+    mt_wire_put_le32(b, 48000001);
     cr_assert_eq(mt_msg_parse(b, sizeof(ping_op_msg), NULL, &m), MT_MSG_ERR_HEADER);
-    fx_put_le32(b, 12);
+    mt_wire_put_le32(b, 12);
     cr_assert_eq(mt_msg_parse(b, sizeof(ping_op_msg), NULL, &m), MT_MSG_ERR_HEADER);
     /* trailing bytes beyond the declared length */
-    fx_put_le32(b, sizeof(ping_op_msg));
+    mt_wire_put_le32(b, sizeof(ping_op_msg));
     cr_assert_eq(mt_msg_parse(b, sizeof(b), NULL, &m), MT_MSG_ERR_HEADER);
     cr_assert_eq(mt_msg_parse(b, 15, NULL, &m), MT_MSG_ERR_TRUNCATED);
     /* an opcode that is forwarded but not decoded */
-    fx_put_le32(b + 12, MT_OP_INSERT);
+    mt_wire_put_le32(b + 12, MT_OP_INSERT);
     cr_assert_eq(mt_msg_parse(b, sizeof(ping_op_msg), NULL, &m), MT_MSG_ERR_OPCODE);
     cr_assert_eq(m.opcode, MT_OP_INSERT);
 }
@@ -466,7 +466,7 @@ Test(msg, section_errors)
     memcpy(two, one, len);
     two[len] = 0;
     memcpy(two + len + 1, bson_get_data(body), body->len);
-    fx_put_le32(two, (uint32_t)len2);
+    mt_wire_put_le32(two, (uint32_t)len2);
     cr_assert_eq(mt_msg_parse(two, len2, NULL, &m), MT_MSG_ERR_SECTION);
 
     /* a kind-1 section whose size points past the message */
@@ -474,22 +474,22 @@ Test(msg, section_errors)
     uint8_t *seq = fx_op_msg(0, 1, 0, body, "documents", &doc, 1, &len);
     cr_assert_eq(mt_msg_parse(seq, len, NULL, &m), MT_MSG_OK);
     size_t sec = 16 + 4 + 1 + body->len + 1;
-    fx_put_le32(seq + sec, fx_get_le32(seq + sec) + 1);
+    mt_wire_put_le32(seq + sec, mt_wire_le32(seq + sec) + 1);
     cr_assert_eq(mt_msg_parse(seq, len, NULL, &m), MT_MSG_ERR_TRUNCATED);
     /* ... and one whose size ends inside its document */
-    fx_put_le32(seq + sec, fx_get_le32(seq + sec) - 2);
+    mt_wire_put_le32(seq + sec, mt_wire_le32(seq + sec) - 2);
     cr_assert_eq(mt_msg_parse(seq, len, NULL, &m), MT_MSG_ERR_SECTION);
     /* ... and one without a terminated identifier */
-    fx_put_le32(seq + sec, 4);
+    mt_wire_put_le32(seq + sec, 4);
     cr_assert_eq(mt_msg_parse(seq, len, NULL, &m), MT_MSG_ERR_SECTION);
 
     /* only a kind-1 section, no body */
     size_t l3 = 16 + 4 + 1 + 4 + 2 + doc->len;
     uint8_t *nobody = calloc(1, l3);
-    fx_put_le32(nobody, (uint32_t)l3);
-    fx_put_le32(nobody + 12, MT_OP_MSG);
+    mt_wire_put_le32(nobody, (uint32_t)l3);
+    mt_wire_put_le32(nobody + 12, MT_OP_MSG);
     nobody[20] = 1;
-    fx_put_le32(nobody + 21, (uint32_t)(4 + 2 + doc->len));
+    mt_wire_put_le32(nobody + 21, (uint32_t)(4 + 2 + doc->len));
     nobody[25] = 'x';
     memcpy(nobody + 27, bson_get_data(doc), doc->len);
     cr_assert_eq(mt_msg_parse(nobody, l3, NULL, &m), MT_MSG_ERR_SECTION);
@@ -514,8 +514,8 @@ Test(msg, garbage_never_parses)
             x = x * 1103515245u + 12345u;
             b[i] = (uint8_t)(x >> 16);
         }
-        fx_put_le32(b, sizeof(b));
-        fx_put_le32(b + 12, (uint32_t)ops[round % 4]);
+        mt_wire_put_le32(b, sizeof(b));
+        mt_wire_put_le32(b + 12, (uint32_t)ops[round % 4]);
         if (ops[round % 4] == MT_OP_MSG)
             b[16] = b[17] = b[18] = b[19] = 0;
         mt_msg_t m;
@@ -531,7 +531,7 @@ static uint8_t *nested_doc(size_t depth, size_t *len)
     size_t n = 5 + depth * 7, off = 0;
     uint8_t *b = calloc(1, n);
     for (size_t i = 0; i <= depth; i++) {
-        fx_put_le32(b + off, (uint32_t)(5 + (depth - i) * 7));
+        mt_wire_put_le32(b + off, (uint32_t)(5 + (depth - i) * 7));
         off += 4;
         if (i < depth) {
             b[off++] = i % 2 ? 0x04 : 0x03; /* documents and arrays alternate */
@@ -657,7 +657,7 @@ Test(msg, malformed_documents)
     uint8_t *copy = dup_bytes(bson_get_data(all), all->len);
     int refused = 0;
     for (uint32_t cut = 5; cut < all->len; cut++) {
-        fx_put_le32(copy, cut);
+        mt_wire_put_le32(copy, cut);
         uint8_t saved = copy[cut - 1];
         copy[cut - 1] = 0;
         bson_t b;

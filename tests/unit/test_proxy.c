@@ -309,7 +309,7 @@ static void client_send(const uint8_t *data, size_t len, size_t piece, bool read
 static size_t make_ping(uint8_t *out, int32_t request_id)
 {
     memcpy(out, ping_op_msg, sizeof(ping_op_msg));
-    fx_put_le32(out + 4, (uint32_t)request_id);
+    mt_wire_put_le32(out + 4, (uint32_t)request_id);
     return sizeof(ping_op_msg);
 }
 

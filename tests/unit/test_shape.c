@@ -314,107 +314,125 @@ Test(shape, of_captured_commands)
     mt_msg_scratch_free(&scratch);
 }
 
-/* ---- single-key lookups ------------------------------------------------- */
+/* ---- lookups -------------------------------------------------------------- */
 
 struct key_case {
     char json[192]; /* the whole command */
-    char key[16];   /* expected key, "" when not a single-key lookup */
+    char keys[24];  /* expected keys joined by ',', "" when not a lookup */
+    int in_list;    /* expected list length of an $in, 0 for equalities */
 };
 
-ParameterizedTestParameters(shape, single_key)
+ParameterizedTestParameters(shape, lookup)
 {
     static struct key_case cases[] = {
-        {"{\"find\": \"c\", \"filter\": {\"_id\": 1}}", "_id"},
-        {"{\"find\": \"c\", \"filter\": {\"_id\": {\"$eq\": 1}}}", "_id"},
-        {"{\"find\": \"c\", \"filter\": {\"_id\": {\"$in\": [1]}}}", "_id"},
+        {"{\"find\": \"c\", \"filter\": {\"_id\": 1}}", "_id", 0},
+        {"{\"find\": \"c\", \"filter\": {\"_id\": {\"$eq\": 1}}}", "_id", 0},
+        {"{\"find\": \"c\", \"filter\": {\"_id\": {\"$in\": [1]}}}", "_id", 1},
         {"{\"find\": \"c\", \"filter\": {\"author_id\": {\"$oid\": \"650000000000000000000001\"}}}",
-         "author_id"},
-        {"{\"find\": \"c\", \"filter\": {\"customer.id\": \"x\"}, \"limit\": 1}", "customer.id"},
-        {"{\"find\": \"c\", \"filter\": {\"_id\": 1}, \"limit\": 0}", "_id"},
-        {"{\"find\": \"c\", \"filter\": {\"_id\": 1}, \"limit\": 1, \"singleBatch\": true}", "_id"},
-        {"{\"find\": \"c\", \"filter\": {\"email\": \"a@b\"}}", "email"},
+         "author_id", 0},
+        {"{\"find\": \"c\", \"filter\": {\"customer.id\": \"x\"}, \"limit\": 1}", "customer.id", 0},
+        {"{\"find\": \"c\", \"filter\": {\"_id\": 1}, \"limit\": 0}", "_id", 0},
+        {"{\"find\": \"c\", \"filter\": {\"_id\": 1}, \"limit\": 1, \"singleBatch\": true}", "_id",
+         0},
+        {"{\"find\": \"c\", \"filter\": {\"email\": \"a@b\"}}", "email", 0},
         {"{\"aggregate\": \"c\", \"pipeline\": [{\"$match\": {\"_id\": 1}}], \"cursor\": {}}",
-         "_id"},
+         "_id", 0},
         {"{\"aggregate\": \"c\", \"pipeline\": [{\"$match\": {\"_id\": {\"$in\": [1]}}}, "
          "{\"$project\": {\"a\": 1}}]}",
-         "_id"},
-        {"{\"find\": \"c\"}", ""},
-        {"{\"find\": \"c\", \"filter\": {}}", ""},
-        {"{\"find\": \"c\", \"filter\": {\"_id\": 1, \"b\": 2}}", ""},
-        {"{\"find\": \"c\", \"filter\": {\"_id\": {\"$in\": [1, 2]}}}", ""},
-        {"{\"find\": \"c\", \"filter\": {\"_id\": {\"$in\": []}}}", ""},
-        {"{\"find\": \"c\", \"filter\": {\"_id\": {\"$in\": [{\"a\": 1}]}}}", ""},
-        {"{\"find\": \"c\", \"filter\": {\"_id\": {\"$gt\": 1}}}", ""},
-        {"{\"find\": \"c\", \"filter\": {\"_id\": {\"$eq\": 1, \"$ne\": 2}}}", ""},
-        {"{\"find\": \"c\", \"filter\": {\"_id\": {\"$eq\": {\"a\": 1}}}}", ""},
-        {"{\"find\": \"c\", \"filter\": {\"_id\": 1}, \"limit\": 5}", ""},
-        {"{\"find\": \"c\", \"filter\": {\"$or\": [{\"_id\": 1}]}}", ""},
+         "_id", 1},
+        {"{\"aggregate\": \"c\", \"pipeline\": [{\"$match\": {\"p\": 1}}, {\"$group\": {\"_id\": "
+         "1, \"n\": {\"$sum\": 1}}}]}",
+         "p", 0},
+        {"{\"find\": \"c\", \"filter\": {\"_id\": 1, \"b\": 2}}", "_id,b", 0},
+        {"{\"find\": \"c\", \"filter\": {\"user\": 1, \"post\": {\"$eq\": 2}}}", "user,post", 0},
+        {"{\"find\": \"c\", \"filter\": {\"_id\": {\"$in\": [1, 2]}}}", "_id", 2},
+        {"{\"count\": \"c\", \"query\": {\"_id\": 1}}", "_id", 0},
+        {"{\"distinct\": \"c\", \"key\": \"k\", \"query\": {\"post\": 1}}", "post", 0},
+        {"{\"findAndModify\": \"c\", \"query\": {\"_id\": 1}, \"update\": {\"a\": 1}}", "_id", 0},
+        {"{\"update\": \"c\", \"updates\": [{\"q\": {\"_id\": 1}, \"u\": {\"a\": 1}}]}", "_id", 0},
+        {"{\"delete\": \"c\", \"deletes\": [{\"q\": {\"_id\": 1}, \"limit\": 1}]}", "_id", 0},
+        {"{\"find\": \"c\"}", "", 0},
+        {"{\"find\": \"c\", \"filter\": {}}", "", 0},
+        {"{\"find\": \"c\", \"filter\": {\"a\": 1, \"_id\": {\"$in\": [1]}}}", "", 0},
+        {"{\"find\": \"c\", \"filter\": {\"_id\": {\"$in\": []}}}", "", 0},
+        {"{\"find\": \"c\", \"filter\": {\"_id\": {\"$in\": [{\"a\": 1}]}}}", "", 0},
+        {"{\"find\": \"c\", \"filter\": {\"_id\": {\"$gt\": 1}}}", "", 0},
+        {"{\"find\": \"c\", \"filter\": {\"_id\": {\"$eq\": 1, \"$ne\": 2}}}", "", 0},
+        {"{\"find\": \"c\", \"filter\": {\"_id\": {\"$eq\": {\"a\": 1}}}}", "", 0},
+        {"{\"find\": \"c\", \"filter\": {\"_id\": 1}, \"limit\": 5}", "", 0},
+        {"{\"find\": \"c\", \"filter\": {\"$or\": [{\"_id\": 1}]}}", "", 0},
         {"{\"find\": \"c\", \"filter\": {\"name\": {\"$regularExpression\": {\"pattern\": \"a\", "
-         "\"options\": "
-         "\"\"}}}}",
-         ""},
-        {"{\"find\": \"c\", \"filter\": {\"addr\": {\"city\": \"x\"}}}", ""},
-        {"{\"find\": \"c\", \"filter\": {\"tags\": [\"a\"]}}", ""},
+         "\"options\": \"\"}}}}",
+         "", 0},
+        {"{\"find\": \"c\", \"filter\": {\"addr\": {\"city\": \"x\"}}}", "", 0},
+        {"{\"find\": \"c\", \"filter\": {\"tags\": [\"a\"]}}", "", 0},
+        {"{\"find\": \"c\", \"filter\": {\"a\": 1, \"b\": 2, \"c\": 3, \"d\": 4, \"e\": 5}}", "",
+         0},
         {"{\"aggregate\": \"c\", \"pipeline\": [{\"$project\": {\"a\": 1}}, {\"$match\": {\"_id\": "
          "1}}]}",
-         ""},
-        {"{\"aggregate\": \"c\", \"pipeline\": []}", ""},
-        {"{\"aggregate\": \"c\", \"pipeline\": [{\"$match\": {\"_id\": 1, \"b\": 1}}]}", ""},
-        {"{\"count\": \"c\", \"query\": {\"_id\": 1}}", ""},
-        {"{\"delete\": \"c\", \"deletes\": [{\"q\": {\"_id\": 1}, \"limit\": 1}]}", ""},
+         "", 0},
+        {"{\"aggregate\": \"c\", \"pipeline\": []}", "", 0},
+        {"{\"insert\": \"c\", \"documents\": [{\"_id\": 1}]}", "", 0},
     };
     return cr_make_param_array(struct key_case, cases, sizeof(cases) / sizeof(cases[0]));
 }
 
-ParameterizedTest(struct key_case *c, shape, single_key)
+static void parse_json_command(const char *json, uint8_t **buf, mt_cmd_view_t *v)
 {
     size_t len;
-    uint8_t *buf = fx_op_msg_json(c->json, 0, &len);
     mt_msg_t m;
+    *buf = fx_op_msg_json(json, 0, &len);
+    cr_assert_eq(mt_msg_parse(*buf, len, NULL, &m), MT_MSG_OK);
+    cr_assert_eq(mt_cmd_request(&m, v), MT_MSG_OK);
+}
+
+ParameterizedTest(struct key_case *c, shape, lookup)
+{
+    uint8_t *buf;
     mt_cmd_view_t v;
-    cr_assert_eq(mt_msg_parse(buf, len, NULL, &m), MT_MSG_OK);
-    cr_assert_eq(mt_cmd_request(&m, &v), MT_MSG_OK);
-    const char *key = NULL;
-    bson_iter_t value;
-    bool got = mt_shape_single_key(&v, &key, &value);
-    if (c->key[0]) {
+    mt_shape_lookup_t lk;
+    char keys[64] = "";
+    parse_json_command(c->json, &buf, &v);
+    bool got = mt_shape_lookup(&v, &lk);
+    if (c->keys[0]) {
         cr_assert(got, "%s", c->json);
-        cr_assert_str_eq(key, c->key);
-        cr_assert(key >= (const char *)buf && key < (const char *)buf + len,
-                  "key points into the message");
-        cr_assert_neq(bson_iter_type(&value), BSON_TYPE_DOCUMENT);
-        cr_assert_neq(bson_iter_type(&value), BSON_TYPE_ARRAY);
+        for (size_t i = 0; i < lk.nterms; i++) {
+            strcat(keys, i ? "," : "");
+            strcat(keys, lk.terms[i].key);
+            cr_assert(lk.terms[i].key >= (const char *)buf, "keys point into the message");
+        }
+        cr_assert_str_eq(keys, c->keys, "%s", c->json);
+        cr_assert_eq(lk.in_list, c->in_list > 0, "%s", c->json);
+        if (c->in_list)
+            cr_assert_eq(lk.list_len, (uint32_t)c->in_list);
+        else
+            cr_assert_neq(bson_iter_type(&lk.terms[0].value), BSON_TYPE_ARRAY);
     } else {
         cr_assert_not(got, "%s", c->json);
     }
     free(buf);
 }
 
-Test(shape, single_key_value_is_the_looked_up_value)
+Test(shape, lookup_value_is_the_looked_up_value)
 {
     const char *json[] = {
         "{\"find\": \"c\", \"filter\": {\"_id\": 42}}",
         "{\"find\": \"c\", \"filter\": {\"_id\": {\"$eq\": 42}}}",
-        "{\"find\": \"c\", \"filter\": {\"_id\": {\"$in\": [42]}}}",
-        "{\"aggregate\": \"c\", \"pipeline\": [{\"$match\": {\"_id\": {\"$in\": [42]}}}]}",
+        "{\"update\": \"c\", \"updates\": [{\"q\": {\"_id\": 42}, \"u\": {\"a\": 1}}]}",
     };
-    for (size_t i = 0; i < 4; i++) {
-        size_t len;
-        uint8_t *buf = fx_op_msg_json(json[i], 0, &len);
-        mt_msg_t m;
+    for (size_t i = 0; i < 3; i++) {
+        uint8_t *buf;
         mt_cmd_view_t v;
-        cr_assert_eq(mt_msg_parse(buf, len, NULL, &m), MT_MSG_OK);
-        cr_assert_eq(mt_cmd_request(&m, &v), MT_MSG_OK);
-        const char *key;
-        bson_iter_t value;
-        cr_assert(mt_shape_single_key(&v, &key, &value), "%s", json[i]);
-        cr_assert(BSON_ITER_HOLDS_INT32(&value));
-        cr_assert_eq(bson_iter_int32(&value), 42);
+        mt_shape_lookup_t lk;
+        parse_json_command(json[i], &buf, &v);
+        cr_assert(mt_shape_lookup(&v, &lk), "%s", json[i]);
+        cr_assert(BSON_ITER_HOLDS_INT32(&lk.terms[0].value));
+        cr_assert_eq(bson_iter_int32(&lk.terms[0].value), 42);
         free(buf);
     }
 }
 
-Test(shape, single_key_on_captured_lookups)
+Test(shape, lookup_on_captured_lookups)
 {
     const char *scenarios[][3] = {
         {"mongoengine_reference", "find", "1"},
@@ -422,28 +440,23 @@ Test(shape, single_key_on_captured_lookups)
         {"node_find", "find", "0"},
         {"node_aggregate", "aggregate", "0"},
     };
-    for (size_t i = 0; i < 4; i++) {
-        size_t len;
-        uint8_t *buf = fx_request(scenarios[i][0], scenarios[i][1], atoi(scenarios[i][2]), &len);
-        mt_msg_t m;
-        mt_cmd_view_t v;
-        cr_assert_eq(mt_msg_parse(buf, len, NULL, &m), MT_MSG_OK);
-        cr_assert_eq(mt_cmd_request(&m, &v), MT_MSG_OK);
-        const char *key;
-        bson_iter_t value;
-        cr_assert(mt_shape_single_key(&v, &key, &value), "%s", scenarios[i][0]);
-        cr_assert_str_eq(key, "_id");
-        free(buf);
-    }
-    /* the parent of the N+1 and a range query are not lookups */
-    size_t len;
-    uint8_t *buf = fx_request("mongoengine_reference", "find", 0, &len);
     mt_msg_t m;
     mt_cmd_view_t v;
+    mt_shape_lookup_t lk;
+    size_t len;
+    for (size_t i = 0; i < 4; i++) {
+        uint8_t *buf = fx_request(scenarios[i][0], scenarios[i][1], atoi(scenarios[i][2]), &len);
+        cr_assert_eq(mt_msg_parse(buf, len, NULL, &m), MT_MSG_OK);
+        cr_assert_eq(mt_cmd_request(&m, &v), MT_MSG_OK);
+        cr_assert(mt_shape_lookup(&v, &lk), "%s", scenarios[i][0]);
+        cr_assert_eq(lk.nterms, 1);
+        cr_assert_str_eq(lk.terms[0].key, "_id");
+        free(buf);
+    }
+    /* the parent of the N+1 is not a lookup */
+    uint8_t *buf = fx_request("mongoengine_reference", "find", 0, &len);
     cr_assert_eq(mt_msg_parse(buf, len, NULL, &m), MT_MSG_OK);
     cr_assert_eq(mt_cmd_request(&m, &v), MT_MSG_OK);
-    const char *key;
-    bson_iter_t value;
-    cr_assert_not(mt_shape_single_key(&v, &key, &value));
+    cr_assert_not(mt_shape_lookup(&v, &lk));
     free(buf);
 }

@@ -53,9 +53,13 @@ static int64_t closed_windows(void)
     return (int64_t)mt_stats_get(st, MT_STAT_WINDOWS);
 }
 
+/* Each with its own value, so that none is a repeated read. */
 static void find_one(sc_conn_t *k, const char *coll, const char *comment, uint64_t latency)
 {
-    sc_roundtrip(k, sc_find("db", coll, fx_json("{\"a\": 1}"), false, comment),
+    static int value;
+    bson_t *filter = bson_new();
+    BSON_APPEND_INT32(filter, "a", ++value);
+    sc_roundtrip(k, sc_find("db", coll, filter, false, comment),
                  sc_cursor_reply("db.x", NULL, 0, 0, true), latency);
 }
 
@@ -165,35 +169,59 @@ Test(window, keyed_window_spans_connections)
     find_one(&a, "c", "mongotap:req-7", 1 * MS);
     sc_now += 60 * MS;
     find_one(&b, "d", "mongotap:req-7", 1 * MS);
-    find_one(&b, "e", NULL, 1 * MS); /* b's own window, not the keyed one */
+    find_one(&b, "e", NULL, 1 * MS); /* untagged, b not idle: joins req-7 (a lazy load) */
     tick_after(90 * MS);             /* a idle 151 ms, the keyed window only 90 ms */
-    cr_assert_eq(open_windows(), 2);
+    cr_assert_eq(open_windows(), 1, "only the keyed window");
     /* a request in flight on b keeps the keyed window open */
     bson_t *cmd = sc_find("db", "f", bson_new(), false, "mongotap:req-7");
     int32_t rid = sc_send(&b, cmd);
     bson_destroy(cmd);
     tick_after(200 * MS);
-    cr_assert_eq(open_windows(), 1, "b's own window closed, the keyed one waits for its reply");
+    cr_assert_eq(open_windows(), 1, "the keyed one waits for its reply");
     bson_t *r = sc_cursor_reply("db.f", NULL, 0, 0, true);
     sc_reply(&b, rid, r);
     bson_destroy(r);
     tick_after(100 * MS);
     cr_assert_eq(open_windows(), 0);
+    /* b idle past the gap: its next untagged command is its own again */
+    find_one(&b, "g", NULL, 1 * MS);
+    tick_after(100 * MS);
 
     char *json = mt_stats_windows_json(st, 0);
     bson_t *doc = sc_parse(json);
     cr_assert_eq(sc_array_len(doc, "windows"), 2);
-    /* newest first: the keyed window closed last */
-    cr_assert_str_eq(sc_str(doc, "windows.0.key"), "mongotap:req-7");
-    cr_assert_eq(sc_int(doc, "windows.0.connection_id"), 1);
-    cr_assert_eq(sc_array_len(doc, "windows.0.commands"), 3);
-    cr_assert_str_eq(sc_str(doc, "windows.0.commands.1.collection"), "d");
-    cr_assert(sc_is_null(doc, "windows.1.key"));
-    cr_assert_eq(sc_int(doc, "windows.1.connection_id"), 2);
+    /* newest first */
+    cr_assert(sc_is_null(doc, "windows.0.key"));
+    cr_assert_eq(sc_int(doc, "windows.0.connection_id"), 2);
+    cr_assert_eq(sc_array_len(doc, "windows.0.commands"), 1);
+    cr_assert_str_eq(sc_str(doc, "windows.0.commands.0.collection"), "g");
+    cr_assert_str_eq(sc_str(doc, "windows.1.key"), "mongotap:req-7");
+    cr_assert_eq(sc_int(doc, "windows.1.connection_id"), 1);
+    cr_assert_eq(sc_array_len(doc, "windows.1.commands"), 4);
+    cr_assert_str_eq(sc_str(doc, "windows.1.commands.1.collection"), "d");
+    cr_assert_str_eq(sc_str(doc, "windows.1.commands.2.collection"), "e");
     bson_destroy(doc);
     bson_free(json);
     sc_close(&a);
     sc_close(&b);
+}
+
+Test(window, another_key_takes_over_untagged_commands)
+{
+    sc_conn_t a = sc_open(st, 1, "127.0.0.1:1");
+    find_one(&a, "c", "mongotap:one", 1 * MS);
+    find_one(&a, "c", NULL, 1 * MS);
+    find_one(&a, "c", "mongotap:two", 1 * MS);
+    find_one(&a, "d", NULL, 1 * MS);
+    tick_after(200 * MS);
+    char *json = mt_stats_windows_json(st, 0);
+    bson_t *doc = sc_parse(json);
+    cr_assert_eq(sc_array_len(doc, "windows"), 2);
+    cr_assert_eq(sc_array_len(doc, "windows.0.commands"), 2);
+    cr_assert_eq(sc_array_len(doc, "windows.1.commands"), 2);
+    bson_destroy(doc);
+    bson_free(json);
+    sc_close(&a);
 }
 
 Test(window, getmore_follows_its_cursor)
@@ -405,7 +433,8 @@ static bson_t *batch(uint32_t n, size_t pad)
 Test(window, evidence_is_bounded_and_budgeted)
 {
     mt_window_reg_t reg;
-    mt_window_reg_init(&reg);
+    mt_window_rules_t rules = {.gap_ns = 100 * MS, .max_ns = 30000 * MS};
+    mt_window_reg_init(&reg, &rules);
     mt_window_t *w = mt_window_reg_open(&reg, 1, NULL, NULL, sc_now, 0, "a", "", "");
     cr_assert_not_null(w);
     mt_window_cmd_t c = {
@@ -413,8 +442,8 @@ Test(window, evidence_is_bounded_and_budgeted)
     int idx = mt_window_add_cmd(w, &c);
     cr_assert_eq(idx, 0);
     cr_assert_eq(reg.budget.cmds, 1);
-    /* by documents: 1,200 small ones offered, 1,000 kept */
-    bson_t *small = batch(600, 10);
+    /* by documents: 1.2 times the bound offered, the bound kept */
+    bson_t *small = batch(MT_WINDOW_EVIDENCE_DOCS * 6 / 10, 10);
     mt_window_add_evidence(w, 0, bson_get_data(small), small->len);
     mt_window_add_evidence(w, 0, bson_get_data(small), small->len);
     bson_destroy(small);
@@ -427,10 +456,10 @@ Test(window, evidence_is_bounded_and_budgeted)
     mt_window_reg_retire(&reg, w);
     cr_assert_null(w->ev, "evidence freed once analysed");
 
-    /* by bytes: 3 MiB offered, at most 1 MiB kept */
+    /* by bytes: three times the bound offered, at most the bound kept */
     w = mt_window_reg_open(&reg, 1, NULL, NULL, sc_now, 0, "a", "", "");
     mt_window_add_cmd(w, &c);
-    bson_t *big = batch(30, 100 * 1024);
+    bson_t *big = batch(3 * MT_WINDOW_EVIDENCE_BYTES / (100 * 1024), 100 * 1024);
     mt_window_add_evidence(w, 0, bson_get_data(big), big->len);
     bson_destroy(big);
     cr_assert_leq(w->ev_len, MT_WINDOW_EVIDENCE_BYTES);
@@ -444,7 +473,8 @@ Test(window, evidence_is_bounded_and_budgeted)
 Test(window, registry_lookups)
 {
     mt_window_reg_t reg;
-    mt_window_reg_init(&reg);
+    mt_window_rules_t rules = {.gap_ns = 100 * MS, .max_ns = 30000 * MS};
+    mt_window_reg_init(&reg, &rules);
     mt_window_t *a = mt_window_reg_open(&reg, 1, "mongotap:a", NULL, sc_now, 0, "x", "", "");
     mt_window_t *b = mt_window_reg_open(&reg, 2, NULL, NULL, sc_now, 0, "y", "", "");
     cr_assert_eq(mt_window_reg_find_key(&reg, "mongotap:a"), a);
@@ -478,9 +508,9 @@ Test(window, flush_closes_keyed_windows_at_shutdown)
     find_one(&a, "c", "mongotap:last-request", 1 * MS);
     find_one(&a, "c", NULL, 1 * MS);
     sc_close(&a);
-    cr_assert_eq(closed_windows(), 1, "the connection's own window closes with it");
-    cr_assert_eq(open_windows(), 1, "the keyed window outlives it");
+    cr_assert_eq(closed_windows(), 0, "both commands went to the keyed window");
+    cr_assert_eq(open_windows(), 1, "the keyed window outlives the connection");
     mt_stats_flush(st, sc_now);
     cr_assert_eq(open_windows(), 0);
-    cr_assert_eq(closed_windows(), 2);
+    cr_assert_eq(closed_windows(), 1);
 }
