@@ -143,13 +143,35 @@ static void read_client(const bson_iter_t *client, mt_cmd_view_t *out)
     out->driver_version = utf8_at(&start, "driver.version");
 }
 
-static void copy_name(char *dst, const char *src)
+/* Copies at most cap - 1 bytes of src (cut as mt_cmd_name_len() does) into
+ * dst; returns dst. */
+static const char *copy_capped(char *dst, size_t cap, const char *src, bool *cut)
 {
-    size_t n = strlen(src);
-    if (n >= MT_CMD_NAME_MAX)
-        n = MT_CMD_NAME_MAX - 1;
+    size_t n = mt_cmd_name_len(src, cap - 1, cut);
     memcpy(dst, src, n);
     dst[n] = '\0';
+    return dst;
+}
+
+static void copy_name(char *dst, const char *src, bool *cut)
+{
+    copy_capped(dst, MT_CMD_NAME_MAX, src, cut);
+}
+
+/* db and collection within MongoDB's limits: a name on the wire is as long
+ * as its message, and every copy stats keeps of it would be too. */
+static void cap_names(mt_cmd_view_t *out)
+{
+    bool cut = false;
+    size_t dlen = mt_cmd_name_len(out->db, MT_CMD_DB_MAX, &cut);
+    if (cut)
+        out->db = copy_capped(out->db_buf, sizeof(out->db_buf), out->db, NULL);
+    size_t room = MT_CMD_NS_MAX - (dlen ? dlen + 1 : 0);
+    bool ccut = false;
+    mt_cmd_name_len(out->collection, room, &ccut);
+    if (ccut)
+        out->collection = copy_capped(out->coll_buf, room + 1, out->collection, NULL);
+    out->names_truncated |= cut || ccut;
 }
 
 /* ---- requests ----------------------------------------------------------- */
@@ -165,7 +187,7 @@ static void read_command(mt_cmd_view_t *out)
         const char *key = bson_iter_key(&it);
         if (first) {
             first = false;
-            copy_name(out->name, key);
+            copy_name(out->name, key, &out->names_truncated);
             for (size_t i = 0; out->name[i]; i++) {
                 char c = out->name[i];
                 out->name_lower[i] = (char)(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
@@ -305,8 +327,8 @@ static void read_legacy_find(const mt_msg_t *msg, const char *coll, mt_cmd_view_
     const uint8_t *f = NULL;
     uint32_t flen = 0;
 
-    copy_name(out->name, "find");
-    copy_name(out->name_lower, "find");
+    copy_name(out->name, "find", NULL);
+    copy_name(out->name_lower, "find", NULL);
     out->kind = MT_CMD_FIND;
     out->collection = coll;
     if (find_subdoc(&out->body, "$query", &f, &flen) ||
@@ -357,8 +379,10 @@ mt_msg_err_t mt_cmd_request(const mt_msg_t *msg, mt_cmd_view_t *out)
         const char *ns = msg->full_collection ? msg->full_collection : "";
         const char *dot = strchr(ns, '.');
         size_t dlen = dot ? (size_t)(dot - ns) : strlen(ns);
-        if (dlen >= MT_CMD_DB_MAX)
-            dlen = MT_CMD_DB_MAX - 1;
+        if (dlen > MT_CMD_DB_MAX) {
+            dlen = mt_cmd_name_len(ns, MT_CMD_DB_MAX, NULL);
+            out->names_truncated = true;
+        }
         memcpy(out->db_buf, ns, dlen);
         out->db_buf[dlen] = '\0';
         out->db = out->db_buf;
@@ -367,6 +391,8 @@ mt_msg_err_t mt_cmd_request(const mt_msg_t *msg, mt_cmd_view_t *out)
     } else {
         return MT_MSG_ERR_OPCODE;
     }
+    if (!doc && msg->partial)
+        return MT_MSG_ERR_SKIPPED;
     if (!doc || doc_len < 5)
         return MT_MSG_ERR_SECTION;
     if (!bson_init_static(&out->body, doc, doc_len))
@@ -375,6 +401,7 @@ mt_msg_err_t mt_cmd_request(const mt_msg_t *msg, mt_cmd_view_t *out)
     if (legacy_coll) {
         read_legacy_find(msg, legacy_coll, out);
         out->shape_src = MT_CMD_SHAPE_FILTER;
+        cap_names(out);
         return MT_MSG_OK;
     }
     if (msg->opcode == MT_OP_QUERY) {
@@ -389,6 +416,7 @@ mt_msg_err_t mt_cmd_request(const mt_msg_t *msg, mt_cmd_view_t *out)
         return MT_MSG_ERR_SECTION;
 
     read_command(out);
+    cap_names(out);
     read_sequences(msg, out);
     out->shape_src = shape_src_of(out->kind);
     out->shape_doc_is_array = out->shape_doc && out->shape_src == MT_CMD_SHAPE_PIPELINE;
@@ -431,9 +459,18 @@ mt_msg_err_t mt_cmd_reply(const mt_msg_t *msg, mt_reply_view_t *out)
     out->response_to = msg->hdr.response_to;
     out->opcode = msg->opcode;
     out->compressor = msg->compressor;
+    out->partial = msg->partial;
 
     const uint8_t *doc = msg->body;
     uint32_t doc_len = (uint32_t)msg->body_len;
+    if (!doc && msg->partial) {
+        /* the ids and moreToCome are known, nothing of the answer */
+        out->unread = true;
+        out->more_to_come =
+            msg->opcode == MT_OP_MSG && (msg->flags & MT_MSG_FLAG_MORE_TO_COME) != 0;
+        bson_init_static(&out->body, empty_doc, sizeof(empty_doc));
+        return MT_MSG_ERR_SKIPPED;
+    }
     if (msg->opcode == MT_OP_MSG) {
         out->more_to_come = (msg->flags & MT_MSG_FLAG_MORE_TO_COME) != 0;
         if (!doc)

@@ -1,7 +1,8 @@
 /*
  * msg: decodes one whole message into a view over its bytes. OP_MSG sections,
  * legacy OP_QUERY / OP_REPLY, and OP_COMPRESSED unwrapped into the caller's
- * scratch buffer. Every document is validated before a view points at it.
+ * scratch buffer as far as the decoder reads and the limits allow. Every
+ * document is validated before a view points at it.
  */
 #include "msg.h"
 
@@ -41,6 +42,8 @@ const char *mt_msg_err_str(mt_msg_err_t err)
         return "out of memory";
     case MT_MSG_ERR_OPCODE:
         return "opcode not decoded";
+    case MT_MSG_ERR_SKIPPED:
+        return "not decompressed";
     }
     return "unknown error";
 }
@@ -68,6 +71,10 @@ void mt_msg_scratch_free(mt_msg_scratch_t *s)
     free(s->data);
     if (s->zstd)
         ZSTD_freeDCtx(s->zstd);
+    if (s->zlib) {
+        inflateEnd(s->zlib);
+        free(s->zlib);
+    }
     memset(s, 0, sizeof(*s));
 }
 
@@ -311,6 +318,190 @@ mt_msg_err_t mt_msg_validate_bson(const uint8_t *doc, size_t avail, uint32_t *do
     return MT_MSG_OK;
 }
 
+/* ---- the bytes a decoder reads ------------------------------------------ */
+
+/*
+ * A decoder reads a span: a whole message, or an OP_COMPRESSED payload
+ * decompressed into scratch on demand, as far as the decoder asks and the
+ * limit allows:
+ *
+ *   scratch: [ synthesised 16-byte header | have - 16 bytes inflated | ... ]
+ *                                                            limit ^   len ^
+ *
+ * Decoders ask for whole units (a length prefix, then the whole document it
+ * announces), so nothing is inflated that the view would not use. When a
+ * unit does not fit under the limit the span is cut: the decoder stops and
+ * the view keeps what it read before.
+ */
+typedef struct {
+    int id; /* mt_compressor_t */
+    const uint8_t *src;
+    size_t src_len;
+    size_t src_used; /* noop */
+    z_stream *z;
+    ZSTD_DCtx *zd;
+    ZSTD_inBuffer zin;
+    bool ended; /* the compressed stream has ended */
+} inflater_t;
+
+typedef struct {
+    const uint8_t *msg;
+    uint8_t *dst; /* writable alias of msg while inflating, else NULL */
+    size_t len;   /* the whole message's length, header included */
+    size_t have;  /* bytes of msg that can be read */
+    size_t limit; /* have never grows past this */
+    inflater_t *inf;
+    bool cut; /* a unit did not fit under the limit */
+} span_t;
+
+static mt_msg_err_t inflate_to(span_t *s, size_t end)
+{
+    inflater_t *inf = s->inf;
+    size_t want = end - s->have;
+
+    if (inf->ended)
+        return MT_MSG_ERR_DECOMPRESS; /* shorter than its declared size */
+    switch (inf->id) {
+    case MT_COMPRESSOR_NOOP:
+        if (want > inf->src_len - inf->src_used)
+            return MT_MSG_ERR_DECOMPRESS;
+        memcpy(s->dst + s->have, inf->src + inf->src_used, want);
+        inf->src_used += want;
+        s->have = end;
+        return MT_MSG_OK;
+    case MT_COMPRESSOR_SNAPPY: {
+        /* no streaming decoder: the whole payload, which fits (see below) */
+        size_t n = s->len - s->have;
+        if (snappy_uncompress((const char *)inf->src, inf->src_len, (char *)s->dst + s->have, &n) !=
+                SNAPPY_OK ||
+            n != s->len - s->have)
+            return MT_MSG_ERR_DECOMPRESS;
+        s->have = s->len;
+        inf->ended = true;
+        return MT_MSG_OK;
+    }
+    case MT_COMPRESSOR_ZLIB: {
+        z_stream *z = inf->z;
+        z->next_out = s->dst + s->have;
+        z->avail_out = (uInt)want;
+        while (z->avail_out > 0) {
+            /* Z_BUF_ERROR: no progress possible, the input ran out */
+            int rc = inflate(z, Z_NO_FLUSH);
+            s->have = end - z->avail_out;
+            if (rc == Z_STREAM_END) {
+                inf->ended = true;
+                break;
+            }
+            if (rc == Z_MEM_ERROR)
+                return MT_MSG_ERR_NOMEM;
+            if (rc != Z_OK)
+                return MT_MSG_ERR_DECOMPRESS;
+        }
+        return z->avail_out == 0 ? MT_MSG_OK : MT_MSG_ERR_DECOMPRESS;
+    }
+    case MT_COMPRESSOR_ZSTD: {
+        ZSTD_outBuffer out = {s->dst + s->have, want, 0};
+        while (out.pos < out.size) {
+            size_t in_before = inf->zin.pos, out_before = out.pos;
+            size_t rc = ZSTD_decompressStream(inf->zd, &out, &inf->zin);
+            s->have = end - (out.size - out.pos);
+            if (ZSTD_isError(rc))
+                return MT_MSG_ERR_DECOMPRESS;
+            if (rc == 0) {
+                inf->ended = true;
+                break;
+            }
+            if (out.pos == out_before && inf->zin.pos == in_before)
+                return MT_MSG_ERR_DECOMPRESS; /* input ran out */
+        }
+        return out.pos == out.size ? MT_MSG_OK : MT_MSG_ERR_DECOMPRESS;
+    }
+    default:
+        return MT_MSG_ERR_COMPRESSOR;
+    }
+}
+
+/* After the declared size was produced: the stream must end there. */
+static mt_msg_err_t inflater_check_end(inflater_t *inf)
+{
+    uint8_t extra;
+
+    switch (inf->id) {
+    case MT_COMPRESSOR_NOOP:
+        return inf->src_used == inf->src_len ? MT_MSG_OK : MT_MSG_ERR_DECOMPRESS;
+    case MT_COMPRESSOR_ZLIB:
+        if (!inf->ended) {
+            inf->z->next_out = &extra;
+            inf->z->avail_out = 1;
+            if (inflate(inf->z, Z_FINISH) != Z_STREAM_END || inf->z->avail_out == 0)
+                return MT_MSG_ERR_DECOMPRESS;
+        }
+        return MT_MSG_OK;
+    case MT_COMPRESSOR_ZSTD:
+        if (!inf->ended) {
+            ZSTD_outBuffer out = {&extra, 1, 0};
+            size_t rc = ZSTD_decompressStream(inf->zd, &out, &inf->zin);
+            if (ZSTD_isError(rc) || rc != 0 || out.pos != 0)
+                return MT_MSG_ERR_DECOMPRESS;
+        }
+        /* one frame, nothing after it */
+        return inf->zin.pos == inf->zin.size ? MT_MSG_OK : MT_MSG_ERR_DECOMPRESS;
+    default:
+        return MT_MSG_OK; /* snappy checked its size as it decompressed */
+    }
+}
+
+/* Makes msg[0..min(pos + n, len)) readable; past the end of the message it
+ * is the decoder's bounded readers that report the error. Sets s->cut and
+ * returns MT_MSG_OK when that would pass the limit. */
+static mt_msg_err_t span_need(span_t *s, const uint8_t *pos, size_t n)
+{
+    size_t end = (size_t)(pos - s->msg) + n;
+
+    if (end > s->len)
+        end = s->len;
+    if (end <= s->have)
+        return MT_MSG_OK;
+    if (end > s->limit) {
+        s->cut = true;
+        return MT_MSG_OK;
+    }
+    return inflate_to(s, end);
+}
+
+/* A document at pos with left bytes before the end of its container: its
+ * length prefix, then the whole document when it fits there. */
+static mt_msg_err_t span_need_doc(span_t *s, const uint8_t *pos, size_t left)
+{
+    mt_msg_err_t err = span_need(s, pos, left < 4 ? left : 4);
+    if (err != MT_MSG_OK || s->cut || left < 4)
+        return err;
+    uint32_t dlen = mt_wire_le32(pos);
+    return dlen <= left ? span_need(s, pos, dlen) : MT_MSG_OK;
+}
+
+/* A cstring at pos: identifiers and namespaces are short, so a probe
+ * usually finds the NUL; otherwise the rest of the container. */
+#define SPAN_CSTRING_PROBE 256
+
+static mt_msg_err_t span_need_cstring(span_t *s, const uint8_t *pos, size_t left)
+{
+    size_t probe = left < SPAN_CSTRING_PROBE ? left : SPAN_CSTRING_PROBE;
+    mt_msg_err_t err = span_need(s, pos, probe);
+    if (err != MT_MSG_OK || s->cut || memchr(pos, 0, probe))
+        return err;
+    return span_need(s, pos, left);
+}
+
+/* Leaves the decoder on an error, or with MT_MSG_OK (a partial view) when
+ * the span was cut. */
+#define NEED(s, call)                                                                              \
+    do {                                                                                           \
+        mt_msg_err_t need_err_ = (call);                                                           \
+        if (need_err_ != MT_MSG_OK || (s)->cut)                                                    \
+            return need_err_;                                                                      \
+    } while (0)
+
 /* ---- opcodes ------------------------------------------------------------ */
 
 /*
@@ -319,13 +510,16 @@ mt_msg_err_t mt_msg_validate_bson(const uint8_t *doc, size_t avail, uint32_t *do
  *   uint32 flagBits | section* | [uint32 CRC-32C of all preceding bytes]
  *   section = 0x00 document  |  0x01 int32 size, cstring identifier, document*
  */
-/* The body document at *pos: validated, put in the view, stepped over. */
-static mt_msg_err_t take_body(const uint8_t **pos, size_t *left, mt_msg_t *out)
+/* The body document at *pos: read in, validated, put in the view, stepped
+ * over; MT_MSG_OK with s->cut when it lies past the limit. */
+static mt_msg_err_t take_body(span_t *s, const uint8_t **pos, size_t *left, mt_msg_t *out)
 {
     uint32_t dlen;
-    mt_msg_err_t err = mt_msg_validate_bson(*pos, *left, &dlen);
+    mt_msg_err_t err = span_need_doc(s, *pos, *left);
 
-    if (err != MT_MSG_OK)
+    if (err != MT_MSG_OK || s->cut)
+        return err;
+    if ((err = mt_msg_validate_bson(*pos, *left, &dlen)) != MT_MSG_OK)
         return err;
     out->body = *pos;
     out->body_len = dlen;
@@ -334,29 +528,29 @@ static mt_msg_err_t take_body(const uint8_t **pos, size_t *left, mt_msg_t *out)
     return MT_MSG_OK;
 }
 
-/* len is what the caller has of the message; less than its length when only
- * a prefix is decoded (out->partial), and then the sections past len are
- * left out and the checksum cannot be checked. */
-static mt_msg_err_t parse_op_msg(const uint8_t *msg, size_t len, mt_msg_t *out)
+static mt_msg_err_t parse_op_msg(span_t *s, mt_msg_t *out)
 {
-    const uint8_t *pos = msg + MT_WIRE_HEADER_LEN;
-    size_t left = len - MT_WIRE_HEADER_LEN;
+    const uint8_t *pos = s->msg + MT_WIRE_HEADER_LEN;
+    size_t left = s->len - MT_WIRE_HEADER_LEN;
 
+    NEED(s, span_need(s, pos, 4));
     if (!mt_wire_rd_u32(&pos, &left, &out->flags))
         return MT_MSG_ERR_TRUNCATED;
-    if (out->flags & MT_MSG_FLAG_CHECKSUM_PRESENT && out->partial) {
-        out->checksum_present = true;
-    } else if (out->flags & MT_MSG_FLAG_CHECKSUM_PRESENT) {
+    if (out->flags & MT_MSG_FLAG_CHECKSUM_PRESENT) {
         if (left < 4)
             return MT_MSG_ERR_TRUNCATED;
         left -= 4;
         out->checksum_present = true;
-        out->checksum = mt_wire_le32(pos + left);
-        if (mt_msg_crc32c(msg, len - 4) != out->checksum)
-            return MT_MSG_ERR_CHECKSUM;
+        /* a message read only in part cannot be checked */
+        if (s->have == s->len) {
+            out->checksum = mt_wire_le32(pos + left);
+            if (mt_msg_crc32c(s->msg, s->len - 4) != out->checksum)
+                return MT_MSG_ERR_CHECKSUM;
+        }
     }
 
     while (left > 0) {
+        NEED(s, span_need(s, pos, 1));
         uint8_t kind = *pos++;
         left--;
         uint32_t dlen;
@@ -364,51 +558,45 @@ static mt_msg_err_t parse_op_msg(const uint8_t *msg, size_t len, mt_msg_t *out)
         if (kind == 0) {
             if (out->body)
                 return MT_MSG_ERR_SECTION;
-            if ((err = take_body(&pos, &left, out)) != MT_MSG_OK)
-                return err;
+            NEED(s, take_body(s, &pos, &left, out));
         } else if (kind == 1) {
             int32_t size;
             const uint8_t *start = pos;
-            if (!mt_wire_rd_i32(&pos, &left, &size)) {
-                if (out->partial)
-                    break;
+            NEED(s, span_need(s, pos, 4));
+            if (!mt_wire_rd_i32(&pos, &left, &size))
                 return MT_MSG_ERR_TRUNCATED;
-            }
             if (size < 5)
                 return MT_MSG_ERR_SECTION;
-            /* a prefix ends inside this section: keep the documents that fit */
-            bool cut = (size_t)size - 4 > left;
-            if (cut && !out->partial)
+            if ((size_t)size - 4 > left)
                 return MT_MSG_ERR_TRUNCATED;
-            size_t sleft = cut ? left : (size_t)size - 4;
+            size_t sleft = (size_t)size - 4;
             const char *ident;
-            if (!mt_wire_rd_cstring(&pos, &sleft, &ident, NULL)) {
-                if (cut)
-                    break;
+            NEED(s, span_need_cstring(s, pos, sleft));
+            if (!mt_wire_rd_cstring(&pos, &sleft, &ident, NULL))
                 return MT_MSG_ERR_SECTION;
+            /* kept from the start, so that a cut leaves the documents read so far */
+            mt_msg_sequence_t *seq = NULL;
+            if (out->nseqs < MT_MSG_MAX_SEQUENCES) {
+                seq = &out->seqs[out->nseqs++];
+                seq->identifier = ident;
+                seq->docs = pos;
+                seq->docs_len = 0;
+                seq->count = 0;
+                seq->partial = true;
             }
-            const uint8_t *docs = pos;
-            uint32_t count = 0;
             while (sleft > 0) {
-                if ((err = mt_msg_validate_bson(pos, sleft, &dlen)) != MT_MSG_OK) {
-                    if (cut && err == MT_MSG_ERR_TRUNCATED)
-                        break;
+                NEED(s, span_need_doc(s, pos, sleft));
+                if ((err = mt_msg_validate_bson(pos, sleft, &dlen)) != MT_MSG_OK)
                     return err == MT_MSG_ERR_TRUNCATED ? MT_MSG_ERR_SECTION : err;
-                }
                 pos += dlen;
                 sleft -= dlen;
-                count++;
+                if (seq) {
+                    seq->docs_len += dlen;
+                    seq->count++;
+                }
             }
-            size_t docs_len = (size_t)(pos - docs);
-            if (out->nseqs < MT_MSG_MAX_SEQUENCES) {
-                mt_msg_sequence_t *seq = &out->seqs[out->nseqs++];
-                seq->identifier = ident;
-                seq->docs = docs;
-                seq->docs_len = docs_len;
-                seq->count = count;
-            }
-            if (cut)
-                break;
+            if (seq)
+                seq->partial = false;
             left -= (size_t)(pos - start) - 4;
         } else {
             return MT_MSG_ERR_SECTION;
@@ -421,23 +609,26 @@ static mt_msg_err_t parse_op_msg(const uint8_t *msg, size_t len, mt_msg_t *out)
 
 /* OP_QUERY: int32 flags, cstring namespace, int32 skip, int32 return,
  * document query, [document returnFieldsSelector]. */
-static mt_msg_err_t parse_op_query(const uint8_t *msg, size_t len, mt_msg_t *out)
+static mt_msg_err_t parse_op_query(span_t *s, mt_msg_t *out)
 {
-    const uint8_t *pos = msg + MT_WIRE_HEADER_LEN;
-    size_t left = len - MT_WIRE_HEADER_LEN;
+    const uint8_t *pos = s->msg + MT_WIRE_HEADER_LEN;
+    size_t left = s->len - MT_WIRE_HEADER_LEN;
     uint32_t dlen;
     mt_msg_err_t err;
 
+    NEED(s, span_need(s, pos, 4));
     if (!mt_wire_rd_i32(&pos, &left, &out->query_flags))
         return MT_MSG_ERR_TRUNCATED;
+    NEED(s, span_need_cstring(s, pos, left));
     if (!mt_wire_rd_cstring(&pos, &left, &out->full_collection, NULL))
         return MT_MSG_ERR_TRUNCATED;
+    NEED(s, span_need(s, pos, 8));
     if (!mt_wire_rd_i32(&pos, &left, &out->number_to_skip) ||
         !mt_wire_rd_i32(&pos, &left, &out->number_to_return))
         return MT_MSG_ERR_TRUNCATED;
-    if ((err = take_body(&pos, &left, out)) != MT_MSG_OK)
-        return err;
+    NEED(s, take_body(s, &pos, &left, out));
     if (left > 0) {
+        NEED(s, span_need_doc(s, pos, left));
         if ((err = mt_msg_validate_bson(pos, left, &dlen)) != MT_MSG_OK)
             return err;
         if (dlen != left)
@@ -448,11 +639,12 @@ static mt_msg_err_t parse_op_query(const uint8_t *msg, size_t len, mt_msg_t *out
 
 /* OP_REPLY: int32 responseFlags, int64 cursorID, int32 startingFrom,
  * int32 numberReturned, document* (exactly numberReturned of them). */
-static mt_msg_err_t parse_op_reply(const uint8_t *msg, size_t len, mt_msg_t *out)
+static mt_msg_err_t parse_op_reply(span_t *s, mt_msg_t *out)
 {
-    const uint8_t *pos = msg + MT_WIRE_HEADER_LEN;
-    size_t left = len - MT_WIRE_HEADER_LEN;
+    const uint8_t *pos = s->msg + MT_WIRE_HEADER_LEN;
+    size_t left = s->len - MT_WIRE_HEADER_LEN;
 
+    NEED(s, span_need(s, pos, 20));
     if (!mt_wire_rd_i32(&pos, &left, &out->response_flags) ||
         !mt_wire_rd_i64(&pos, &left, &out->cursor_id) ||
         !mt_wire_rd_i32(&pos, &left, &out->starting_from) ||
@@ -461,10 +653,11 @@ static mt_msg_err_t parse_op_reply(const uint8_t *msg, size_t len, mt_msg_t *out
     if (out->number_returned < 0)
         return MT_MSG_ERR_SECTION;
     out->reply_docs = pos;
-    out->reply_docs_len = left;
+    out->reply_docs_len = 0;
     int32_t count = 0;
     while (left > 0) {
         uint32_t dlen;
+        NEED(s, span_need_doc(s, pos, left));
         mt_msg_err_t err = mt_msg_validate_bson(pos, left, &dlen);
         if (err != MT_MSG_OK)
             return err;
@@ -474,6 +667,7 @@ static mt_msg_err_t parse_op_reply(const uint8_t *msg, size_t len, mt_msg_t *out
         }
         pos += dlen;
         left -= dlen;
+        out->reply_docs_len += dlen;
         count++;
     }
     if (count != out->number_returned)
@@ -481,15 +675,15 @@ static mt_msg_err_t parse_op_reply(const uint8_t *msg, size_t len, mt_msg_t *out
     return MT_MSG_OK;
 }
 
-static mt_msg_err_t parse_inner(const uint8_t *msg, size_t len, int32_t opcode, mt_msg_t *out)
+static mt_msg_err_t parse_inner(span_t *s, int32_t opcode, mt_msg_t *out)
 {
     switch (opcode) {
     case MT_OP_MSG:
-        return parse_op_msg(msg, len, out);
+        return parse_op_msg(s, out);
     case MT_OP_QUERY:
-        return parse_op_query(msg, len, out);
+        return parse_op_query(s, out);
     case MT_OP_REPLY:
-        return parse_op_reply(msg, len, out);
+        return parse_op_reply(s, out);
     default:
         return MT_MSG_ERR_OPCODE;
     }
@@ -514,43 +708,6 @@ static bool scratch_reserve(mt_msg_scratch_t *s, size_t need)
  * size is refused before the scratch buffer grows for it. */
 #define ZLIB_MAX_RATIO 1032u
 #define ZSTD_BLOCK_MAX (128u * 1024u)
-
-static mt_msg_err_t decompress(int id, const uint8_t *src, size_t src_len, uint8_t *dst,
-                               size_t size, mt_msg_scratch_t *scratch)
-{
-    switch (id) {
-    case MT_COMPRESSOR_NOOP:
-        if (src_len != size)
-            return MT_MSG_ERR_DECOMPRESS;
-        memcpy(dst, src, size);
-        return MT_MSG_OK;
-    case MT_COMPRESSOR_SNAPPY: {
-        size_t n = size;
-        if (snappy_uncompress((const char *)src, src_len, (char *)dst, &n) != SNAPPY_OK ||
-            n != size)
-            return MT_MSG_ERR_DECOMPRESS;
-        return MT_MSG_OK;
-    }
-    case MT_COMPRESSOR_ZLIB: {
-        uLongf n = (uLongf)size;
-        uLong sl = (uLong)src_len;
-        int rc = uncompress2(dst, &n, src, &sl);
-        if (rc != Z_OK || n != size)
-            return MT_MSG_ERR_DECOMPRESS;
-        return MT_MSG_OK;
-    }
-    case MT_COMPRESSOR_ZSTD: {
-        if (!scratch->zstd && !(scratch->zstd = ZSTD_createDCtx()))
-            return MT_MSG_ERR_NOMEM;
-        size_t n = ZSTD_decompressDCtx(scratch->zstd, dst, size, src, src_len);
-        if (ZSTD_isError(n) || n != size)
-            return MT_MSG_ERR_DECOMPRESS;
-        return MT_MSG_OK;
-    }
-    default:
-        return MT_MSG_ERR_COMPRESSOR;
-    }
-}
 
 /* Refuses payloads that cannot possibly yield the declared size, without
  * allocating: a compression bomb costs us nothing but this check. */
@@ -580,16 +737,49 @@ static bool plausible(int id, const uint8_t *src, size_t src_len, size_t size)
     }
 }
 
+/* Streaming state for zlib and zstd, kept in scratch and reset per message. */
+static mt_msg_err_t inflater_start(inflater_t *inf, int id, const uint8_t *src, size_t src_len,
+                                   mt_msg_scratch_t *scratch)
+{
+    memset(inf, 0, sizeof(*inf));
+    inf->id = id;
+    inf->src = src;
+    inf->src_len = src_len;
+    if (id == MT_COMPRESSOR_ZLIB) {
+        if (!scratch->zlib) {
+            z_stream *z = calloc(1, sizeof(*z));
+            if (!z || inflateInit(z) != Z_OK) {
+                free(z);
+                return MT_MSG_ERR_NOMEM;
+            }
+            scratch->zlib = z;
+        } else if (inflateReset(scratch->zlib) != Z_OK) {
+            return MT_MSG_ERR_DECOMPRESS;
+        }
+        inf->z = scratch->zlib;
+        inf->z->next_in = (Bytef *)src;
+        inf->z->avail_in = (uInt)src_len;
+    } else if (id == MT_COMPRESSOR_ZSTD) {
+        if (!scratch->zstd && !(scratch->zstd = ZSTD_createDCtx()))
+            return MT_MSG_ERR_NOMEM;
+        inf->zd = scratch->zstd;
+        ZSTD_DCtx_reset(inf->zd, ZSTD_reset_session_only);
+        inf->zin = (ZSTD_inBuffer){src, src_len, 0};
+    }
+    return MT_MSG_OK;
+}
+
 /*
  * OP_COMPRESSED: int32 originalOpcode, int32 uncompressedSize, uint8
- * compressorId, payload. The inner message is rebuilt in scratch as
- *
- *   scratch: [ synthesised 16-byte header | uncompressedSize bytes ]
- *
- * so the ordinary decoders (and the OP_MSG checksum) see a whole message.
+ * compressorId, payload. The inner message is rebuilt in scratch behind a
+ * synthesised header, so the ordinary decoders (and the OP_MSG checksum) see
+ * a message. When it fits under the limit it is decompressed whole and its
+ * size checked; otherwise (zlib, zstd, noop) only as far as the decoder
+ * reads whole units under the limit. snappy has no streaming decoder: a
+ * snappy payload over the limit is not decompressed at all.
  */
 static mt_msg_err_t parse_op_compressed(const uint8_t *msg, size_t len, mt_msg_scratch_t *scratch,
-                                        mt_msg_t *out)
+                                        mt_msg_budget_t *budget, mt_msg_t *out)
 {
     const uint8_t *pos = msg + MT_WIRE_HEADER_LEN;
     size_t left = len - MT_WIRE_HEADER_LEN;
@@ -615,23 +805,51 @@ static mt_msg_err_t parse_op_compressed(const uint8_t *msg, size_t len, mt_msg_s
     if (!plausible(id, pos, left, (size_t)size))
         return MT_MSG_ERR_DECOMPRESS;
 
+    size_t limit = MT_MSG_INFLATE_MAX - MT_WIRE_HEADER_LEN; /* the header is ours */
+    if (budget && budget->left < limit)
+        limit = budget->left;
+    bool whole = (size_t)size <= limit;
+    if (!whole && (limit == 0 || id == MT_COMPRESSOR_SNAPPY)) {
+        out->partial = true; /* nothing decompressed */
+        return MT_MSG_OK;
+    }
+
     size_t inner_len = MT_WIRE_HEADER_LEN + (size_t)size;
-    if (!scratch_reserve(scratch, inner_len))
+    size_t room = MT_WIRE_HEADER_LEN + (whole ? (size_t)size : limit);
+    if (!scratch_reserve(scratch, room))
         return MT_MSG_ERR_NOMEM;
     scratch->len = 0;
-    mt_msg_err_t err =
-        decompress(id, pos, left, scratch->data + MT_WIRE_HEADER_LEN, (size_t)size, scratch);
-    if (err != MT_MSG_OK)
-        return err;
     mt_wire_put_le32(scratch->data, (uint32_t)inner_len);
     mt_wire_put_le32(scratch->data + 4, (uint32_t)out->hdr.request_id);
     mt_wire_put_le32(scratch->data + 8, (uint32_t)out->hdr.response_to);
     mt_wire_put_le32(scratch->data + 12, (uint32_t)opcode);
-    scratch->len = inner_len;
-    return parse_inner(scratch->data, inner_len, opcode, out);
+
+    inflater_t inf;
+    span_t s = {scratch->data, scratch->data, inner_len, MT_WIRE_HEADER_LEN, room, &inf, false};
+    mt_msg_err_t err = inflater_start(&inf, id, pos, left, scratch);
+    if (err == MT_MSG_OK && whole) {
+        err = span_need(&s, s.msg, inner_len);
+        if (err == MT_MSG_OK)
+            err = inflater_check_end(&inf);
+    }
+    if (err == MT_MSG_OK)
+        err = parse_inner(&s, opcode, out);
+    out->inflated = s.have - MT_WIRE_HEADER_LEN;
+    out->partial = err == MT_MSG_OK && s.cut;
+    scratch->len = s.have;
+    if (budget) {
+        /* zstd decodes a block (up to 128 KiB) ahead of what it hands out */
+        size_t used = out->inflated;
+        if (id == MT_COMPRESSOR_ZSTD && !inf.ended)
+            used += (size_t)size - out->inflated < ZSTD_BLOCK_MAX ? (size_t)size - out->inflated
+                                                                  : ZSTD_BLOCK_MAX;
+        budget->left -= used < budget->left ? used : budget->left;
+    }
+    return err;
 }
 
-mt_msg_err_t mt_msg_parse(const uint8_t *buf, size_t len, mt_msg_scratch_t *scratch, mt_msg_t *out)
+mt_msg_err_t mt_msg_parse_budget(const uint8_t *buf, size_t len, mt_msg_scratch_t *scratch,
+                                 mt_msg_budget_t *budget, mt_msg_t *out)
 {
     memset(out, 0, sizeof(*out));
     out->compressor = MT_COMPRESSOR_NONE;
@@ -651,8 +869,14 @@ mt_msg_err_t mt_msg_parse(const uint8_t *buf, size_t len, mt_msg_scratch_t *scra
         return MT_MSG_ERR_HEADER;
 
     if (out->hdr.opcode == MT_OP_COMPRESSED)
-        return parse_op_compressed(buf, len, scratch, out);
-    return parse_inner(buf, len, out->hdr.opcode, out);
+        return parse_op_compressed(buf, len, scratch, budget, out);
+    span_t s = {buf, NULL, len, len, len, NULL, false};
+    return parse_inner(&s, out->hdr.opcode, out);
+}
+
+mt_msg_err_t mt_msg_parse(const uint8_t *buf, size_t len, mt_msg_scratch_t *scratch, mt_msg_t *out)
+{
+    return mt_msg_parse_budget(buf, len, scratch, NULL, out);
 }
 
 mt_msg_err_t mt_msg_parse_prefix(const uint8_t *buf, size_t have, mt_msg_t *out)
@@ -662,12 +886,18 @@ mt_msg_err_t mt_msg_parse_prefix(const uint8_t *buf, size_t have, mt_msg_t *out)
     if (mt_wire_header_parse(buf, have, &out->hdr) != MT_WIRE_OK)
         return have < MT_WIRE_HEADER_LEN ? MT_MSG_ERR_TRUNCATED : MT_MSG_ERR_HEADER;
     out->opcode = out->hdr.opcode;
-    if ((size_t)out->hdr.message_length <= have)
-        return mt_msg_parse(buf, (size_t)out->hdr.message_length, NULL, out);
+    size_t len = (size_t)out->hdr.message_length;
+    if (len <= have)
+        return mt_msg_parse(buf, len, NULL, out);
     if (out->hdr.opcode != MT_OP_MSG)
         return MT_MSG_ERR_TRUNCATED;
-    out->partial = true;
-    return parse_op_msg(buf, have, out);
+    /* the bytes there are, and no more: the decoder stops at the first unit past them */
+    span_t s = {buf, NULL, len, have, have, NULL, false};
+    mt_msg_err_t err = parse_op_msg(&s, out);
+    out->partial = err == MT_MSG_OK && s.cut;
+    if (out->partial && !out->body)
+        return MT_MSG_ERR_SECTION; /* the body must be among what was kept */
+    return err;
 }
 
 /* ---- compression (tests, fuzz seeds, benchmark) -------------------------- */

@@ -1,9 +1,10 @@
 /*
  * msg: decodes one whole message (header included) into a view over its
  * bytes: OP_MSG sections, legacy OP_QUERY / OP_REPLY, and OP_COMPRESSED
- * (unwrapped into a caller-owned scratch buffer). Nothing is copied except
- * decompressed bytes; every pointer in a view points into the message or the
- * scratch buffer and lives as long as they do.
+ * (unwrapped into a caller-owned scratch buffer, only as far as a limit and
+ * the caller's budget allow). Nothing is copied except decompressed bytes;
+ * every pointer in a view points into the message or the scratch buffer and
+ * lives as long as they do.
  */
 #ifndef MT_MSG_H
 #define MT_MSG_H
@@ -43,7 +44,8 @@ typedef enum {
     MT_MSG_ERR_TOO_LARGE,  /* declared uncompressed size over the limit */
     MT_MSG_ERR_NESTED,     /* OP_COMPRESSED inside OP_COMPRESSED */
     MT_MSG_ERR_NOMEM,
-    MT_MSG_ERR_OPCODE, /* opcode we do not decode (still forwarded) */
+    MT_MSG_ERR_OPCODE,  /* opcode we do not decode (still forwarded) */
+    MT_MSG_ERR_SKIPPED, /* compressed, and not decompressed far enough to read (limit or budget) */
 } mt_msg_err_t;
 
 const char *mt_msg_err_str(mt_msg_err_t err);
@@ -58,13 +60,29 @@ typedef enum {
 
 const char *mt_compressor_str(int id);
 
+/* Most bytes of one decompressed message (its header included). A message
+ * of this size or less is decompressed whole; of a larger one only the
+ * front, as far as whole sections and documents fit (the view is partial),
+ * and the rest is never inflated. */
+#define MT_MSG_INFLATE_MAX (1u << 20)
+
+/* Decompression budget shared by every connection: the caller owns it and
+ * refills `left` once per loop iteration; each message decompresses at most
+ * what is left and takes what it used, so compressed traffic cannot make one
+ * iteration of the loop long. When it runs out, messages are not
+ * decompressed (MT_MSG_ERR_SKIPPED from the command views). */
+typedef struct {
+    size_t left;
+} mt_msg_budget_t;
+
 /* Caller-owned growable buffer for decompressed bytes; reuse it across
  * messages, release with mt_msg_scratch_free(). */
 typedef struct {
     uint8_t *data;
     size_t len;
     size_t cap;
-    void *zstd; /* decompression context, created on first use */
+    void *zstd; /* decompression contexts, created on first use */
+    void *zlib;
 } mt_msg_scratch_t;
 
 void mt_msg_scratch_free(mt_msg_scratch_t *s);
@@ -74,14 +92,20 @@ typedef struct {
     const uint8_t *docs;    /* concatenated BSON documents */
     size_t docs_len;
     uint32_t count; /* number of documents */
+    bool partial;   /* the view ends inside the section: docs and count cover its
+                     * first documents only */
 } mt_msg_sequence_t;
 
 typedef struct {
     mt_wire_header_t hdr; /* outer header as on the wire */
     int32_t opcode;       /* effective opcode (inner one for OP_COMPRESSED) */
     int compressor;       /* mt_compressor_t; NONE when not compressed */
-
-    bool partial; /* only a prefix was decoded: sections past it are not in the view */
+    /* Only a prefix was decoded (mt_msg_parse_prefix) or decompressed (the
+     * limit or the budget): the view holds what came before the cut, later
+     * sections are missing, the checksum is not checked, and for a
+     * decompressed message the body may be missing too. */
+    bool partial;
+    size_t inflated; /* bytes decompressed for this view */
 
     /* OP_MSG */
     uint32_t flags;
@@ -109,7 +133,15 @@ typedef struct {
 
 /* Decodes buf[0..len), one whole message including its header. scratch may be
  * NULL when decompression is not wanted (then OP_COMPRESSED yields
- * MT_MSG_ERR_OPCODE). Every BSON document referenced by the view is validated. */
+ * MT_MSG_ERR_OPCODE). Every BSON document referenced by the view is validated.
+ * An OP_COMPRESSED message is decompressed up to MT_MSG_INFLATE_MAX bytes and
+ * what budget->left allows (budget may be NULL: no budget), taking what it
+ * used from budget->left; past that the view is partial (MT_MSG_OK with
+ * out->partial). */
+mt_msg_err_t mt_msg_parse_budget(const uint8_t *buf, size_t len, mt_msg_scratch_t *scratch,
+                                 mt_msg_budget_t *budget, mt_msg_t *out);
+
+/* mt_msg_parse_budget() without a budget. */
 mt_msg_err_t mt_msg_parse(const uint8_t *buf, size_t len, mt_msg_scratch_t *scratch, mt_msg_t *out);
 
 /* Decodes an OP_MSG from its first `have` bytes (a whole message of any

@@ -16,6 +16,7 @@ typedef struct {
     size_t cap;
     size_t len;
     bool full;
+    const mt_shape_opts_t *opts;
 } writer_t;
 
 static void put(writer_t *w, const char *s, size_t n)
@@ -128,7 +129,10 @@ static void render_iter(writer_t *w, bson_iter_t *child, bool is_array, int dept
         const char *key = NULL;
         if (!is_array) {
             key = bson_iter_key(child);
-            put_key(w, key, bson_iter_key_len(child));
+            if (mt_shape_redacts(w->opts, key))
+                PUT_LIT(w, "\"?\"");
+            else
+                put_key(w, key, bson_iter_key_len(child));
             PUT_LIT(w, ": ");
         }
         render_value(w, child, key, depth);
@@ -157,9 +161,15 @@ static void render_bytes(writer_t *w, const uint8_t *doc, uint32_t len, bool is_
     render_iter(w, &it, is_array, 0);
 }
 
-size_t mt_shape_render(const uint8_t *doc, uint32_t len, bool is_array, char *out, size_t cap)
+bool mt_shape_redacts(const mt_shape_opts_t *opts, const char *name)
 {
-    writer_t w = {out, cap, 0, false};
+    return opts && opts->redact && name[0] != '$' && opts->redact(opts->redact_data, name);
+}
+
+size_t mt_shape_render(const uint8_t *doc, uint32_t len, bool is_array, char *out, size_t cap,
+                       const mt_shape_opts_t *opts)
+{
+    writer_t w = {out, cap, 0, false, opts};
     render_bytes(&w, doc, len, is_array);
     return finish(&w);
 }
@@ -201,9 +211,10 @@ static void render_statement(writer_t *w, const mt_cmd_view_t *cmd)
     PUT_LIT(w, "}");
 }
 
-size_t mt_shape_of_command(const mt_cmd_view_t *cmd, char *out, size_t cap)
+size_t mt_shape_of_command(const mt_cmd_view_t *cmd, char *out, size_t cap,
+                           const mt_shape_opts_t *opts)
 {
-    writer_t w = {out, cap, 0, false};
+    writer_t w = {out, cap, 0, false, opts};
 
     if (!cmd->shape_doc) {
         PUT_LIT(&w, "{}");

@@ -15,14 +15,32 @@
 /* Longest shape text kept; longer shapes are cut and end with "...". */
 #define MT_SHAPE_MAX 512
 
+/* Asked about field names (NUL-terminated); true renders one as "?". For
+ * applications that use user data as keys (a map keyed by e-mail address),
+ * which would otherwise appear in shapes. */
+typedef bool (*mt_shape_redact_cb)(void *data, const char *name);
+
+typedef struct {
+    mt_shape_redact_cb redact; /* NULL: every name is kept */
+    void *redact_data;
+} mt_shape_opts_t;
+
+/* Whether opts (may be NULL) render this field name or path as "?".
+ * Operators and stages ($gt, $match: keys that begin with '$') are never
+ * redacted. */
+bool mt_shape_redacts(const mt_shape_opts_t *opts, const char *name);
+
 /* Renders the shape of a BSON document (is_array false) or array into out
  * (NUL-terminated, at most cap-1 chars, cut with "..." when longer).
- * Returns the length written; an empty or NULL doc renders "{}" or "[]". */
-size_t mt_shape_render(const uint8_t *doc, uint32_t len, bool is_array, char *out, size_t cap);
+ * Returns the length written; an empty or NULL doc renders "{}" or "[]".
+ * opts may be NULL. */
+size_t mt_shape_render(const uint8_t *doc, uint32_t len, bool is_array, char *out, size_t cap,
+                       const mt_shape_opts_t *opts);
 
 /* The shape of a command (from cmd->shape_doc; update: {"q": ..., "u": ...};
  * delete: {"q": ...}); "{}" for commands without a filter. */
-size_t mt_shape_of_command(const mt_cmd_view_t *cmd, char *out, size_t cap);
+size_t mt_shape_of_command(const mt_cmd_view_t *cmd, char *out, size_t cap,
+                           const mt_shape_opts_t *opts);
 
 /* Most equality terms a lookup may have (a compound lookup on few fields). */
 #define MT_SHAPE_LOOKUP_TERMS 4

@@ -1,7 +1,10 @@
 /*
- * view: names of the view enums, for logs, JSON and tests.
+ * view: names of the view enums, for logs, JSON and tests, and the cut that
+ * keeps names within MongoDB's limits.
  */
 #include "view.h"
+
+#include <string.h>
 
 const char *mt_cmd_kind_str(mt_cmd_kind_t kind)
 {
@@ -53,4 +56,17 @@ const char *mt_cmd_shape_src_str(mt_cmd_shape_src_t src)
         return "deletes";
     }
     return "unknown";
+}
+
+size_t mt_cmd_name_len(const char *s, size_t max, bool *cut)
+{
+    size_t n = strnlen(s, max + 1);
+    if (n <= max)
+        return n;
+    n = max;
+    while (n > 0 && ((unsigned char)s[n] & 0xc0u) == 0x80u)
+        n--;
+    if (cut)
+        *cut = true;
+    return n;
 }

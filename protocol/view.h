@@ -12,7 +12,16 @@
 #include <stdint.h>
 
 #define MT_CMD_NAME_MAX 64
-#define MT_CMD_DB_MAX 128
+/* MongoDB's own limits on names; longer ones are cut (on a UTF-8 boundary)
+ * in the views, so that no name from the wire is kept at any length. */
+#define MT_CMD_DB_MAX 64    /* bytes of a database name */
+#define MT_CMD_NS_MAX 255   /* bytes of a namespace, "db.collection" */
+#define MT_CMD_PATH_MAX 255 /* bytes of a field path that stats keeps */
+
+/* Bytes of s to keep under max: strlen(s) when it fits, else cut back to a
+ * UTF-8 character boundary (*cut, which may be NULL, is then set). Reads at
+ * most max + 1 bytes of s. */
+size_t mt_cmd_name_len(const char *s, size_t max, bool *cut);
 
 typedef enum {
     MT_CMD_OTHER = 0,
@@ -53,13 +62,15 @@ typedef struct {
 
     mt_cmd_kind_t kind;
     bool monitoring;                  /* counted, but never opens or extends a window */
+    bool names_truncated;             /* name, db or collection was cut to the limits above */
     char name[MT_CMD_NAME_MAX];       /* first key, as sent ("find", "ismaster") */
     char name_lower[MT_CMD_NAME_MAX]; /* lower-cased, for matching */
-    const char *db; /* $db, or the part of OP_QUERY's namespace before '.'; "" if none.
-                     * For OP_QUERY it points at db_buf below: copy the string, not
-                     * the pointer, when copying a view. */
-    const char
-        *collection; /* value of the first key when a string; getMore: "collection"; "" if none */
+    const char *db;         /* $db, or the part of OP_QUERY's namespace before '.'; "" if none.
+                             * At most MT_CMD_DB_MAX bytes; it may point at db_buf below: copy
+                             * the string, not the pointer, when copying a view. */
+    const char *collection; /* value of the first key when a string; getMore: "collection";
+                             * "" if none. With db at most MT_CMD_NS_MAX bytes (coll_buf
+                             * when cut, as for db) */
 
     bson_t body; /* static view of the command document */
 
@@ -78,8 +89,8 @@ typedef struct {
     const char *comment; /* when comment is a string, else NULL */
     int64_t cursor_id;   /* getMore: the cursor; killCursors: first cursor */
     uint32_t statements; /* insert/update/delete: documents in body array + kind-1 sequence */
-    bool partial;        /* only the front of the message was decoded: statements is a lower
-                            bound */
+    bool partial;        /* only the front of the message was decoded (or decompressed):
+                            statements is a lower bound */
 
     /* Handshake metadata (hello/isMaster with a "client" document). */
     const char *app_name;       /* client.application.name or NULL */
@@ -87,7 +98,8 @@ typedef struct {
     const char *driver_version; /* client.driver.version or NULL */
     bool has_topology_version;  /* streaming hello (monitoring) */
 
-    char db_buf[MT_CMD_DB_MAX]; /* OP_QUERY namespace prefix, NUL-terminated */
+    char db_buf[MT_CMD_DB_MAX + 1];   /* OP_QUERY namespace prefix, or a cut $db */
+    char coll_buf[MT_CMD_NS_MAX + 1]; /* a cut collection name */
 } mt_cmd_view_t;
 
 typedef struct {
@@ -96,6 +108,9 @@ typedef struct {
     int32_t opcode;
     int compressor;
     bool more_to_come; /* exhaust: another reply to the same request follows */
+    bool partial;      /* decompressed only in part: documents after the first are unknown */
+    bool unread;       /* decompression stopped before the reply document (the view came with
+                        * MT_MSG_ERR_SKIPPED): only the ids and more_to_come are known */
 
     bson_t body;            /* static view of the reply document (first doc for OP_REPLY) */
     bool ok;                /* ok: 1 (and OP_REPLY without QueryFailure) */

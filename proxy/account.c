@@ -20,6 +20,7 @@
 struct mt_account {
     mt_stats_t *stats;
     mt_msg_scratch_t scratch; /* decompression, shared by every connection */
+    mt_msg_budget_t inflate;  /* what this loop iteration may still decompress */
     size_t assembly_bytes;    /* capacity held by every side's buf */
 };
 
@@ -27,9 +28,16 @@ mt_account_t *mt_account_new(mt_stats_t *stats)
 {
     mt_account_t *a = calloc(1, sizeof(*a));
 
-    if (a)
-        a->stats = stats;
+    if (!a)
+        return NULL;
+    a->stats = stats;
+    a->inflate.left = MT_ACCOUNT_INFLATE_BUDGET;
     return a;
+}
+
+void mt_account_refill(mt_account_t *a)
+{
+    a->inflate.left = MT_ACCOUNT_INFLATE_BUDGET;
 }
 
 void mt_account_free(mt_account_t *a)
@@ -113,7 +121,9 @@ static void account_message(mt_account_t *a, mt_account_side_t *side, mt_stats_c
     if (have < size)
         err = mt_msg_parse_prefix(msg, have, &m);
     else
-        err = mt_msg_parse(msg, have, &a->scratch, &m);
+        err = mt_msg_parse_budget(msg, have, &a->scratch, &a->inflate, &m);
+    if (err == MT_MSG_OK && m.partial && m.compressor != MT_COMPRESSOR_NONE)
+        mt_stats_add(a->stats, MT_STAT_DECOMPRESS_SKIPPED, 1);
 
     if (from_client) {
         bool owed = err == MT_MSG_OK ? (m.opcode == MT_OP_MSG ? !decoded_more_to_come(&m)
@@ -132,19 +142,20 @@ static void account_message(mt_account_t *a, mt_account_side_t *side, mt_stats_c
         if (err == MT_MSG_OK) {
             mt_reply_view_t r;
             err = mt_cmd_reply(&m, &r);
-            if (err == MT_MSG_OK)
+            /* a reply not decompressed still settles its request (r.unread) */
+            if (err == MT_MSG_OK || err == MT_MSG_ERR_SKIPPED)
                 mt_stats_conn_reply(conn, &r, size, side->first_ns);
         }
     }
-    if (err != MT_MSG_OK)
+    if (err != MT_MSG_OK && err != MT_MSG_ERR_SKIPPED) /* skipped: counted above */
         count_error(a, err);
 }
 
-/* A message that was not kept (budget): still settle what the session owes. */
-static void account_shed(mt_account_t *a, bool from_client, const uint8_t *head, size_t have,
+/* A message that was not kept (budget; counted when it was shed): still
+ * settle what the session owes. */
+static void account_shed(bool from_client, const uint8_t *head, size_t have,
                          mt_account_result_t *out)
 {
-    mt_stats_add(a->stats, MT_STAT_ACCOUNTING_SHED, 1);
     if (from_client)
         out->requests_expecting_reply += raw_expects_reply(head, have);
     else
@@ -221,6 +232,7 @@ static void assembly_append(mt_account_t *a, mt_account_side_t *side, bool from_
     if (total + n > side->cap && !assembly_grow(a, side, total + n)) {
         side->assembling = false; /* shed: forwarded, not accounted */
         assembly_free(a, side);
+        mt_stats_add(a->stats, MT_STAT_ACCOUNTING_SHED, 1);
         return;
     }
     memcpy(side->buf + side->len, p, n);
@@ -275,7 +287,7 @@ void mt_account_feed(mt_account_t *a, mt_account_side_t *side, mt_stats_conn_t *
                 /* a message no longer than its head */
                 account_message(a, side, conn, from_client, side->head, size, size, now_ns, out);
             } else {
-                account_shed(a, from_client, side->head, side->head_len, out);
+                account_shed(from_client, side->head, side->head_len, out);
             }
             side->assembling = false;
             side->len = 0;

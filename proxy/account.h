@@ -24,6 +24,11 @@
 #define MT_ACCOUNT_PREFIX_MIN (64u << 10)
 /* Decompression buffers above this are released after each message. */
 #define MT_ACCOUNT_SCRATCH_KEEP (4u << 20)
+/* Bytes decompressed for accounting in one loop iteration, over every
+ * connection (a few milliseconds of inflating): past it, compressed messages
+ * are forwarded as always but counted in decompress_skipped instead of
+ * decoded, so no client's compressed traffic can stall the loop. */
+#define MT_ACCOUNT_INFLATE_BUDGET (4u << 20)
 /* Bytes at the front of every message always kept, even when its
  * reassembly is shed: the header, OP_MSG flagBits and the first section's
  * kind and length; enough to know whether a reply is owed. */
@@ -69,5 +74,8 @@ void mt_account_feed(mt_account_t *a, mt_account_side_t *side, mt_stats_conn_t *
 
 /* Bytes held for reassembly right now, over every side. */
 size_t mt_account_assembly_bytes(const mt_account_t *a);
+
+/* A new loop iteration: the decompression budget is whole again. */
+void mt_account_refill(mt_account_t *a);
 
 #endif

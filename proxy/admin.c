@@ -2,15 +2,20 @@
  * admin: every route is answered from the loop thread with what stats/
  * renders; /events viewers each get a bounded queue, and a viewer that does
  * not keep up is disconnected rather than allowed to hold memory or time.
+ * Connections are capped (with a small reserve for health probes), and
+ * without a token only loopback names may address it and only requests no
+ * other web page can forge may change anything.
  */
 #include "admin.h"
 
 #include <bson/bson.h>
 #include <h2o.h>
 #include <h2o/socket/uv-binding.h>
+#include <openssl/evp.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include "log.h"
@@ -18,13 +23,17 @@
 extern const unsigned char mt_web_page[];
 extern const size_t mt_web_page_len;
 
-/* One accepted admin connection: tracked so that a stuck /events viewer can
- * be cut at the socket, letting h2o tear the connection down itself. */
+/* One accepted admin connection: tracked so that a stuck /events viewer or
+ * an expired probe connection can be cut at the socket, letting h2o tear the
+ * connection down itself. */
 typedef struct mt_admin_sock {
     uv_tcp_t tcp;
-    struct sockaddr_storage peer;
+    h2o_socket_t *h2o; /* h2o's socket over tcp */
     struct mt_admin *admin;
-    h2o_linklist_t link; /* in admin->socks */
+    bool probe;   /* accepted past the cap: health routes only, then closed */
+    bool evicted; /* shut down to make room or expired; h2o is closing it */
+    uint64_t accepted_ms;
+    h2o_linklist_t link; /* in admin->socks, or admin->probes when probe */
 } mt_admin_sock_t;
 
 typedef struct mt_sse_viewer {
@@ -58,10 +67,15 @@ struct mt_admin {
     bool listening;
     uv_timer_t tick;
     bool tick_open;
-    h2o_linklist_t socks;
+    h2o_linklist_t socks;  /* within the cap */
+    h2o_linklist_t probes; /* past it, oldest first */
     h2o_linklist_t viewers;
     size_t nviewers;
     size_t nsocks;
+    size_t nprobes;      /* in the probes list */
+    size_t nprobes_live; /* of those, not evicted */
+    uint64_t last_full_log;
+    char csp[512]; /* the console page's Content-Security-Policy */
 };
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -88,6 +102,15 @@ int mt_admin_token_ok(const char *token, const char *header, size_t header_len)
     return diff == 0;
 }
 
+/* On every answer: never sniffed into another type, never framed. */
+static void add_security_headers(h2o_req_t *req)
+{
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-content-type-options"), 0,
+                          NULL, H2O_STRLIT("nosniff"));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-frame-options"), 0, NULL,
+                          H2O_STRLIT("DENY"));
+}
+
 static void respond(h2o_req_t *req, int status, const char *reason, const char *type,
                     const char *body, size_t len)
 {
@@ -97,6 +120,7 @@ static void respond(h2o_req_t *req, int status, const char *reason, const char *
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, type, strlen(type));
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL,
                    H2O_STRLIT("no-store"));
+    add_security_headers(req);
     h2o_send_inline(req, body, len);
 }
 
@@ -177,6 +201,49 @@ static bool path_is(h2o_req_t *req, const char *path)
 static bool method_is(h2o_req_t *req, const char *m)
 {
     return h2o_memis(req->method.base, req->method.len, m, strlen(m));
+}
+
+/* The routes a probe connection may ask for. */
+static bool health_path(h2o_req_t *req)
+{
+    return path_is(req, "/healthz") || path_is(req, "/readyz");
+}
+
+/* Without a token, only requests addressed by a loopback name or by the
+ * --admin host are served: a web page whose DNS name was rebound to
+ * 127.0.0.1 still sends its own name as Host (DNS rebinding). A request
+ * without Host (HTTP/1.0 tools) cannot come from a browser. */
+static bool host_allowed(struct mt_admin *a, h2o_req_t *req)
+{
+    h2o_iovec_t auth = req->input.authority, host;
+    uint16_t port;
+    char name[MT_CLI_HOST_MAX];
+
+    if (req->hostconf && auth.base == req->hostconf->authority.hostport.base)
+        return true; /* h2o supplied it: the request had no Host */
+    if (h2o_url_parse_hostport(auth.base, auth.len, &host, &port) != auth.base + auth.len ||
+        host.len >= sizeof(name))
+        return false;
+    memcpy(name, host.base, host.len);
+    name[host.len] = '\0';
+    return mt_cli_is_loopback(name) || strcasecmp(name, a->cfg->admin.host) == 0;
+}
+
+/* A form on another site, or its fetch without CORS, can send only "simple"
+ * headers; a POST must carry one that is not: X-Mongotap (what the console
+ * sends) or Content-Type: application/json. */
+static bool post_allowed(h2o_req_t *req)
+{
+    if (h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-mongotap"), -1) >= 0)
+        return true;
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, -1);
+    if (i < 0)
+        return false;
+    h2o_iovec_t v = req->headers.entries[i].value;
+    size_t n = 0;
+    while (n < v.len && v.base[n] != ';' && v.base[n] != ' ' && v.base[n] != '\t')
+        n++;
+    return h2o_lcstris(v.base, n, H2O_STRLIT("application/json"));
 }
 
 /* ---- /events ---------------------------------------------------------- */
@@ -294,20 +361,23 @@ static void broadcast(struct mt_admin *a, const char *event, const char *data)
     }
 }
 
+/* Our record of the connection a request came on, from the list given. */
+static mt_admin_sock_t *sock_for(h2o_linklist_t *list, h2o_req_t *req)
+{
+    h2o_socket_t *hs =
+        req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL;
+    for (h2o_linklist_t *n = list->next; hs && n != list; n = n->next)
+        if (sock_of(n)->h2o == hs)
+            return sock_of(n);
+    return NULL;
+}
+
 static int find_fd(struct mt_admin *a, h2o_req_t *req)
 {
-    struct sockaddr_storage ss;
-    socklen_t len;
+    mt_admin_sock_t *s = sock_for(&a->socks, req);
     uv_os_fd_t fd;
 
-    len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
-    for (h2o_linklist_t *n = a->socks.next; n != &a->socks; n = n->next) {
-        mt_admin_sock_t *s = sock_of(n);
-        if (len > 0 && memcmp(&s->peer, &ss, len) == 0 &&
-            uv_fileno((uv_handle_t *)&s->tcp, &fd) == 0)
-            return fd;
-    }
-    return -1;
+    return s && uv_fileno((uv_handle_t *)&s->tcp, &fd) == 0 ? fd : -1;
 }
 
 static void serve_events(struct mt_admin *a, h2o_req_t *req)
@@ -341,6 +411,7 @@ static void serve_events(struct mt_admin *a, h2o_req_t *req)
                    H2O_STRLIT("text/event-stream"));
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL,
                    H2O_STRLIT("no-store"));
+    add_security_headers(req);
     h2o_start_response(req, &v->generator);
     /* the first stats event goes out at once, so a viewer sees numbers now */
     json = mt_stats_json(a->stats, uv_hrtime(), 20);
@@ -348,11 +419,28 @@ static void serve_events(struct mt_admin *a, h2o_req_t *req)
     bson_free(json);
 }
 
+/* Shuts a probe connection down; h2o then closes it (sock_closed_cb). */
+static void probe_evict(mt_admin_sock_t *s)
+{
+    uv_os_fd_t fd;
+
+    if (s->evicted)
+        return;
+    s->evicted = true;
+    s->admin->nprobes_live--;
+    if (uv_fileno((uv_handle_t *)&s->tcp, &fd) == 0)
+        shutdown(fd, SHUT_RDWR);
+}
+
 static void tick_cb(uv_timer_t *t)
 {
     struct mt_admin *a = t->data;
+    uint64_t now = uv_now(a->loop);
     char *json;
 
+    for (h2o_linklist_t *n = a->probes.next; n != &a->probes; n = n->next)
+        if (now - sock_of(n)->accepted_ms >= MT_ADMIN_PROBE_MS)
+            probe_evict(sock_of(n));
     if (h2o_linklist_is_empty(&a->viewers))
         return;
     json = mt_stats_json(a->stats, uv_hrtime(), 20);
@@ -375,12 +463,13 @@ void mt_admin_publish_finding(mt_admin_t *a, const char *json)
 
 /* ---- routes ----------------------------------------------------------- */
 
-/* Readiness for probes, which send no token: the reason (member names and
- * errors) only to those who could read /api/upstream anyway. */
+/* Readiness for probes, which send no token and may name any Host: the
+ * reason (member names and errors) only to those who could read
+ * /api/upstream anyway. */
 static void serve_readyz(struct mt_admin *a, h2o_req_t *req)
 {
     char body[640], why[512] = "shutting down";
-    bool said = !a->cfg->admin_token;
+    bool said = !a->cfg->admin_token && host_allowed(a, req);
     int n;
 
     if (a->monitor && mt_monitor_ready(a->monitor)) {
@@ -407,8 +496,17 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 
     for (size_t i = 0; i < req->headers.size; i++)
         head += req->headers.entries[i].name->len + req->headers.entries[i].value.len + 4;
+    /* a connection past the cap answers one health request, then closes */
+    bool probe = !h2o_linklist_is_empty(&a->probes) && sock_for(&a->probes, req);
+    if (probe)
+        req->http1_is_persistent = 0;
     if (head > MT_ADMIN_MAX_HEAD) {
         respond_error(req, 431, "Request Header Fields Too Large", "request head over 16 KiB");
+        return 0;
+    }
+    if (probe && !health_path(req)) {
+        respond_error(req, 503, "Service Unavailable",
+                      "admin connection limit reached: only /healthz and /readyz are answered");
         return 0;
     }
     if (path_is(req, "/healthz")) {
@@ -419,10 +517,21 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         serve_readyz(a, req);
         return 0;
     }
+    if (!a->cfg->admin_token && !host_allowed(a, req)) {
+        mt_debug("admin: refused a request for a foreign Host: %.*s",
+                 (int)(req->input.authority.len < 256 ? req->input.authority.len : 256),
+                 req->input.authority.base);
+        respond_error(req, 403, "Forbidden",
+                      "Host is not a loopback name or the --admin host (set --admin-token to "
+                      "serve other names)");
+        return 0;
+    }
     /* The console page holds no data (it fetches everything with the token
      * it is given), and a browser cannot send a bearer header when it opens
      * a page: so it is served without one. */
     if (path_is(req, "/") && (method_is(req, "GET") || method_is(req, "HEAD"))) {
+        h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("content-security-policy"),
+                              0, NULL, a->csp, strlen(a->csp));
         respond(req, 200, "OK", "text/html; charset=utf-8", (const char *)mt_web_page,
                 mt_web_page_len);
         return 0;
@@ -438,6 +547,12 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     if (path_is(req, "/api/reset")) {
         if (!method_is(req, "POST")) {
             respond_error(req, 405, "Method Not Allowed", "use POST");
+            return 0;
+        }
+        if (!post_allowed(req)) {
+            respond_error(req, 403, "Forbidden",
+                          "a POST needs the header X-Mongotap: 1 or Content-Type: "
+                          "application/json (a cross-site request can send neither)");
             return 0;
         }
         mt_stats_reset(a->stats);
@@ -498,16 +613,46 @@ static void sock_closed_cb(uv_handle_t *h)
     struct mt_admin *a = s->admin;
 
     h2o_linklist_unlink(&s->link);
-    a->nsocks--;
+    if (s->probe) {
+        a->nprobes--;
+        if (!s->evicted)
+            a->nprobes_live--;
+    } else {
+        a->nsocks--;
+    }
     free(s);
+}
+
+/* Past the cap: a place in the probe reserve, the oldest probe connection
+ * giving way when the reserve is full. False when even evicted ones are
+ * still closing in numbers (a flood): then the connection is refused. */
+static bool probe_admit(struct mt_admin *a)
+{
+    uint64_t now = uv_now(a->loop);
+
+    if (a->nprobes >= 2 * MT_ADMIN_PROBE_RESERVE)
+        return false;
+    if (a->nprobes_live >= MT_ADMIN_PROBE_RESERVE) {
+        for (h2o_linklist_t *n = a->probes.next; n != &a->probes; n = n->next) {
+            if (!sock_of(n)->evicted) {
+                probe_evict(sock_of(n));
+                break;
+            }
+        }
+    }
+    if (!a->last_full_log || now - a->last_full_log >= 1000) {
+        mt_warn("admin: %d connections open: new ones are answered for /healthz and /readyz "
+                "only",
+                MT_ADMIN_MAX_CONNECTIONS);
+        a->last_full_log = now;
+    }
+    return true;
 }
 
 static void on_admin_connection(uv_stream_t *server, int status)
 {
     struct mt_admin *a = server->data;
     mt_admin_sock_t *s;
-    h2o_socket_t *sock;
-    int n = sizeof(struct sockaddr_storage);
 
     if (status < 0) {
         mt_warn("admin: accept failed: %s", uv_strerror(status));
@@ -518,18 +663,49 @@ static void on_admin_connection(uv_stream_t *server, int status)
         return;
     s->admin = a;
     uv_tcp_init(a->loop, &s->tcp);
-    if (uv_accept(server, (uv_stream_t *)&s->tcp) != 0 || a->nsocks >= MT_ADMIN_MAX_CONNECTIONS) {
-        /* h2o buffers each connection's request: bound how many there are */
-        if (a->nsocks >= MT_ADMIN_MAX_CONNECTIONS)
-            mt_warn("admin: refused a connection: %d already open", MT_ADMIN_MAX_CONNECTIONS);
+    /* h2o buffers each connection's request: bound how many there are */
+    s->probe = a->nsocks >= MT_ADMIN_MAX_CONNECTIONS;
+    if (uv_accept(server, (uv_stream_t *)&s->tcp) != 0 || (s->probe && !probe_admit(a))) {
         uv_close((uv_handle_t *)&s->tcp, (uv_close_cb)free);
         return;
     }
-    a->nsocks++;
-    uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&s->peer, &n);
-    h2o_linklist_insert(&a->socks, &s->link);
-    sock = h2o_uv_socket_create((uv_stream_t *)&s->tcp, sock_closed_cb);
-    h2o_accept(&a->accept_ctx, sock);
+    s->accepted_ms = uv_now(a->loop);
+    if (s->probe) {
+        a->nprobes++;
+        a->nprobes_live++;
+    } else {
+        a->nsocks++;
+    }
+    h2o_linklist_insert(s->probe ? &a->probes : &a->socks, &s->link);
+    s->h2o = h2o_uv_socket_create((uv_stream_t *)&s->tcp, sock_closed_cb);
+    h2o_accept(&a->accept_ctx, s->h2o);
+}
+
+/* The console page's policy: its own inline script (by hash), inline
+ * styles, requests to this origin only, nothing from anywhere else, never
+ * framed, no form posts. */
+static void build_csp(struct mt_admin *a)
+{
+    const char *page = (const char *)mt_web_page, *end = page + mt_web_page_len, *p = page;
+    size_t used = (size_t)snprintf(a->csp, sizeof(a->csp), "default-src 'none'; script-src");
+    bool any = false;
+
+    while ((p = memmem(p, (size_t)(end - p), "<script>", 8)) != NULL) {
+        const char *body = p + 8, *close = memmem(body, (size_t)(end - body), "</script>", 9);
+        unsigned char md[EVP_MAX_MD_SIZE], b64[64];
+        unsigned int mdlen = 0;
+        if (!close || !EVP_Digest(body, (size_t)(close - body), md, &mdlen, EVP_sha256(), NULL))
+            break;
+        EVP_EncodeBlock(b64, md, (int)mdlen);
+        used += (size_t)snprintf(a->csp + used, used < sizeof(a->csp) ? sizeof(a->csp) - used : 0,
+                                 " 'sha256-%s'", b64);
+        any = true;
+        p = close + 9;
+    }
+    snprintf(a->csp + used, used < sizeof(a->csp) ? sizeof(a->csp) - used : 0,
+             "%s; style-src 'unsafe-inline'; img-src data:; connect-src 'self'; base-uri 'none'; "
+             "form-action 'none'; frame-ancestors 'none'",
+             any ? "" : " 'none'");
 }
 
 mt_admin_t *mt_admin_new(uv_loop_t *loop, const mt_cli_config_t *cfg, mt_stats_t *stats)
@@ -545,9 +721,11 @@ mt_admin_t *mt_admin_new(uv_loop_t *loop, const mt_cli_config_t *cfg, mt_stats_t
     a->cfg = cfg;
     a->stats = stats;
     h2o_linklist_init_anchor(&a->socks);
+    h2o_linklist_init_anchor(&a->probes);
     h2o_linklist_init_anchor(&a->viewers);
     h2o_config_init(&a->config);
     a->config.max_request_entity_size = MT_ADMIN_MAX_BODY;
+    a->config.http1.req_timeout = MT_ADMIN_IDLE_TIMEOUT_MS;
     a->config.server_name = h2o_iovec_init(H2O_STRLIT("mongotap"));
     host = h2o_config_register_host(&a->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     path = h2o_config_register_path(host, "/", 0);
@@ -557,6 +735,7 @@ mt_admin_t *mt_admin_new(uv_loop_t *loop, const mt_cli_config_t *cfg, mt_stats_t
     h2o_context_init(&a->ctx, loop, &a->config);
     a->accept_ctx.ctx = &a->ctx;
     a->accept_ctx.hosts = a->config.hosts;
+    build_csp(a);
     return a;
 }
 

@@ -18,6 +18,15 @@ typedef struct mt_admin mt_admin_t;
 #define MT_ADMIN_MAX_BODY (64u << 10)
 #define MT_ADMIN_MAX_HEAD (16u << 10) /* request line and headers */
 #define MT_ADMIN_MAX_CONNECTIONS 256
+/* Past the cap, a few more connections are accepted for /healthz and /readyz
+ * only (answered, then closed), each for at most MT_ADMIN_PROBE_MS: idle
+ * connections cannot make a liveness probe fail. When these are taken too,
+ * the oldest gives way to the newest. */
+#define MT_ADMIN_PROBE_RESERVE 16
+#define MT_ADMIN_PROBE_MS 2000
+/* Time a connection has to send a request head, also between two requests
+ * of one connection (h2o's request timeout); an /events stream is exempt. */
+#define MT_ADMIN_IDLE_TIMEOUT_MS 10000
 #define MT_ADMIN_SSE_MAX_PENDING (256u << 10)
 #define MT_ADMIN_SSE_MAX_VIEWERS 64
 #define MT_ADMIN_SSE_SNDBUF (64 << 10)

@@ -15,7 +15,7 @@
 #include "wire.h"
 
 #define MT_BUFPOOL_RBUF_SIZE (64u << 10)
-#define MT_BUFPOOL_FREE_RBUFS_MAX 256
+#define MT_BUFPOOL_FREE_RBUFS_MAX 64 /* 4 MiB kept after a burst */
 #define MT_BUFPOOL_FREE_WRITES_MAX 1024
 
 typedef struct mt_rbuf {

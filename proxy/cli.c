@@ -5,10 +5,12 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <uv.h>
 
 #include "log.h"
 
@@ -53,6 +55,8 @@ const char mt_cli_usage[] =
     "                           \"<other>\" (default 10000)\n"
     "  --log-level LEVEL        error, warn, info, debug (default info)\n"
     "  --log-values             let user data values appear in logs and reports (off)\n"
+    "  --redact-fields REGEX    field names matching this POSIX extended regex show as \"?\"\n"
+    "                           in shapes and findings (user data used as keys)\n"
     "  -h, --help               this text\n"
     "  -V, --version            the version\n"
     "\n"
@@ -68,7 +72,8 @@ typedef enum {
     OPT_U64,
     OPT_U32,
     OPT_LEVEL,
-    OPT_BOOL
+    OPT_BOOL,
+    OPT_REGEX,
 } opt_kind_t;
 
 typedef struct {
@@ -99,6 +104,7 @@ static const opt_t options[] = {
     {"--max-shapes", "MONGOTAP_MAX_SHAPES", OPT_U32, OFF(max_shapes), 1, 10000000},
     {"--log-level", "MONGOTAP_LOG_LEVEL", OPT_LEVEL, OFF(log_level), 0, 0},
     {"--log-values", "MONGOTAP_LOG_VALUES", OPT_BOOL, OFF(log_values), 0, 0},
+    {"--redact-fields", "MONGOTAP_REDACT_FIELDS", OPT_REGEX, OFF(redact_fields), 0, 0},
 };
 
 void mt_cli_defaults(mt_cli_config_t *cfg)
@@ -133,8 +139,14 @@ void mt_cli_format_hostport(const mt_hostport_t *hp, char *out, size_t cap)
 
 bool mt_cli_is_loopback(const char *host)
 {
-    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
-           strcasecmp(host, "localhost") == 0;
+    unsigned char a[16];
+
+    /* whole addresses only: "127.evil.example" is a name like any other */
+    if (uv_inet_pton(AF_INET, host, a) == 0)
+        return a[0] == 127;
+    if (uv_inet_pton(AF_INET6, host, a) == 0)
+        return memcmp(a, &in6addr_loopback, sizeof(a)) == 0;
+    return strcasecmp(host, "localhost") == 0;
 }
 
 static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
@@ -244,6 +256,22 @@ static int apply(const opt_t *o, const char *value, const char *from, mt_cli_con
         if (parse_bool(value, (bool *)field) != 0)
             goto bad;
         return 0;
+    case OPT_REGEX: {
+        /* compiled here only to refuse a bad pattern at start-up */
+        regex_t re;
+        if (!*value)
+            goto bad;
+        int rc = regcomp(&re, value, REG_EXTENDED | REG_NOSUB);
+        if (rc != 0) {
+            char why[128];
+            regerror(rc, &re, why, sizeof(why));
+            snprintf(err, errlen, "%s: invalid regular expression '%s': %s", from, value, why);
+            return -1;
+        }
+        regfree(&re);
+        *(const char **)field = value;
+        return 0;
+    }
     }
 bad:
     snprintf(err, errlen, "%s: invalid value '%s'%s", from, value,

@@ -36,6 +36,7 @@ typedef struct {
     uint32_t max_shapes;
     int log_level; /* mt_log_level_t */
     bool log_values;
+    const char *redact_fields; /* POSIX extended regex (checked to compile), or NULL */
 } mt_cli_config_t;
 
 typedef enum {
@@ -59,7 +60,7 @@ mt_cli_result_t mt_cli_parse(int argc, char **argv, mt_cli_getenv_fn env, mt_cli
 int mt_cli_parse_hostport(const char *s, mt_hostport_t *out);
 /* Formats as "host:port" or "[v6]:port". */
 void mt_cli_format_hostport(const mt_hostport_t *hp, char *out, size_t cap);
-/* True for 127.0.0.0/8, ::1 and "localhost". */
+/* True for an address in 127.0.0.0/8, ::1 and "localhost". */
 bool mt_cli_is_loopback(const char *host);
 
 extern const char mt_cli_usage[];

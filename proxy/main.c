@@ -3,6 +3,10 @@
  * listeners, the sessions, the admin endpoint and the stats timer.
  */
 #include <fcntl.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+#include <regex.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +36,7 @@ static struct {
     uv_timer_t tick;
     uv_signal_t sigint, sigterm;
     uv_file findings_fd;
+    regex_t redact_re; /* --redact-fields, when set */
     bool stopping;
     int exit_code;
 } app = {.findings_fd = -1};
@@ -177,6 +182,12 @@ static void signal_cb(uv_signal_t *sig, int signum)
     mt_proxy_drain(app.proxy, drained_cb, NULL);
 }
 
+/* --redact-fields: a field name the pattern matches anywhere in is user data. */
+static bool redact_cb(void *data, const char *name)
+{
+    return regexec(data, name, 0, NULL, 0) == 0;
+}
+
 static const char *env_lookup(const char *name)
 {
     return getenv(name);
@@ -203,6 +214,12 @@ static int run_proxy(int argc, char **argv)
     }
     mt_log_threshold = (mt_log_level_t)app.cfg.log_level;
     signal(SIGPIPE, SIG_IGN);
+#ifdef __GLIBC__
+    /* a fixed threshold: large buffers (reassembly, decompression) are their
+     * own mappings and go back to the system when freed, instead of glibc
+     * raising the threshold and keeping them in the heap after a burst */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+#endif
 
     if (app.cfg.findings_log) {
         rc = open_file(app.cfg.findings_log, O_WRONLY | O_CREAT | O_APPEND, &app.findings_fd);
@@ -220,6 +237,15 @@ static int run_proxy(int argc, char **argv)
     scfg.n1_threshold = app.cfg.n1_threshold;
     scfg.max_shapes = app.cfg.max_shapes;
     scfg.log_values = app.cfg.log_values;
+    if (app.cfg.redact_fields) {
+        /* cli checked that it compiles */
+        if (regcomp(&app.redact_re, app.cfg.redact_fields, REG_EXTENDED | REG_NOSUB) != 0) {
+            fprintf(stderr, "mongotap: --redact-fields: cannot compile %s\n",
+                    app.cfg.redact_fields);
+            return 1;
+        }
+        scfg.shape = (mt_shape_opts_t){redact_cb, &app.redact_re};
+    }
     scfg.on_finding = on_finding;
     app.stats = mt_stats_new(&scfg, uv_hrtime());
     app.proxy = app.stats ? mt_proxy_new(app.loop, &app.cfg, app.stats) : NULL;

@@ -58,6 +58,13 @@ static void upstream_changed_cb(void *data, unsigned events)
 
 /* ---- the proxy -------------------------------------------------------- */
 
+/* Before the loop waits for I/O: what the callbacks of the next iteration
+ * decompress for accounting comes out of one budget again. */
+static void iteration_cb(uv_prepare_t *h)
+{
+    mt_account_refill(((mt_proxy_t *)h->data)->account);
+}
+
 mt_proxy_t *mt_proxy_new(uv_loop_t *loop, const mt_cli_config_t *cfg, mt_stats_t *stats)
 {
     mt_proxy_t *p = calloc(1, sizeof(*p));
@@ -72,6 +79,11 @@ mt_proxy_t *mt_proxy_new(uv_loop_t *loop, const mt_cli_config_t *cfg, mt_stats_t
         free(p);
         return NULL;
     }
+    uv_prepare_init(loop, &p->iteration);
+    p->iteration.data = p;
+    p->iteration_open = true;
+    uv_prepare_start(&p->iteration, iteration_cb);
+    uv_unref((uv_handle_t *)&p->iteration); /* it never keeps the loop alive */
     h2o_linklist_init_anchor(&p->sessions);
     mt_listen_init(&p->listen, loop, stats, cfg->max_connections);
     return p;
@@ -172,7 +184,8 @@ void mt_proxy_usage(const mt_proxy_t *p, mt_proxy_usage_t *out)
     }
 }
 
-static void drain_timer_closed_cb(uv_handle_t *h)
+/* For the handles inside mt_proxy_t: nothing to free when they close. */
+static void proxy_handle_closed_cb(uv_handle_t *h)
 {
     (void)h;
 }
@@ -192,8 +205,13 @@ void mt__proxy_check_drained(mt_proxy_t *p)
     p->dns = NULL;
     if (p->drain_timer_open) {
         if (!uv_is_closing((uv_handle_t *)&p->drain_timer))
-            uv_close((uv_handle_t *)&p->drain_timer, drain_timer_closed_cb);
+            uv_close((uv_handle_t *)&p->drain_timer, proxy_handle_closed_cb);
         p->drain_timer_open = false;
+    }
+    if (p->iteration_open) {
+        if (!uv_is_closing((uv_handle_t *)&p->iteration))
+            uv_close((uv_handle_t *)&p->iteration, proxy_handle_closed_cb);
+        p->iteration_open = false;
     }
     cb(p, p->drained_data);
 }

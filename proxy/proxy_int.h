@@ -74,6 +74,8 @@ struct mt_proxy {
     const mt_cli_config_t *cfg;
     mt_stats_t *stats;
     mt_account_t *account;
+    uv_prepare_t iteration; /* refills the decompression budget before each poll */
+    bool iteration_open;
     mt_listen_t listen;
     mt_bufpool_t pool;
     mt_upstream_t upstream;

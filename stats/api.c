@@ -33,6 +33,7 @@ static void refresh_gauges(mt_stats_t *st)
     st->counters[MT_STAT_PATTERNS] = st->findings.npatterns;
     st->counters[MT_STAT_SHAPES_TRACKED] = mt_shapes_count(&st->shapes);
     st->counters[MT_STAT_PENDING_REQUESTS] = st->pending_total;
+    st->counters[MT_STAT_CURSORS_OPEN] = st->cursors.count;
 }
 
 static char *render_and_destroy(bson_t *doc)

@@ -32,6 +32,12 @@
       "Messages with an opcode mongotap does not decode (still forwarded)")                        \
     X(ACCOUNTING_SHED, COUNTER, "", "accounting_shed", "accounting_shed_total",                    \
       "Messages or connections forwarded but not accounted because a memory bound was reached")    \
+    X(DECOMPRESS_SKIPPED, COUNTER, "", "decompress_skipped", "decompress_skipped_total",           \
+      "Compressed messages decompressed only in part or not at all (per-message limit or "         \
+      "decompression budget); what was not decompressed is not accounted")                         \
+    X(NAMES_TRUNCATED, COUNTER, "", "names_truncated", "names_truncated_total",                    \
+      "Names (database, collection, field path) longer than MongoDB allows, cut before being "     \
+      "kept")                                                                                      \
     X(BYTES_FROM_CLIENTS, COUNTER, "bytes", "from_clients", "client_bytes_received_total",         \
       "Bytes read from clients and forwarded upstream")                                            \
     X(BYTES_FROM_UPSTREAM, COUNTER, "bytes", "from_upstream", "upstream_bytes_received_total",     \
@@ -48,6 +54,8 @@
       "Replies to no request mongotap saw (or one it had to forget)")                              \
     X(REQUESTS_FORGOTTEN, COUNTER, "", "requests_forgotten", "requests_forgotten_total",           \
       "Requests forgotten before their reply (a connection pipelining past the bound)")            \
+    X(CURSORS_OPEN, GAUGE, "", "cursors_open", "cursors_open",                                     \
+      "Open cursors remembered (getMores are accounted to the command that opened them)")          \
     X(CURSORS_EVICTED, COUNTER, "", "cursors_evicted", "cursors_evicted_total",                    \
       "Open cursors forgotten at the cursor table's bound")                                        \
     X(UPSTREAM_READY, GAUGE, "upstream", "ready", "upstream_ready",                                \

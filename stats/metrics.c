@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "hash.h"
+#include "view.h"
 
 /* Command label set. Index 0 is "other". */
 static const char *const command_names[] = {
@@ -111,6 +112,14 @@ const char *mt_metrics_command_name(uint16_t idx)
 
 uint16_t mt_metrics_collection_label(mt_metrics_t *m, const char *collection)
 {
+    /* a label is kept for good: never longer than a namespace may be */
+    char cut[MT_CMD_NS_MAX + 1];
+    size_t n = mt_cmd_name_len(collection, MT_CMD_NS_MAX, NULL);
+    if (collection[n]) {
+        memcpy(cut, collection, n);
+        cut[n] = '\0';
+        collection = cut;
+    }
     int64_t h = (int64_t)mt_hash_str(MT_HASH_SEED, collection);
     uint16_t *idx = mt_idmap_get(&m->coll_index, h);
     if (idx)

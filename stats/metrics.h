@@ -47,7 +47,8 @@ void mt_metrics_clear(mt_metrics_t *m);
 /* Label index of a command name (case-insensitive; "other" when unknown). */
 uint16_t mt_metrics_command_label(const char *name);
 const char *mt_metrics_command_name(uint16_t idx);
-/* Label index of a collection; MT_METRICS_COLL_OTHER past the bound. */
+/* Label index of a collection (its name cut to MT_CMD_NS_MAX bytes);
+ * MT_METRICS_COLL_OTHER past the bound. */
 uint16_t mt_metrics_collection_label(mt_metrics_t *m, const char *collection);
 
 void mt_metrics_count(mt_metrics_t *m, uint16_t command, uint16_t collection);

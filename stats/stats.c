@@ -57,6 +57,8 @@ mt_stats_t *mt_stats_new(const mt_stats_config_t *cfg, uint64_t now_ns)
         .gap_ns = st->cfg.window_gap_ms * NS_PER_MS,
         .max_ns = st->cfg.window_max_ms * NS_PER_MS,
         .log_values = st->cfg.log_values,
+        .shape = &st->cfg.shape,
+        .paths_cut = &st->counters[MT_STAT_NAMES_TRUNCATED],
         .on_close = window_closed_cb,
         .on_close_data = st,
     };
@@ -176,8 +178,10 @@ static void window_closed_cb(void *data, mt_window_t *w, uint64_t now_ns)
 
     st->counters[MT_STAT_WINDOWS]++;
     for (size_t i = 0; i < n; i++) {
-        const mt_detect_result_t *r = &st->results[i];
+        mt_detect_result_t *r = &st->results[i];
         char sugg[768], line[1200];
+        if (r->high && mt_shape_redacts(&st->cfg.shape, r->field))
+            bson_strncpy(r->field, "?", sizeof r->field);
         mt_findings_event_t ev;
         bson_t doc;
 
@@ -284,7 +288,7 @@ static mt_shape_entry_t *account_shape(mt_stats_t *st, const mt_cmd_view_t *cmd,
         mt_metrics_count(&st->metrics, *metric_command, cursor->metric_collection);
         return entry;
     }
-    mt_shape_of_command(cmd, shape, cap);
+    mt_shape_of_command(cmd, shape, cap, &st->cfg.shape);
     *shape_hash = mt_shapes_hash(db, coll, cmd->name, shape);
     entry = mt_shapes_get(&st->shapes, *shape_hash, db, coll, cmd->name, shape, &created);
     if (entry && !entry->overflow) {
@@ -367,6 +371,8 @@ void mt_stats_conn_request(mt_stats_conn_t *c, const mt_cmd_view_t *cmd, size_t 
     st->counters[MT_STAT_COMMANDS]++;
     c->commands++;
     c->last_active_ns = now_ns;
+    if (cmd->names_truncated)
+        st->counters[MT_STAT_NAMES_TRUNCATED]++;
     if (cmd->app_name || cmd->driver_name)
         copy_handshake(c, cmd);
     if (cmd->kind == MT_CMD_GETMORE) {
@@ -510,8 +516,8 @@ void mt_stats_conn_reply(mt_stats_conn_t *c, const mt_reply_view_t *r, size_t le
     mt_shape_entry_t *e = p.entry;
     if (e) {
         e->bytes_out += len;
-        if (!r->ok || r->write_errors > 0)
-            e->errors++;
+        if (!r->unread && (!r->ok || r->write_errors > 0))
+            e->errors++; /* an unread reply's outcome is unknown, not a failure */
         e->docs_returned += docs;
         if (later)
             mt_hist_add_sum(&e->latency, latency);

@@ -15,6 +15,7 @@
 
 #include "counters.h"
 #include "report.h"
+#include "shape.h"
 #include "view.h"
 
 typedef struct mt_stats mt_stats_t;
@@ -33,6 +34,7 @@ typedef struct {
     uint32_t max_conns;     /* connections tracked at once, default 100000; past it a
                                connection is forwarded without being accounted */
     bool log_values;        /* let user data values into outputs */
+    mt_shape_opts_t shape;  /* field names shown as "?" in shapes and findings */
     mt_stats_finding_cb on_finding;
     void *on_finding_data;
 } mt_stats_config_t;

@@ -44,9 +44,7 @@ static void *arena_alloc(mt_window_t *w, size_t len)
 
 const char *mt_window_strdup(mt_window_t *w, const char *s, size_t max)
 {
-    size_t len = strlen(s);
-    if (max && len > max)
-        len = max;
+    size_t len = max ? strnlen(s, max) : strlen(s);
     char *p = arena_alloc(w, len + 1);
     if (!p)
         return NULL;
@@ -390,8 +388,6 @@ mt_window_t *mt_window_reg_closed(const mt_window_reg_t *reg, size_t i)
 
 /* Rules */
 
-#define MT_WINDOW_MAX_KEY_PATH 256
-
 bool mt_window_stale(const mt_window_reg_t *reg, const mt_window_t *w, uint64_t now_ns)
 {
     if (now_ns >= w->started_ns && now_ns - w->started_ns >= reg->rules.max_ns)
@@ -438,6 +434,17 @@ mt_window_t *mt_window_join(mt_window_reg_t *reg, const mt_window_origin_t *o, c
         *o->own = mt_window_reg_open(reg, o->conn_id, NULL, o->own, now_ns, now_ms, o->client_addr,
                                      o->app_name, o->driver);
     return *o->own;
+}
+
+/* Bytes of a field path kept (a path is data from the wire too), counting
+ * the cut. */
+static size_t key_len(mt_window_reg_t *reg, const char *key)
+{
+    bool cut = false;
+    size_t n = mt_cmd_name_len(key, MT_CMD_PATH_MAX, &cut);
+    if (cut && reg->rules.paths_cut)
+        (*reg->rules.paths_cut)++;
+    return n;
 }
 
 /* Hash of a lookup term's value; an $in list hashes to the sum of its
@@ -502,8 +509,13 @@ static void record_lookup(mt_window_reg_t *reg, mt_window_t *w, const mt_cmd_vie
     /* consecutive lookups of one shape share the key strings */
     bool share = prev && prev->nterms == lk.nterms && prev->shape_hash == wc->shape_hash;
     for (size_t i = 0; i < lk.nterms; i++) {
-        wc->keys[i] =
-            share ? prev->keys[i] : mt_window_strdup(w, lk.terms[i].key, MT_WINDOW_MAX_KEY_PATH);
+        const char *key = lk.terms[i].key;
+        if (share)
+            wc->keys[i] = prev->keys[i];
+        else if (mt_shape_redacts(reg->rules.shape, key))
+            wc->keys[i] = mt_window_strdup(w, "?", 0);
+        else
+            wc->keys[i] = mt_window_strdup(w, key, key_len(reg, key));
         if (!wc->keys[i])
             return;
         wc->hashes[i] = term_hash(&lk.terms[i], lk.in_list);

@@ -19,6 +19,7 @@
 #include "idmap.h"
 #include "shape.h"
 #include "shapes.h"
+#include "shape.h"
 #include "view.h"
 
 /* Bounds. A window keeps its first MT_WINDOW_MAX_COMMANDS commands (the rest
@@ -153,10 +154,12 @@ void mt_window_brief_bson(const mt_window_t *w, bson_t *doc);
 typedef void (*mt_window_close_cb)(void *data, mt_window_t *w, uint64_t now_ns);
 
 typedef struct {
-    uint64_t gap_ns;             /* --window-gap-ms */
-    uint64_t max_ns;             /* --window-max-ms */
-    bool log_values;             /* keep looked-up values for the finding */
-    mt_window_close_cb on_close; /* analyse a window before it is kept as closed */
+    uint64_t gap_ns;              /* --window-gap-ms */
+    uint64_t max_ns;              /* --window-max-ms */
+    bool log_values;              /* keep looked-up values for the finding */
+    const mt_shape_opts_t *shape; /* field names kept as "?" (NULL: none) */
+    uint64_t *paths_cut;          /* counts field paths cut to MT_CMD_PATH_MAX (may be NULL) */
+    mt_window_close_cb on_close;  /* analyse a window before it is kept as closed */
     void *on_close_data;
 } mt_window_rules_t;
 

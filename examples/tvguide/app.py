@@ -1,7 +1,11 @@
 """A small Flask + mongoengine TV guide. The listing page `/` reads show.channel.name in the
 template, which mongoengine resolves one channel query per show (1 + N queries);
 `/?select_related=1` loads the channels up front with select_related() (1 + 1 queries).
-Each response carries the count of MongoDB commands it took in X-Mongo-Commands."""
+`POST /watched` marks every show watched by the signed-in viewer the slow way: one save() per
+show (N updates) and the viewer read again for every row (N identical queries);
+`POST /watched?fixed=1` does it with one update and one viewer query.
+Each response carries the count of MongoDB commands it took in X-Mongo-Commands (and the
+finds and updates among them in X-Mongo-Finds, X-Mongo-Updates)."""
 
 import os
 import sys
@@ -13,7 +17,7 @@ from mongoengine import connect, disconnect
 from pymongo import monitoring
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from models import Show  # noqa: E402
+from models import VIEWER, Show, Viewer  # noqa: E402
 
 DEFAULT_URI = "mongodb://127.0.0.1:27018/tvguide?directConnection=true"
 
@@ -64,6 +68,7 @@ def create_app(uri=None):
         done = commands.end()
         response.headers["X-Mongo-Commands"] = str(len(done))
         response.headers["X-Mongo-Finds"] = str(sum(1 for name, _ in done if name == "find"))
+        response.headers["X-Mongo-Updates"] = str(sum(1 for name, _ in done if name == "update"))
         response.headers["X-Mongo-Time-Ms"] = "%.2f" % sum(ms for _, ms in done)
         response.headers["X-Request-Time-Ms"] = "%.2f" % ((time.perf_counter() - g.started) * 1000)
         return response
@@ -76,7 +81,30 @@ def create_app(uri=None):
             shows = shows.select_related()
         return render_template("index.html", shows=shows, select_related=select_related)
 
+    @app.route("/watched", methods=["POST"])
+    def mark_all_watched():
+        fixed = request.args.get("fixed") == "1"
+        shows = list(Show.objects.order_by("start", "title").select_related())
+        if fixed:
+            # one update for every show, and the viewer loaded once for the whole page
+            Show.objects(id__in=[show.id for show in shows]).update(set__watched=True)
+            viewer = current_viewer()
+            for show in shows:
+                show.watched = True
+            return render_template("watched.html", shows=shows, viewer=lambda: viewer,
+                                   fixed=True)
+        for show in shows:
+            show.watched = True
+            show.save()  # one update per show
+        # the template asks current_viewer() for every row: one identical query each time
+        return render_template("watched.html", shows=shows, viewer=current_viewer, fixed=False)
+
     return app
+
+
+def current_viewer():
+    """The signed-in viewer (the demo has one), read from the database on every call."""
+    return Viewer.objects(username=VIEWER, active=True).first()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,11 @@
-"""The TV guide's data: channels and the shows they air. Show.channel is a plain
-mongoengine ReferenceField, so reading show.channel.name loads each channel on its own."""
+"""The TV guide's data: channels, the shows they air and the viewers who watch them.
+Show.channel is a plain mongoengine ReferenceField, so reading show.channel.name loads each
+channel on its own."""
 
-from mongoengine import DateTimeField, Document, IntField, ReferenceField, StringField
+from mongoengine import (BooleanField, DateTimeField, Document, IntField, ReferenceField,
+                         StringField)
+
+VIEWER = "viewer"  # the username of the one viewer the demo app signs in as
 
 
 class Channel(Document):
@@ -15,4 +19,12 @@ class Show(Document):
     title = StringField(required=True)
     start = DateTimeField(required=True)
     channel = ReferenceField(Channel, required=True)
+    watched = BooleanField(default=False)
     meta = {"collection": "show", "auto_create_index": False}
+
+
+class Viewer(Document):
+    username = StringField(required=True)
+    name = StringField(required=True)
+    active = BooleanField(default=True)
+    meta = {"collection": "viewer", "auto_create_index": False}

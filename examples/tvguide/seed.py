@@ -1,4 +1,5 @@
-"""Seeds the TV guide: 20 channels and 50 shows, the same every run (fixed ids and times).
+"""Seeds the TV guide: 20 channels, 50 shows (none watched yet) and the one viewer the demo signs in
+as, the same every run (fixed ids and times).
 Existing documents are deleted first, so it can run any number of times.
     MONGODB_URI=mongodb://127.0.0.1:27018/tvguide?directConnection=true python3 seed.py"""
 
@@ -10,7 +11,7 @@ from bson import ObjectId
 from mongoengine import connect, disconnect
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from models import Channel, Show  # noqa: E402
+from models import VIEWER, Channel, Show, Viewer  # noqa: E402
 
 DEFAULT_URI = "mongodb://127.0.0.1:27018/tvguide?directConnection=true"
 
@@ -30,7 +31,7 @@ BASE = datetime.datetime(2026, 11, 25, 6, 0, 0)
 
 
 def oid(kind, i):
-    """A fixed ObjectId per document: kind 1 = channel, 2 = show."""
+    """A fixed ObjectId per document: kind 1 = channel, 2 = show, 3 = viewer."""
     return ObjectId("%02x%022x" % (kind, i))
 
 
@@ -41,6 +42,7 @@ def seed(uri=None):
     # jongodb has no drop command: clear with deletes instead of drop_collection()
     Show.objects.delete()
     Channel.objects.delete()
+    Viewer.objects.delete()
     channels = [Channel(id=oid(1, i), name=name, number=i + 1)
                 for i, name in enumerate(CHANNEL_NAMES)]
     Channel.objects.insert(channels, load_bulk=False)
@@ -51,6 +53,8 @@ def seed(uri=None):
         shows.append(Show(id=oid(2, i), title=title, start=start,
                           channel=channels[(i * 13) % len(channels)]))
     Show.objects.insert(shows, load_bulk=False)
+    Viewer.objects.insert([Viewer(id=oid(3, 0), username=VIEWER, name="Sam Viewer")],
+                          load_bulk=False)
     counts = (Channel.objects.count(), Show.objects.count())
     disconnect()
     return counts

@@ -1,8 +1,9 @@
 /*
  * fuzz_protocol: the input is a byte stream from a client or a server. The
  * framer cuts it (fed in uneven chunks, as sockets deliver it) and every
- * whole message goes through the decoder, both command views and the shape
- * functions, exactly as the proxy uses them.
+ * whole message goes through the decoder (with a decompression budget the
+ * input chooses), both command views and the shape functions, exactly as the
+ * proxy uses them.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -22,12 +23,23 @@
         }                                                                                          \
     } while (0)
 
-static void account(const uint8_t *msg, size_t len, mt_msg_scratch_t *scratch)
+static void account(const uint8_t *msg, size_t len, mt_msg_scratch_t *scratch,
+                    mt_msg_budget_t *budget)
 {
     mt_msg_t m;
-    if (mt_msg_parse(msg, len, scratch, &m) != MT_MSG_OK)
+    size_t before = budget->left;
+    mt_msg_err_t err = mt_msg_parse_budget(msg, len, scratch, budget, &m);
+    CHECK(budget->left <= before);
+    if (err != MT_MSG_OK)
         return;
-    CHECK(m.body != NULL);
+    CHECK(m.inflated <= MT_MSG_INFLATE_MAX && m.inflated <= before);
+    if (!m.body) {
+        /* only a message decompressed in part may have no body yet */
+        mt_cmd_view_t cmd;
+        CHECK(m.partial);
+        CHECK(mt_cmd_request(&m, &cmd) == MT_MSG_ERR_SKIPPED);
+        return;
+    }
     bson_t body;
     size_t off;
     CHECK(bson_init_static(&body, m.body, m.body_len));
@@ -36,7 +48,7 @@ static void account(const uint8_t *msg, size_t len, mt_msg_scratch_t *scratch)
     char shape[MT_SHAPE_MAX];
     mt_cmd_view_t cmd;
     if (mt_cmd_request(&m, &cmd) == MT_MSG_OK) {
-        size_t n = mt_shape_of_command(&cmd, shape, sizeof(shape));
+        size_t n = mt_shape_of_command(&cmd, shape, sizeof(shape), NULL);
         CHECK(n < sizeof(shape) && strlen(shape) == n);
         CHECK(bson_utf8_validate(shape, n, false));
         mt_shape_lookup_t lk;
@@ -49,7 +61,7 @@ static void account(const uint8_t *msg, size_t len, mt_msg_scratch_t *scratch)
         (void)mt_cmd_is_monitoring(cmd.name, cmd.has_topology_version);
         /* a small buffer exercises the cut */
         char small[24];
-        n = mt_shape_render(m.body, (uint32_t)m.body_len, false, small, sizeof(small));
+        n = mt_shape_render(m.body, (uint32_t)m.body_len, false, small, sizeof(small), NULL);
         CHECK(n < sizeof(small) && strlen(small) == n);
     }
     mt_reply_view_t reply;
@@ -74,6 +86,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const size_t chunks[] = {1, 7, 64, 3, 4096, 16, 2};
     mt_msg_scratch_t scratch = {0};
+    /* the last byte sets the budget, so that decompression is cut anywhere
+     * in the first 64 KiB of a message, or not at all */
+    mt_msg_budget_t budget = {size && data[size - 1] ? (size_t)data[size - 1] << 8 : SIZE_MAX};
     mt_wire_framer_t f;
     uint8_t *msg = NULL;
     size_t msg_len = 0, msg_have = 0, off = 0, forwarded = 0, k = 0;
@@ -111,7 +126,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
             if (st.flags & MT_FRAME_END) {
                 CHECK(msg_have == msg_len);
-                account(msg, msg_len, &scratch);
+                account(msg, msg_len, &scratch, &budget);
             }
             used += st.consumed;
         }

@@ -7,6 +7,7 @@ import re
 import signal
 import sys
 
+import pymongo
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -31,6 +32,14 @@ def jongodb():
         yield server.address
     finally:
         server.kill()
+
+
+@pytest.fixture(scope="module")
+def seed(jongodb):
+    """A pymongo client straight to jongodb, for seeding data outside mongotap's view."""
+    client = pymongo.MongoClient("mongodb://%s/?directConnection=true" % jongodb)
+    yield client
+    client.close()
 
 
 @pytest.fixture

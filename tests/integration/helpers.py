@@ -2,6 +2,7 @@
 processes, raw wire-protocol messages, and the admin HTTP API. conftest.py turns these into
 pytest fixtures; scripts outside pytest (the demo) can use them directly."""
 
+import http.client
 import json
 import os
 import re
@@ -229,10 +230,24 @@ class Mongotap:
     def get_json(self, path, token=None, timeout=10):
         return admin_json(self.admin_url + path, token=token, timeout=timeout)
 
+    def post(self, path, token=None, timeout=10):
+        return http_post(self.admin_url + path, token=token, timeout=timeout)
 
-def http_get(url, token=None, timeout=10, method="GET"):
+
+def small_quarantine_env():
+    """Environment for a mongotap whose VmRSS a test measures: a small ASan quarantine, so that
+    freed memory shows as freed (no effect on a build without ASan)."""
+    asan = os.environ.get("ASAN_OPTIONS", "")
+    return {"ASAN_OPTIONS": (asan + ":" if asan else "") + "quarantine_size_mb=1"}
+
+
+# What a POST to the admin API must carry: a header that no cross-site form can send.
+POST_HEADERS = {"X-Mongotap": "1"}
+
+
+def http_get(url, token=None, timeout=10, method="GET", headers=None, data=None):
     """(status, headers, body bytes) for an HTTP request; HTTP errors are returned, not raised."""
-    req = urllib.request.Request(url, method=method)
+    req = urllib.request.Request(url, method=method, data=data, headers=headers or {})
     if token:
         req.add_header("Authorization", "Bearer %s" % token)
     try:
@@ -242,12 +257,69 @@ def http_get(url, token=None, timeout=10, method="GET"):
         return e.code, dict(e.headers), e.read()
 
 
+def http_post(url, token=None, timeout=10, headers=POST_HEADERS, data=b""):
+    """(status, headers, body bytes) for a POST with the admin API's header (headers={} leaves
+    it out)."""
+    return http_get(url, token=token, timeout=timeout, method="POST", headers=headers, data=data)
+
+
+def admin_request(tap, method, path, headers=None, body=None, timeout=10):
+    """(status, headers, body) of one request to tap's admin endpoint over a fresh connection,
+    headers as given (a Host header among them replaces the usual one); for /events only the
+    first event is read (the stream never ends)."""
+    conn = http.client.HTTPConnection(tap.admin[0], tap.admin[1], timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        if r.status == 200 and r.getheader("Content-Type", "").startswith("text/event-stream"):
+            data = b""
+            while b"\n\n" not in data:
+                line = r.readline()
+                if not line:
+                    break
+                data += line
+            return r.status, dict(r.getheaders()), data
+        return r.status, dict(r.getheaders()), r.read()
+    finally:
+        conn.close()
+
+
 def admin_json(url, token=None, timeout=10):
     """GET url and parse the JSON answer; fails unless the status is 200."""
     status, _, body = http_get(url, token=token, timeout=timeout)
     if status != 200:
         raise AssertionError("GET %s -> %d: %r" % (url, status, body[:500]))
     return json.loads(body)
+
+
+def poll(what, fn, timeout=10, interval=0.05):
+    """fn() until it returns something true; fails naming `what` after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError("timed out after %ss waiting for %s (last: %r)" % (timeout, what, last))
+
+
+def settled_findings(tap, timeout=10):
+    """/api/findings once every request window of tap has closed, and so been analysed (the
+    windows.open gauge of /api/stats is 0). Call it after the workload's last reply: a window
+    closes after the connection's idle gap, when the connection closes, or at window-max."""
+    poll("every request window to close",
+         lambda: tap.get_json("/api/stats?limit=1")["windows"]["open"] == 0, timeout=timeout)
+    return tap.get_json("/api/findings")
+
+
+def run_node(script, *args, timeout=60):
+    """Runs tests/integration/node/<script> with node and returns what it printed on stdout,
+    parsed as one JSON document; fails with its stderr when it exits non-zero."""
+    r = subprocess.run(["node", script] + [str(a) for a in args], cwd=NODE_DIR,
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, "node %s failed (%d):\n%s" % (script, r.returncode, r.stderr)
+    return json.loads(r.stdout)
 
 
 # --- raw wire protocol -------------------------------------------------------------------------

@@ -1,9 +1,10 @@
-"""The classic lazy-reference N+1 with mongoengine, for the tests of the live views: 20 channels,
-50 shows with a ReferenceField to their channel, then a listing that reads show.channel.name for
-every show (1 find on show + 50 single-_id finds on channel)."""
+"""The classic lazy-reference N+1 with mongoengine, for the tests of the live views and of the
+detectors: 20 channels, 50 shows with a ReferenceField to their channel, then a listing that reads
+show.channel.name for every show (1 find on show + 50 single-_id finds on channel)."""
 
 import time
 
+from bson import ObjectId
 from mongoengine import Document, ReferenceField, StringField, connect, disconnect
 
 import helpers
@@ -22,6 +23,17 @@ class LazyShow(Document):
     title = StringField(required=True)
     channel = ReferenceField(LazyChannel)
     meta = {"collection": "show", "db_alias": ALIAS, "auto_create_index": False}
+
+
+def seed_guide(seed, db):
+    """Seeds the guide with seed, a pymongo client straight to the server (outside mongotap's
+    view): show i is on channel i % 20. Returns the channel ids."""
+    channels = [ObjectId() for _ in range(N_CHANNELS)]
+    seed[db].channel.insert_many([{"_id": c, "name": "Channel %02d" % i}
+                                  for i, c in enumerate(channels)])
+    seed[db].show.insert_many([{"_id": ObjectId(), "title": "Show %02d" % i,
+                                "channel": channels[i % N_CHANNELS]} for i in range(N_SHOWS)])
+    return channels
 
 
 def run(uri):

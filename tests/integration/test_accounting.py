@@ -15,8 +15,6 @@ import struct
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 import zlib
 
 import bson
@@ -29,6 +27,7 @@ from pymongo.errors import DuplicateKeyError, OperationFailure
 
 import helpers
 from faults import wire
+from helpers import poll
 
 ISO_MS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 # SPEC section 3: counted, but never part of a request window
@@ -171,27 +170,6 @@ def shapes_of(doc, db):
             assert key not in out, "shape listed twice: %r" % (key,)
             out[key] = s
     return out
-
-
-def poll(what, fn, timeout=10, interval=0.05):
-    """fn() until it returns something true; fails naming `what` after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError("timed out after %ss waiting for %s (last: %r)" % (timeout, what, last))
-
-
-def http_post(url):
-    req = urllib.request.Request(url, data=b"", method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, dict(r.headers), r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read()
 
 
 def content_type(headers):
@@ -462,7 +440,7 @@ def test_stats_fields_limit_errors_and_reset(mongotap, dbname):
     poll("an N+1 finding", lambda: tap.get_json("/api/findings")["findings"], timeout=10)
     client.close()  # no traffic may refill the stats after the reset
 
-    status, _, body = http_post(tap.admin_url + "/api/reset")
+    status, _, body = tap.post("/api/reset")
     assert status == 200, body
     after = stats(tap)
     assert after["shapes"] == [] and after["commands"] == 0, after

@@ -10,36 +10,19 @@ import subprocess
 import threading
 import time
 
-import pymongo
 import pytest
 from bson import DBRef, ObjectId
 from pymongo import monitoring
 from mongoengine import Document, ReferenceField, StringField, connect, disconnect
 
 import helpers
+from findings_util import ADDR_RE, FINDING_KEYS, GAP_MS, ISO_RE, assert_no_values, tap_client
+from lazy_scenario import seed_guide
 
-GAP_MS = 300  # --window-gap-ms for most tests: far above a lookup's round trip
 WAIT_S = 5  # bound on every poll of the admin API
-
-FINDING_KEYS = {"schema", "id", "type", "detected_at", "confidence", "client", "window", "parent",
-                "children", "field", "matched", "suggestion"}
-ISO_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-ADDR_RE = re.compile(r"^127\.0\.0\.1:\d+$")
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def seed(jongodb):
-    """A pymongo client straight to jongodb, for seeding data outside mongotap's view."""
-    client = pymongo.MongoClient("mongodb://%s/?directConnection=true" % jongodb)
-    yield client
-    client.close()
-
-
-def tap_client(tap, appname, **kw):
-    return pymongo.MongoClient(tap.uri(), appname=appname, maxPoolSize=1, **kw)
-
 
 def closed_windows(tap):
     return tap.get_json("/api/windows?limit=100")["windows"]
@@ -103,13 +86,6 @@ def posts_loop(client, db, lookups=None, find_kw=None, lookup_kw=None):
     return posts, names
 
 
-def assert_no_values(finding, values):
-    """User data values never appear in a finding without --log-values."""
-    text = json.dumps(finding)
-    for v in values:
-        assert str(v) not in text, (v, text)
-
-
 # --- 1. mongoengine lazy ReferenceField ----------------------------------------------------------
 
 ME_ALIAS = "mongotap_n1"
@@ -124,15 +100,6 @@ class N1Show(Document):
     title = StringField(required=True)
     channel = ReferenceField(N1Channel)
     meta = {"collection": "show", "db_alias": ME_ALIAS, "auto_create_index": False}
-
-
-def seed_guide(seed, db):
-    channels = [ObjectId() for _ in range(20)]
-    seed[db].channel.insert_many([{"_id": c, "name": "Channel %02d" % i}
-                                  for i, c in enumerate(channels)])
-    seed[db].show.insert_many([{"_id": ObjectId(), "title": "Show %02d" % i,
-                                "channel": channels[i % 20]} for i in range(50)])
-    return channels
 
 
 def list_guide(uri, related):
@@ -358,10 +325,7 @@ def seed_books(seed, db, n_books=20, n_authors=7):
 
 
 def run_node(script, *args):
-    r = subprocess.run(["node", script] + [str(a) for a in args], cwd=helpers.NODE_DIR,
-                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, "node %s failed (%d):\n%s" % (script, r.returncode, r.stderr)
-    out = json.loads(r.stdout)
+    out = helpers.run_node(script, *args)
     assert out["books"] == 20 and None not in out["names"], out
     return out
 

@@ -374,9 +374,7 @@ CYCLES = 3000
 
 
 def test_connect_close_cycles_leave_nothing(mongotap):
-    # a small ASan quarantine, so that freed memory shows as freed in VmRSS
-    asan = os.environ.get("ASAN_OPTIONS", "")
-    tap = mongotap(env={"ASAN_OPTIONS": (asan + ":" if asan else "") + "quarantine_size_mb=1"})
+    tap = mongotap(env=helpers.small_quarantine_env())
 
     def cycles(n, first_id):
         for i in range(n):

@@ -29,24 +29,7 @@ GUARDED = [("GET", "/metrics"), ("GET", "/api/stats"), ("GET", "/api/stats?limit
            ("GET", "/no-such-route"), ("GET", "/healthz/../api/stats")]
 
 
-def request(tap, method, path, headers=None, body=None, timeout=10):
-    """(status, headers, body) over a fresh connection; for /events only the first event is
-    read (the stream never ends)."""
-    conn = http.client.HTTPConnection(tap.admin[0], tap.admin[1], timeout=timeout)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        r = conn.getresponse()
-        if r.status == 200 and r.getheader("Content-Type", "").startswith("text/event-stream"):
-            data = b""
-            while b"\n\n" not in data:
-                line = r.readline()
-                if not line:
-                    break
-                data += line
-            return r.status, dict(r.getheaders()), data
-        return r.status, dict(r.getheaders()), r.read()
-    finally:
-        conn.close()
+request = helpers.admin_request
 
 
 # --- where the admin endpoint listens ------------------------------------------------------------
@@ -101,8 +84,9 @@ BAD_AUTH = {
 def test_every_admin_route_needs_the_token(guarded, method, path):
     tap = guarded
     body = b"" if method == "POST" else None
+    post = helpers.POST_HEADERS if method == "POST" else {}
     for label, value in BAD_AUTH.items():
-        headers = {"Authorization": value} if value is not None else {}
+        headers = dict(post, Authorization=value) if value is not None else dict(post)
         try:
             status, hdrs, data = request(tap, method, path, headers, body)
         except (http.client.HTTPException, OSError) as e:
@@ -115,14 +99,16 @@ def test_every_admin_route_needs_the_token(guarded, method, path):
             assert json.loads(data)["status"] == 401
     # the token in the query string is not a token
     assert request(tap, method, path + ("&" if "?" in path else "?") + "token=" + TOKEN,
-                   {}, body)[0] == 401
-    status, _, data = request(tap, method, path, {"Authorization": "Bearer " + TOKEN}, body)
+                   dict(post), body)[0] == 401
+    status, _, data = request(tap, method, path, dict(post, Authorization="Bearer " + TOKEN),
+                              body)
     expected = 404 if path == "/no-such-route" else 200
     assert status == expected, (path, status, data[:300])
     if path == "/events":
         assert data.startswith(b"event: stats\n"), data[:200]
     # scheme names are case-insensitive (RFC 9110)
-    assert request(tap, method, path, {"Authorization": "bearer " + TOKEN}, body)[0] == expected
+    assert request(tap, method, path, dict(post, Authorization="bearer " + TOKEN),
+                   body)[0] == expected
 
 
 def test_open_routes_need_no_token_and_hold_no_data(guarded, dbname):
@@ -285,12 +271,12 @@ def raw_http(tap, data, timeout=5):
 def test_oversized_request_heads_are_refused(mongotap, what):
     tap = mongotap()
     if what == "header-line-100k":
-        req = b"GET /api/stats HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n"
+        req = b"GET /api/stats HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n"
     elif what == "headers-2000":
-        req = (b"GET /api/stats HTTP/1.1\r\nHost: x\r\n"
+        req = (b"GET /api/stats HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                + b"".join(b"X-H%d: v\r\n" % i for i in range(2000)) + b"\r\n")
     else:
-        req = b"GET /api/stats?" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+        req = b"GET /api/stats?" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     status = raw_http(tap, req)
     assert status is None or 400 <= status < 500, status
     assert request(tap, "GET", "/healthz")[0] == 200
@@ -308,10 +294,12 @@ def test_oversized_body_is_refused_and_does_nothing(mongotap, dbname, encoding):
     assert before["commands"] > 0
     size = 10 * 1024 * 1024
     if encoding == "content-length":
-        head = (b"POST /api/reset HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size)
+        head = (b"POST /api/reset HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Mongotap: 1\r\n"
+                b"Content-Length: %d\r\n\r\n" % size)
         body = b"z" * size
     else:
-        head = b"POST /api/reset HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        head = (b"POST /api/reset HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Mongotap: 1\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n")
         piece = b"z" * 65536
         body = (b"%x\r\n" % len(piece) + piece + b"\r\n") * (size // len(piece)) + b"0\r\n\r\n"
     status = raw_http(tap, head + body, timeout=10)
@@ -321,7 +309,7 @@ def test_oversized_body_is_refused_and_does_nothing(mongotap, dbname, encoding):
     assert after["commands"] >= before["commands"], (before["commands"], after["commands"])
     assert request(tap, "GET", "/healthz")[0] == 200
     # a well-formed reset still works
-    assert request(tap, "POST", "/api/reset", body=b"")[0] == 200
+    assert request(tap, "POST", "/api/reset", helpers.POST_HEADERS, body=b"")[0] == 200
     assert tap.get_json("/api/stats")["commands"] < before["commands"]
     assert request(tap, "GET", "/api/reset")[0] == 405
     print("10 MB body (%s): %s" % (encoding, "closed" if status is None else status))

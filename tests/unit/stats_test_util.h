@@ -182,11 +182,11 @@ static inline void sc_handshake(sc_conn_t *k, const char *driver, const char *ve
     sc_roundtrip(k, sc_hello(driver, version, app), sc_ok(), 200 * US);
 }
 
-/* A deterministic ObjectId numbered n. */
+/* A deterministic ObjectId numbered n (below 2^24). */
 static inline void sc_oid(bson_oid_t *oid, uint32_t n)
 {
     char hex[25];
-    snprintf(hex, sizeof hex, "65a000000000000000%06x", n);
+    snprintf(hex, sizeof hex, "65a000000000000000%06x", n & 0xffffffu);
     bson_oid_init_from_string(oid, hex);
 }
 

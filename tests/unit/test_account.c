@@ -198,3 +198,100 @@ Test(account, undecodable_messages_are_counted)
     cr_assert_eq(mt_stats_get(st, MT_STAT_PARSE_ERRORS), 1);
     cr_assert_eq(mt_stats_get(st, MT_STAT_MESSAGES_UNKNOWN), 1);
 }
+
+/* A compressed insert of `docs` documents of `size` bytes each (string of 'y'). */
+static uint8_t *zipped_insert(int compressor, int32_t rid, int docs, size_t size, size_t *len)
+{
+    bson_t *d[8];
+    char *s = malloc(size);
+    memset(s, 'y', size - 1);
+    s[size - 1] = '\0';
+    for (int i = 0; i < docs; i++) {
+        d[i] = bson_new();
+        BSON_APPEND_UTF8(d[i], "s", s);
+    }
+    bson_t *cmd = fx_json("{\"insert\": \"zipped\", \"$db\": \"tv\"}");
+    size_t plen;
+    uint8_t *plain = fx_op_msg(0, rid, 0, cmd, "documents", d, (size_t)docs, &plen), *z;
+    cr_assert_eq(mt_msg_compress_message(compressor, plain, plen, &z, len), 0);
+    free(plain);
+    free(s);
+    bson_destroy(cmd);
+    for (int i = 0; i < docs; i++)
+        bson_destroy(d[i]);
+    return z;
+}
+
+/* One loop iteration decompresses at most MT_ACCOUNT_INFLATE_BUDGET bytes
+ * for every connection together; later messages of the iteration are
+ * forwarded and counted, and the next iteration starts whole again. */
+Test(account, decompression_stops_at_the_iteration_budget)
+{
+    mt_stats_conn_t *c = mt_stats_conn_open(st, 1, "127.0.0.1:1", sc_now);
+    size_t len, each = 900000; /* under the per-message limit: decompressed whole */
+    uint8_t *z = zipped_insert(MT_COMPRESSOR_ZLIB, 1, 1, each, &len);
+    size_t fit = MT_ACCOUNT_INFLATE_BUDGET / each, sent = fit + 3;
+    mt_account_result_t r;
+    for (size_t i = 0; i < sent; i++) {
+        mt_wire_put_le32(z + 4, (uint32_t)(10 + i));
+        mt_account_feed(account, &req_side, c, true, z, len, sc_now, &r);
+        cr_assert_eq(r.requests_expecting_reply, 1, "message %zu is still owed a reply", i);
+    }
+    uint64_t skipped = mt_stats_get(st, MT_STAT_DECOMPRESS_SKIPPED);
+    cr_assert_eq(skipped, sent - fit, "%llu", (unsigned long long)skipped);
+    /* what is left of the budget still reads each command: only the
+     * documents past it are not decompressed */
+    cr_assert_eq(mt_stats_get(st, MT_STAT_COMMANDS), sent);
+    cr_assert_eq(mt_stats_get(st, MT_STAT_PARSE_ERRORS), 0, "skipped is not an error");
+    mt_account_refill(account);
+    mt_account_feed(account, &req_side, c, true, z, len, sc_now, &r);
+    cr_assert_eq(mt_stats_get(st, MT_STAT_DECOMPRESS_SKIPPED), skipped, "a new iteration");
+    cr_assert_eq(mt_stats_get(st, MT_STAT_COMMANDS), sent + 1);
+    mt_stats_conn_close(c, sc_now);
+    free(z);
+}
+
+/* A reply whose document is too large to decompress settles its request
+ * (latency known) without a guess at its outcome or its documents. */
+Test(account, a_reply_not_decompressed_settles_its_request)
+{
+    mt_stats_conn_t *c = mt_stats_conn_open(st, 1, "127.0.0.1:1", sc_now);
+    size_t len;
+    uint8_t *m = find_msg(41, 0, &len);
+    mt_account_result_t r;
+    mt_account_feed(account, &req_side, c, true, m, len, sc_now, &r);
+    free(m);
+    bson_t *docs[3];
+    char *s = malloc(600000);
+    memset(s, 'z', 599999);
+    s[599999] = '\0';
+    for (int i = 0; i < 3; i++) {
+        docs[i] = bson_new();
+        BSON_APPEND_UTF8(docs[i], "s", s);
+    }
+    bson_t *reply = sc_cursor_reply("tv.show", docs, 3, 0, true);
+    uint8_t *plain = fx_op_msg(0, 42, 41, reply, NULL, NULL, 0, &len), *z;
+    size_t zlen;
+    cr_assert_eq(mt_msg_compress_message(MT_COMPRESSOR_ZSTD, plain, len, &z, &zlen), 0);
+    sc_now += 3 * MS;
+    mt_account_feed(account, &rep_side, c, false, z, zlen, sc_now, &r);
+    cr_assert_eq(r.final_replies, 1);
+    cr_assert_eq(mt_stats_get(st, MT_STAT_DECOMPRESS_SKIPPED), 1);
+    cr_assert_eq(mt_stats_get(st, MT_STAT_PARSE_ERRORS), 0);
+    char *json = mt_stats_json(st, sc_now, 10);
+    bson_t *doc = fx_json(json);
+    cr_assert_eq(sc_int(doc, "pending_requests"), 0, "the request is settled");
+    cr_assert_eq(sc_int(doc, "replies_unmatched"), 0);
+    cr_assert_eq(sc_int(doc, "shapes.0.errors"), 0, "an unread reply is not a failure");
+    cr_assert_eq(sc_int(doc, "shapes.0.docs_returned"), 0, "nor a count of documents");
+    cr_assert_eq(sc_int(doc, "shapes.0.bytes_out"), (int64_t)zlen);
+    bson_destroy(doc);
+    bson_free(json);
+    mt_stats_conn_close(c, sc_now);
+    free(plain);
+    free(z);
+    free(s);
+    bson_destroy(reply);
+    for (int i = 0; i < 3; i++)
+        bson_destroy(docs[i]);
+}

@@ -126,10 +126,11 @@ Test(cli, help_and_version)
     cr_assert_eq(parse(&cfg, err, sizeof(err), ARGV("-V")), MT_CLI_VERSION);
     /* --help names every option */
     static const char *const flags[] = {
-        "--listen",        "--upstream",     "--admin ",       "--admin-token", "--window-gap-ms",
-        "--window-max-ms", "--n1-threshold", "--findings-log", "--report",      "--max-connections",
-        "--max-shapes",    "--log-level",    "--log-values",   "--tls-listen",  "--tls-cert",
-        "--tls-key",       "--dns-server",   "mongodb+srv://"};
+        "--listen",        "--upstream",        "--admin ",       "--admin-token",
+        "--window-gap-ms", "--window-max-ms",   "--n1-threshold", "--findings-log",
+        "--report",        "--max-connections", "--max-shapes",   "--log-level",
+        "--log-values",    "--redact-fields",   "--tls-listen",   "--tls-cert",
+        "--tls-key",       "--dns-server",      "mongodb+srv://"};
     for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
         cr_assert_not_null(strstr(mt_cli_usage, flags[i]), "%s missing from --help", flags[i]);
 }
@@ -155,6 +156,8 @@ ParameterizedTestParameters(cli, bad_values)
         {{"--admin", "nonsense"}, "--admin"},
         {{"--log-level", "loud"}, "--log-level"},
         {{"--log-values=maybe"}, "--log-values"},
+        {{"--redact-fields", "(unclosed"}, "--redact-fields"},
+        {{"--redact-fields", ""}, "--redact-fields"},
         {{"--bogus"}, "--bogus"},
         {{"--report"}, "--report"},
         {{"-x"}, "-x"},
@@ -194,6 +197,25 @@ Test(cli, bad_environment_names_the_variable)
     fake_env = NULL;
 }
 
+Test(cli, redact_fields_from_flag_or_environment)
+{
+    static const char *const env[] = {"MONGOTAP_REDACT_FIELDS", "@", NULL};
+    mt_cli_config_t cfg;
+    char err[256];
+
+    fake_env = NULL;
+    cr_assert_eq(parse(&cfg, err, sizeof(err), ARGV("--log-level", "warn")), MT_CLI_RUN);
+    cr_assert_null(cfg.redact_fields);
+    fake_env = env;
+    cr_assert_eq(parse(&cfg, err, sizeof(err), (char *[]){"mongotap", NULL}), MT_CLI_RUN, "%s",
+                 err);
+    cr_assert_str_eq(cfg.redact_fields, "@");
+    cr_assert_eq(parse(&cfg, err, sizeof(err), ARGV("--redact-fields", "^[^.]+@[^.]+$")),
+                 MT_CLI_RUN);
+    cr_assert_str_eq(cfg.redact_fields, "^[^.]+@[^.]+$", "the flag wins");
+    fake_env = NULL;
+}
+
 Test(cli, loopback_detection)
 {
     cr_assert(mt_cli_is_loopback("127.0.0.1"));
@@ -203,6 +225,11 @@ Test(cli, loopback_detection)
     cr_assert_not(mt_cli_is_loopback("0.0.0.0"));
     cr_assert_not(mt_cli_is_loopback("::"));
     cr_assert_not(mt_cli_is_loopback("10.1.1.1"));
+    cr_assert_not(mt_cli_is_loopback("127.evil.example"));
+    cr_assert_not(mt_cli_is_loopback("127.0.0.1.evil.example"));
+    cr_assert_not(mt_cli_is_loopback("localhost.evil.example"));
+    cr_assert(mt_cli_is_loopback("0:0:0:0:0:0:0:1"));
+    cr_assert(mt_cli_is_loopback("LOCALHOST"));
 }
 
 Test(cli, empty_environment_values_are_unset)

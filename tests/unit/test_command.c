@@ -462,7 +462,94 @@ Test(command, long_command_name_is_cut)
     cr_assert_eq(strncmp(r.view.name, "aVeryLong", 9), 0);
     cr_assert_eq(r.view.name_lower[0], 'a');
     cr_assert_eq(r.view.name_lower[1], 'v');
+    cr_assert(r.view.names_truncated);
     free(r.buf);
+}
+
+/* A string of n bytes: "é" (two bytes) repeated, odd n ending in 'x'. */
+static char *long_name(size_t n)
+{
+    char *s = malloc(n + 1);
+    for (size_t i = 0; i + 1 < n; i += 2)
+        memcpy(s + i, "\xc3\xa9", 2);
+    if (n % 2)
+        s[n - 1] = 'x';
+    s[n] = '\0';
+    return s;
+}
+
+Test(command, name_len_cuts_on_character_boundaries)
+{
+    bool cut = false;
+    cr_assert_eq(mt_cmd_name_len("", 0, &cut), 0);
+    cr_assert_eq(mt_cmd_name_len("abc", 3, &cut), 3);
+    cr_assert(!cut);
+    cr_assert_eq(mt_cmd_name_len("abcd", 3, &cut), 3);
+    cr_assert(cut);
+    char *s = long_name(10); /* 5 x "é" */
+    for (size_t max = 0; max < 10; max++) {
+        cut = false;
+        cr_assert_eq(mt_cmd_name_len(s, max, &cut), max & ~(size_t)1, "max %zu", max);
+        cr_assert(cut);
+    }
+    cr_assert_eq(mt_cmd_name_len(s, 10, NULL), 10);
+    free(s);
+}
+
+/* Names longer than MongoDB allows (a 4 MB collection name) are cut in the
+ * view, on a UTF-8 boundary, and the view says so; names within the limits
+ * are left pointing into the message. */
+Test(command, names_are_capped_at_mongodb_limits)
+{
+    char *coll = long_name(4u << 20);
+    char *db = long_name(101);
+    bson_t *cmd = bson_new();
+    BSON_APPEND_UTF8(cmd, "find", coll);
+    BSON_APPEND_UTF8(cmd, "$db", db);
+    size_t len;
+    req_t r;
+    req_built(&r, fx_op_msg(0, 3, 0, cmd, NULL, NULL, 0, &len), &len);
+    cr_assert(r.view.names_truncated);
+    cr_assert_eq(strlen(r.view.db), MT_CMD_DB_MAX);
+    cr_assert_eq(strncmp(r.view.db, db, MT_CMD_DB_MAX), 0);
+    size_t clen = strlen(r.view.collection);
+    cr_assert_leq(clen + 1 + strlen(r.view.db), MT_CMD_NS_MAX);
+    cr_assert_geq(clen + 2 + strlen(r.view.db), MT_CMD_NS_MAX, "cut by at most one character");
+    cr_assert(bson_utf8_validate(r.view.collection, clen, false));
+    cr_assert_eq(strncmp(r.view.collection, coll, clen), 0);
+    cr_assert_str_eq(r.view.name, "find");
+    free(r.buf);
+    bson_destroy(cmd);
+
+    /* at the limits exactly: untouched, in place */
+    memcpy(db + MT_CMD_DB_MAX - 2, "xx", 3);
+    memcpy(coll + MT_CMD_NS_MAX - MT_CMD_DB_MAX - 3, "xx", 3);
+    cmd = bson_new();
+    BSON_APPEND_UTF8(cmd, "find", coll);
+    BSON_APPEND_UTF8(cmd, "$db", db);
+    req_built(&r, fx_op_msg(0, 3, 0, cmd, NULL, NULL, 0, &len), &len);
+    cr_assert(!r.view.names_truncated);
+    cr_assert_str_eq(r.view.db, db);
+    cr_assert_str_eq(r.view.collection, coll);
+    cr_assert(r.view.collection >= (const char *)r.buf &&
+              r.view.collection < (const char *)r.buf + len);
+    free(r.buf);
+    bson_destroy(cmd);
+
+    /* legacy OP_QUERY: the namespace's database part and the collection */
+    char ns[400];
+    memset(ns, 'd', 100);
+    ns[100] = '.';
+    memset(ns + 101, 'c', 298);
+    ns[399] = '\0';
+    req_built(&r, fx_op_query_json(ns, 0, 1, "{\"a\": 1}", &len), &len);
+    cr_assert(r.view.names_truncated);
+    cr_assert_eq(strlen(r.view.db), MT_CMD_DB_MAX);
+    cr_assert_eq(strlen(r.view.collection), MT_CMD_NS_MAX - MT_CMD_DB_MAX - 1);
+    cr_assert_eq(r.view.collection[0], 'c');
+    free(r.buf);
+    free(coll);
+    free(db);
 }
 
 /* ---- legacy OP_QUERY forms ---------------------------------------------- */

@@ -4,6 +4,9 @@
  * hostile input: truncation at every length, bad sections, bad checksums,
  * compression bombs, deep nesting, invalid UTF-8, each with its exact error.
  */
+#include <zlib.h>
+#include <zstd.h>
+
 #include "proto_test_util.h"
 
 /* clang-format off */
@@ -672,4 +675,468 @@ Test(msg, malformed_documents)
     cr_assert_gt(refused, (int)all->len / 2);
     free(copy);
     bson_destroy(all);
+}
+
+/* ---- bounded decompression ---------------------------------------------- */
+
+/* A run of bytes of a message, or `len` zero bytes when data is NULL. */
+typedef struct {
+    const uint8_t *data;
+    size_t len;
+} seg_t;
+
+static void grow_append(uint8_t **buf, size_t *len, size_t *cap, const void *p, size_t n)
+{
+    if (n == 0)
+        return;
+    if (*len + n > *cap) {
+        while (*len + n > *cap)
+            *cap = *cap ? *cap * 2 : 4096;
+        *buf = realloc(*buf, *cap);
+    }
+    memcpy(*buf + *len, p, n);
+    *len += n;
+}
+
+/* OP_COMPRESSED (zlib or zstd) around the concatenated segments, compressed
+ * as a stream so that a 48 MB bomb never exists uncompressed. */
+static uint8_t *compressed_stream(int id, int32_t opcode, const seg_t *segs, size_t nsegs,
+                                  size_t *len)
+{
+    static const uint8_t zeros[1 << 16];
+    uint8_t chunk[1 << 16];
+    uint8_t *out = NULL;
+    size_t olen = 0, ocap = 0, total = 0;
+    z_stream z = {0};
+    ZSTD_CCtx *zc = NULL;
+
+    for (size_t i = 0; i < nsegs; i++)
+        total += segs[i].len;
+    if (id == MT_COMPRESSOR_ZLIB) {
+        cr_assert_eq(deflateInit(&z, 9), Z_OK);
+    } else {
+        cr_assert_eq(id, MT_COMPRESSOR_ZSTD);
+        zc = ZSTD_createCCtx();
+        ZSTD_CCtx_setParameter(zc, ZSTD_c_compressionLevel, 3);
+        ZSTD_CCtx_setPledgedSrcSize(zc, total);
+    }
+    for (size_t i = 0; i <= nsegs; i++) {
+        size_t left = i < nsegs ? segs[i].len : 0;
+        const uint8_t *p = i < nsegs ? segs[i].data : NULL;
+        bool last = i == nsegs;
+        do {
+            size_t take = left < sizeof(zeros) ? left : sizeof(zeros);
+            const uint8_t *src = p ? p : zeros;
+            if (id == MT_COMPRESSOR_ZLIB) {
+                z.next_in = (Bytef *)src;
+                z.avail_in = (uInt)take;
+                do {
+                    z.next_out = chunk;
+                    z.avail_out = sizeof(chunk);
+                    deflate(&z, last ? Z_FINISH : Z_NO_FLUSH);
+                    grow_append(&out, &olen, &ocap, chunk, sizeof(chunk) - z.avail_out);
+                } while (z.avail_out == 0 || (last && z.avail_in > 0));
+            } else {
+                ZSTD_inBuffer in = {src, take, 0};
+                size_t rc;
+                do {
+                    ZSTD_outBuffer o = {chunk, sizeof(chunk), 0};
+                    rc = ZSTD_compressStream2(zc, &o, &in, last ? ZSTD_e_end : ZSTD_e_continue);
+                    cr_assert(!ZSTD_isError(rc));
+                    grow_append(&out, &olen, &ocap, chunk, o.pos);
+                } while (in.pos < in.size || (last && rc != 0));
+            }
+            if (p)
+                p += take;
+            left -= take;
+        } while (left > 0);
+    }
+    if (id == MT_COMPRESSOR_ZLIB)
+        deflateEnd(&z);
+    else
+        ZSTD_freeCCtx(zc);
+    uint8_t *msg = compressed_msg(opcode, (int32_t)total, (uint8_t)id, out, olen, len);
+    free(out);
+    return msg;
+}
+
+/* The insert the limit tests decompress: flags moreToCome, a body, then a
+ * sequence of six documents of growing size. */
+static uint8_t *sample_insert(size_t *len)
+{
+    bson_t *body = fx_json("{\"insert\": \"c\", \"$db\": \"d\"}");
+    bson_t *docs[6];
+    char s[256];
+    for (size_t i = 0; i < 6; i++) {
+        memset(s, 'x', sizeof(s));
+        s[20 + 37 * i] = '\0';
+        docs[i] = bson_new();
+        BSON_APPEND_INT32(docs[i], "_id", (int32_t)i);
+        BSON_APPEND_UTF8(docs[i], "s", s);
+    }
+    uint8_t *m = fx_op_msg(MT_MSG_FLAG_MORE_TO_COME, 9, 0, body, "documents", docs, 6, len);
+    bson_destroy(body);
+    for (size_t i = 0; i < 6; i++)
+        bson_destroy(docs[i]);
+    return m;
+}
+
+/* Every budget from nothing to the whole message, and every prefix length:
+ * what the view holds is exactly the units (flags, body, identifier,
+ * documents) that fit whole, each identical to the plain message's, and the
+ * budget pays for what was decompressed. */
+Test(msg, every_limit_edge_keeps_whole_units)
+{
+    size_t len;
+    uint8_t *plain = sample_insert(&len);
+    mt_msg_t want;
+    cr_assert_eq(mt_msg_parse(plain, len, NULL, &want), MT_MSG_OK);
+    cr_assert_eq(want.nseqs, 1);
+    size_t payload = len - 16;
+    size_t body_end = (size_t)(want.body - plain) + want.body_len - 16;
+    size_t ident_at = (size_t)((const uint8_t *)want.seqs[0].identifier - plain) - 16;
+    size_t sleft = want.seqs[0].docs_len + strlen(want.seqs[0].identifier) + 1;
+    size_t ident_end = ident_at + (sleft < 256 ? sleft : 256);
+    size_t doc_end[6];
+    const uint8_t *d = want.seqs[0].docs;
+    for (size_t i = 0; i < 6; i++) {
+        d += mt_wire_le32(d);
+        doc_end[i] = (size_t)(d - plain) - 16;
+    }
+    cr_assert_eq(doc_end[5], payload);
+
+    const int ids[] = {MT_COMPRESSOR_NOOP, MT_COMPRESSOR_ZLIB, MT_COMPRESSOR_ZSTD,
+                       MT_COMPRESSOR_SNAPPY};
+    mt_msg_scratch_t scratch = {0};
+    for (size_t k = 0; k < 4; k++) {
+        uint8_t *c;
+        size_t clen;
+        cr_assert_eq(mt_msg_compress_message(ids[k], plain, len, &c, &clen), 0);
+        const char *name = mt_compressor_str(ids[k]);
+        for (size_t left = 0; left <= payload + 1; left++) {
+            mt_msg_budget_t budget = {left};
+            mt_msg_t m;
+            mt_msg_err_t err = mt_msg_parse_budget(c, clen, &scratch, &budget, &m);
+            cr_assert_eq(err, MT_MSG_OK, "%s left %zu: %s", name, left, mt_msg_err_str(err));
+            cr_assert_eq(m.opcode, MT_OP_MSG);
+            if (left >= payload) {
+                cr_assert(!m.partial, "%s left %zu", name, left);
+                cr_assert_eq(m.inflated, payload);
+                cr_assert_eq(budget.left, left - payload, "%s left %zu", name, left);
+                cr_assert_eq(m.seqs[0].count, 6);
+                cr_assert(!m.seqs[0].partial);
+                continue;
+            }
+            cr_assert(m.partial, "%s left %zu", name, left);
+            if (left == 0 || ids[k] == MT_COMPRESSOR_SNAPPY) {
+                /* nothing decompressed: snappy has no streaming decoder */
+                cr_assert_eq(m.inflated, 0);
+                cr_assert_eq(budget.left, left);
+                cr_assert_null(m.body);
+                continue;
+            }
+            cr_assert_leq(m.inflated, left, "%s left %zu", name, left);
+            if (ids[k] == MT_COMPRESSOR_ZSTD)
+                cr_assert_leq(budget.left, left - m.inflated);
+            else
+                cr_assert_eq(budget.left, left - m.inflated, "%s left %zu", name, left);
+            cr_assert_eq(m.flags, left >= 4 ? MT_MSG_FLAG_MORE_TO_COME : 0u, "left %zu", left);
+            if (left < body_end) {
+                cr_assert_null(m.body, "%s left %zu", name, left);
+                cr_assert_eq(m.nseqs, 0);
+                continue;
+            }
+            cr_assert_eq(m.body_len, want.body_len);
+            cr_assert_arr_eq(m.body, want.body, want.body_len);
+            if (left < ident_end) {
+                cr_assert_eq(m.nseqs, 0, "%s left %zu", name, left);
+                continue;
+            }
+            cr_assert_eq(m.nseqs, 1, "%s left %zu", name, left);
+            cr_assert_str_eq(m.seqs[0].identifier, "documents");
+            cr_assert(m.seqs[0].partial);
+            uint32_t count = 0;
+            while (count < 6 && doc_end[count] <= left)
+                count++;
+            cr_assert_eq(m.seqs[0].count, count, "%s left %zu", name, left);
+            cr_assert_arr_eq(m.seqs[0].docs, want.seqs[0].docs, m.seqs[0].docs_len);
+            mt_cmd_view_t v;
+            cr_assert_eq(mt_cmd_request(&m, &v), MT_MSG_OK);
+            cr_assert(v.partial);
+            cr_assert_eq(v.statements, count, "a lower bound, never a guess");
+        }
+        free(c);
+    }
+    mt_msg_scratch_free(&scratch);
+
+    /* the front of an uncompressed message, kept by reassembly, is read
+     * through the same span: the same units at every length */
+    for (size_t have = 16; have <= len; have++) {
+        mt_msg_t m;
+        size_t left = have - 16;
+        mt_msg_err_t err = mt_msg_parse_prefix(plain, have, &m);
+        if (left < body_end) {
+            cr_assert_neq(err, MT_MSG_OK, "have %zu", have);
+            continue;
+        }
+        cr_assert_eq(err, MT_MSG_OK, "have %zu: %s", have, mt_msg_err_str(err));
+        cr_assert_eq(m.partial, have < len);
+        cr_assert_arr_eq(m.body, want.body, want.body_len);
+        uint32_t count = 0;
+        while (count < 6 && doc_end[count] <= left)
+            count++;
+        cr_assert_eq(m.nseqs, left >= ident_end ? 1u : 0u, "have %zu", have);
+        if (m.nseqs)
+            cr_assert_eq(m.seqs[0].count, count, "have %zu", have);
+    }
+    free(plain);
+}
+
+/* A 1.8 MB insert: only its front (body and the first document) is
+ * decompressed, and the budget runs out for the next messages. */
+Test(msg, big_message_decompresses_its_front_only)
+{
+    bson_t *body = fx_json("{\"insert\": \"big\", \"$db\": \"d\"}");
+    bson_t *docs[3];
+    char *s = malloc(600000);
+    memset(s, 'y', 600000 - 1);
+    s[600000 - 1] = '\0';
+    for (size_t i = 0; i < 3; i++) {
+        docs[i] = bson_new();
+        BSON_APPEND_UTF8(docs[i], "s", s);
+    }
+    size_t len;
+    uint8_t *plain = fx_op_msg(0, 3, 0, body, "documents", docs, 3, &len);
+    const int ids[] = {MT_COMPRESSOR_NOOP, MT_COMPRESSOR_ZLIB, MT_COMPRESSOR_ZSTD,
+                       MT_COMPRESSOR_SNAPPY};
+    mt_msg_scratch_t scratch = {0};
+    for (size_t k = 0; k < 4; k++) {
+        uint8_t *c;
+        size_t clen;
+        mt_msg_t m;
+        mt_cmd_view_t v;
+        cr_assert_eq(mt_msg_compress_message(ids[k], plain, len, &c, &clen), 0);
+        cr_assert_eq(mt_msg_parse(c, clen, &scratch, &m), MT_MSG_OK);
+        cr_assert(m.partial);
+        cr_assert_leq(scratch.cap, MT_MSG_INFLATE_MAX);
+        if (ids[k] == MT_COMPRESSOR_SNAPPY) {
+            cr_assert_eq(m.inflated, 0);
+            cr_assert_eq(mt_cmd_request(&m, &v), MT_MSG_ERR_SKIPPED);
+        } else {
+            cr_assert_leq(m.inflated, MT_MSG_INFLATE_MAX - 16);
+            cr_assert_eq(m.nseqs, 1);
+            cr_assert_eq(m.seqs[0].count, 1);
+            cr_assert(m.seqs[0].partial);
+            cr_assert_eq(mt_cmd_request(&m, &v), MT_MSG_OK);
+            cr_assert_str_eq(v.name, "insert");
+            cr_assert_str_eq(v.collection, "big");
+            cr_assert(v.partial);
+        }
+        /* one budget for three messages: the first takes it all */
+        mt_msg_budget_t budget = {700000};
+        cr_assert_eq(mt_msg_parse_budget(c, clen, &scratch, &budget, &m), MT_MSG_OK);
+        size_t first = m.inflated;
+        if (ids[k] == MT_COMPRESSOR_SNAPPY)
+            cr_assert_eq(budget.left, 700000);
+        else if (ids[k] == MT_COMPRESSOR_ZSTD)
+            cr_assert_leq(budget.left, 700000 - first, "zstd also pays the block it decoded ahead");
+        else
+            cr_assert_eq(budget.left, 700000 - first);
+        size_t second = budget.left;
+        cr_assert_eq(mt_msg_parse_budget(c, clen, &scratch, &budget, &m), MT_MSG_OK);
+        cr_assert(m.partial);
+        if (ids[k] != MT_COMPRESSOR_SNAPPY) {
+            if (second > 1000) {
+                cr_assert_not_null(m.body);
+                cr_assert_eq(m.seqs[0].count, 0, "no room left for a 600 KB document");
+            } else {
+                cr_assert_null(m.body);
+            }
+            budget.left = 0;
+            cr_assert_eq(mt_msg_parse_budget(c, clen, &scratch, &budget, &m), MT_MSG_OK);
+            cr_assert_eq(m.inflated, 0);
+            cr_assert_eq(mt_cmd_request(&m, &v), MT_MSG_ERR_SKIPPED);
+        }
+        free(c);
+    }
+    mt_msg_scratch_free(&scratch);
+    free(plain);
+    free(s);
+    bson_destroy(body);
+    for (size_t i = 0; i < 3; i++)
+        bson_destroy(docs[i]);
+}
+
+/* Replies: moreToCome is read even when the body is too large, and a legacy
+ * OP_REPLY keeps its first document and its document count. */
+Test(msg, replies_over_the_limit)
+{
+    mt_msg_scratch_t scratch = {0};
+    char *s = malloc(600000);
+    memset(s, 'z', 600000 - 1);
+    s[600000 - 1] = '\0';
+    bson_t *big = bson_new(), batch, *docs[3];
+    bson_t *cursor = bson_new();
+    BSON_APPEND_ARRAY_BEGIN(cursor, "firstBatch", &batch);
+    for (int i = 0; i < 3; i++) {
+        bson_t d;
+        char k[4];
+        snprintf(k, sizeof(k), "%d", i);
+        BSON_APPEND_DOCUMENT_BEGIN(&batch, k, &d);
+        BSON_APPEND_UTF8(&d, "s", s);
+        bson_append_document_end(&batch, &d);
+    }
+    bson_append_array_end(cursor, &batch);
+    BSON_APPEND_INT64(cursor, "id", 0);
+    BSON_APPEND_DOCUMENT(big, "cursor", cursor);
+    BSON_APPEND_DOUBLE(big, "ok", 1.0);
+    size_t len, clen;
+    uint8_t *plain = fx_op_msg(MT_MSG_FLAG_MORE_TO_COME, 4, 3, big, NULL, NULL, 0, &len);
+    uint8_t *c;
+    mt_msg_t m;
+    mt_reply_view_t r;
+    cr_assert_eq(mt_msg_compress_message(MT_COMPRESSOR_ZSTD, plain, len, &c, &clen), 0);
+    cr_assert_eq(mt_msg_parse(c, clen, &scratch, &m), MT_MSG_OK);
+    cr_assert(m.partial);
+    cr_assert_null(m.body);
+    cr_assert_eq(m.inflated, 9, "flags, section kind and the body's length only");
+    cr_assert_eq(m.flags, MT_MSG_FLAG_MORE_TO_COME);
+    cr_assert_eq(m.hdr.response_to, 3);
+    cr_assert_eq(mt_cmd_reply(&m, &r), MT_MSG_ERR_SKIPPED);
+    cr_assert(r.unread && r.partial);
+    cr_assert(r.more_to_come, "an exhaust stream goes on");
+    cr_assert_eq(r.response_to, 3);
+    cr_assert(!r.ok && r.docs == 0 && !r.has_cursor, "nothing guessed");
+    free(c);
+    free(plain);
+
+    for (int i = 0; i < 3; i++) {
+        docs[i] = bson_new();
+        BSON_APPEND_UTF8(docs[i], "s", s);
+    }
+    plain = fx_op_reply(0, 77, docs, 3, &len);
+    cr_assert_eq(mt_msg_compress_message(MT_COMPRESSOR_ZLIB, plain, len, &c, &clen), 0);
+    cr_assert_eq(mt_msg_parse(c, clen, &scratch, &m), MT_MSG_OK);
+    cr_assert(m.partial);
+    cr_assert_eq(m.cursor_id, 77);
+    cr_assert_eq(m.number_returned, 3);
+    cr_assert_not_null(m.body);
+    cr_assert_eq(mt_cmd_reply(&m, &r), MT_MSG_OK);
+    cr_assert(r.partial);
+    cr_assert_eq(r.docs, 3, "numberReturned, from the header");
+    free(c);
+    free(plain);
+    for (int i = 0; i < 3; i++)
+        bson_destroy(docs[i]);
+    bson_destroy(big);
+    bson_destroy(cursor);
+    free(s);
+    mt_msg_scratch_free(&scratch);
+}
+
+/* The bombs of the attack run: 48,000,000 zero bytes (zlib 46 KB, zstd
+ * 1.5 KB), and the same behind a valid command whose sequence announces a
+ * 16 MB document. Each costs a few bytes of decompression. */
+Test(msg, bombs_inflate_only_what_is_read)
+{
+    mt_msg_scratch_t scratch = {0};
+    const int ids[] = {MT_COMPRESSOR_ZLIB, MT_COMPRESSOR_ZSTD};
+    bson_t *body = fx_json("{\"insert\": \"c\", \"$db\": \"d\"}");
+    uint8_t prefix[128], *p = prefix;
+    mt_wire_put_le32(p, 0); /* flags */
+    p[4] = 0;
+    p += 5;
+    memcpy(p, bson_get_data(body), body->len);
+    p += body->len;
+    size_t seq_len = 4 + 10 + 47999000;
+    *p++ = 1;
+    mt_wire_put_le32(p, (uint32_t)seq_len);
+    memcpy(p + 4, "documents", 10);
+    p += 14;
+    mt_wire_put_le32(p, 16000000); /* a document of 16 MB ... */
+    p[4] = 0x02;                   /* ... holding one string "a" */
+    p[5] = 'a';
+    p[6] = 0;
+    mt_wire_put_le32(p + 7, 16000000 - 12);
+    p += 11;
+    size_t plen = (size_t)(p - prefix);
+    for (size_t k = 0; k < 2; k++) {
+        size_t len;
+        mt_msg_t m;
+        seg_t zeros = {NULL, 48000000};
+        uint8_t *b = compressed_stream(ids[k], MT_OP_MSG, &zeros, 1, &len);
+        cr_assert_lt(len, 50000);
+        mt_msg_budget_t budget = {4u << 20};
+        cr_assert_eq(mt_msg_parse_budget(b, len, &scratch, &budget, &m), MT_MSG_ERR_BSON,
+                     "a document of length 0");
+        cr_assert_eq(m.inflated, 9);
+        cr_assert_geq(budget.left, (4u << 20) - 9 - 128 * 1024);
+        free(b);
+
+        seg_t smart[2] = {{prefix, plen}, {NULL, 48000000 - plen}};
+        b = compressed_stream(ids[k], MT_OP_MSG, smart, 2, &len);
+        cr_assert_eq(mt_msg_parse(b, len, &scratch, &m), MT_MSG_OK);
+        cr_assert(m.partial);
+        /* up to the identifier, and the identifier's probe of 256 bytes */
+        cr_assert_eq(m.inflated, 5 + body->len + 5 + 256);
+        cr_assert_not_null(m.body);
+        cr_assert_eq(m.nseqs, 1);
+        cr_assert_eq(m.seqs[0].count, 0);
+        mt_cmd_view_t v;
+        cr_assert_eq(mt_cmd_request(&m, &v), MT_MSG_OK);
+        cr_assert(v.partial);
+        cr_assert_leq(scratch.cap, MT_MSG_INFLATE_MAX);
+        free(b);
+    }
+    bson_destroy(body);
+    mt_msg_scratch_free(&scratch);
+}
+
+/* A partial view cannot check the checksum (it is at the end); a payload
+ * cut short fails where the decoder reads past it, never before. */
+Test(msg, partial_views_and_broken_streams)
+{
+    bson_t *body = fx_json("{\"insert\": \"c\", \"$db\": \"d\"}");
+    bson_t *docs[2];
+    char *s = malloc(700000);
+    memset(s, 'q', 700000 - 1);
+    s[700000 - 1] = '\0';
+    for (size_t i = 0; i < 2; i++) {
+        docs[i] = bson_new();
+        BSON_APPEND_UTF8(docs[i], "s", s);
+    }
+    size_t len, clen;
+    uint8_t *plain =
+        fx_op_msg(MT_MSG_FLAG_CHECKSUM_PRESENT, 3, 0, body, "documents", docs, 2, &len);
+    uint8_t *withsum = malloc(len + 4);
+    memcpy(withsum, plain, len);
+    mt_wire_put_le32(withsum, (uint32_t)(len + 4));
+    mt_wire_put_le32(withsum + len, 0xdeadbeef); /* wrong, and unchecked */
+    mt_msg_scratch_t scratch = {0};
+    mt_msg_t m;
+    uint8_t *c;
+    cr_assert_eq(mt_msg_compress_message(MT_COMPRESSOR_ZLIB, withsum, len + 4, &c, &clen), 0);
+    cr_assert_eq(mt_msg_parse(c, clen, &scratch, &m), MT_MSG_OK);
+    cr_assert(m.partial && m.checksum_present);
+    cr_assert_eq(m.seqs[0].count, 1);
+
+    /* the payload cut at 64 points: an error or a shorter view, never more */
+    size_t payload = clen - 25;
+    for (size_t i = 1; i < 64; i++) {
+        size_t cut = payload * i / 64;
+        mt_wire_put_le32(c, (uint32_t)(25 + cut));
+        mt_msg_err_t err = mt_msg_parse(c, 25 + cut, &scratch, &m);
+        cr_assert(err == MT_MSG_OK || err == MT_MSG_ERR_DECOMPRESS, "cut %zu: %s", cut,
+                  mt_msg_err_str(err));
+        if (err == MT_MSG_OK)
+            cr_assert(m.partial && m.body, "cut %zu", cut);
+    }
+    free(c);
+    free(withsum);
+    free(plain);
+    free(s);
+    bson_destroy(body);
+    for (size_t i = 0; i < 2; i++)
+        bson_destroy(docs[i]);
+    mt_msg_scratch_free(&scratch);
 }

@@ -5,6 +5,7 @@
  */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
+#include <regex.h>
 
 #include "proto_test_util.h"
 #include "shape.h"
@@ -109,7 +110,7 @@ ParameterizedTest(struct shape_case *c, shape, render)
     uint32_t len;
     bson_t *b = parse_case(c->json, c->is_array, &data, &len);
     char out[MT_SHAPE_MAX];
-    size_t n = mt_shape_render(data, len, c->is_array, out, sizeof(out));
+    size_t n = mt_shape_render(data, len, c->is_array, out, sizeof(out), NULL);
     cr_assert_str_eq(out, c->want, "%s", c->json);
     cr_assert_eq(n, strlen(c->want));
     bson_destroy(b);
@@ -118,10 +119,43 @@ ParameterizedTest(struct shape_case *c, shape, render)
 Test(shape, empty_or_missing_documents)
 {
     char out[16];
-    cr_assert_eq(mt_shape_render(NULL, 0, false, out, sizeof(out)), 2);
+    cr_assert_eq(mt_shape_render(NULL, 0, false, out, sizeof(out), NULL), 2);
     cr_assert_str_eq(out, "{}");
-    cr_assert_eq(mt_shape_render(NULL, 0, true, out, sizeof(out)), 2);
+    cr_assert_eq(mt_shape_render(NULL, 0, true, out, sizeof(out), NULL), 2);
     cr_assert_str_eq(out, "[]");
+}
+
+static bool regex_redact(void *data, const char *name)
+{
+    return regexec(data, name, 0, NULL, 0) == 0;
+}
+
+/* Field names that are user data (a map keyed by e-mail) render as "?";
+ * operators and stages never do, whatever the pattern. */
+Test(shape, redacted_field_names)
+{
+    regex_t re;
+    cr_assert_eq(regcomp(&re, "@", REG_EXTENDED | REG_NOSUB), 0);
+    mt_shape_opts_t opts = {regex_redact, &re};
+    bson_t *b = fx_json("{\"prefs\": {\"ann@example.com\": 1, \"theme\": \"dark\"}, "
+                        "\"$or\": [{\"bob@example.com.seen\": {\"$gt\": 3}}, {\"x\": 1}]}");
+    char out[MT_SHAPE_MAX];
+    mt_shape_render(bson_get_data(b), b->len, false, out, sizeof(out), &opts);
+    cr_assert_str_eq(out, "{\"prefs\": {\"?\": \"?\", \"theme\": \"?\"}, \"$or\": "
+                          "[{\"?\": {\"$gt\": \"?\"}}, {\"x\": \"?\"}]}");
+    mt_shape_render(bson_get_data(b), b->len, false, out, sizeof(out), NULL);
+    cr_assert(strstr(out, "ann@example.com"), "without options names are kept: %s", out);
+    regfree(&re);
+
+    cr_assert_eq(regcomp(&re, ".*", REG_EXTENDED | REG_NOSUB), 0);
+    mt_shape_render(bson_get_data(b), b->len, false, out, sizeof(out), &opts);
+    cr_assert_str_eq(out, "{\"?\": {\"?\": \"?\", \"?\": \"?\"}, \"$or\": "
+                          "[{\"?\": {\"$gt\": \"?\"}}, {\"?\": \"?\"}]}");
+    cr_assert(mt_shape_redacts(&opts, "a.b"));
+    cr_assert(!mt_shape_redacts(&opts, "$match"));
+    cr_assert(!mt_shape_redacts(NULL, "a"));
+    regfree(&re);
+    bson_destroy(b);
 }
 
 Test(shape, cut_at_capacity)
@@ -133,9 +167,9 @@ Test(shape, cut_at_capacity)
         BSON_APPEND_INT32(b, key, i);
     }
     char full[4096], cut[40];
-    size_t n = mt_shape_render(bson_get_data(b), b->len, false, full, sizeof(full));
+    size_t n = mt_shape_render(bson_get_data(b), b->len, false, full, sizeof(full), NULL);
     cr_assert_gt(n, 500);
-    size_t m = mt_shape_render(bson_get_data(b), b->len, false, cut, sizeof(cut));
+    size_t m = mt_shape_render(bson_get_data(b), b->len, false, cut, sizeof(cut), NULL);
     cr_assert_eq(m, sizeof(cut) - 1);
     cr_assert_eq(strlen(cut), m);
     cr_assert_str_eq(cut + m - 3, "...");
@@ -143,17 +177,17 @@ Test(shape, cut_at_capacity)
 
     /* the default size keeps MT_SHAPE_MAX - 1 characters at most */
     char dflt[MT_SHAPE_MAX];
-    m = mt_shape_render(bson_get_data(b), b->len, false, dflt, sizeof(dflt));
+    m = mt_shape_render(bson_get_data(b), b->len, false, dflt, sizeof(dflt), NULL);
     cr_assert_eq(m, MT_SHAPE_MAX - 1);
     cr_assert_str_eq(dflt + m - 3, "...");
 
     /* tiny buffers */
     char tiny[4];
-    cr_assert_eq(mt_shape_render(bson_get_data(b), b->len, false, tiny, 4), 3);
+    cr_assert_eq(mt_shape_render(bson_get_data(b), b->len, false, tiny, 4, NULL), 3);
     cr_assert_str_eq(tiny, "...");
-    cr_assert_eq(mt_shape_render(bson_get_data(b), b->len, false, tiny, 1), 0);
+    cr_assert_eq(mt_shape_render(bson_get_data(b), b->len, false, tiny, 1, NULL), 0);
     cr_assert_str_eq(tiny, "");
-    cr_assert_eq(mt_shape_render(bson_get_data(b), b->len, false, NULL, 0), 0);
+    cr_assert_eq(mt_shape_render(bson_get_data(b), b->len, false, NULL, 0, NULL), 0);
     bson_destroy(b);
 }
 
@@ -161,10 +195,10 @@ Test(shape, exact_fit_is_not_cut)
 {
     bson_t *b = fx_json("{\"_id\": 1}");
     char out[13]; /* {"_id": "?"} is 12 characters */
-    cr_assert_eq(mt_shape_render(bson_get_data(b), b->len, false, out, sizeof(out)), 12);
+    cr_assert_eq(mt_shape_render(bson_get_data(b), b->len, false, out, sizeof(out), NULL), 12);
     cr_assert_str_eq(out, "{\"_id\": \"?\"}");
     char small[12];
-    cr_assert_eq(mt_shape_render(bson_get_data(b), b->len, false, small, sizeof(small)), 11);
+    cr_assert_eq(mt_shape_render(bson_get_data(b), b->len, false, small, sizeof(small), NULL), 11);
     cr_assert_str_eq(small, "{\"_id\": ...");
     bson_destroy(b);
 }
@@ -178,7 +212,7 @@ Test(shape, cut_never_splits_a_character)
     BSON_APPEND_INT32(b, "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac", 2);
     for (size_t cap = 4; cap < 64; cap++) {
         char out[64];
-        size_t n = mt_shape_render(bson_get_data(b), b->len, false, out, cap);
+        size_t n = mt_shape_render(bson_get_data(b), b->len, false, out, cap, NULL);
         cr_assert_lt(n, cap);
         cr_assert(bson_utf8_validate(out, n, false), "cap %zu: %s", cap, out);
     }
@@ -199,7 +233,7 @@ Test(shape, unvalidated_deep_document_stays_json)
     for (int i = 299; i >= 0; i--)
         bson_append_document_end(i ? &levels[i - 1] : root, &levels[i]);
     static char out[8192];
-    size_t n = mt_shape_render(bson_get_data(root), root->len, false, out, sizeof(out));
+    size_t n = mt_shape_render(bson_get_data(root), root->len, false, out, sizeof(out), NULL);
     cr_assert_lt(n, sizeof(out) - 1, "not cut");
     size_t open = 0, close = 0;
     for (size_t i = 0; i < n; i++) {
@@ -225,7 +259,7 @@ static void command_shape(const char *json, bson_t **seq, size_t nseq, const cha
     cr_assert_eq(mt_msg_parse(buf, len, NULL, &m), MT_MSG_OK);
     cr_assert_eq(mt_cmd_request(&m, &v), MT_MSG_OK);
     char out[MT_SHAPE_MAX];
-    size_t n = mt_shape_of_command(&v, out, sizeof(out));
+    size_t n = mt_shape_of_command(&v, out, sizeof(out), NULL);
     cr_assert_str_eq(out, want, "%s", json);
     cr_assert_eq(n, strlen(want));
     free(buf);
@@ -307,7 +341,7 @@ Test(shape, of_captured_commands)
         cr_assert_eq(mt_msg_parse(buf, len, &scratch, &m), MT_MSG_OK);
         cr_assert_eq(mt_cmd_request(&m, &v), MT_MSG_OK);
         char out[MT_SHAPE_MAX];
-        mt_shape_of_command(&v, out, sizeof(out));
+        mt_shape_of_command(&v, out, sizeof(out), NULL);
         cr_assert_str_eq(out, cases[i].want, "%s %s", cases[i].scenario, cases[i].command);
         free(buf);
     }

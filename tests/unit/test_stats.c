@@ -478,6 +478,90 @@ Test(stats, reset_clears_stats_windows_and_findings)
     sc_close(&k);
 }
 
+/* A 1 MB collection name and a 300-byte field path are cut to MongoDB's
+ * limits before anything keeps them, and counted. */
+Test(stats, long_names_are_cut_and_counted)
+{
+    sc_conn_t k = sc_open(st, 1, "127.0.0.1:1");
+    char *coll = malloc(1u << 20), key[301];
+    memset(coll, 'c', (1u << 20) - 1);
+    coll[(1u << 20) - 1] = '\0';
+    memset(key, 'k', 300);
+    key[300] = '\0';
+    bson_t *filter = bson_new();
+    BSON_APPEND_INT32(filter, key, 7);
+    sc_roundtrip(&k, sc_find("tv", coll, filter, true, NULL),
+                 sc_cursor_reply("tv.c", NULL, 0, 0, true), 1 * MS);
+    sc_now += 200 * MS;
+    mt_stats_tick(st, sc_now);
+    char *json = mt_stats_json(st, sc_now, 0);
+    cr_assert_lt(strlen(json), 8192, "a small answer");
+    bson_t *doc = sc_parse(json);
+    bson_free(json);
+    cr_assert_eq(strlen(sc_str(doc, "shapes.0.collection")), MT_CMD_NS_MAX - strlen("tv."));
+    cr_assert_eq(sc_int(doc, "names_truncated"), 2, "the collection and the key");
+    bson_destroy(doc);
+    json = mt_stats_metrics(st, sc_now);
+    cr_assert_lt(strlen(json), 64 * 1024);
+    bson_free(json);
+    free(coll);
+    sc_close(&k);
+}
+
+static bool has_at(void *data, const char *name)
+{
+    (void)data;
+    return strchr(name, '@') != NULL;
+}
+
+/* With a redaction predicate, field names that are user data show as "?" in
+ * shapes, windows, the finding's field and its child key. */
+Test(stats, redacted_field_names_never_reach_an_output)
+{
+    mt_stats_config_t cfg;
+    mt_stats_config_defaults(&cfg);
+    cfg.shape = (mt_shape_opts_t){has_at, NULL};
+    mt_stats_t *rs = mt_stats_new(&cfg, sc_now);
+    sc_conn_t k = sc_open(rs, 1, "127.0.0.1:1");
+    bson_t *docs[10];
+    for (uint32_t i = 0; i < 10; i++) {
+        docs[i] = bson_new();
+        bson_oid_t oid;
+        sc_oid(&oid, i);
+        BSON_APPEND_OID(docs[i], "owner@x.org", &oid);
+    }
+    sc_roundtrip(&k, sc_find("tv", "p", bson_new(), false, NULL),
+                 sc_cursor_reply("tv.p", docs, 10, 0, true), 1 * MS);
+    sc_free_docs(docs, 10);
+    for (uint32_t i = 0; i < 10; i++) {
+        bson_oid_t oid;
+        sc_oid(&oid, i);
+        bson_t *f = bson_new();
+        BSON_APPEND_OID(f, "ann@x.org", &oid);
+        sc_roundtrip(&k, sc_find("tv", "c", f, true, NULL), sc_one_doc_reply("tv.c", i), 1 * MS);
+    }
+    sc_now += 200 * MS;
+    mt_stats_tick(rs, sc_now);
+    cr_assert_eq(mt_stats_get(rs, MT_STAT_FINDINGS), 1);
+    char *outs[4] = {mt_stats_json(rs, sc_now, 0), mt_stats_findings_json(rs),
+                     mt_stats_windows_json(rs, 0), mt_stats_report(rs, MT_REPORT_MARKDOWN, sc_now)};
+    for (size_t i = 0; i < 4; i++) {
+        cr_assert_null(strstr(outs[i], "x.org"), "output %zu: %.600s", i, outs[i]);
+        cr_assert_not_null(strstr(outs[i], "?"));
+    }
+    bson_t *doc = sc_parse(outs[1]);
+    cr_assert_str_eq(sc_str(doc, "findings.0.field"), "?");
+    cr_assert_str_eq(sc_str(doc, "findings.0.children.key"), "?");
+    bson_destroy(doc);
+    doc = sc_parse(outs[0]);
+    cr_assert_str_eq(sc_str(doc, "shapes.0.shape"), "{\"?\": \"?\"}");
+    bson_destroy(doc);
+    for (size_t i = 0; i < 4; i++)
+        bson_free(outs[i]);
+    sc_close(&k);
+    mt_stats_free(rs);
+}
+
 Test(stats, null_connection_is_harmless)
 {
     uint8_t b[16] = {16};

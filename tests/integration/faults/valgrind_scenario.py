@@ -77,9 +77,7 @@ def scenario(tap_addr, admin, db):
         with urllib.request.urlopen(base + route, timeout=30) as r:
             assert r.status == 200, route
             r.read()
-    req = urllib.request.Request(base + "/api/reset", data=b"", method="POST")
-    with urllib.request.urlopen(req, timeout=30) as r:
-        assert r.status == 200
+    assert helpers.http_post(base + "/api/reset", timeout=30)[0] == 200
 
 
 def summarize(log):

@@ -100,18 +100,92 @@ def find_command(collection, filter_bytes, db=b"rel"):
 
 # --- compression -------------------------------------------------------------------------------
 
-def zlib_of_zeros(n, level=6):
-    """zlib stream of n zero bytes, produced in pieces (never n bytes in memory at once)."""
+def _pieces(parts, size=1 << 20):
+    """The bytes of parts (bytes, or (byte value, count) for a run) in pieces of at most
+    size bytes, so that a 48 MB run never exists in memory."""
+    for part in parts:
+        if isinstance(part, (bytes, bytearray)):
+            yield bytes(part)
+            continue
+        value, left = part
+        chunk = bytes([value]) * min(left, size)
+        while left > 0:
+            yield chunk[:min(left, size)]
+            left -= min(left, size)
+
+
+def parts_len(parts):
+    return sum(len(p) if isinstance(p, (bytes, bytearray)) else p[1] for p in parts)
+
+
+def zlib_of(parts, level=9):
+    """zlib stream of parts (see _pieces), produced in pieces."""
     c = zlib.compressobj(level)
-    chunk = b"\x00" * (1 << 20)
-    out = []
-    left = n
-    while left > 0:
-        take = min(left, len(chunk))
-        out.append(c.compress(chunk[:take]))
-        left -= take
+    out = [c.compress(piece) for piece in _pieces(parts)]
     out.append(c.flush())
     return b"".join(out)
+
+
+def zlib_of_zeros(n, level=6):
+    """zlib stream of n zero bytes, produced in pieces (never n bytes in memory at once)."""
+    return zlib_of([(0, n)], level)
+
+
+ZSTD_BLOCK_MAX = 128 * 1024
+
+
+def zstd_rle_frame(parts):
+    """A zstd frame written by hand, as a bomb is: bytes go in raw blocks, runs in RLE blocks
+    (4 bytes for each 128 KiB of output), and the frame declares its content size. 48 MB of
+    zeros take 1.5 KB."""
+    out = bytearray(struct.pack("<IB", 0xFD2FB528, 0xA0))  # single segment, 4-byte size
+    out += struct.pack("<I", parts_len(parts))
+    blocks = []
+    for part in parts:
+        if isinstance(part, (bytes, bytearray)):
+            blocks += [(0, part[i:i + ZSTD_BLOCK_MAX])
+                       for i in range(0, len(part), ZSTD_BLOCK_MAX)]
+        else:
+            value, left = part
+            while left > 0:
+                blocks.append((1, (value, min(left, ZSTD_BLOCK_MAX))))
+                left -= min(left, ZSTD_BLOCK_MAX)
+    for i, (kind, data) in enumerate(blocks):
+        last = 1 if i == len(blocks) - 1 else 0
+        if kind == 0:
+            out += (last | len(data) << 3).to_bytes(3, "little") + data
+        else:
+            out += (last | 1 << 1 | data[1] << 3).to_bytes(3, "little") + bytes([data[0]])
+    return bytes(out)
+
+
+def compressed_parts(compressor, parts, original_opcode=OP_MSG, request_id=1):
+    """OP_COMPRESSED (zlib or zstd) of the inner message body given as parts."""
+    payload = (zlib_of(parts) if compressor == COMPRESSOR_ZLIB else zstd_rle_frame(parts))
+    return op_compressed(original_opcode, parts_len(parts), compressor, payload, request_id)
+
+
+def insert_parts(collection, doc_sizes, fill=0, db=b"hostile"):
+    """The inner body (after the header) of an OP_MSG insert: flags, {insert, $db}, then a
+    document sequence of one-string documents of the given sizes, each string a run of
+    `fill`. As parts, so that 48 MB of it never exist at once."""
+    body = bson_raw([el_str(b"insert", collection), el_str(b"$db", db)])
+    docs = []
+    for size in doc_sizes:
+        # int32 length, 0x02 "s\0", int32 string length, the run, NUL, end of document
+        docs += [struct.pack("<i", size) + b"\x02s\x00" + struct.pack("<i", size - 11),
+                 (fill, size - 12), b"\x00\x00"]
+    seq_len = 4 + len(b"documents\x00") + sum(doc_sizes)
+    return [struct.pack("<I", 0) + b"\x00" + body,
+            b"\x01" + struct.pack("<i", seq_len) + b"documents\x00"] + docs
+
+
+def insert_bomb(compressor, request_id=1, collection=b"bomb"):
+    """A compression bomb that looks like work: a valid insert whose document sequence holds
+    three 15.9 MB documents of zeros, 47.7 MB in all, in 46 KB of zlib or 1.5 KB of zstd.
+    Decompressed whole it costs 48 MB; what accounting reads of it is a few hundred bytes."""
+    return compressed_parts(compressor, insert_parts(collection, [15_900_000] * 3), OP_MSG,
+                            request_id)
 
 
 def snappy_varint(n):

@@ -2,29 +2,13 @@
 // query ("perdoc", one lookup per book) or once on the query ("query", one $in for all books).
 // Prints what it read as one JSON document.
 //   node n1_mongoose.mjs <mongodb-uri> perdoc|query
-import mongoose from "mongoose";
+import { Book, mongoose } from "./mongoose_models.mjs";
 
 const [uri, mode] = process.argv.slice(2);
 if (!uri || (mode !== "perdoc" && mode !== "query")) {
   console.error("usage: node n1_mongoose.mjs <mongodb-uri> perdoc|query");
   process.exit(2);
 }
-
-// The test server has no `create`, and indexes are not what this run is about.
-mongoose.set("autoCreate", false);
-mongoose.set("autoIndex", false);
-
-const Author = mongoose.model(
-  "Author",
-  new mongoose.Schema({ _id: Number, name: String }, { collection: "authors" }),
-);
-const Book = mongoose.model(
-  "Book",
-  new mongoose.Schema(
-    { _id: Number, title: String, authorId: { type: Number, ref: "Author" } },
-    { collection: "books" },
-  ),
-);
 
 try {
   await mongoose.connect(uri, { appName: "mongotap-n1-mongoose", maxPoolSize: 1 });
