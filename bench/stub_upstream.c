@@ -562,8 +562,9 @@ static void read_cb(mt_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 static void handshake_cb(mt_stream_t *s, int status)
 {
     if (status != 0) {
-        fprintf(stderr, "stub: TLS handshake failed: %s\n",
-                status == UV_EPROTO ? mt_stream_tls_reason(s) : uv_strerror(status));
+        if (status != UV_ECANCELED)
+            fprintf(stderr, "stub: TLS handshake failed: %s\n",
+                    status == UV_EPROTO ? mt_stream_tls_reason(s) : uv_strerror(status));
         conn_close(s->data);
         return;
     }

@@ -422,6 +422,9 @@ void mt_stream_close(mt_stream_t *s, mt_stream_close_cb cb)
     if (s->closing)
         return;
     s->closing = true;
+    /* as libuv does with requests under way: a handshake ends, cancelled */
+    if (s->handshaking)
+        handshake_finish(s, UV_ECANCELED);
     s->close_cb = cb;
     s->handles = 1 + (s->kick_open ? 1 : 0);
     uv_close((uv_handle_t *)&s->tcp, handle_closed_cb);

@@ -70,7 +70,8 @@ void mt_stream_pool_free(mt_stream_pool_t *pool);
 /* uv_tcp_init; pool may be NULL for a stream that never does TLS. */
 int mt_stream_init(uv_loop_t *loop, mt_stream_t *s, mt_stream_pool_t *pool);
 /* Starts TLS on a connected or accepted stream, which takes ownership of
- * tls. cb is called once. Nothing may be written before it says 0. */
+ * tls. cb is called once (with UV_ECANCELED when the stream is closed
+ * first). Nothing may be written before it says 0. */
 int mt_stream_start_tls(mt_stream_t *s, mt_tls_t *tls, mt_stream_handshake_cb cb);
 bool mt_stream_is_tls(const mt_stream_t *s);
 const char *mt_stream_tls_reason(const mt_stream_t *s);
@@ -85,8 +86,9 @@ int mt_stream_write(mt_stream_write_t *req, mt_stream_t *s, const uv_buf_t bufs[
                     mt_stream_write_cb cb);
 /* Half-close after the queued writes (TLS: close_notify first). */
 int mt_stream_shutdown(uv_shutdown_t *req, mt_stream_t *s, uv_shutdown_cb cb);
-/* Closes every handle; cb (may be NULL) once they are all closed. Pending
- * writes complete first, with UV_ECANCELED. */
+/* Closes every handle; cb (may be NULL) once they are all closed. A
+ * handshake under way calls back at once with UV_ECANCELED; pending writes
+ * complete first, with UV_ECANCELED. */
 void mt_stream_close(mt_stream_t *s, mt_stream_close_cb cb);
 
 #endif

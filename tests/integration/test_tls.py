@@ -16,6 +16,7 @@ import pytest
 
 import helpers
 from faults.relay import RecordingRelay
+from faults.stalled import StalledUpstream
 from test_reliability_bytes import first_difference, workload
 
 
@@ -186,6 +187,26 @@ def test_client_certificate_for_an_upstream_that_wants_one(mongotap, jongodb, ce
     assert with_cert.wait_for_log(r"upstream \S*localhost:\d+\S* reachable", 15), with_cert.logs()
     with helpers.raw_connect(with_cert.host, with_cert.port) as s:
         assert helpers.raw_ping(s)["ok"] == 1.0
+
+
+def test_tls_upstream_that_never_answers_the_handshake(mongotap, certs):
+    """TCP connects, no ServerHello ever comes: the client is closed within connectTimeoutMS
+    and the session goes entirely (mongotap drains and exits 0 at teardown)."""
+    with StalledUpstream() as stalled:
+        tap = mongotap("--upstream", tls_upstream(stalled.address, certs,
+                                                  extra="&connectTimeoutMS=500"), upstream=None)
+        for _ in range(3):
+            with helpers.raw_connect(tap.host, tap.port) as s:
+                s.sendall(helpers.op_msg({"ping": 1, "$db": "admin"}))
+                elapsed, data = helpers.wait_closed(s, 5)
+                assert data == b"" and elapsed < 4, (elapsed, data)
+        assert tap.wait_for_log(r"closed: upstream localhost:\d+ connect: timed out", 5), \
+            tap.logs()
+        wait_idle = time.monotonic() + 10
+        while tap.get_json("/api/stats")["connections"]["active"] != 0:
+            assert time.monotonic() < wait_idle, "sessions left behind"
+            time.sleep(0.05)
+        assert tap.stop() == 0
 
 
 def test_plaintext_client_on_the_tls_listener(mongotap, certs):

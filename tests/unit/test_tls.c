@@ -158,6 +158,9 @@ static void handshake_cb(mt_stream_t *s, int status)
 {
     end_t *e = s->data;
 
+    if (status == UV_ECANCELED)
+        return; /* closed by finish() before the server's handshake was done */
+
     e->handshake_done = true;
     e->handshake_status = status;
     snprintf(e->reason, sizeof(e->reason), "%s", mt_stream_tls_reason(s));
@@ -443,4 +446,64 @@ Test(tls, files_that_cannot_be_used_are_named)
     cr_assert_not_null(strstr(err, "--tls-cert /nonexistent.pem"), "%s", err);
     mt_stream_pool_free(pool);
     uv_loop_close(&loop);
+}
+
+static int cancelled_calls;
+
+static void cancelled_cb(mt_stream_t *s, int status)
+{
+    (void)s;
+    cr_assert_eq(status, UV_ECANCELED);
+    cancelled_calls++;
+}
+
+static void silent_connect_cb(uv_connect_t *req, int status)
+{
+    (void)req;
+    cr_assert_eq(status, 0);
+    cr_assert_eq(
+        mt_stream_start_tls(&cli.stream, mt_tls_new(client_ctx, "localhost"), cancelled_cb), 0);
+    uv_stop(&loop);
+}
+
+Test(tls, closing_during_the_handshake_calls_back_cancelled)
+{
+    char ca[300];
+    mt_tls_client_opts_t o = trusting(ca, sizeof(ca));
+    struct sockaddr_in sa;
+    int n = sizeof(sa);
+
+    contexts("server", &o);
+    memset(&srv, 0, sizeof(srv));
+    memset(&cli, 0, sizeof(cli));
+    uv_timer_init(&loop, &srv.resume);
+    uv_timer_init(&loop, &cli.resume);
+    /* a server that accepts and never answers */
+    plain_server = true;
+    uv_tcp_init(&loop, &listener);
+    uv_ip4_addr("127.0.0.1", 0, &sa);
+    cr_assert_eq(uv_tcp_bind(&listener, (struct sockaddr *)&sa, 0), 0);
+    cr_assert_eq(uv_listen((uv_stream_t *)&listener, 8, on_connection), 0);
+    uv_tcp_getsockname(&listener, (struct sockaddr *)&sa, &n);
+    cr_assert_eq(mt_stream_init(&loop, &cli.stream, pool), 0);
+    cli.stream.data = &cli;
+    cr_assert_eq(
+        uv_tcp_connect(&connect_req, &cli.stream.tcp, (struct sockaddr *)&sa, silent_connect_cb),
+        0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert_eq(cancelled_calls, 0, "no answer yet");
+    mt_stream_close(&cli.stream, stream_closed_cb);
+    cr_assert_eq(cancelled_calls, 1, "the handshake called back, cancelled");
+    plain_server = false;
+    mt_stream_close(&srv.stream, stream_closed_cb);
+    uv_close((uv_handle_t *)&listener, NULL);
+    uv_close((uv_handle_t *)&srv.resume, NULL);
+    uv_close((uv_handle_t *)&cli.resume, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert_eq(cancelled_calls, 1, "and only once");
+    cr_assert_eq(cli.closed, 1);
+    cr_assert_eq(uv_loop_close(&loop), 0, "every handle closed");
+    mt_tls_ctx_free(server_ctx);
+    mt_tls_ctx_free(client_ctx);
+    mt_stream_pool_free(pool);
 }
