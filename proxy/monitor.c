@@ -69,6 +69,7 @@ struct mt_monitor {
 
 static void probe_check(mt_probe_t *p);
 static void probe_schedule(mt_probe_t *p, uint64_t ms);
+static void probe_schedule_sooner(mt_probe_t *p, uint64_t ms);
 
 /* ---- what changed ----------------------------------------------------- */
 
@@ -180,10 +181,15 @@ static void changed(mt_monitor_t *m, size_t i, mt_member_state_t was, int old_pr
     }
     if (ev & MT_TOPO_EV_MEMBERS)
         probes_grow(m);
-    if (ev & MT_TOPO_EV_CHECK_ALL)
-        for (size_t k = 0; k < m->nprobes; k++)
-            if (!m->probes[k].busy && k != i)
-                probe_schedule(&m->probes[k], 0);
+    for (size_t k = 0; k < m->nprobes; k++) {
+        if (k == i)
+            continue;
+        if (ev & MT_TOPO_EV_CHECK_ALL)
+            probe_schedule_sooner(&m->probes[k], 0);
+        else if ((ev & MT_TOPO_EV_PRIMARY) && mt_topo_wants_fast_checks(&m->topo))
+            /* the primary is gone: every member is asked sooner who took over */
+            probe_schedule_sooner(&m->probes[k], MT_MONITOR_FAST_MS);
+    }
     log_readiness(m, (ev & MT_TOPO_EV_READY) != 0);
     if (m->cfg.stats)
         report_stats(m);
@@ -206,6 +212,15 @@ static void probe_schedule(mt_probe_t *p, uint64_t ms)
 {
     if (!p->mon->closing)
         uv_timer_start(&p->timer, probe_timer_cb, ms, 0);
+}
+
+/* Brings an idle probe's next check forward to ms from now, never later. */
+static void probe_schedule_sooner(mt_probe_t *p, uint64_t ms)
+{
+    if (p->busy)
+        return;
+    if (!uv_is_active((uv_handle_t *)&p->timer) || uv_timer_get_due_in(&p->timer) > ms)
+        probe_schedule(p, ms);
 }
 
 static void handle_closed(mt_monitor_t *m)
@@ -266,8 +281,6 @@ static void probe_done(mt_probe_t *p, const bson_t *reply, const char *why)
     if (m->topo.members[p->index].state == MT_MEMBER_DOWN && reply)
         probe_disconnect(p); /* an error reply: start afresh next time */
     changed(m, p->index, was, old_primary, ev);
-    /* the interval may have changed with the topology: every idle probe
-     * checks at the new pace */
     probe_schedule(p, interval_ms(m));
 }
 
@@ -696,8 +709,15 @@ void mt_monitor_not_ready_reason(const mt_monitor_t *m, char *out, size_t cap)
 
 void mt_monitor_check_soon(mt_monitor_t *m, int index)
 {
-    if (index >= 0 && (size_t)index < m->nprobes && !m->probes[index].busy)
-        probe_schedule(&m->probes[index], 0);
+    mt_probe_t *p;
+    uint64_t since_ms;
+
+    if (index < 0 || (size_t)index >= m->nprobes)
+        return;
+    /* a burst of failed client connections asks at most every 500 ms */
+    p = &m->probes[index];
+    since_ms = (uv_hrtime() - p->last_check_ns) / 1000000;
+    probe_schedule_sooner(p, since_ms >= MT_MONITOR_FAST_MS ? 0 : MT_MONITOR_FAST_MS - since_ms);
 }
 
 const mt_topo_t *mt_monitor_topology(const mt_monitor_t *m)

@@ -511,14 +511,11 @@ static void upstream_conn_cb(mt_upstream_conn_t *c, int status, const char *what
         session_maybe_activate(s);
     } else if (status != UV_ECANCELED && s->state != MT_SESSION_CLOSING) {
         mt_stats_add(p->stats, MT_STAT_UPSTREAM_ERRORS, 1);
-        if (c->tls_failed) {
+        if (c->tls_failed)
             mt_stats_add(p->stats, MT_STAT_UPSTREAM_TLS_FAILURES, 1);
-            snprintf(why, sizeof(why), "upstream %s %s", c->member_name, what);
-        } else {
-            snprintf(why, sizeof(why), "upstream %s %s: %s",
-                     c->member_name[0] ? c->member_name : p->upstream.desc, what,
-                     uv_strerror(status));
-        }
+        snprintf(why, sizeof(why), "upstream %s %s: %s",
+                 c->member_name[0] ? c->member_name : p->upstream.desc, what,
+                 c->detail ? c->detail : uv_strerror(status));
         mt_monitor_check_soon(p->monitor, c->member);
         session_close(s, MT_LOG_WARN, why);
     }

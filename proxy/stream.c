@@ -307,11 +307,17 @@ int mt_stream_start_tls(mt_stream_t *s, mt_tls_t *tls, mt_stream_handshake_cb cb
     s->tls = tls;
     s->handshake_cb = cb;
     s->handshaking = true;
-    rc = uv_timer_init(s->tcp.loop, &s->kick);
-    if (rc < 0)
+    /* allocated for TLS streams only: plaintext sessions stay small */
+    s->kick = malloc(sizeof(*s->kick));
+    if (!s->kick)
+        return UV_ENOMEM;
+    rc = uv_timer_init(s->tcp.loop, s->kick);
+    if (rc < 0) {
+        free(s->kick);
+        s->kick = NULL;
         return rc;
-    s->kick.data = s;
-    s->kick_open = true;
+    }
+    s->kick->data = s;
     tcp_read_start(s);
     if (s->pending_error)
         return s->pending_error;
@@ -336,7 +342,7 @@ int mt_stream_read_start(mt_stream_t *s, mt_stream_alloc_cb alloc_cb, mt_stream_
     /* plaintext left from before a pause is handed over from the loop, as
      * libuv would, never from inside this call */
     if (mt_tls_has_input(s->tls) || s->pending_error)
-        uv_timer_start(&s->kick, kick_cb, 0, 0);
+        uv_timer_start(s->kick, kick_cb, 0, 0);
     return 0;
 }
 
@@ -349,7 +355,7 @@ void mt_stream_read_stop(mt_stream_t *s)
     s->reading = false;
     if (!s->handshaking)
         tcp_read_stop(s);
-    uv_timer_stop(&s->kick);
+    uv_timer_stop(s->kick);
 }
 
 static int encrypt(mt_stream_t *s, const uv_buf_t bufs[], unsigned nbufs, size_t *total)
@@ -413,6 +419,8 @@ static void handle_closed_cb(uv_handle_t *h)
         return;
     mt_tls_free(s->tls);
     s->tls = NULL;
+    free(s->kick);
+    s->kick = NULL;
     if (s->close_cb)
         s->close_cb(s);
 }
@@ -426,8 +434,8 @@ void mt_stream_close(mt_stream_t *s, mt_stream_close_cb cb)
     if (s->handshaking)
         handshake_finish(s, UV_ECANCELED);
     s->close_cb = cb;
-    s->handles = 1 + (s->kick_open ? 1 : 0);
+    s->handles = 1 + (s->kick ? 1 : 0);
     uv_close((uv_handle_t *)&s->tcp, handle_closed_cb);
-    if (s->kick_open)
-        uv_close((uv_handle_t *)&s->kick, handle_closed_cb);
+    if (s->kick)
+        uv_close((uv_handle_t *)s->kick, handle_closed_cb);
 }

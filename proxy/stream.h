@@ -50,14 +50,13 @@ struct mt_stream {
     mt_stream_read_cb read_cb;
     mt_stream_handshake_cb handshake_cb;
     mt_stream_close_cb close_cb;
-    uv_timer_t kick;      /* TLS: hands over what OpenSSL still holds after a pause */
+    uv_timer_t *kick;     /* TLS only: hands over what OpenSSL still holds after a pause */
     size_t cipher_queued; /* TLS: ciphertext bytes waiting in uv_write requests */
     int handles;          /* open while closing */
     int pending_error;    /* TLS: UV_EOF or an error to deliver after the plaintext */
-    bool kick_open;
-    bool tls_done; /* OpenSSL said end or error: nothing more to decrypt */
-    bool ended;    /* the end or error was delivered */
-    bool reading;  /* the owner wants data */
+    bool tls_done;        /* OpenSSL said end or error: nothing more to decrypt */
+    bool ended;           /* the end or error was delivered */
+    bool reading;         /* the owner wants data */
     bool tcp_reading;
     bool handshaking;
     bool closing;

@@ -50,9 +50,8 @@ static void connect_cb(uv_connect_t *req, int status)
     rc = mt_stream_start_tls(c->stream, tls, tls_done_cb);
     if (rc < 0) {
         c->tls_failed = rc == UV_EPROTO;
-        snprintf(c->what, sizeof(c->what), "TLS handshake failed: %s",
-                 rc == UV_EPROTO ? mt_stream_tls_reason(c->stream) : uv_strerror(rc));
-        finish(c, rc, c->what);
+        c->detail = rc == UV_EPROTO ? mt_stream_tls_reason(c->stream) : NULL;
+        finish(c, rc, "TLS handshake failed");
     }
 }
 
@@ -63,9 +62,8 @@ static void tls_done_cb(mt_stream_t *s, int status)
 
     if (status < 0) {
         c->tls_failed = status == UV_EPROTO;
-        snprintf(c->what, sizeof(c->what), "TLS handshake failed: %s",
-                 status == UV_EPROTO ? mt_stream_tls_reason(s) : uv_strerror(status));
-        finish(c, status, c->what);
+        c->detail = status == UV_EPROTO ? mt_stream_tls_reason(s) : NULL;
+        finish(c, status, "TLS handshake failed");
         return;
     }
     finish(c, 0, NULL);
@@ -93,8 +91,8 @@ static void resolved_cb(void *data, int status, const char *error,
         return;
     }
     if (status != 0 || n == 0) {
-        snprintf(c->what, sizeof(c->what), "cannot be resolved (%s)", error ? error : "no address");
-        finish(c, UV_EAI_NONAME, c->what);
+        c->detail = error ? error : "no address";
+        finish(c, UV_EAI_NONAME, "cannot be resolved");
         return;
     }
     connect_to(c, (const struct sockaddr *)&addrs[0]);
@@ -113,8 +111,8 @@ static void begin(mt_upstream_conn_t *c)
         return;
     }
     c->member = t.index;
-    snprintf(c->member_name, sizeof(c->member_name), "%s", t.name);
-    snprintf(c->host, sizeof(c->host), "%s", t.host);
+    c->member_name = t.name;
+    c->host = t.host;
     c->port = t.port;
     if (t.addr) {
         connect_to(c, t.addr);
@@ -137,6 +135,7 @@ void mt_upstream_conn_start(mt_upstream_t *u, mt_upstream_conn_t *c, mt_stream_t
     c->cb = cb;
     c->data = data;
     c->member = -1;
+    c->member_name = "";
     begin(c);
 }
 

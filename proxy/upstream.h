@@ -32,7 +32,8 @@ typedef struct mt_upstream_conn mt_upstream_conn_t;
 
 /* Runs exactly once per mt_upstream_conn_start: status 0 when the stream is
  * connected (and its TLS handshake done), else a libuv error and what failed
- * ("cannot be resolved", "unreachable", "TLS handshake failed: <reason>");
+ * ("cannot be resolved", "unreachable", "TLS handshake failed"), with the
+ * attempt's detail saying why when there is more to say than the status;
  * UV_ECANCELED after a cancel or when the stream was closed. */
 typedef void (*mt_upstream_conn_cb)(mt_upstream_conn_t *c, int status, const char *what);
 
@@ -42,14 +43,16 @@ struct mt_upstream_conn {
     mt_upstream_conn_cb cb;
     void *data;
     int member; /* the member connected to, -1 before there is one */
-    char member_name[MT_URI_HOST_MAX + 8];
-    char host[MT_URI_HOST_MAX];
+    /* name ("" before) and host of that member: the monitor's strings, which
+     * live as long as the monitor, longer than any session */
+    const char *member_name;
+    const char *host;
     uint16_t port;
     bool waiting; /* for a member to go to */
     bool resolving;
     bool cancelled;
-    bool tls_failed; /* the handshake failed (counted apart) */
-    char what[MT_TLS_REASON_MAX + 32];
+    bool tls_failed;    /* the handshake failed (counted apart) */
+    const char *detail; /* the resolver's or TLS's reason, valid in the callback */
     h2o_linklist_t wait_link;
     uv_connect_t connect;
 };
