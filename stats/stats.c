@@ -59,6 +59,8 @@ mt_stats_t *mt_stats_new(const mt_stats_config_t *cfg, uint64_t now_ns)
         .log_values = st->cfg.log_values,
         .shape = &st->cfg.shape,
         .paths_cut = &st->counters[MT_STAT_NAMES_TRUNCATED],
+        .ignore_ns = st->cfg.ignore_ns,
+        .nignore_ns = st->cfg.nignore_ns,
         .on_close = window_closed_cb,
         .on_close_data = st,
     };

@@ -35,6 +35,10 @@ typedef struct {
                                connection is forwarded without being accounted */
     bool log_values;        /* let user data values into outputs */
     mt_shape_opts_t shape;  /* field names shown as "?" in shapes and findings */
+    /* --ignore-ns: "db.collection" or "db.*"; commands there never take part
+     * in a finding. The strings must outlive stats. */
+    const char *const *ignore_ns;
+    size_t nignore_ns;
     mt_stats_finding_cb on_finding;
     void *on_finding_data;
 } mt_stats_config_t;

@@ -82,10 +82,10 @@ def assert_no_values(text_or_doc, values):
 
 
 def warn_lines_for(tap, f):
-    """mongotap's warn lines that name finding f: its type, its parent's namespace (when it has
-    a parent), its children's namespace and their count as a word."""
+    """mongotap's warn lines that name finding f: its id, its type, its parent's namespace (when
+    it has a parent), its children's namespace and their count as a word."""
     count_re = re.compile(r"\b%d\b" % f["children"]["count"])
-    names = [f["type"], namespace(f["children"])]
+    names = [f["id"] + " ", f["type"], namespace(f["children"])]
     if f["parent"] is not None:
         names.append(namespace(f["parent"]))
     return [line for line in tap.log_lines()
@@ -93,24 +93,16 @@ def warn_lines_for(tap, f):
 
 
 def assert_warn_lines(tap, findings, fixes, timeout=5):
-    """Each finding logged one warn line on mongotap's stderr holding its type, the parent and
-    child namespaces, the count, the field and the fix (one of the words in fixes)."""
-    by_sig = {}
+    """Each finding logged exactly one warn line on mongotap's stderr holding its id, type, the
+    parent and child namespaces, the count, the field and the fix (one of the words in fixes)."""
     for f in findings:
-        sig = (f["type"], f["parent"] and namespace(f["parent"]), namespace(f["children"]),
-               f["children"]["count"])
-        by_sig.setdefault(sig, []).append(f)
-    for group in by_sig.values():
-        f = group[0]
-        lines = helpers.poll("%d warn line(s) for %s on %s" % (len(group), f["type"],
-                                                              namespace(f["children"])),
-                             lambda: len(warn_lines_for(tap, f)) >= len(group) and
-                             warn_lines_for(tap, f), timeout=timeout)
-        assert len(lines) == len(group), (lines, group)
-        for line in lines:
-            if f["field"] is not None:
-                assert f["field"] in line, (line, f["field"])
-            assert any(fix in line for fix in fixes), (line, fixes)
+        lines = helpers.poll("the warn line of %s (%s on %s)" % (f["id"], f["type"],
+                                                               namespace(f["children"])),
+                             lambda: warn_lines_for(tap, f), timeout=timeout)
+        assert len(lines) == 1, (lines, f)
+        if f["field"] is not None:
+            assert f["field"] in lines[0], (lines[0], f["field"])
+        assert any(fix in lines[0] for fix in fixes), (lines[0], fixes)
 
 
 def assert_reported(tap, findings, fixes, values=()):

