@@ -59,19 +59,10 @@ static int run_proxy(int argc, char **argv)
 {
     char err[512];
 
-    switch (mt_cli_parse(argc, argv, env_lookup, &proxy.cfg, err, sizeof(err))) {
-    case MT_CLI_HELP:
-        fputs(mt_cli_usage, stdout);
-        return 0;
-    case MT_CLI_VERSION:
-        printf("mongotap %s\n", MT_VERSION);
-        return 0;
-    case MT_CLI_ERROR:
-        fprintf(stderr, "mongotap: %s\n", err);
-        return 2;
-    case MT_CLI_RUN:
-        break;
-    }
+    int done = mt_cli_outcome(mt_cli_parse(argc, argv, env_lookup, &proxy.cfg, err, sizeof(err)),
+                              "mongotap", err);
+    if (done >= 0)
+        return done;
     mt_log_threshold = (mt_log_level_t)proxy.cfg.log_level;
     signal(SIGPIPE, SIG_IGN);
 
