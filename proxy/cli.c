@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "log.h"
+#include "stats.h"
 
 const char mt_cli_usage[] =
     "mongotap - a transparent MongoDB wire-protocol proxy with query accounting\n"
@@ -44,12 +45,21 @@ const char mt_cli_usage[] =
     "  --max-connections N      clients beyond this are refused (default 10000)\n"
     "  --max-shapes N           distinct query shapes tracked; the rest count under\n"
     "                           \"<other>\" (default 10000)\n"
+    "  --keep-windows N         closed request windows kept for /api/windows and the\n"
+    "                           consoles (1 to 100000, default 100), plus every window\n"
+    "                           that produced a finding while that finding is kept (the\n"
+    "                           last 1000); all of them keep at most 500000 commands in\n"
+    "                           all (about 100 MB), past which the oldest windows drop\n"
+    "                           their commands (counted in windows.commands_dropped)\n"
     "  --log-level LEVEL        error, warn, info, debug (default info)\n"
     "  --log-values             let user data values appear in logs and reports (off)\n"
     "  --redact-fields REGEX    field names matching this POSIX extended regex show as \"?\"\n"
     "                           in shapes and findings (user data used as keys)\n"
     "  -h, --help               this text\n"
     "  -V, --version            the version\n"
+    "\n"
+    "POST /api/reset clears the JSON views (/api/stats, windows, findings, reports); the\n"
+    "Prometheus counters of /metrics keep counting, so rate() never sees a reset.\n"
     "\n"
     "Signals: SIGINT/SIGTERM stop accepting, let in-flight replies finish (at most 5 s),\n"
     "write --report and exit 0.\n";
@@ -87,6 +97,7 @@ static const opt_t options[] = {
     {"--report", "MONGOTAP_REPORT", OPT_STRING, OFF(report_path), 0, 0},
     {"--max-connections", "MONGOTAP_MAX_CONNECTIONS", OPT_U32, OFF(max_connections), 1, 1000000},
     {"--max-shapes", "MONGOTAP_MAX_SHAPES", OPT_U32, OFF(max_shapes), 1, 10000000},
+    {"--keep-windows", "MONGOTAP_KEEP_WINDOWS", OPT_U32, OFF(keep_windows), 1, MT_WINDOW_KEEP_MAX},
     {"--log-level", "MONGOTAP_LOG_LEVEL", OPT_LEVEL, OFF(log_level), 0, 0},
     {"--log-values", "MONGOTAP_LOG_VALUES", OPT_BOOL, OFF(log_values), 0, 0},
     {"--redact-fields", "MONGOTAP_REDACT_FIELDS", OPT_REGEX, OFF(redact_fields), 0, 0},
@@ -103,6 +114,7 @@ void mt_cli_defaults(mt_cli_config_t *cfg)
     cfg->n1_threshold = 5;
     cfg->max_connections = 10000;
     cfg->max_shapes = 10000;
+    cfg->keep_windows = MT_WINDOW_KEEP_DEFAULT;
     cfg->log_level = MT_LOG_INFO;
 }
 

@@ -235,6 +235,7 @@ static int run_proxy(int argc, char **argv)
     scfg.window_max_ms = app.cfg.window_max_ms;
     scfg.n1_threshold = app.cfg.n1_threshold;
     scfg.max_shapes = app.cfg.max_shapes;
+    scfg.keep_windows = app.cfg.keep_windows;
     scfg.log_values = app.cfg.log_values;
     if (app.cfg.redact_fields) {
         /* cli checked that it compiles */
