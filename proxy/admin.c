@@ -827,9 +827,15 @@ int mt_admin_listen(mt_admin_t *a, char *bound, size_t cap)
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&a->listener, 128, on_admin_connection);
     if (rc != 0) {
+        /* a name that is not an address fails before the bind: say so; a
+         * bind error (a busy port) is about the port, not the name */
         mt_cli_format_hostport(&a->cfg->admin, desc, sizeof(desc));
-        mt_error("cannot listen for admin on %s: %s (use an IP address, or --admin off)", desc,
-                 uv_strerror(rc));
+        if (!a->listening)
+            mt_error("cannot listen for admin on %s: --admin takes an IP address (or off)", desc);
+        else
+            mt_error("cannot listen for admin on %s: %s (choose another --admin HOST:PORT, or "
+                     "--admin off)",
+                     desc, uv_strerror(rc));
         return rc;
     }
     if (uv_tcp_getsockname(&a->listener, (struct sockaddr *)&ss, &n) == 0)

@@ -1,6 +1,7 @@
 /*
  * cli: one table describes every option (flag, environment name, parser), so
- * that --help, the environment and the flags can never disagree.
+ * that the environment and the flags can never disagree; the --help text
+ * (usage.txt) is compiled in and also becomes the manual page.
  */
 #include "cli.h"
 
@@ -15,55 +16,6 @@
 #include "log.h"
 #include "stats.h"
 
-const char mt_cli_usage[] =
-    "mongotap - a transparent MongoDB wire-protocol proxy with query accounting\n"
-    "\n"
-    "Usage:\n"
-    "  mongotap [proxy] [options]     run the proxy\n"
-    "  mongotap console [--admin URL] [--token TOKEN]\n"
-    "                                 live terminal console fed by the admin API\n"
-    "  mongotap report [--admin URL] [--token TOKEN] [--format json|markdown|html] [-o FILE]\n"
-    "                                 export the N+1 report\n"
-    "  mongotap --version | --help\n"
-    "\n"
-    "Point the app at the proxy: mongodb://127.0.0.1:27018/mydb?directConnection=true\n"
-    "\n"
-    "Proxy options (each also settable as MONGOTAP_<NAME>, e.g. MONGOTAP_UPSTREAM; flags win):\n"
-    "  --listen HOST:PORT       where apps connect (default 127.0.0.1:27018); repeatable,\n"
-    "                           MONGOTAP_LISTEN takes a comma-separated list\n"
-    "  --upstream HOST:PORT     the mongod/mongos to forward to (default 127.0.0.1:27017)\n"
-    "  --admin HOST:PORT|off    HTTP admin endpoint (default 127.0.0.1:27080)\n"
-    "  --admin-token TOKEN      require 'Authorization: Bearer TOKEN' on every admin route\n"
-    "                           but /healthz and the console page itself\n"
-    "  --window-gap-ms N        idle time on a connection that closes its request window\n"
-    "                           (default 100)\n"
-    "  --window-max-ms N        longest a window may stay open (default 30000)\n"
-    "  --n1-threshold N         least repeated single-key lookups (and least parent docs)\n"
-    "                           to flag N+1 (default 5)\n"
-    "  --findings-log PATH      append every finding as one JSON line, flushed as found\n"
-    "  --report PATH            write the full JSON report there on shutdown\n"
-    "  --max-connections N      clients beyond this are refused (default 10000)\n"
-    "  --max-shapes N           distinct query shapes tracked; the rest count under\n"
-    "                           \"<other>\" (default 10000)\n"
-    "  --keep-windows N         closed request windows kept for /api/windows and the\n"
-    "                           consoles (1 to 100000, default 100), plus every window\n"
-    "                           that produced a finding while that finding is kept (the\n"
-    "                           last 1000); all of them keep at most 500000 commands in\n"
-    "                           all (about 100 MB), past which the oldest windows drop\n"
-    "                           their commands (counted in windows.commands_dropped)\n"
-    "  --log-level LEVEL        error, warn, info, debug (default info)\n"
-    "  --log-values             let user data values appear in logs and reports (off)\n"
-    "  --redact-fields REGEX    field names matching this POSIX extended regex show as \"?\"\n"
-    "                           in shapes and findings (user data used as keys)\n"
-    "  -h, --help               this text\n"
-    "  -V, --version            the version\n"
-    "\n"
-    "POST /api/reset clears the JSON views (/api/stats, windows, findings, reports); the\n"
-    "Prometheus counters of /metrics keep counting, so rate() never sees a reset.\n"
-    "\n"
-    "Signals: SIGINT/SIGTERM stop accepting, let in-flight replies finish (at most 5 s),\n"
-    "write --report and exit 0.\n";
-
 typedef enum {
     OPT_HOSTPORT,
     OPT_ADMIN,
@@ -72,6 +24,7 @@ typedef enum {
     OPT_U32,
     OPT_LEVEL,
     OPT_BOOL,
+    OPT_NAMESPACE,
     OPT_REGEX,
 } opt_kind_t;
 
@@ -100,6 +53,7 @@ static const opt_t options[] = {
     {"--keep-windows", "MONGOTAP_KEEP_WINDOWS", OPT_U32, OFF(keep_windows), 1, MT_WINDOW_KEEP_MAX},
     {"--log-level", "MONGOTAP_LOG_LEVEL", OPT_LEVEL, OFF(log_level), 0, 0},
     {"--log-values", "MONGOTAP_LOG_VALUES", OPT_BOOL, OFF(log_values), 0, 0},
+    {"--ignore-ns", "MONGOTAP_IGNORE_NS", OPT_NAMESPACE, OFF(ignore_ns), 0, 0},
     {"--redact-fields", "MONGOTAP_REDACT_FIELDS", OPT_REGEX, OFF(redact_fields), 0, 0},
 };
 
@@ -200,6 +154,25 @@ static int parse_bool(const char *s, bool *out)
     return -1;
 }
 
+/* "db.collection" or "db.*": a database name and a collection name, both
+ * non-empty, within MongoDB's namespace length. */
+static int add_namespace(mt_cli_config_t *cfg, const char *s, size_t len)
+{
+    const char *dot = memchr(s, '.', len);
+
+    if (!dot || dot == s || dot + 1 == s + len || len >= MT_CLI_NS_MAX || memchr(s, ' ', len))
+        return -1;
+    for (size_t i = 0; i < cfg->nignore_ns; i++)
+        if (strlen(cfg->ignore_ns[i]) == len && memcmp(cfg->ignore_ns[i], s, len) == 0)
+            return 0;
+    if (cfg->nignore_ns == MT_CLI_MAX_IGNORE_NS)
+        return -2;
+    memcpy(cfg->ignore_ns[cfg->nignore_ns], s, len);
+    cfg->ignore_ns[cfg->nignore_ns][len] = '\0';
+    cfg->nignore_ns++;
+    return 0;
+}
+
 /* Applies one value; `from` names the flag or variable in the error line. */
 static int apply(const opt_t *o, const char *value, const char *from, mt_cli_config_t *cfg,
                  char *err, size_t errlen)
@@ -210,7 +183,14 @@ static int apply(const opt_t *o, const char *value, const char *from, mt_cli_con
     switch (o->kind) {
     case OPT_HOSTPORT:
         if (o->offset == OFF(listen)) {
-            /* the environment form takes a comma-separated list */
+            /* the environment form takes a comma-separated list; flags win:
+             * the first --listen drops the default or MONGOTAP_LISTEN's list */
+            if (from == o->env) {
+                cfg->nlisten = 0;
+            } else if (!cfg->listen_from_flags) {
+                cfg->nlisten = 0;
+                cfg->listen_from_flags = true;
+            }
             char buf[1024];
             char *save = NULL, *tok;
             if (strlen(value) >= sizeof(buf))
@@ -270,6 +250,22 @@ static int apply(const opt_t *o, const char *value, const char *from, mt_cli_con
         if (parse_bool(value, (bool *)field) != 0)
             goto bad;
         return 0;
+    case OPT_NAMESPACE:
+        /* the environment form takes a comma-separated list; flags add to it */
+        for (const char *p = value, *comma;; p = comma + 1) {
+            comma = strchr(p, ',');
+            size_t len = comma ? (size_t)(comma - p) : strlen(p);
+            int rc = len ? add_namespace(cfg, p, len) : 0;
+            if (rc == -2) {
+                snprintf(err, errlen, "%s: at most %d namespaces", from, MT_CLI_MAX_IGNORE_NS);
+                return -1;
+            }
+            if (rc != 0 || (!comma && p == value && len == 0))
+                goto bad;
+            if (!comma)
+                break;
+        }
+        return 0;
     case OPT_REGEX: {
         /* compiled here only to refuse a bad pattern at start-up */
         regex_t re;
@@ -289,7 +285,10 @@ static int apply(const opt_t *o, const char *value, const char *from, mt_cli_con
     }
 bad:
     snprintf(err, errlen, "%s: invalid value '%s'%s", from, value,
-             o->kind == OPT_HOSTPORT || o->kind == OPT_ADMIN ? " (expected HOST:PORT)" : "");
+             o->kind == OPT_HOSTPORT    ? " (expected HOST:PORT)"
+             : o->kind == OPT_ADMIN     ? " (expected HOST:PORT or off)"
+             : o->kind == OPT_NAMESPACE ? " (expected DB.COLLECTION or DB.*)"
+                                        : "");
     return -1;
 bad_range:
     snprintf(err, errlen, "%s: invalid value '%s' (expected a whole number from %llu to %llu)",
@@ -305,60 +304,76 @@ static const opt_t *find_flag(const char *arg, size_t len)
     return NULL;
 }
 
-mt_cli_result_t mt_cli_parse(int argc, char **argv, mt_cli_getenv_fn env, mt_cli_config_t *cfg,
-                             char *err, size_t errlen)
+bool mt_cli_is_option(const char *arg)
 {
-    bool seen_listen_flag = false;
-    int i = 1;
+    const char *eq = strchr(arg, '=');
 
-    mt_cli_defaults(cfg);
-    err[0] = '\0';
-    if (i < argc && strcmp(argv[i], "proxy") == 0)
-        i++;
+    return strncmp(arg, "--", 2) == 0 && find_flag(arg, eq ? (size_t)(eq - arg) : strlen(arg));
+}
 
+mt_cli_result_t mt_cli_apply_env(mt_cli_config_t *cfg, mt_cli_getenv_fn env, char *err,
+                                 size_t errlen)
+{
     for (size_t k = 0; env && k < sizeof(options) / sizeof(options[0]); k++) {
         const char *v = env(options[k].env);
         /* containers often pass empty variables: treat them as unset */
         if (v && *v && apply(&options[k], v, options[k].env, cfg, err, errlen) != 0)
             return MT_CLI_ERROR;
     }
+    return MT_CLI_RUN;
+}
 
-    for (; i < argc; i++) {
-        const char *arg = argv[i];
-        const char *eq, *value;
-        const opt_t *o;
+int mt_cli_take_value(int argc, char **argv, int *i, const char *flag, const char **value,
+                      char *err, size_t errlen)
+{
+    const char *eq = strchr(argv[*i], '=');
 
-        if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0)
-            return MT_CLI_HELP;
-        if (strcmp(arg, "-V") == 0 || strcmp(arg, "--version") == 0)
-            return MT_CLI_VERSION;
-        eq = strchr(arg, '=');
-        o = strncmp(arg, "--", 2) == 0 ? find_flag(arg, eq ? (size_t)(eq - arg) : strlen(arg))
-                                       : NULL;
-        if (!o) {
-            snprintf(err, errlen, "%.*s: unknown option (see --help)",
-                     (int)(eq ? (size_t)(eq - arg) : strlen(arg)), arg);
-            return MT_CLI_ERROR;
-        }
-        if (o->kind == OPT_BOOL && !eq) {
-            value = "true";
-        } else if (eq) {
-            value = eq + 1;
-        } else if (i + 1 < argc) {
-            value = argv[++i];
-        } else {
-            snprintf(err, errlen, "%s: missing value", o->flag);
-            return MT_CLI_ERROR;
-        }
-        if (o->offset == OFF(listen) && !seen_listen_flag) {
-            /* flags win over the environment: drop MONGOTAP_LISTEN's list */
-            cfg->nlisten = 0;
-            seen_listen_flag = true;
-        }
-        if (apply(o, value, o->flag, cfg, err, errlen) != 0)
-            return MT_CLI_ERROR;
+    if (eq) {
+        *value = eq + 1;
+        return 0;
     }
+    if (*i + 1 < argc && strncmp(argv[*i + 1], "--", 2) != 0) {
+        *value = argv[++*i];
+        return 0;
+    }
+    if (*i + 1 < argc)
+        /* `--listen --admin x`: the value was forgotten, the next option is not it */
+        snprintf(err, errlen,
+                 "%s: missing value (found the option '%s' instead; write %s=VALUE for a value "
+                 "that starts with --)",
+                 flag, argv[*i + 1], flag);
+    else
+        snprintf(err, errlen, "%s: missing value", flag);
+    return -1;
+}
 
+mt_cli_result_t mt_cli_apply_flag(mt_cli_config_t *cfg, int argc, char **argv, int *i, char *err,
+                                  size_t errlen)
+{
+    const char *arg = argv[*i];
+    const char *eq, *value;
+    const opt_t *o;
+
+    if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0)
+        return MT_CLI_HELP;
+    if (strcmp(arg, "-V") == 0 || strcmp(arg, "--version") == 0)
+        return MT_CLI_VERSION;
+    eq = strchr(arg, '=');
+    o = strncmp(arg, "--", 2) == 0 ? find_flag(arg, eq ? (size_t)(eq - arg) : strlen(arg)) : NULL;
+    if (!o) {
+        snprintf(err, errlen, "%.*s: unknown option (see --help)",
+                 (int)(eq ? (size_t)(eq - arg) : strlen(arg)), arg);
+        return MT_CLI_ERROR;
+    }
+    if (o->kind == OPT_BOOL && !eq)
+        value = "true";
+    else if (mt_cli_take_value(argc, argv, i, o->flag, &value, err, errlen) != 0)
+        return MT_CLI_ERROR;
+    return apply(o, value, o->flag, cfg, err, errlen) == 0 ? MT_CLI_RUN : MT_CLI_ERROR;
+}
+
+mt_cli_result_t mt_cli_finish(mt_cli_config_t *cfg, char *err, size_t errlen)
+{
     if (cfg->nlisten == 0) {
         cfg->listen[0] = (mt_hostport_t){"127.0.0.1", 27018};
         cfg->nlisten = 1;
@@ -369,4 +384,20 @@ mt_cli_result_t mt_cli_parse(int argc, char **argv, mt_cli_getenv_fn env, mt_cli
         return MT_CLI_ERROR;
     }
     return MT_CLI_RUN;
+}
+
+mt_cli_result_t mt_cli_parse(int argc, char **argv, mt_cli_getenv_fn env, mt_cli_config_t *cfg,
+                             char *err, size_t errlen)
+{
+    mt_cli_result_t rc;
+    int i = 1;
+
+    mt_cli_defaults(cfg);
+    err[0] = '\0';
+    if (i < argc && strcmp(argv[i], "proxy") == 0)
+        i++;
+    rc = mt_cli_apply_env(cfg, env, err, errlen);
+    for (; rc == MT_CLI_RUN && i < argc; i++)
+        rc = mt_cli_apply_flag(cfg, argc, argv, &i, err, errlen);
+    return rc == MT_CLI_RUN ? mt_cli_finish(cfg, err, errlen) : rc;
 }

@@ -11,6 +11,8 @@
 
 #define MT_CLI_MAX_LISTEN 16
 #define MT_CLI_HOST_MAX 256
+#define MT_CLI_MAX_IGNORE_NS 64
+#define MT_CLI_NS_MAX 256 /* "db.collection": MongoDB's own limit is 255 bytes */
 
 typedef struct {
     char host[MT_CLI_HOST_MAX]; /* without brackets for IPv6 */
@@ -35,6 +37,12 @@ typedef struct {
     int log_level;         /* mt_log_level_t */
     bool log_values;
     const char *redact_fields; /* POSIX extended regex (checked to compile), or NULL */
+    /* --ignore-ns: "db.collection" or "db.*" */
+    char ignore_ns[MT_CLI_MAX_IGNORE_NS][MT_CLI_NS_MAX];
+    size_t nignore_ns;
+    /* parsing state: a --listen flag has replaced the default or
+     * MONGOTAP_LISTEN's list, later ones add to it */
+    bool listen_from_flags;
 } mt_cli_config_t;
 
 typedef enum {
@@ -54,6 +62,25 @@ void mt_cli_defaults(mt_cli_config_t *cfg);
 mt_cli_result_t mt_cli_parse(int argc, char **argv, mt_cli_getenv_fn env, mt_cli_config_t *cfg,
                              char *err, size_t errlen);
 
+/* The steps of mt_cli_parse, for a subcommand that takes the proxy options
+ * beside its own (`mongotap run`): defaults, then the environment, then each
+ * flag, then mt_cli_finish. */
+mt_cli_result_t mt_cli_apply_env(mt_cli_config_t *cfg, mt_cli_getenv_fn env, char *err,
+                                 size_t errlen);
+/* True when arg ("--flag" or "--flag=value") is a proxy option. */
+bool mt_cli_is_option(const char *arg);
+/* Applies the option at argv[*i] (its value is "=..." or the next argument)
+ * and moves *i to the last argument it used. */
+mt_cli_result_t mt_cli_apply_flag(mt_cli_config_t *cfg, int argc, char **argv, int *i, char *err,
+                                  size_t errlen);
+/* The value of the option at argv[*i] named flag: after '=' in the same
+ * argument, else the next argument (then *i moves to it). A next argument
+ * that starts with "--" is an option, not a forgotten value: -1 with err. */
+int mt_cli_take_value(int argc, char **argv, int *i, const char *flag, const char **value,
+                      char *err, size_t errlen);
+/* Fills in what nothing set and checks the options against each other. */
+mt_cli_result_t mt_cli_finish(mt_cli_config_t *cfg, char *err, size_t errlen);
+
 /* "host:port", "[v6]:port". 0 on success. */
 int mt_cli_parse_hostport(const char *s, mt_hostport_t *out);
 /* Formats as "host:port" or "[v6]:port". */
@@ -61,6 +88,7 @@ void mt_cli_format_hostport(const mt_hostport_t *hp, char *out, size_t cap);
 /* True for an address in 127.0.0.0/8, ::1 and "localhost". */
 bool mt_cli_is_loopback(const char *host);
 
+/* The text of --help and of the manual page, generated from usage.txt. */
 extern const char mt_cli_usage[];
 
 #endif

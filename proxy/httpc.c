@@ -474,3 +474,74 @@ void mt_httpc_free(mt_httpc_t *c)
     free(c->token);
     free(c);
 }
+
+typedef struct {
+    const char *base_url;
+    const char *path;
+    mt_httpc_t *http;
+    mt_httpc_fetch_t result;
+    char *body;
+    size_t len;
+    char *err;
+    size_t errlen;
+} fetch_job_t;
+
+static void on_fetched(const mt_httpc_resp_t *resp, void *data)
+{
+    fetch_job_t *job = data;
+
+    if (resp->result != MT_HTTPC_OK) {
+        snprintf(job->err, job->errlen, "cannot reach mongotap admin at %s: %s", job->base_url,
+                 resp->error ? resp->error : mt_httpc_result_str(resp->result));
+    } else if (resp->status == 401) {
+        snprintf(job->err, job->errlen,
+                 "admin at %s answered 401 Unauthorized: pass --token or set MONGOTAP_TOKEN",
+                 job->base_url);
+    } else if (resp->status != 200) {
+        snprintf(job->err, job->errlen, "admin at %s answered HTTP %d for %s", job->base_url,
+                 resp->status, job->path);
+    } else if ((job->body = malloc(resp->body_len + 1)) == NULL) {
+        snprintf(job->err, job->errlen, "out of memory for a %zu-byte answer", resp->body_len);
+    } else {
+        memcpy(job->body, resp->body, resp->body_len);
+        job->body[resp->body_len] = '\0';
+        job->len = resp->body_len;
+        job->result = MT_HTTPC_FETCH_OK;
+    }
+    mt_httpc_close(job->http);
+}
+
+mt_httpc_fetch_t mt_httpc_fetch(const char *base_url, const char *token, const char *path,
+                                uint64_t timeout_ms, char **body, size_t *len, char *err,
+                                size_t errlen)
+{
+    fetch_job_t job = {.base_url = base_url,
+                       .path = path,
+                       .result = MT_HTTPC_FETCH_FAILED,
+                       .err = err,
+                       .errlen = errlen};
+    uv_loop_t loop;
+
+    *body = NULL;
+    *len = 0;
+    err[0] = '\0';
+    if (uv_loop_init(&loop) != 0) {
+        snprintf(err, errlen, "cannot start the event loop");
+        return MT_HTTPC_FETCH_FAILED;
+    }
+    job.http = mt_httpc_new(&loop, base_url, token, timeout_ms, err, errlen);
+    if (job.http == NULL) {
+        uv_loop_close(&loop);
+        return MT_HTTPC_FETCH_BAD_URL;
+    }
+    if (mt_httpc_get(job.http, path, on_fetched, &job) != 0) {
+        snprintf(err, errlen, "cannot start the request for %s", path);
+        mt_httpc_close(job.http);
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    mt_httpc_free(job.http);
+    uv_loop_close(&loop);
+    *body = job.body;
+    *len = job.len;
+    return job.result;
+}

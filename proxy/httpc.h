@@ -68,4 +68,19 @@ size_t mt_httpc_pending(const mt_httpc_t *c);
 void mt_httpc_close(mt_httpc_t *c);
 void mt_httpc_free(mt_httpc_t *c);
 
+/* Result of mt_httpc_fetch. */
+typedef enum {
+    MT_HTTPC_FETCH_OK = 0,  /* 200: *body holds the answer */
+    MT_HTTPC_FETCH_FAILED,  /* unreachable, timed out, or another status */
+    MT_HTTPC_FETCH_BAD_URL, /* base_url does not parse (a usage error) */
+} mt_httpc_fetch_t;
+
+/* One GET of path on base_url on a private loop, for the subcommands that
+ * read one admin route and exit. On MT_HTTPC_FETCH_OK *body is the
+ * NUL-terminated answer (free() it) of *len bytes; otherwise err holds one
+ * line naming base_url and what went wrong (for a 401: pass --token). */
+mt_httpc_fetch_t mt_httpc_fetch(const char *base_url, const char *token, const char *path,
+                                uint64_t timeout_ms, char **body, size_t *len, char *err,
+                                size_t errlen);
+
 #endif

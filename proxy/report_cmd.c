@@ -1,6 +1,6 @@
 /*
- * report_cmd: one GET of /api/report?format=... on a private libuv loop; the
- * body goes to stdout or, only once it has fully arrived, to the -o file.
+ * report_cmd: one GET of /api/report?format=... (mt_httpc_fetch); the body
+ * goes to stdout or, only once it has fully arrived, to the -o file.
  */
 #include "report_cmd.h"
 
@@ -11,19 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <uv.h>
 
+#include "cli.h"
 #include "httpc.h"
 
 #define MT_REPORT_CMD_DEFAULT_ADMIN "http://127.0.0.1:27080"
 #define MT_REPORT_CMD_TIMEOUT_MS 30000
-
-typedef struct {
-    mt_httpc_t *http;
-    const char *admin;
-    const char *out_path; /* NULL for stdout */
-    int exit_code;
-} report_job_t;
 
 const char *mt_report_cmd_format_str(mt_report_cmd_format_t format)
 {
@@ -56,54 +49,30 @@ static int write_all(FILE *f, const char *buf, size_t len)
     return fflush(f);
 }
 
-static void on_report(const mt_httpc_resp_t *resp, void *data)
+/* Writes the body to stdout or, only once it has fully arrived, to path. */
+static int write_out(const char *path, const char *body, size_t len)
 {
-    report_job_t *job = data;
+    FILE *f;
+    int werr, cerr;
 
-    job->exit_code = 1;
-    if (resp->result != MT_HTTPC_OK) {
-        fprintf(stderr, "mongotap report: cannot reach mongotap admin at %s: %s\n", job->admin,
-                resp->error ? resp->error : mt_httpc_result_str(resp->result));
-    } else if (resp->status == 401) {
-        fprintf(stderr,
-                "mongotap report: admin at %s answered 401 Unauthorized: pass --token or set "
-                "MONGOTAP_TOKEN\n",
-                job->admin);
-    } else if (resp->status != 200) {
-        fprintf(stderr, "mongotap report: admin at %s answered HTTP %d for /api/report\n",
-                job->admin, resp->status);
-    } else if (job->out_path == NULL) {
-        if (write_all(stdout, resp->body, resp->body_len) != 0)
-            fprintf(stderr, "mongotap report: writing to stdout: %s\n", strerror(errno));
-        else
-            job->exit_code = 0;
-    } else {
-        FILE *f = fopen(job->out_path, "wb");
-        if (f == NULL) {
-            fprintf(stderr, "mongotap report: cannot open %s: %s\n", job->out_path,
-                    strerror(errno));
-        } else {
-            int werr = write_all(f, resp->body, resp->body_len);
-            int cerr = fclose(f);
-            if (werr != 0 || cerr != 0)
-                fprintf(stderr, "mongotap report: writing %s: %s\n", job->out_path,
-                        strerror(errno));
-            else
-                job->exit_code = 0;
-        }
+    if (path == NULL) {
+        if (write_all(stdout, body, len) == 0)
+            return 0;
+        fprintf(stderr, "mongotap report: writing to stdout: %s\n", strerror(errno));
+        return 1;
     }
-    mt_httpc_close(job->http);
-}
-
-static void usage(FILE *to)
-{
-    fprintf(to, "usage: mongotap report [--admin URL] [--token TOKEN] [--format "
-                "json|markdown|html] [-o FILE]\n"
-                "  --admin URL      admin endpoint (default " MT_REPORT_CMD_DEFAULT_ADMIN
-                ", env MONGOTAP_ADMIN_URL)\n"
-                "  --token TOKEN    bearer token for --admin-token (env MONGOTAP_TOKEN)\n"
-                "  --format FORMAT  json (default), markdown or html\n"
-                "  -o, --output FILE  write there instead of stdout\n");
+    f = fopen(path, "wb");
+    if (f == NULL) {
+        fprintf(stderr, "mongotap report: cannot open %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    werr = write_all(f, body, len);
+    cerr = fclose(f);
+    if (werr != 0 || cerr != 0) {
+        fprintf(stderr, "mongotap report: writing %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    return 0;
 }
 
 int mt_report_cmd_main(int argc, char **argv)
@@ -116,8 +85,10 @@ int mt_report_cmd_main(int argc, char **argv)
     const char *admin = getenv("MONGOTAP_ADMIN_URL");
     const char *token = getenv("MONGOTAP_TOKEN");
     const char *out_path = NULL;
-    int format = MT_REPORT_CMD_JSON, c;
+    int format = MT_REPORT_CMD_JSON, c, rc;
     char err[512], path[64];
+    char *body;
+    size_t len;
 
     if (admin == NULL || *admin == '\0')
         admin = MT_REPORT_CMD_DEFAULT_ADMIN;
@@ -148,7 +119,7 @@ int mt_report_cmd_main(int argc, char **argv)
             out_path = strcmp(optarg, "-") == 0 ? NULL : optarg;
             break;
         case 'h':
-            usage(stdout);
+            fputs(mt_cli_usage, stdout);
             return 0;
         case ':':
             fprintf(stderr, "mongotap report: %s: missing value\n", argv[optind - 1]);
@@ -164,26 +135,20 @@ int mt_report_cmd_main(int argc, char **argv)
     }
 
     signal(SIGPIPE, SIG_IGN);
-    uv_loop_t loop;
-    if (uv_loop_init(&loop) != 0) {
-        fprintf(stderr, "mongotap report: cannot start the event loop\n");
-        return 1;
-    }
-    report_job_t job = {.admin = admin, .out_path = out_path, .exit_code = 1};
-    job.http = mt_httpc_new(&loop, admin, token, MT_REPORT_CMD_TIMEOUT_MS, err, sizeof(err));
-    if (job.http == NULL) {
-        fprintf(stderr, "mongotap report: --admin: %s\n", err);
-        uv_loop_close(&loop);
-        return 2;
-    }
     snprintf(path, sizeof(path), "/api/report?format=%s",
              mt_report_cmd_format_str((mt_report_cmd_format_t)format));
-    if (mt_httpc_get(job.http, path, on_report, &job) != 0) {
-        fprintf(stderr, "mongotap report: cannot start the request\n");
-        mt_httpc_close(job.http);
+    switch (mt_httpc_fetch(admin, token, path, MT_REPORT_CMD_TIMEOUT_MS, &body, &len, err,
+                           sizeof(err))) {
+    case MT_HTTPC_FETCH_BAD_URL:
+        fprintf(stderr, "mongotap report: --admin: %s\n", err);
+        return 2;
+    case MT_HTTPC_FETCH_FAILED:
+        fprintf(stderr, "mongotap report: %s\n", err);
+        return 1;
+    case MT_HTTPC_FETCH_OK:
+        break;
     }
-    uv_run(&loop, UV_RUN_DEFAULT);
-    mt_httpc_free(job.http);
-    uv_loop_close(&loop);
-    return job.exit_code;
+    rc = write_out(out_path, body, len);
+    free(body);
+    return rc;
 }

@@ -3,8 +3,11 @@
 # only configures and compiles (no tests, no installs).
 #
 #   scripts/build.sh                  build/ (RelWithDebInfo) and build-asan/ (ASan + UBSan)
-#   scripts/build.sh normal|asan|fuzz the named trees only, in the order given
-#   scripts/build.sh all              all three; fuzz needs clang and builds only the fuzz targets
+#   scripts/build.sh normal|asan|release|fuzz
+#                                     the named trees only, in the order given; release is a
+#                                     plain -DCMAKE_BUILD_TYPE=Release tree in build-release/
+#                                     (-O3: warnings the other trees do not show fail it)
+#   scripts/build.sh all              all four; fuzz needs clang and builds only the fuzz targets
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -35,6 +38,12 @@ build_asan() {
     make -C build-asan -j"$JOBS" --no-print-directory
 }
 
+build_release() {
+    configure_and_build build-release -DCMAKE_BUILD_TYPE=Release
+    echo "build: build-release: make -j$JOBS"
+    make -C build-release -j"$JOBS" --no-print-directory
+}
+
 build_fuzz() {
     local targets=() src
     CC=clang configure_and_build build-fuzz -DCMAKE_BUILD_TYPE=Debug -DMT_FUZZ=ON -DMT_BENCH=OFF \
@@ -57,10 +66,11 @@ for v in "${variants[@]}"; do
     case "$v" in
     normal) build_normal ;;
     asan) build_asan ;;
+    release) build_release ;;
     fuzz) build_fuzz ;;
-    all) build_normal; build_asan; build_fuzz ;;
+    all) build_normal; build_asan; build_release; build_fuzz ;;
     *)
-        echo "build: unknown variant '$v' (expected normal, asan, fuzz or all)" >&2
+        echo "build: unknown variant '$v' (expected normal, asan, release, fuzz or all)" >&2
         exit 2
         ;;
     esac

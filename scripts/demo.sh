@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # demo.sh: the TV guide in front of mongotap. Starts jongodb and mongotap, seeds the guide,
 # requests its listing page lazily and with select_related(), prints what each page cost and
-# mongotap's N+1 report, then stops everything. Safe to run again right away.
+# mongotap's N+1 report, then shows CI mode: `mongotap run` fails the guide's test on the lazy
+# page and passes it with select_related(). Stops everything. Safe to run again right away.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -103,5 +104,20 @@ with urllib.request.urlopen(sys.argv[1], timeout=10) as r:
     sys.stdout.write(r.read().decode())
 EOF
 fi
+
+# CI mode: the same page under test, through a proxy that `mongotap run` starts for the test
+# alone (upstream: the old value of MONGODB_URI, here jongodb itself).
+DIRECT_URI="mongodb://127.0.0.1:$DB_PORT/tvguide?directConnection=true"
+expect_run() {
+    local want=$1 rc=0
+    shift
+    echo
+    echo "demo: MONGODB_URI=$DIRECT_URI mongotap run -- python3 examples/tvguide/listing_test.py $*"
+    MONGODB_URI="$DIRECT_URI" "$BIN" run -- "$PY" examples/tvguide/listing_test.py "$@" || rc=$?
+    echo "demo: mongotap run exited $rc"
+    [ "$rc" -eq "$want" ] || { echo "demo: expected exit $want" >&2; exit 1; }
+}
+expect_run 1                   # the lazy page: a new N+1 fails the build
+expect_run 0 --select-related  # fixed: it passes
 echo
 echo "demo: stopping mongotap and jongodb"

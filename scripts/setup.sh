@@ -18,7 +18,7 @@ APT_PACKAGES=(
     zlib1g-dev libsnappy-dev libzstd-dev libmongoc-dev libssl-dev
     python3-pymongo python3-mongoengine python3-flask python3-mockupdb python3-pytest
     nodejs npm haproxy prometheus tmux chromium fonts-dejavu-core libclang-rt-14-dev valgrind
-    python3-yaml docker-compose
+    python3-yaml docker-compose man-db dpkg-dev
 )
 
 installed() {

@@ -53,9 +53,11 @@ step_done() {
 }
 
 FUZZ_TMP=""
+PKG_TMP=""
 on_exit() {
     local rc=$?
     [ -z "$FUZZ_TMP" ] || rm -rf "$FUZZ_TMP"
+    [ -z "$PKG_TMP" ] || rm -rf "$PKG_TMP"
     if [ $rc -ne 0 ] && [ -n "$STEP" ]; then
         echo
         echo "==> FAILED: $STEP (exit $rc, after $((SECONDS - STEP_START))s)" >&2
@@ -76,7 +78,7 @@ python3 scripts/check_tree.py
 echo "tree: ${#csources[@]} C files formatted, layers and includes in order"
 step_done
 
-step "build: build/, build-asan/, build-fuzz/ (scripts/build.sh all)"
+step "build: build/, build-asan/, build-release/, build-fuzz/ (scripts/build.sh all)"
 scripts/build.sh all
 step_done
 
@@ -85,8 +87,39 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
     ctest --test-dir build-asan --output-on-failure --no-tests=error
 step_done
 
-step "unit tests, release build (ctest --test-dir build)"
+step "unit tests, optimised builds (ctest --test-dir build, then build-release)"
 ctest --test-dir build --output-on-failure --no-tests=error
+ctest --test-dir build-release --output-on-failure --no-tests=error
+step_done
+
+step "install and package: cmake --install into a prefix, cpack -G DEB, dpkg -x, --version, man -l"
+PKG_TMP=$(mktemp -d)
+version=$(sed -n 's/^project(mongotap VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)
+cmake --install build-release --prefix "$PKG_TMP/prefix" >/dev/null
+[ "$("$PKG_TMP/prefix/bin/mongotap" --version)" = "mongotap $version" ]
+[ -f "$PKG_TMP/prefix/share/man/man1/mongotap.1" ] || { echo "install: no man page" >&2; exit 1; }
+(cd build-release && cpack -G DEB -B "$PKG_TMP/deb" >"$PKG_TMP/cpack.log" 2>&1) || {
+    cat "$PKG_TMP/cpack.log" >&2
+    exit 1
+}
+deb="$PKG_TMP/deb/mongotap_${version}_$(dpkg --print-architecture).deb"
+[ -f "$deb" ] || { echo "cpack made no $deb" >&2; ls "$PKG_TMP/deb" >&2; exit 1; }
+echo "package: $(basename "$deb"): $(dpkg-deb --field "$deb" Depends)"
+dpkg-deb --field "$deb" Depends | grep -q 'libuv1' || { echo "package: no libuv1 dependency" >&2; exit 1; }
+dpkg -x "$deb" "$PKG_TMP/root"
+"$PKG_TMP/root/usr/bin/mongotap" --version
+[ "$("$PKG_TMP/root/usr/bin/mongotap" --version)" = "mongotap $version" ]
+# the page renders without a groff warning and says what --help says
+MANWIDTH=100 man --warnings -l "$PKG_TMP/root/usr/share/man/man1/mongotap.1" \
+    >"$PKG_TMP/man.txt" 2>"$PKG_TMP/man.err"
+if [ -s "$PKG_TMP/man.err" ]; then
+    cat "$PKG_TMP/man.err" >&2
+    exit 1
+fi
+for section in NAME USAGE "PROXY OPTIONS" "RUN OPTIONS" "EXIT STATUS OF MONGOTAP RUN" SIGNALS; do
+    grep -q "^$section" "$PKG_TMP/man.txt" || { echo "man page: no $section section" >&2; exit 1; }
+done
+echo "man -l: $(wc -l <"$PKG_TMP/man.txt") lines, sections: $(grep -c '^[A-Z]' "$PKG_TMP/man.txt")"
 step_done
 
 step "integration tests under ASan/UBSan (pytest tests/integration)"

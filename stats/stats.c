@@ -62,6 +62,8 @@ mt_stats_t *mt_stats_new(const mt_stats_config_t *cfg, uint64_t now_ns)
         .paths_cut = &st->counters[MT_STAT_NAMES_TRUNCATED],
         .cmds_dropped = &st->counters[MT_STAT_WINDOW_COMMANDS_DROPPED],
         .keep = st->cfg.keep_windows,
+        .ignore_ns = st->cfg.ignore_ns,
+        .nignore_ns = st->cfg.nignore_ns,
         .on_close = window_closed_cb,
         .on_close_data = st,
     };

@@ -37,6 +37,10 @@ typedef struct {
     uint32_t keep_windows;  /* closed windows kept (--keep-windows), default 100 */
     bool log_values;        /* let user data values into outputs */
     mt_shape_opts_t shape;  /* field names shown as "?" in shapes and findings */
+    /* --ignore-ns: "db.collection" or "db.*"; commands there never take part
+     * in a finding. The strings must outlive stats. */
+    const char *const *ignore_ns;
+    size_t nignore_ns;
     mt_stats_finding_cb on_finding;
     void *on_finding_data;
 } mt_stats_config_t;

@@ -407,6 +407,8 @@ static void cmd_bson(const mt_window_t *w, uint32_t i, bson_t *c)
         BSON_APPEND_INT32(c, "error_code", m->error_code);
     else
         BSON_APPEND_NULL(c, "error_code");
+    if (m->ignored)
+        BSON_APPEND_BOOL(c, "ignored", true);
     if (m->role == MT_WINDOW_ROLE_NONE)
         BSON_APPEND_NULL(c, "role");
     else
@@ -838,7 +840,8 @@ mt_window_t *mt_window_join(mt_window_reg_t *reg, const mt_window_origin_t *o, c
         return w;
     if (!comment && keyed_win_id && (w = fresh(reg, mt_window_reg_find(reg, keyed_win_id), now_ns)))
         return w;
-    if (comment && strncmp(comment, MT_WINDOW_KEY_PREFIX, sizeof MT_WINDOW_KEY_PREFIX - 1) == 0) {
+    if (comment && strncmp(comment, MT_WINDOW_KEY_PREFIX, sizeof MT_WINDOW_KEY_PREFIX - 1) == 0 &&
+        strncmp(comment, MT_WINDOW_IGNORE_PREFIX, sizeof MT_WINDOW_IGNORE_PREFIX - 1) != 0) {
         w = fresh(reg, mt_window_reg_find_key(reg, comment), now_ns);
         if (!w)
             w = mt_window_reg_open(reg, o->conn_id, comment, NULL, now_ns, now_ms, o->client_addr,
@@ -949,6 +952,27 @@ static void record_lookup(mt_window_reg_t *reg, mt_window_t *w, const mt_cmd_vie
     }
 }
 
+/* "db.collection" matches itself, "db.*" every collection of db. */
+static bool ns_matches(const char *ns, const char *db, const char *coll)
+{
+    size_t dblen = strlen(db);
+
+    if (strncmp(ns, db, dblen) != 0 || ns[dblen] != '.')
+        return false;
+    return strcmp(ns + dblen + 1, "*") == 0 || strcmp(ns + dblen + 1, coll) == 0;
+}
+
+static bool ignored(const mt_window_reg_t *reg, const mt_cmd_view_t *cmd)
+{
+    if (cmd->comment &&
+        strncmp(cmd->comment, MT_WINDOW_IGNORE_PREFIX, sizeof MT_WINDOW_IGNORE_PREFIX - 1) == 0)
+        return true;
+    for (size_t i = 0; cmd->db && i < reg->rules.nignore_ns; i++)
+        if (ns_matches(reg->rules.ignore_ns[i], cmd->db, cmd->collection ? cmd->collection : ""))
+            return true;
+    return false;
+}
+
 int mt_window_record(mt_window_reg_t *reg, mt_window_t *w, const mt_cmd_view_t *cmd,
                      const mt_shape_entry_t *entry, uint64_t shape_hash, const char *shape,
                      uint64_t now_ns)
@@ -981,6 +1005,7 @@ int mt_window_record(mt_window_reg_t *reg, mt_window_t *w, const mt_cmd_view_t *
             return -1;
         }
     }
+    wc.ignored = ignored(reg, cmd);
     record_lookup(reg, w, cmd, &wc);
     return mt_window_add_cmd(w, &wc);
 }

@@ -43,6 +43,9 @@
 #define MT_WINDOW_MAX_KEYED 10000   /* open "mongotap:" windows */
 #define MT_WINDOW_KEY_MAX 200       /* longest "mongotap:" key kept */
 #define MT_WINDOW_KEY_PREFIX "mongotap:"
+/* A comment that starts so keeps its command out of every finding (a seed
+ * script, a migration) and opens no keyed window. */
+#define MT_WINDOW_IGNORE_PREFIX "mongotap:ignore"
 /* Across all open windows together: commands kept and evidence bytes. With
  * many keyed windows open at once each could otherwise reach its own bound;
  * past these, windows keep counting but stop keeping. */
@@ -66,6 +69,7 @@ typedef struct {
     uint64_t getmore_ns;  /* getMores on its cursor inside the window */
     uint64_t docs;        /* documents returned, getMores on its cursor included */
     bool replied;
+    bool ignored; /* mongotap:ignore comment or --ignore-ns: no detector looks at it */
 
     /* Lookups (mt_shape_lookup): each equality term's field path and a
      * hash of its value (mt_evidence_value_hash; an $in list: the order-free
@@ -225,6 +229,9 @@ typedef struct {
     size_t closed_cmds_max;       /* 0 means MT_WINDOW_CLOSED_TOTAL_COMMANDS */
     mt_window_close_cb on_close;  /* analyse a window before it is kept as closed */
     void *on_close_data;
+    /* --ignore-ns: "db.collection" or "db.*" */
+    const char *const *ignore_ns;
+    size_t nignore_ns;
 } mt_window_rules_t;
 
 /*
@@ -306,8 +313,9 @@ mt_window_t *mt_window_join(mt_window_reg_t *reg, const mt_window_origin_t *o, c
                             int64_t now_ms);
 
 /* Records a command in w (entry: its shape registry entry, or the overflow
- * one, in which case the real key is copied into the window). Returns its
- * index, or -1 when the window keeps no more. */
+ * one, in which case the real key is copied into the window), flagged
+ * `ignored` when its comment or namespace says so. Returns its index, or -1
+ * when the window keeps no more. */
 int mt_window_record(mt_window_reg_t *reg, mt_window_t *w, const mt_cmd_view_t *cmd,
                      const mt_shape_entry_t *entry, uint64_t shape_hash, const char *shape,
                      uint64_t now_ns);

@@ -138,6 +138,8 @@ static uint32_t next_boundary(const mt_window_t *w, uint32_t lo, uint32_t thresh
     for (uint32_t i = lo; i < w->ncmds; i++) {
         const mt_window_cmd_t *c = &w->cmds[i];
         bool read = c->kind == MT_CMD_FIND || c->kind == MT_CMD_AGGREGATE;
+        if (c->ignored)
+            continue; /* neither starts nor ends a request */
         for (size_t k = 0; k < np; k++) {
             if (ps[k].shape != c->shape_hash) {
                 ps[k].has_children |= c->nterms > 0;

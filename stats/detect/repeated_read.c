@@ -38,7 +38,7 @@ void mt_detect_repeated_read(mt_detect_ctx_t *ctx)
 
     for (uint32_t i = ctx->lo; i < ctx->hi; i++) {
         const mt_window_cmd_t *c = &w->cmds[i];
-        if (is_read(c->kind) && !mt__detect_is_child(ctx, i))
+        if (is_read(c->kind) && !c->ignored && !mt__detect_is_child(ctx, i))
             rk[n++] = (rk_t){c->shape_hash, c->query_hash, i};
     }
     qsort(rk, n, sizeof *rk, rk_cmp);

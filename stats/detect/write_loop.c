@@ -28,6 +28,8 @@ static int wk_cmp(const void *a, const void *b)
 
 static bool is_loop_write(const mt_window_cmd_t *c)
 {
+    if (c->ignored)
+        return false;
     switch (c->kind) {
     case MT_CMD_UPDATE:
     case MT_CMD_DELETE:
@@ -53,7 +55,8 @@ static void find_parent(mt_detect_ctx_t *ctx, mt_detect_result_t *r, const uint3
 
     for (uint32_t i = kids[0]; i > ctx->lo && nc < CANDIDATES; i--) {
         const mt_window_cmd_t *c = &w->cmds[i - 1];
-        if ((c->kind == MT_CMD_FIND || c->kind == MT_CMD_AGGREGATE) && c->docs >= ctx->threshold)
+        if ((c->kind == MT_CMD_FIND || c->kind == MT_CMD_AGGREGATE) && c->docs >= ctx->threshold &&
+            !c->ignored)
             cands[nc++] = i - 1;
     }
     if (nc == 0 || !mt_evidence_init(&ev, w, kids, nk, r->key_term))

@@ -14,6 +14,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import helpers  # noqa: E402
 
+# scripts the tests run as commands, not tests themselves (ci/app_test.py is a test suite in
+# miniature for `mongotap run`)
+collect_ignore = ["ci"]
+
 
 def pytest_configure(config):
     # A missing binary is a failure with a clear message, never a silent skip.

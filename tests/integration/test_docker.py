@@ -367,9 +367,10 @@ def test_every_mongotap_variable_is_a_proxy_flag(path):
 
 def test_readme_names_only_real_variables():
     # MONGOTAP_BIN picks the binary for the test harness and the demo script;
-    # MONGOTAP_REPLAY_WRITE regenerates the replay test's reviewed outputs
+    # MONGOTAP_REPLAY_WRITE regenerates the replay test's reviewed outputs; MONGOTAP_URI is
+    # what `mongotap run` sets for its COMMAND (its --help says so)
     allowed = {env_name(f) for f in proxy_flags()} | subcommand_env_names() | {
-        "MONGOTAP_BIN", "MONGOTAP_REPLAY_WRITE"}
+        "MONGOTAP_BIN", "MONGOTAP_REPLAY_WRITE", "MONGOTAP_URI"}
     used = set(ENV_NAME_RE.findall(read(README)))
     assert used and used <= allowed, sorted(used - allowed)
 

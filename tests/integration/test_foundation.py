@@ -524,6 +524,10 @@ def test_version():
     (["--listen", "127.0.0.1:99999"], "--listen"),
     (["--log-level", "loud"], "--log-level"),
     (["--window-gap-ms"], "--window-gap-ms"),
+    # a flag followed by another flag is missing its value: the error names the first
+    (["--report", "--log-values"], "--report: missing value"),
+    (["--admin", "nonsense"], "HOST:PORT or off"),
+    (["--ignore-ns", "nodot"], "--ignore-ns"),
 ])
 def test_bad_flag_or_value_exits_2_naming_it(args, flag):
     r = run_cli("--listen", "127.0.0.1:0", "--admin", "off", *args)
@@ -532,6 +536,21 @@ def test_bad_flag_or_value_exits_2_naming_it(args, flag):
     assert len(lines) == 1, "expected one line on stderr, got:\n" + r.stderr
     assert flag in lines[0], lines[0]
     assert "ready" not in r.stderr
+
+
+def test_admin_address_errors_say_what_is_wrong():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        r = run_cli("--listen", "127.0.0.1:0", "--admin", "127.0.0.1:%d" % port)
+    assert r.returncode == 1, r.stderr
+    assert "cannot listen for admin on 127.0.0.1:%d" % port in r.stderr, r.stderr
+    assert "address already in use" in r.stderr and "IP address" not in r.stderr, r.stderr
+    assert "--admin off" in r.stderr, r.stderr
+    r = run_cli("--listen", "127.0.0.1:0", "--admin", "admin.example:27080")
+    assert r.returncode == 1, r.stderr
+    assert "--admin takes an IP address (or off)" in r.stderr, r.stderr
 
 
 def test_bad_environment_value_exits_2():

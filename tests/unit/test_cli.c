@@ -18,14 +18,20 @@ static const char *env_table(const char *name)
     return NULL;
 }
 
-/* argv ends with NULL */
+/* argv ends with NULL. The config points into the argument array, and
+ * ARGV's array lives only as long as the assertion that builds it: parse a
+ * copy that lasts (the strings are literals). */
 static mt_cli_result_t parse(mt_cli_config_t *cfg, char *err, size_t errlen, char **argv)
 {
+    static char *kept[64];
     int argc = 0;
 
-    while (argv[argc])
+    while (argv[argc] && argc < 63) {
+        kept[argc] = argv[argc];
         argc++;
-    return mt_cli_parse(argc, argv, env_table, cfg, err, errlen);
+    }
+    kept[argc] = NULL;
+    return mt_cli_parse(argc, kept, env_table, cfg, err, errlen);
 }
 
 #define ARGV(...) ((char *[]){"mongotap", __VA_ARGS__, NULL})
@@ -161,6 +167,8 @@ ParameterizedTestParameters(cli, bad_values)
         {{"--listen", "127.0.0.1:70000"}, "--listen"},
         {{"--upstream", ":27017"}, "--upstream"},
         {{"--admin", "nonsense"}, "--admin"},
+        {{"--listen", "--admin"}, "--listen"},
+        {{"--ignore-ns", "x"}, "--ignore-ns"},
         {{"--log-level", "loud"}, "--log-level"},
         {{"--log-values=maybe"}, "--log-values"},
         {{"--redact-fields", "(unclosed"}, "--redact-fields"},
@@ -246,4 +254,99 @@ Test(cli, empty_environment_values_are_unset)
     cr_assert_null(cfg.admin_token);
     cr_assert_eq(cfg.upstream.port, 27017);
     fake_env = NULL;
+}
+
+Test(cli, a_missing_value_names_its_flag_not_the_next_one)
+{
+    mt_cli_config_t cfg;
+    char err[256];
+
+    fake_env = NULL;
+    cr_assert_eq(parse(&cfg, err, sizeof(err), ARGV("--listen", "--admin", "127.0.0.1:1")),
+                 MT_CLI_ERROR);
+    cr_assert_not_null(strstr(err, "--listen: missing value"), "%s", err);
+    cr_assert_null(strstr(err, "invalid value"), "%s", err);
+    cr_assert_null(strchr(err, '\n'), "one line");
+    /* a value that starts with -- is still possible with = */
+    cr_assert_eq(parse(&cfg, err, sizeof(err), ARGV("--admin-token=--odd")), MT_CLI_RUN, "%s", err);
+    cr_assert_str_eq(cfg.admin_token, "--odd");
+    cr_assert_eq(parse(&cfg, err, sizeof(err), ARGV("--n1-threshold")), MT_CLI_ERROR);
+    cr_assert_str_eq(err, "--n1-threshold: missing value");
+}
+
+Test(cli, admin_errors_mention_off)
+{
+    mt_cli_config_t cfg;
+    char err[256];
+
+    fake_env = NULL;
+    cr_assert_eq(parse(&cfg, err, sizeof(err), ARGV("--admin", "nonsense")), MT_CLI_ERROR);
+    cr_assert_not_null(strstr(err, "--admin"), "%s", err);
+    cr_assert_not_null(strstr(err, "or off"), "%s", err);
+    cr_assert_eq(parse(&cfg, err, sizeof(err), ARGV("--admin", "OFF")), MT_CLI_RUN, "%s", err);
+    cr_assert_not(cfg.admin_enabled);
+}
+
+Test(cli, ignore_ns_from_flags_and_the_environment)
+{
+    static const char *const env[] = {"MONGOTAP_IGNORE_NS", "seed.users,app.*", NULL};
+    mt_cli_config_t cfg;
+    char err[256];
+
+    fake_env = env;
+    cr_assert_eq(
+        parse(&cfg, err, sizeof(err), ARGV("--ignore-ns", "app.audit", "--ignore-ns=seed.users")),
+        MT_CLI_RUN, "%s", err);
+    cr_assert_eq(cfg.nignore_ns, 3, "the variable and the flags add up, duplicates once");
+    cr_assert_str_eq(cfg.ignore_ns[0], "seed.users");
+    cr_assert_str_eq(cfg.ignore_ns[1], "app.*");
+    cr_assert_str_eq(cfg.ignore_ns[2], "app.audit");
+    fake_env = NULL;
+
+    static const char *const bad[] = {"nodot", ".coll", "db.", "", "a b.c"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        cr_assert_eq(parse(&cfg, err, sizeof(err), ARGV("--ignore-ns", (char *)bad[i])),
+                     MT_CLI_ERROR, "'%s' accepted", bad[i]);
+        cr_assert_not_null(strstr(err, "--ignore-ns"), "%s", err);
+        cr_assert_not_null(strstr(err, "DB.COLLECTION"), "%s", err);
+    }
+}
+
+Test(cli, one_flag_at_a_time_for_subcommands)
+{
+    mt_cli_config_t cfg;
+    char err[256];
+    char **argv = ARGV("--window-gap-ms", "50", "--log-values", "--bogus");
+    int i = 1;
+
+    cr_assert(mt_cli_is_option("--window-gap-ms"));
+    cr_assert(mt_cli_is_option("--window-gap-ms=5"));
+    cr_assert_not(mt_cli_is_option("--window-gap"));
+    cr_assert_not(mt_cli_is_option("window-gap-ms"));
+    cr_assert_not(mt_cli_is_option("--fail-on"));
+
+    mt_cli_defaults(&cfg);
+    cr_assert_eq(mt_cli_apply_flag(&cfg, 5, argv, &i, err, sizeof(err)), MT_CLI_RUN, "%s", err);
+    cr_assert_eq(i, 2, "the value was used");
+    cr_assert_eq(cfg.window_gap_ms, 50);
+    i = 3;
+    cr_assert_eq(mt_cli_apply_flag(&cfg, 5, argv, &i, err, sizeof(err)), MT_CLI_RUN, "%s", err);
+    cr_assert_eq(i, 3, "a switch takes no value");
+    cr_assert(cfg.log_values);
+    i = 4;
+    cr_assert_eq(mt_cli_apply_flag(&cfg, 5, argv, &i, err, sizeof(err)), MT_CLI_ERROR);
+    cr_assert_not_null(strstr(err, "--bogus"), "%s", err);
+    cr_assert_eq(mt_cli_finish(&cfg, err, sizeof(err)), MT_CLI_RUN, "%s", err);
+    cr_assert_eq(cfg.nlisten, 1, "the default listener");
+    cr_assert_eq(cfg.listen[0].port, 27018);
+}
+
+Test(cli, help_names_every_subcommand_and_signal)
+{
+    static const char *const words[] = {
+        "mongotap run", "mongotap baseline", "mongotap report", "mongotap console", "--ignore-ns",
+        "--fail-on",    "--fail-on-medium",  "--baseline",      "--write-baseline", "--env",
+        "SIGHUP",       "SIGUSR1",           "mongotap:ignore"};
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+        cr_assert_not_null(strstr(mt_cli_usage, words[i]), "%s missing from --help", words[i]);
 }

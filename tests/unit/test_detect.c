@@ -560,3 +560,39 @@ Test(detect, each_finding_has_a_log_line_without_values)
     cr_assert_not_null(strstr(seen.last_summary, "bulk_write"), "%s", seen.last_summary);
     cr_assert_null(strstr(seen.last_summary, "65a0"), "no id value: %s", seen.last_summary);
 }
+
+/* ---- ignoring on purpose (SPEC section 11) ------------------------------ */
+
+Test(detect, ignored_writes_and_reads_are_no_loop)
+{
+    sc_conn_t k = sc_open(st, 1, "127.0.0.1:1");
+    for (uint32_t i = 0; i < 2 * T; i++) {
+        /* a seed script's one-document inserts, tagged */
+        bson_t *cmd = bson_new(), docs, d;
+        BSON_APPEND_UTF8(cmd, "insert", "event");
+        BSON_APPEND_ARRAY_BEGIN(cmd, "documents", &docs);
+        BSON_APPEND_DOCUMENT_BEGIN(&docs, "0", &d);
+        BSON_APPEND_INT32(&d, "i", (int32_t)i);
+        bson_append_document_end(&docs, &d);
+        bson_append_array_end(cmd, &docs);
+        BSON_APPEND_UTF8(cmd, "comment", "mongotap:ignore-seed");
+        BSON_APPEND_UTF8(cmd, "$db", "blog");
+        sc_roundtrip(&k, cmd, fx_json("{\"n\": 1, \"ok\": 1.0}"), 300 * US);
+    }
+    for (uint32_t i = 0; i < 2 * T; i++)
+        sc_roundtrip(&k, sc_find("blog", "user", oid_filter("_id", 7), true, "mongotap:ignore"),
+                     sc_one_doc_reply("blog.user", 7), 300 * US);
+    settle();
+    bson_t *all = all_findings();
+    cr_assert_eq(sc_array_len(all, "findings"), 0);
+    bson_destroy(all);
+    /* the same reads untagged are a repeated read: the comment made the difference */
+    for (uint32_t i = 0; i < T; i++)
+        sc_roundtrip(&k, sc_find("blog", "user", oid_filter("_id", 7), true, NULL),
+                     sc_one_doc_reply("blog.user", 7), 300 * US);
+    settle();
+    all = all_findings();
+    cr_assert_eq(count_type(all, "repeated_read"), 1);
+    bson_destroy(all);
+    sc_close(&k);
+}

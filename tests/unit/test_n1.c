@@ -831,3 +831,79 @@ Test(n1, two_fields_into_one_collection_told_apart_by_order)
     bson_destroy(f);
     sc_close(&k);
 }
+
+/* Ignoring on purpose (SPEC section 11): a mongotap:ignore comment or an
+ * --ignore-ns namespace keeps a command out of every finding. */
+
+Test(n1, ignored_children_are_no_children)
+{
+    sc_conn_t k = sc_open(st, 1, "127.0.0.1:1");
+    send_parent(&k, 50, 20, REF_PLAIN, NULL);
+    send_lookups(&k, 0, 50, 20, REF_PLAIN, "mongotap:ignore-seed");
+    settle();
+    cr_assert_eq(seen.count, 0);
+    /* one window: the comment opened no keyed window of its own */
+    cr_assert_eq(mt_stats_get(st, MT_STAT_WINDOWS), 1);
+    sc_close(&k);
+}
+
+Test(n1, an_ignored_parent_is_no_parent)
+{
+    sc_conn_t k = sc_open(st, 1, "127.0.0.1:1");
+    send_parent(&k, 50, 20, REF_PLAIN, "mongotap:ignore");
+    send_lookups(&k, 0, 50, 20, REF_PLAIN, NULL);
+    settle();
+    cr_assert_eq(seen.count, 0);
+    sc_close(&k);
+}
+
+Test(n1, ignore_is_a_prefix_and_other_keys_still_count)
+{
+    sc_conn_t k = sc_open(st, 1, "127.0.0.1:1");
+    send_parent(&k, 50, 20, REF_PLAIN, "mongotap:ignored-page");
+    send_lookups(&k, 0, 50, 20, REF_PLAIN, "mongotap:ignored-page");
+    settle();
+    cr_assert_eq(seen.count, 0, "mongotap:ignore... is a prefix: this one is ignored too");
+    sc_close(&k);
+    k = sc_open(st, 2, "127.0.0.1:2");
+    send_parent(&k, 50, 20, REF_PLAIN, "mongotap:page-7");
+    send_lookups(&k, 0, 50, 20, REF_PLAIN, "mongotap:page-7");
+    settle();
+    cr_assert_eq(seen.count, 1);
+    sc_close(&k);
+}
+
+static void setup_ignoring(const char *const *ns, size_t n)
+{
+    mt_stats_config_t cfg;
+    teardown();
+    mt_stats_config_defaults(&cfg);
+    cfg.ignore_ns = ns;
+    cfg.nignore_ns = n;
+    cfg.on_finding = sc_on_finding;
+    cfg.on_finding_data = &seen;
+    memset(&seen, 0, sizeof seen);
+    st = mt_stats_new(&cfg, sc_now);
+    cr_assert_not_null(st);
+}
+
+static uint32_t findings_with_ignore_ns(const char *ns)
+{
+    const char *const list[] = {"other.x", ns};
+    setup_ignoring(list, 2);
+    sc_conn_t k = sc_open(st, 1, "127.0.0.1:1");
+    send_parent(&k, 50, 20, REF_PLAIN, NULL);
+    send_lookups(&k, 0, 50, 20, REF_PLAIN, NULL);
+    settle();
+    sc_close(&k);
+    return seen.count;
+}
+
+Test(n1, ignore_ns_children_parent_database_or_elsewhere)
+{
+    cr_assert_eq(findings_with_ignore_ns("tvguide.channel"), 0, "the children's namespace");
+    cr_assert_eq(findings_with_ignore_ns("tvguide.show"), 0, "the parent's namespace");
+    cr_assert_eq(findings_with_ignore_ns("tvguide.*"), 0, "the whole database");
+    cr_assert_eq(findings_with_ignore_ns("tvguide.chan"), 1, "not a prefix match");
+    cr_assert_eq(findings_with_ignore_ns("tv.*"), 1, "not a prefix of the database");
+}

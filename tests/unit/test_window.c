@@ -517,6 +517,32 @@ Test(window, flush_closes_keyed_windows_at_shutdown)
     cr_assert_eq(closed_windows(), 1);
 }
 
+Test(window, an_ignore_comment_opens_no_keyed_window_and_is_marked)
+{
+    sc_conn_t k = sc_open(st, 1, "127.0.0.1:1");
+    find_one(&k, "c", NULL, 1 * MS);
+    find_one(&k, "seed", "mongotap:ignore-seed", 1 * MS);
+    cr_assert_eq(open_windows(), 1, "the connection's window, no keyed one");
+    tick_after(200 * MS);
+
+    char *json = mt_stats_windows_json(st, 0, false, NULL);
+    bson_t *doc = sc_parse(json);
+    cr_assert_eq(sc_array_len(doc, "windows"), 1);
+    cr_assert(sc_is_null(doc, "windows.0.key"));
+    cr_assert_eq(sc_array_len(doc, "windows.0.commands"), 2);
+    bson_iter_t it;
+    cr_assert_not(bson_iter_init_find(&it, doc, "windows.0.commands.0.ignored") ||
+                      (bson_iter_init(&it, doc) &&
+                       bson_iter_find_descendant(&it, "windows.0.commands.0.ignored", &it)),
+                  "only ignored commands say so");
+    cr_assert(bson_iter_init(&it, doc) &&
+              bson_iter_find_descendant(&it, "windows.0.commands.1.ignored", &it) &&
+              bson_iter_as_bool(&it));
+    bson_destroy(doc);
+    bson_free(json);
+    sc_close(&k);
+}
+
 /* ---- one window in detail, and the windows kept ---------------------------- */
 
 static uint32_t next_ref = 1;

@@ -1,0 +1,101 @@
+# Turns usage.txt, the one text of `mongotap --help`, into
+#   MODE=c    a C file defining mt_cli_usage (the text, byte for byte)
+#   MODE=man  the manual page (roff), VERSION in its title line
+# The text follows a few layout rules that the page is built from:
+#   first line            "mongotap - what it is" (NAME)
+#   "Heading:"            a line at column 0 ending in ':' starts a section
+#   "  TERM  text"        two spaces in: an item; the term ends at the first double space
+#   "        more text"   deeper: continues the item above
+#   other lines           paragraph text; a blank line ends a paragraph
+cmake_minimum_required(VERSION 3.18)
+
+file(READ "${IN}" text)
+
+if(MODE STREQUAL "c")
+  string(REPLACE "\\" "\\\\" text "${text}")
+  string(REPLACE "\"" "\\\"" text "${text}")
+  string(REPLACE "\n" "\\n\"\n    \"" text "${text}")
+  file(WRITE "${OUT}.tmp"
+    "/* generated from proxy/usage.txt by usage.cmake: edit that file */\n"
+    "const char mt_cli_usage[] =\n    \"${text}\";\n")
+  file(COPY_FILE "${OUT}.tmp" "${OUT}" ONLY_IF_DIFFERENT)
+  file(REMOVE "${OUT}.tmp")
+  return()
+endif()
+
+if(NOT MODE STREQUAL "man")
+  message(FATAL_ERROR "usage.cmake: MODE must be c or man")
+endif()
+
+# roff: backslashes and minus signs escaped, no line may start with a control character
+function(roff_escape out s)
+  string(REPLACE "\\" "\\e" s "${s}")
+  string(REPLACE "-" "\\-" s "${s}")
+  if(s MATCHES "^[.']")
+    set(s "\\&${s}")
+  endif()
+  set(${out} "${s}" PARENT_SCOPE)
+endfunction()
+
+# List-safe lines: ';' and brackets would split or join CMake list elements.
+string(REPLACE ";" "@SEMICOLON@" text "${text}")
+string(REPLACE "[" "@LBRACKET@" text "${text}")
+string(REPLACE "]" "@RBRACKET@" text "${text}")
+string(REGEX REPLACE "\n$" "" text "${text}")
+string(REPLACE "\n" ";" lines "${text}")
+
+set(page ".TH MONGOTAP 1 \"\" \"mongotap ${VERSION}\" \"User Commands\"\n")
+set(first TRUE)
+set(para FALSE) # a blank line or an item came: the next text starts a new paragraph
+foreach(line IN LISTS lines)
+  if(first)
+    string(REGEX REPLACE "^([^ ]+) - (.*)$" "\\1;\\2" parts "${line}")
+    list(GET parts 0 name)
+    list(GET parts 1 what)
+    roff_escape(what "${what}")
+    string(APPEND page ".SH NAME\n${name} \\- ${what}\n")
+    set(first FALSE)
+  elseif(line STREQUAL "")
+    set(para TRUE)
+  elseif(line MATCHES "^[^ ].*:$")
+    string(REGEX REPLACE ":$" "" heading "${line}")
+    string(TOUPPER "${heading}" heading)
+    roff_escape(heading "${heading}")
+    string(APPEND page ".SH \"${heading}\"\n")
+    set(para FALSE)
+  elseif(line MATCHES "^  [^ ]")
+    string(SUBSTRING "${line}" 2 -1 rest)
+    string(FIND "${rest}" "  " gap)
+    if(gap EQUAL -1)
+      set(term "${rest}")
+      set(desc "")
+    else()
+      string(SUBSTRING "${rest}" 0 ${gap} term)
+      string(SUBSTRING "${rest}" ${gap} -1 desc)
+      string(STRIP "${desc}" desc)
+    endif()
+    roff_escape(term "${term}")
+    roff_escape(desc "${desc}")
+    string(APPEND page ".TP\n\\fB${term}\\fR\n")
+    if(NOT desc STREQUAL "")
+      string(APPEND page "${desc}\n")
+    endif()
+    set(para TRUE)
+  elseif(line MATCHES "^   ")
+    string(STRIP "${line}" more)
+    roff_escape(more "${more}")
+    string(APPEND page "${more}\n")
+  else()
+    if(para)
+      string(APPEND page ".PP\n")
+    endif()
+    roff_escape(line "${line}")
+    string(APPEND page "${line}\n")
+    set(para FALSE)
+  endif()
+endforeach()
+
+string(REPLACE "@SEMICOLON@" ";" page "${page}")
+string(REPLACE "@LBRACKET@" "[" page "${page}")
+string(REPLACE "@RBRACKET@" "]" page "${page}")
+file(WRITE "${OUT}" "${page}")
