@@ -603,6 +603,11 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
                 mt_web_page_len);
         return 0;
     }
+    /* browsers ask for it beside the HTML report: nothing, rather than a 404 */
+    if (path_is(req, "/favicon.ico") && (method_is(req, "GET") || method_is(req, "HEAD"))) {
+        respond(req, 204, "No Content", "image/x-icon", "", 0);
+        return 0;
+    }
     if (a->cfg->admin_token) {
         ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
         if (i < 0 || !mt_admin_token_ok(a->cfg->admin_token, req->headers.entries[i].value.base,

@@ -430,6 +430,43 @@ static void cmds_bson(const mt_window_t *w, uint32_t lo, uint32_t hi, bson_t *do
     bson_append_array_end(doc, &arr);
 }
 
+#define SUMMARY_NAMESPACES 8
+
+/* The namespaces its commands touched, in order of first use: the first few,
+ * and whether there were more. */
+static void namespaces_bson(const mt_window_t *w, bson_t *doc)
+{
+    const mt_window_cmd_t *seen[SUMMARY_NAMESPACES];
+    uint32_t n = 0;
+    bool more = false;
+    bson_t arr;
+    char k[16], ns[MT_CMD_NS_MAX + 2];
+
+    BSON_APPEND_ARRAY_BEGIN(doc, "namespaces", &arr);
+    for (uint32_t i = 0; i < w->ncmds; i++) {
+        const mt_window_cmd_t *c = &w->cmds[i];
+        bool known = false;
+        for (uint32_t j = 0; j < n && !known; j++)
+            known =
+                strcmp(seen[j]->db, c->db) == 0 && strcmp(seen[j]->collection, c->collection) == 0;
+        if (known)
+            continue;
+        if (n == SUMMARY_NAMESPACES) {
+            more = true;
+            break;
+        }
+        seen[n] = c;
+        if (*c->collection)
+            bson_snprintf(ns, sizeof ns, "%s.%s", c->db, c->collection);
+        else
+            bson_snprintf(ns, sizeof ns, "%s", c->db);
+        const char *key = index_key(n++, k);
+        BSON_APPEND_UTF8(&arr, key, ns);
+    }
+    bson_append_array_end(doc, &arr);
+    BSON_APPEND_BOOL(doc, "namespaces_truncated", more);
+}
+
 /* The fields a window row and a window page share. */
 static void summary_bson(const mt_window_t *w, bson_t *doc)
 {
@@ -448,6 +485,7 @@ static void summary_bson(const mt_window_t *w, bson_t *doc)
     BSON_APPEND_INT64(doc, "total_commands", (int64_t)w->total_cmds);
     BSON_APPEND_INT64(doc, "commands_kept", (int64_t)w->ncmds);
     BSON_APPEND_INT32(doc, "segment_count", (int32_t)w->ncuts);
+    namespaces_bson(w, doc);
 }
 
 void mt_window_bson(const mt_window_t *w, bool with_commands, bson_t *doc)
