@@ -536,18 +536,12 @@ int mt_baseline_cmd_main(int argc, char **argv)
         case 'h':
             fputs(mt_cli_usage, stdout);
             return 0;
-        case ':':
-            fprintf(stderr, "mongotap baseline: %s: missing value\n", argv[optind - 1]);
-            return 2;
         default:
-            fprintf(stderr, "mongotap baseline: unknown flag '%s'\n", argv[optind - 1]);
-            return 2;
+            return mt_cli_getopt_error("baseline", c, argv, optind);
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "mongotap baseline: unexpected argument '%s'\n", argv[optind]);
+    if (mt_cli_extra_argument("baseline", argc, argv, optind))
         return 2;
-    }
 
     signal(SIGPIPE, SIG_IGN);
     switch (mt_httpc_fetch(admin, token, "/api/findings", MT_BASELINE_TIMEOUT_MS, &body, &len, err,

@@ -401,3 +401,38 @@ mt_cli_result_t mt_cli_parse(int argc, char **argv, mt_cli_getenv_fn env, mt_cli
         rc = mt_cli_apply_flag(cfg, argc, argv, &i, err, errlen);
     return rc == MT_CLI_RUN ? mt_cli_finish(cfg, err, errlen) : rc;
 }
+
+int mt_cli_outcome(mt_cli_result_t r, const char *prog, const char *err)
+{
+    switch (r) {
+    case MT_CLI_HELP:
+        fputs(mt_cli_usage, stdout);
+        return 0;
+    case MT_CLI_VERSION:
+        printf("mongotap %s\n", MT_VERSION);
+        return 0;
+    case MT_CLI_ERROR:
+        fprintf(stderr, "%s: %s\n", prog, err);
+        return 2;
+    case MT_CLI_RUN:
+        break;
+    }
+    return -1;
+}
+
+int mt_cli_getopt_error(const char *cmd, int opt, char **argv, int optind_now)
+{
+    if (opt == ':')
+        fprintf(stderr, "mongotap %s: %s: missing value\n", cmd, argv[optind_now - 1]);
+    else
+        fprintf(stderr, "mongotap %s: unknown flag '%s'\n", cmd, argv[optind_now - 1]);
+    return 2;
+}
+
+bool mt_cli_extra_argument(const char *cmd, int argc, char **argv, int optind_now)
+{
+    if (optind_now >= argc)
+        return false;
+    fprintf(stderr, "mongotap %s: unexpected argument '%s'\n", cmd, argv[optind_now]);
+    return true;
+}

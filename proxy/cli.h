@@ -91,4 +91,14 @@ bool mt_cli_is_loopback(const char *host);
 /* The text of --help and of the manual page, generated from usage.txt. */
 extern const char mt_cli_usage[];
 
+/* What a subcommand does with a parse result: -1 to go on, else the exit
+ * status, having printed the usage, the version or "prog: err". */
+int mt_cli_outcome(mt_cli_result_t r, const char *prog, const char *err);
+
+/* getopt's ':' (missing value) and '?' (unknown flag) for subcommand cmd:
+ * one line on stderr, returns the exit status 2. */
+int mt_cli_getopt_error(const char *cmd, int opt, char **argv, int optind_now);
+/* An argument left after the flags: one line on stderr; true when there is. */
+bool mt_cli_extra_argument(const char *cmd, int argc, char **argv, int optind_now);
+
 #endif

@@ -26,6 +26,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "cli.h"
 #include "detect.h"
 #include "httpc.h"
 
@@ -1601,18 +1602,12 @@ static int parse_args(int argc, char **argv, const char **admin, const char **to
         case 'h':
             usage(stdout);
             return -1;
-        case ':':
-            fprintf(stderr, "mongotap console: %s: missing value\n", argv[optind - 1]);
-            return 2;
         default:
-            fprintf(stderr, "mongotap console: unknown flag '%s'\n", argv[optind - 1]);
-            return 2;
+            return mt_cli_getopt_error("console", c, argv, optind);
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "mongotap console: unexpected argument '%s'\n", argv[optind]);
+    if (mt_cli_extra_argument("console", argc, argv, optind))
         return 2;
-    }
     return 0;
 }
 

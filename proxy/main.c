@@ -59,29 +59,21 @@ static int run_proxy(int argc, char **argv)
 {
     char err[512];
 
-    switch (mt_cli_parse(argc, argv, env_lookup, &proxy.cfg, err, sizeof(err))) {
-    case MT_CLI_HELP:
-        fputs(mt_cli_usage, stdout);
-        return 0;
-    case MT_CLI_VERSION:
-        printf("mongotap %s\n", MT_VERSION);
-        return 0;
-    case MT_CLI_ERROR:
-        fprintf(stderr, "mongotap: %s\n", err);
-        return 2;
-    case MT_CLI_RUN:
-        break;
-    }
+    int done = mt_cli_outcome(mt_cli_parse(argc, argv, env_lookup, &proxy.cfg, err, sizeof(err)),
+                              "mongotap", err);
+    if (done >= 0)
+        return done;
     mt_log_threshold = (mt_log_level_t)proxy.cfg.log_level;
     signal(SIGPIPE, SIG_IGN);
 
     proxy.loop = uv_default_loop();
-    if (mt_app_start(proxy.loop, &proxy.cfg, &proxy.app) != 0)
-        return 1;
+    /* caught before the app says it is ready (its callback runs once the loop does) */
     uv_signal_init(proxy.loop, &proxy.sigint);
     uv_signal_start(&proxy.sigint, signal_cb, SIGINT);
     uv_signal_init(proxy.loop, &proxy.sigterm);
     uv_signal_start(&proxy.sigterm, signal_cb, SIGTERM);
+    if (mt_app_start(proxy.loop, &proxy.cfg, &proxy.app) != 0)
+        return 1;
     uv_run(proxy.loop, UV_RUN_DEFAULT);
     return mt_app_exit_code(proxy.app);
 }

@@ -121,18 +121,12 @@ int mt_report_cmd_main(int argc, char **argv)
         case 'h':
             fputs(mt_cli_usage, stdout);
             return 0;
-        case ':':
-            fprintf(stderr, "mongotap report: %s: missing value\n", argv[optind - 1]);
-            return 2;
         default:
-            fprintf(stderr, "mongotap report: unknown flag '%s'\n", argv[optind - 1]);
-            return 2;
+            return mt_cli_getopt_error("report", c, argv, optind);
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "mongotap report: unexpected argument '%s'\n", argv[optind]);
+    if (mt_cli_extra_argument("report", argc, argv, optind))
         return 2;
-    }
 
     signal(SIGPIPE, SIG_IGN);
     snprintf(path, sizeof(path), "/api/report?format=%s",

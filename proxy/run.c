@@ -787,19 +787,10 @@ int mt_run_main(int argc, char **argv)
     const char *old;
     int rc;
 
-    switch (mt_run_parse(argc, argv, env_lookup, &run.opts, err, sizeof(err))) {
-    case MT_CLI_HELP:
-        fputs(mt_cli_usage, stdout);
-        return 0;
-    case MT_CLI_VERSION:
-        printf("mongotap %s\n", MT_VERSION);
-        return 0;
-    case MT_CLI_ERROR:
-        fprintf(stderr, "mongotap run: %s\n", err);
-        return 2;
-    case MT_CLI_RUN:
-        break;
-    }
+    int done = mt_cli_outcome(mt_run_parse(argc, argv, env_lookup, &run.opts, err, sizeof(err)),
+                              "mongotap run", err);
+    if (done >= 0)
+        return done;
     old = getenv(run.opts.env_name);
     if (mt_run_resolve_upstream(&run.opts, env_lookup, run.upstream_why, sizeof(run.upstream_why),
                                 err, sizeof(err)) != 0) {
