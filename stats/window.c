@@ -348,14 +348,6 @@ static void append_key(bson_t *doc, const mt_window_t *w)
         BSON_APPEND_NULL(doc, "key");
 }
 
-static void str_or_null(bson_t *doc, const char *key, const char *v)
-{
-    if (v && *v)
-        bson_append_utf8(doc, key, -1, v, -1);
-    else
-        bson_append_null(doc, key, -1);
-}
-
 static const char *index_key(uint32_t i, char buf[16])
 {
     const char *key;
@@ -413,8 +405,9 @@ static void cmd_bson(const mt_window_t *w, uint32_t i, bson_t *c)
         BSON_APPEND_NULL(c, "role");
     else
         BSON_APPEND_UTF8(c, "role", mt_window_role_str(m->role));
-    str_or_null(c, "finding",
-                m->finding > 0 && m->finding <= w->findings ? w->found[m->finding - 1].id : NULL);
+    mt_json_str_or_null(c, "finding",
+                        m->finding > 0 && m->finding <= w->findings ? w->found[m->finding - 1].id
+                                                                    : NULL);
 }
 
 static void cmds_bson(const mt_window_t *w, uint32_t lo, uint32_t hi, bson_t *doc)
@@ -476,9 +469,9 @@ static void summary_bson(const mt_window_t *w, bson_t *doc)
     BSON_APPEND_UTF8(doc, "url", url);
     BSON_APPEND_INT64(doc, "connection_id", (int64_t)w->conn_id);
     append_key(doc, w);
-    str_or_null(doc, "client", w->client_addr);
-    str_or_null(doc, "app_name", w->app_name);
-    str_or_null(doc, "driver", w->driver);
+    mt_json_str_or_null(doc, "client", w->client_addr);
+    mt_json_str_or_null(doc, "app_name", w->app_name);
+    mt_json_str_or_null(doc, "driver", w->driver);
     BSON_APPEND_BOOL(doc, "open", !w->closed);
     BSON_APPEND_UTF8(doc, "started_at", mt_clock_iso8601(w->started_ms, iso));
     BSON_APPEND_DOUBLE(doc, "duration_ms", mt_json_ms(mt_window_duration_ns(w)));

@@ -34,10 +34,7 @@ void mt_finding_suggestion(const mt_window_t *w, const mt_detect_result_t *r, ch
 
 void mt_finding_str_or_null(bson_t *doc, const char *key, const char *v)
 {
-    if (v && *v)
-        bson_append_utf8(doc, key, -1, v, -1);
-    else
-        bson_append_null(doc, key, -1);
+    mt_json_str_or_null(doc, key, v);
 }
 
 /* The window object: the whole window, or the segment the finding is in. */
