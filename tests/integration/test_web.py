@@ -436,3 +436,24 @@ def test_findings_fold_by_pattern_and_link_to_their_window(mongotap, seed, dbnam
                              document.querySelectorAll('#timeline tbody tr').length === 2; })()""",
            pattern["example_window"], what="the report's window in the console")
     assert b.problems() == []
+
+
+def test_with_a_token_the_report_copy_links_back_to_its_windows(mongotap, dbname, browser):
+    tap = mongotap("--admin-token", "tok-456")
+    lazy_scenario.run(tap.uri(dbname))
+    finding = lazy_scenario.wait_for_finding(tap, token="tok-456")
+    b = browser()
+    b.open(tap.admin_url + "/#token=tok-456")
+    b.wait(LIVE, what="live with the token")
+    # the report is fetched with the token and opened as a copy in a new tab
+    b.call("popup", selector="#report-link")
+    b.wait("document.querySelector('a.window')", what="the report copy with its window links")
+    href = b.eval("document.querySelector('a.window[href$=\"window=' + arg + '\"]').href",
+                  finding["window"]["id"])
+    assert href.startswith(tap.admin_url + "/#token="), href
+    b.click('a.window[href$="window=%d"]' % finding["window"]["id"])
+    b.wait("""(() => { const d = document.getElementById('window-detail');
+                      return location.hash === '#window=' + arg && !d.hidden &&
+                             document.querySelector('#timeline tr.fold'); })()""",
+           finding["window"]["id"], what="the window, the token out of the address bar")
+    assert b.problems() == []
