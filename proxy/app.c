@@ -226,6 +226,7 @@ int mt_app_start(uv_loop_t *loop, const mt_cli_config_t *cfg, mt_app_t **out)
     scfg.window_max_ms = cfg->window_max_ms;
     scfg.n1_threshold = cfg->n1_threshold;
     scfg.max_shapes = cfg->max_shapes;
+    scfg.keep_windows = cfg->keep_windows;
     scfg.log_values = cfg->log_values;
     for (size_t i = 0; i < cfg->nignore_ns; i++)
         a->ignore_ns[i] = cfg->ignore_ns[i];

@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "log.h"
+#include "stats.h"
 
 typedef enum {
     OPT_HOSTPORT,
@@ -54,6 +55,7 @@ static const opt_t options[] = {
     {"--report", "MONGOTAP_REPORT", OPT_STRING, OFF(report_path), 0, 0},
     {"--max-connections", "MONGOTAP_MAX_CONNECTIONS", OPT_U32, OFF(max_connections), 1, 1000000},
     {"--max-shapes", "MONGOTAP_MAX_SHAPES", OPT_U32, OFF(max_shapes), 1, 10000000},
+    {"--keep-windows", "MONGOTAP_KEEP_WINDOWS", OPT_U32, OFF(keep_windows), 1, MT_WINDOW_KEEP_MAX},
     {"--log-level", "MONGOTAP_LOG_LEVEL", OPT_LEVEL, OFF(log_level), 0, 0},
     {"--log-values", "MONGOTAP_LOG_VALUES", OPT_BOOL, OFF(log_values), 0, 0},
     {"--ignore-ns", "MONGOTAP_IGNORE_NS", OPT_NAMESPACE, OFF(ignore_ns), 0, 0},
@@ -74,6 +76,7 @@ void mt_cli_defaults(mt_cli_config_t *cfg)
     cfg->n1_threshold = 5;
     cfg->max_connections = 10000;
     cfg->max_shapes = 10000;
+    cfg->keep_windows = MT_WINDOW_KEEP_DEFAULT;
     cfg->log_level = MT_LOG_INFO;
 }
 

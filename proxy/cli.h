@@ -36,7 +36,8 @@ typedef struct {
     const char *report_path;  /* NULL when none */
     uint32_t max_connections;
     uint32_t max_shapes;
-    int log_level; /* mt_log_level_t */
+    uint32_t keep_windows; /* closed windows kept for /api/windows */
+    int log_level;         /* mt_log_level_t */
     bool log_values;
     const char *redact_fields; /* POSIX extended regex (checked to compile), or NULL */
     /* --ignore-ns: "db.collection" or "db.*" */

@@ -35,7 +35,8 @@ struct mt_stats_conn {
 
 struct mt_stats {
     mt_stats_config_t cfg;
-    uint64_t counters[MT_STAT__COUNT];
+    uint64_t counters[MT_STAT__COUNT]; /* since start: what /metrics shows */
+    uint64_t baseline[MT_STAT__COUNT]; /* counters at the last reset, for the JSON views */
     uint64_t start_ns;
     int64_t start_ms;
     mt_cursors_t cursors;
@@ -63,5 +64,8 @@ struct mt_stats {
 
 /* Wall-clock ms for a monotonic time. */
 int64_t mt__stats_wall_ms(const mt_stats_t *st, uint64_t now_ns);
+
+/* A window by id, open or kept closed; NULL when gone. */
+mt_window_t *mt__stats_window(const mt_stats_t *st, uint64_t id);
 
 #endif

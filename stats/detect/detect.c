@@ -179,16 +179,21 @@ size_t mt_detect_window(mt_window_t *w, const mt_detect_config_t *cfg, mt_detect
 {
     mt_detect_ctx_t ctx = {.w = w, .out = out, .max = max};
     uint32_t lo = 0, hi, segment = 0;
+    mt_window_range_t *cuts = NULL;
 
     ctx.threshold = cfg->threshold < 1 ? 1 : cfg->threshold;
     if (w->ncmds == 0 || max == 0)
         return 0;
     ctx.pool = bson_malloc(w->ncmds * sizeof(*ctx.pool));
     hi = next_boundary(w, 0, ctx.threshold);
-    if (hi < w->ncmds)
-        segment = 1; /* the window is cut: number its segments */
+    if (hi < w->ncmds) {
+        segment = 1; /* the window is cut: number its segments, and keep them */
+        cuts = bson_malloc(w->ncmds * sizeof(*cuts));
+    }
     for (;;) {
         analyse_segment(&ctx, lo, hi, segment);
+        if (cuts)
+            cuts[segment - 1] = (mt_window_range_t){lo, hi};
         if (hi >= w->ncmds)
             break;
         lo = hi;
@@ -196,6 +201,8 @@ size_t mt_detect_window(mt_window_t *w, const mt_detect_config_t *cfg, mt_detect
         segment++;
     }
     mark_roles(&ctx);
+    mt_window_set_segments(w, cuts, cuts ? segment : 0);
+    bson_free(cuts);
     bson_free(ctx.pool);
     return ctx.n;
 }

@@ -57,6 +57,7 @@ Test(cli, defaults_match_the_spec)
     cr_assert_eq(cfg.n1_threshold, 5);
     cr_assert_eq(cfg.max_connections, 10000);
     cr_assert_eq(cfg.max_shapes, 10000);
+    cr_assert_eq(cfg.keep_windows, 100);
     cr_assert_eq(cfg.log_level, MT_LOG_INFO);
     cr_assert_not(cfg.log_values);
 }
@@ -65,11 +66,12 @@ Test(cli, every_flag_both_forms)
 {
     mt_cli_config_t cfg;
     char err[256];
-    char **argv = ARGV("proxy", "--listen", "127.0.0.1:1001", "--listen=[::1]:1002", "--upstream",
-                       "db.internal:27019", "--admin=off", "--admin-token", "s3cret",
-                       "--window-gap-ms", "250", "--window-max-ms=60000", "--n1-threshold", "7",
-                       "--findings-log", "f.jsonl", "--report", "r.json", "--max-connections", "3",
-                       "--max-shapes=42", "--log-level", "debug", "--log-values");
+    char **argv =
+        ARGV("proxy", "--listen", "127.0.0.1:1001", "--listen=[::1]:1002", "--upstream",
+             "db.internal:27019", "--admin=off", "--admin-token", "s3cret", "--window-gap-ms",
+             "250", "--window-max-ms=60000", "--n1-threshold", "7", "--findings-log", "f.jsonl",
+             "--report", "r.json", "--max-connections", "3", "--max-shapes=42", "--keep-windows",
+             "5000", "--log-level", "debug", "--log-values");
 
     fake_env = NULL;
     cr_assert_eq(parse(&cfg, err, sizeof(err), argv), MT_CLI_RUN, "%s", err);
@@ -86,6 +88,7 @@ Test(cli, every_flag_both_forms)
     cr_assert_str_eq(cfg.report_path, "r.json");
     cr_assert_eq(cfg.max_connections, 3);
     cr_assert_eq(cfg.max_shapes, 42);
+    cr_assert_eq(cfg.keep_windows, 5000);
     cr_assert_eq(cfg.log_level, MT_LOG_DEBUG);
     cr_assert(cfg.log_values);
 }
@@ -100,6 +103,8 @@ Test(cli, environment_then_flags_win)
                                       "9",
                                       "MONGOTAP_LOG_VALUES",
                                       "true",
+                                      "MONGOTAP_KEEP_WINDOWS",
+                                      "250",
                                       NULL};
     mt_cli_config_t cfg;
     char err[256];
@@ -111,6 +116,7 @@ Test(cli, environment_then_flags_win)
     cr_assert_eq(cfg.nlisten, 2);
     cr_assert_eq(cfg.n1_threshold, 9);
     cr_assert(cfg.log_values);
+    cr_assert_eq(cfg.keep_windows, 250);
 
     cr_assert_eq(
         parse(&cfg, err, sizeof(err), ARGV("--upstream", "127.0.0.1:5", "--listen", "127.0.0.1:6")),
@@ -136,7 +142,7 @@ Test(cli, help_and_version)
         "--window-gap-ms", "--window-max-ms",   "--n1-threshold", "--findings-log",
         "--report",        "--max-connections", "--max-shapes",   "--log-level",
         "--log-values",    "--redact-fields",   "--tls-listen",   "--tls-cert",
-        "--tls-key",       "--dns-server",      "mongodb+srv://"};
+        "--tls-key",       "--dns-server",      "--keep-windows", "mongodb+srv://"};
     for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
         cr_assert_not_null(strstr(mt_cli_usage, flags[i]), "%s missing from --help", flags[i]);
 }
@@ -155,6 +161,8 @@ ParameterizedTestParameters(cli, bad_values)
         {{"--window-gap-ms", "-5"}, "--window-gap-ms"},
         {{"--window-gap-ms", "0"}, "--window-gap-ms"},
         {{"--n1-threshold", "1"}, "--n1-threshold"},
+        {{"--keep-windows", "0"}, "--keep-windows"},
+        {{"--keep-windows", "100001"}, "--keep-windows"},
         {{"--max-connections", "99999999999999999999"}, "--max-connections"},
         {{"--listen", "127.0.0.1"}, "--listen"},
         {{"--listen", "127.0.0.1:70000"}, "--listen"},
