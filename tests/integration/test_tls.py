@@ -210,11 +210,13 @@ def test_tls_upstream_that_never_answers_the_handshake(mongotap, certs):
 
 
 def test_plaintext_client_on_the_tls_listener(mongotap, certs):
-    tap = tls_tap(mongotap, certs, "127.0.0.1:9")
-    host, port = tap.tls_listen[0]
-    with helpers.raw_connect(host, port) as s:
-        s.sendall(helpers.op_msg({"ping": 1, "$db": "admin"}))
-        _, data = helpers.wait_closed(s, 5)
+    # an upstream that accepts and stays silent: the handshake is the only reason to close
+    with StalledUpstream() as stalled:
+        tap = tls_tap(mongotap, certs, stalled.address)
+        host, port = tap.tls_listen[0]
+        with helpers.raw_connect(host, port) as s:
+            s.sendall(helpers.op_msg({"ping": 1, "$db": "admin"}))
+            _, data = helpers.wait_closed(s, 5)
     assert not data.startswith(b"\x16"), "no handshake for a client that does not speak TLS"
     assert tap.wait_for_log(r"closed: client TLS handshake failed: client does not speak TLS: "
                             r"connect with tls=true, or to a --listen address", 5), tap.logs()
