@@ -1,12 +1,15 @@
 /*
  * mt-loadgen: a closed-loop load generator speaking OP_MSG on raw libuv
- * sockets. Each of N connections sends one request, waits for its reply, and
- * sends the next; after a warm-up, every reply's latency goes into a histogram
- * and one line of results is printed at the end.
+ * sockets (in TLS with --tls, over mongotap's own stream.c). Each of N
+ * connections sends one request, waits for its reply, and sends the next;
+ * after a warm-up, every reply's latency goes into a histogram and one line
+ * of results is printed at the end.
  */
 #include "bench_wire.h"
 #include "lathist.h"
 #include "loadgen.h"
+#include "stream.h"
+#include "tls.h"
 
 #include <bson/bson.h>
 #include <errno.h>
@@ -60,9 +63,9 @@ static const char *lg_phase_str(lg_phase_t p)
 typedef struct lg_run lg_run_t;
 
 typedef struct {
-    uv_tcp_t tcp;
+    mt_stream_t stream;
     uv_connect_t connect_req;
-    uv_write_t write_req; /* used only when a request does not fit one try_write */
+    mt_stream_write_t write_req; /* used only when a request does not fit one try_write */
     lg_run_t *run;
     int index;
     lg_conn_state_t state;
@@ -101,7 +104,9 @@ struct lg_run {
     uv_timer_t timer;
     uv_signal_t sigint;
     uv_signal_t sigterm;
-    bson_t find100_body; /* bodies that never change, shared by all connections */
+    mt_tls_ctx_t *tls;      /* --tls: the client context, else NULL */
+    mt_stream_pool_t *pool; /* ciphertext buffers for TLS */
+    bson_t find100_body;    /* bodies that never change, shared by all connections */
     bson_t big_insert_body;
     bson_t big_find_body;
     char *insert_payload; /* the string that pads an insert1k document */
@@ -322,9 +327,9 @@ static void conn_set_state(lg_conn_t *c, lg_conn_state_t state)
     c->state = state;
 }
 
-static void conn_close_cb(uv_handle_t *h)
+static void conn_close_cb(mt_stream_t *s)
 {
-    lg_conn_t *c = h->data;
+    lg_conn_t *c = s->data;
     free(c->rbuf);
     c->rbuf = NULL;
     c->rlen = c->rcap = 0;
@@ -335,7 +340,7 @@ static void conn_close(lg_conn_t *c)
     if (c->closing)
         return;
     c->closing = 1;
-    uv_close((uv_handle_t *)&c->tcp, conn_close_cb);
+    mt_stream_close(&c->stream, conn_close_cb);
 }
 
 /* What happens once no connection has work left. */
@@ -375,9 +380,9 @@ static void conn_fail(lg_conn_t *c, const char *why)
     maybe_all_done(run);
 }
 
-static void write_cb(uv_write_t *req, int status)
+static void write_cb(mt_stream_write_t *req, int status)
 {
-    lg_conn_t *c = req->data;
+    lg_conn_t *c = (lg_conn_t *)((char *)req - offsetof(lg_conn_t, write_req));
     c->write_pending = 0;
     if (status < 0) {
         if (status != UV_ECANCELED)
@@ -412,7 +417,7 @@ static void conn_send(lg_conn_t *c)
 
     uv_buf_t bufs[2] = {uv_buf_init((char *)c->prefix, MT_BW_MSG_PREFIX_LEN),
                         uv_buf_init((char *)data, body->len)};
-    int n = uv_try_write((uv_stream_t *)&c->tcp, bufs, 2);
+    int n = mt_stream_try_write(&c->stream, bufs, 2);
     if (n < 0 && n != UV_EAGAIN) {
         conn_fail(c, uv_strerror(n));
         return;
@@ -430,8 +435,7 @@ static void conn_send(lg_conn_t *c)
         size_t off = done - MT_BW_MSG_PREFIX_LEN;
         rest[nbufs++] = uv_buf_init((char *)data + off, (unsigned)(body->len - off));
     }
-    c->write_req.data = c;
-    int rc = uv_write(&c->write_req, (uv_stream_t *)&c->tcp, rest, nbufs, write_cb);
+    int rc = mt_stream_write(&c->write_req, &c->stream, rest, nbufs, write_cb);
     if (rc != 0) {
         conn_fail(c, uv_strerror(rc));
         return;
@@ -496,11 +500,10 @@ static void conn_on_reply(lg_conn_t *c, const uint8_t *msg, size_t len)
     conn_continue(c);
 }
 
-static void alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+static void alloc_cb(mt_stream_t *s, uv_buf_t *buf)
 {
-    lg_conn_t *c = handle->data;
+    lg_conn_t *c = s->data;
     size_t need = LG_READ_MIN;
-    (void)suggested;
     if (c->rlen >= MT_BW_HEADER_LEN) {
         int32_t mlen = (int32_t)mt_bw_ld32(c->rbuf);
         if (mt_bw_length_ok(mlen) && (size_t)mlen > c->rlen)
@@ -521,9 +524,9 @@ static void alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init((char *)c->rbuf + c->rlen, (unsigned)(c->rcap - c->rlen));
 }
 
-static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+static void read_cb(mt_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
-    lg_conn_t *c = stream->data;
+    lg_conn_t *c = s->data;
     (void)buf;
     if (nread < 0) {
         conn_fail(c, nread == UV_EOF ? "closed by the target" : uv_strerror((int)nread));
@@ -599,18 +602,17 @@ static void all_settled(lg_run_t *run)
     }
 }
 
-static void connect_cb(uv_connect_t *req, int status)
+/* Connected (and, with --tls, through the handshake): the connection runs. */
+static void conn_ready(lg_conn_t *c, int status)
 {
-    lg_conn_t *c = req->data;
     lg_run_t *run = c->run;
     run->pending_connects--;
     run->settled++;
     if (status < 0) {
-        conn_fail(c, uv_strerror(status));
+        conn_fail(c, status == UV_EPROTO ? mt_stream_tls_reason(&c->stream) : uv_strerror(status));
     } else if (run->phase != LG_PHASE_DONE) {
-        uv_tcp_nodelay(&c->tcp, 1);
         conn_set_state(c, LG_CONN_RUNNING);
-        uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+        mt_stream_read_start(&c->stream, alloc_cb, read_cb);
         if (run->o->mode == LG_MODE_IDLE)
             conn_send(c);
     }
@@ -619,6 +621,30 @@ static void connect_cb(uv_connect_t *req, int status)
     start_connects(run);
     if (run->settled == run->o->conns && !run->load_started)
         all_settled(run);
+}
+
+static void handshake_cb(mt_stream_t *s, int status)
+{
+    conn_ready(s->data, status);
+}
+
+static void connect_cb(uv_connect_t *req, int status)
+{
+    lg_conn_t *c = req->data;
+    lg_run_t *run = c->run;
+    mt_tls_t *tls;
+
+    if (status < 0 || !run->tls || run->phase == LG_PHASE_DONE) {
+        if (status == 0)
+            uv_tcp_nodelay(&c->stream.tcp, 1);
+        conn_ready(c, status);
+        return;
+    }
+    uv_tcp_nodelay(&c->stream.tcp, 1);
+    tls = mt_tls_new(run->tls, run->o->tls_host);
+    status = tls ? mt_stream_start_tls(&c->stream, tls, handshake_cb) : UV_ENOMEM;
+    if (status < 0)
+        conn_ready(c, status);
 }
 
 static void start_connects(lg_run_t *run)
@@ -634,8 +660,8 @@ static void start_connects(lg_run_t *run)
         lg_conn_t *c = &run->conns[run->next_to_connect++];
         c->connect_req.data = c;
         run->pending_connects++;
-        int rc =
-            uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *)&addr, connect_cb);
+        int rc = uv_tcp_connect(&c->connect_req, &c->stream.tcp, (const struct sockaddr *)&addr,
+                                connect_cb);
         if (rc != 0) {
             run->pending_connects--;
             run->settled++;
@@ -648,17 +674,6 @@ static void start_connects(lg_run_t *run)
         all_settled(run);
 }
 
-static void close_walk_cb(uv_handle_t *h, void *arg)
-{
-    (void)arg;
-    if (h->type == UV_TCP) {
-        lg_conn_t *c = h->data;
-        conn_close(c);
-    } else if (!uv_is_closing(h)) {
-        uv_close(h, NULL);
-    }
-}
-
 /* Ends the run: stops the clock and closes every handle so uv_run returns. */
 static void run_finish(lg_run_t *run)
 {
@@ -669,7 +684,11 @@ static void run_finish(lg_run_t *run)
     else
         run->measure_start = run->measure_end = uv_hrtime();
     run->phase = LG_PHASE_DONE;
-    uv_walk(run->loop, close_walk_cb, NULL);
+    for (int i = 0; i < run->o->conns; i++)
+        conn_close(&run->conns[i]);
+    uv_close((uv_handle_t *)&run->timer, NULL);
+    uv_close((uv_handle_t *)&run->sigint, NULL);
+    uv_close((uv_handle_t *)&run->sigterm, NULL);
 }
 
 static void signal_cb(uv_signal_t *s, int signum)
@@ -693,6 +712,20 @@ static int run_raw(const lg_opts_t *o, lg_result_t *res)
         free(run);
         return -1;
     }
+    if (o->tls_ca) {
+        char err[512];
+        mt_tls_client_opts_t topts = {.ca_file = o->tls_ca};
+        run->tls = mt_tls_client_ctx_new(&topts, err, sizeof(err));
+        run->pool = mt_stream_pool_new();
+        if (!run->tls || !run->pool) {
+            fprintf(stderr, "mt-loadgen: --tls: %s\n", run->tls ? "out of memory" : err);
+            mt_tls_ctx_free(run->tls);
+            mt_stream_pool_free(run->pool);
+            free(run->conns);
+            free(run);
+            return -1;
+        }
+    }
     build_static_bodies(run);
     for (int i = 0; i < o->conns; i++) {
         lg_conn_t *c = &run->conns[i];
@@ -701,8 +734,8 @@ static int run_raw(const lg_opts_t *o, lg_result_t *res)
         c->state = LG_CONN_CONNECTING;
         c->rng = 0x9e3779b97f4a7c15ull * (uint64_t)(i + 1);
         bson_init(&c->body);
-        uv_tcp_init(run->loop, &c->tcp);
-        c->tcp.data = c;
+        mt_stream_init(run->loop, &c->stream, run->pool);
+        c->stream.data = c;
     }
     uv_timer_init(run->loop, &run->timer);
     run->timer.data = run;
@@ -726,8 +759,10 @@ static int run_raw(const lg_opts_t *o, lg_result_t *res)
         bson_destroy(&run->conns[i].body);
     free_static_bodies(run);
     free(run->conns);
-    free(run);
     uv_loop_close(uv_default_loop());
+    mt_stream_pool_free(run->pool);
+    mt_tls_ctx_free(run->tls);
+    free(run);
     return 0;
 }
 
@@ -793,6 +828,9 @@ static void usage(FILE *out)
         "  --start N       shapes: number of the first field name f<N> (default 0)\n"
         "  --driver mongoc use libmongoc (one client and thread per connection; find1, find100)\n"
         "  --label NAME    name printed as \"target\" (default: the target address)\n"
+        "  --tls CAFILE    speak TLS, verifying the target's certificate against CAFILE\n"
+        "  --tls-host NAME the name sent as SNI and checked in the certificate (default\n"
+        "                  localhost)\n"
         "  --json          print one JSON line instead of a sentence\n"
         "idle mode prints 'ready idle conns=N' once every hello is answered and holds the\n"
         "connections until SIGTERM/SIGINT or --seconds.\n");
@@ -871,6 +909,7 @@ int main(int argc, char **argv)
         .seconds = 5,
         .warmup = 1,
         .count = 100000,
+        .tls_host = "localhost",
     };
     uint64_t conns = 1;
     int seconds_set = 0;
@@ -894,6 +933,10 @@ int main(int argc, char **argv)
             o.target = v;
         } else if (strcmp(a, "--label") == 0) {
             o.label = v;
+        } else if (strcmp(a, "--tls") == 0) {
+            o.tls_ca = v;
+        } else if (strcmp(a, "--tls-host") == 0) {
+            o.tls_host = v;
         } else if (strcmp(a, "--mode") == 0) {
             if (!parse_mode(v, &o.mode)) {
                 fprintf(stderr, "mt-loadgen: --mode: unknown mode: %s\n", v);
@@ -938,6 +981,10 @@ int main(int argc, char **argv)
     }
     if (o.label == NULL)
         o.label = o.target;
+    if (o.tls_ca && o.engine != LG_ENGINE_RAW) {
+        fprintf(stderr, "mt-loadgen: --tls: only with the raw engine\n");
+        return 2;
+    }
     if (!seconds_set && (lg_counted(&o) || o.mode == LG_MODE_IDLE))
         o.seconds = 0; /* no time limit unless asked */
     if (o.seconds <= 0 && !lg_counted(&o) && o.mode != LG_MODE_IDLE) {

@@ -44,6 +44,8 @@ typedef struct {
     int count_given;
     uint64_t start; /* shapes: first field number */
     int json;
+    const char *tls_ca;   /* --tls: CA file; NULL: plaintext */
+    const char *tls_host; /* SNI and the name checked */
 } lg_opts_t;
 
 typedef struct {

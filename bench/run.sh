@@ -4,7 +4,9 @@
 # every detector analyses a closed window every few requests), runs mt-loadgen against the targets
 # in interleaved rounds, reading each proxy's CPU time around each point, counts mongotap's
 # allocations per request, measures its memory with idle connections and under many distinct
-# query shapes, and prints a table.
+# query shapes, and prints a table. The tls point runs find1 with TLS on both sides: a TLS stub,
+# HAProxy with ssl on its bind and its server line, mongotap with --tls-listen and a tls=true
+# upstream (certificates from tests/fixtures/make_certs.sh).
 #
 #   bench/run.sh                 full run (3 rounds x 5 s per point, about 15 minutes)
 #   bench/run.sh --quick         a tiny run of every code path (the smoke test uses it)
@@ -21,7 +23,7 @@ PYTHON=${PYTHON:-python3}
 ROUNDS=3
 SECONDS_PER_POINT=5
 WARMUP=1
-MODES="find1 find100 insert1k big4m driver"
+MODES="find1 find100 insert1k big4m driver tls"
 CONNS="1 16 64"
 WINDOWS=1
 ALLOCS=1
@@ -40,7 +42,7 @@ usage: bench/run.sh [options]
   --rounds N         rounds over every point (default 3); targets are interleaved per point
   --seconds S        measured seconds per point (default 5)
   --warmup S         unmeasured seconds before each point (default 1)
-  --modes "M ..."    of find1 find100 insert1k big4m driver (default: all)
+  --modes "M ..."    of find1 find100 insert1k big4m driver tls (default: all)
   --conns "N ..."    connection counts (default "1 16 64"; driver uses those <= 16)
   --idle-conns N     idle connections for the memory test (default 10000)
   --shapes N         distinct shapes for the memory test (default 1000000; RSS also read at 100000)
@@ -59,7 +61,7 @@ EOF
 while [ $# -gt 0 ]; do
     case "$1" in
     --quick)
-        ROUNDS=1 SECONDS_PER_POINT=1 WARMUP=0.1 CONNS="8" MODES="find1 find100 big4m driver"
+        ROUNDS=1 SECONDS_PER_POINT=1 WARMUP=0.1 CONNS="8" MODES="find1 find100 big4m driver tls"
         IDLE_CONNS=300 SHAPES=6000 SHAPES_FIRST=1000 ALLOC_COUNT=2000
         shift ;;
     --rounds) ROUNDS=$2; shift 2 ;;
@@ -161,18 +163,26 @@ free_port() {
     "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# start_stub [NAME [ARGS...]]: sets STUB_PID and STUB_PORT.
 start_stub() {
-    "${PIN_SRV[@]}" "$STUB" --port 0 >"$WORK/stub.out" 2>"$WORK/stub.log" &
+    local name=${1:-stub}
+    shift || true
+    "${PIN_SRV[@]}" "$STUB" --port 0 "$@" >"$WORK/$name.out" 2>"$WORK/$name.log" &
     STUB_PID=$!
     PIDS+=("$STUB_PID")
-    wait_for_line "$WORK/stub.out" '^ready port=' "$STUB_PID" 10 || die "stub did not start: $(cat "$WORK/stub.log")"
-    STUB_PORT=$(sed -n 's/^ready port=//p' "$WORK/stub.out")
+    wait_for_line "$WORK/$name.out" '^ready port=' "$STUB_PID" 10 || die "stub did not start: $(cat "$WORK/$name.log")"
+    STUB_PORT=$(sed -n 's/^ready port=//p' "$WORK/$name.out")
 }
 
-# start_haproxy NAME MAXCONN: sets HAPROXY_PID and HAPROXY_ADDR. In daemon mode (-D) haproxy
-# returns only once its listener is bound, which is the readiness signal.
+# start_haproxy NAME MAXCONN [tls]: sets HAPROXY_PID and HAPROXY_ADDR. In daemon mode (-D) haproxy
+# returns only once its listener is bound, which is the readiness signal. With tls it terminates
+# TLS on its bind and speaks TLS to the TLS stub, verifying it as mongotap does.
 start_haproxy() {
-    local name=$1 maxconn=$2 port
+    local name=$1 maxconn=$2 port bind_opts="" server="127.0.0.1:$STUB_PORT"
+    if [ "${3:-}" = tls ]; then
+        bind_opts=" ssl crt $CERTS/server-combined.pem"
+        server="127.0.0.1:$TLS_STUB_PORT ssl verify required ca-file $CERTS/ca.pem sni str(localhost) verifyhost localhost"
+    fi
     port=$(free_port)
     cat >"$WORK/$name.cfg" <<EOF
 global
@@ -185,10 +195,10 @@ defaults
     timeout server 1h
     maxconn $maxconn
 frontend mongo
-    bind 127.0.0.1:$port
+    bind 127.0.0.1:$port$bind_opts
     default_backend stub
 backend stub
-    server stub 127.0.0.1:$STUB_PORT maxconn $maxconn
+    server stub $server maxconn $maxconn
 EOF
     "${PIN_SRV[@]}" haproxy -D -p "$WORK/$name.pid" -f "$WORK/$name.cfg" >"$WORK/$name.log" 2>&1 ||
         die "haproxy did not start: $(cat "$WORK/$name.log")"
@@ -216,6 +226,7 @@ start_mongotap() {
     line=$(grep -m1 'ready listen=' "$WORK/$name.log")
     MONGOTAP_ADDR=$(sed -E 's/.*ready listen=([^ ,]+).*/\1/' <<<"$line")
     MONGOTAP_ADMIN=$(sed -E 's/.*admin=([^ ]+).*/\1/' <<<"$line")
+    MONGOTAP_TLS_ADDR=$(sed -nE 's/.* tls_listen=([^ ,]+).*/\1/p' <<<"$line")
 }
 
 # /api/stats once mongotap has seen every connection close (or after 5 s: then as is).
@@ -251,6 +262,8 @@ run_point() {
     local round=$1 target=$2 addr=$3 pid=$4 mode=$5 conns=$6 line args u0 s0 u1 s1
     if [ "$mode" = driver ]; then
         args=(--driver mongoc --mode find1)
+    elif [ "$mode" = tls ]; then
+        args=(--tls "$CERTS/ca.pem" --mode find1)
     else
         args=(--mode "$mode")
     fi
@@ -261,8 +274,8 @@ run_point() {
     if [ -z "$line" ]; then
         line="{\"target\": \"$target\", \"mode\": \"${args[-1]}\", \"conns\": $conns, \"requests\": 0, \"errors\": 1, \"failed\": true}"
     fi
-    if [ "$mode" = driver ]; then
-        line=${line/\"mode\" : \"find1\"/\"mode\" : \"driver\"}
+    if [ "$mode" = driver ] || [ "$mode" = tls ]; then
+        line=${line/\"mode\" : \"find1\"/\"mode\" : \"$mode\"}
     fi
     # CPU time over the whole run, divided by every request of it (warm-up included)
     "$PYTHON" -c 'import json, sys
@@ -312,6 +325,27 @@ if [ $USE_MONGOTAP = 1 ]; then
         TARGETS+=("mongotap-windows $MONGOTAP_ADDR $MONGOTAP_PID")
     fi
 fi
+TLS_TARGETS=()
+if [[ " $MODES " == *" tls "* ]]; then
+    CERTS=$WORK/certs
+    "$ROOT/tests/fixtures/make_certs.sh" "$CERTS" >/dev/null || die "cannot make the TLS certificates"
+    cat "$CERTS/server.pem" "$CERTS/server.key" >"$CERTS/server-combined.pem"
+    PLAIN_STUB_PORT=$STUB_PORT PLAIN_STUB_PID=$STUB_PID
+    start_stub stub-tls --tls-cert "$CERTS/server.pem" --tls-key "$CERTS/server.key"
+    TLS_STUB_PORT=$STUB_PORT TLS_STUB_PID=$STUB_PID
+    STUB_PORT=$PLAIN_STUB_PORT STUB_PID=$PLAIN_STUB_PID
+    log "TLS stub upstream on 127.0.0.1:$TLS_STUB_PORT"
+    start_haproxy haproxy-tls "$HAPROXY_MAXCONN" tls
+    log "haproxy with ssl on both sides on $HAPROXY_ADDR (pid $HAPROXY_PID)"
+    TLS_TARGETS=("direct 127.0.0.1:$TLS_STUB_PORT $TLS_STUB_PID" "haproxy $HAPROXY_ADDR $HAPROXY_PID")
+    if [ $USE_MONGOTAP = 1 ]; then
+        start_mongotap mongotap-tls --tls-listen 127.0.0.1:0 --tls-cert "$CERTS/server.pem" \
+            --tls-key "$CERTS/server.key" \
+            --upstream "mongodb://localhost:$TLS_STUB_PORT/?tls=true&tlsCAFile=$CERTS/ca.pem&directConnection=true"
+        log "mongotap with TLS on both sides on $MONGOTAP_TLS_ADDR (pid $MONGOTAP_PID)"
+        TLS_TARGETS+=("mongotap $MONGOTAP_TLS_ADDR $MONGOTAP_PID")
+    fi
+fi
 
 for ((round = 1; round <= ROUNDS; round++)); do
     for mode in $MODES; do
@@ -321,9 +355,14 @@ for ((round = 1; round <= ROUNDS; round++)); do
             fi
             log "round $round/$ROUNDS: $mode, $conns connections"
             # rotate the order of the targets each round so none always runs first
-            n=${#TARGETS[@]}
+            if [ "$mode" = tls ]; then
+                targets=("${TLS_TARGETS[@]}")
+            else
+                targets=("${TARGETS[@]}")
+            fi
+            n=${#targets[@]}
             for ((k = 0; k < n; k++)); do
-                read -r name addr pid <<<"${TARGETS[$(((k + round - 1) % n))]}"
+                read -r name addr pid <<<"${targets[$(((k + round - 1) % n))]}"
                 run_point "$round" "$name" "$addr" "$pid" "$mode" "$conns"
             done
         done

@@ -5,6 +5,8 @@
  * run measures the proxy in front of it rather than the server.
  */
 #include "bench_wire.h"
+#include "stream.h"
+#include "tls.h"
 
 #include <bson/bson.h>
 #include <errno.h>
@@ -71,8 +73,8 @@ typedef struct {
 } stub_body_t;
 
 typedef struct {
-    uv_tcp_t tcp;
-    uint8_t *buf; /* unparsed input; whole messages are handled in place */
+    mt_stream_t stream; /* plaintext, or TLS with --tls-cert (mongotap's stream.c) */
+    uint8_t *buf;       /* unparsed input; whole messages are handled in place */
     size_t len;
     size_t cap;
     int closing;
@@ -81,7 +83,8 @@ typedef struct {
 /* One queued write: owns the header copy and, for replies built on demand,
  * the body (freed in the callback). Precomputed bodies are never freed here. */
 typedef struct {
-    uv_write_t req;
+    mt_stream_write_t req;
+    stub_conn_t *conn;
     uint8_t hdr[MT_BW_HEADER_LEN];
     uint8_t *owned;
 } stub_write_t;
@@ -90,6 +93,8 @@ static stub_body_t g_replies[STUB_REPLY_COUNT_];
 static int32_t g_next_request_id = 1;
 static uv_tcp_t g_listener;
 static uv_signal_t g_sigint, g_sigterm;
+static mt_tls_ctx_t *g_tls; /* --tls-cert/--tls-key, else NULL */
+static mt_stream_pool_t *g_pool;
 
 /* ---- replies built at start-up ---- */
 
@@ -274,9 +279,9 @@ static void free_replies(void)
 
 /* ---- connections ---- */
 
-static void conn_close_cb(uv_handle_t *h)
+static void conn_close_cb(mt_stream_t *s)
 {
-    stub_conn_t *c = h->data;
+    stub_conn_t *c = s->data;
     free(c->buf);
     free(c);
 }
@@ -286,13 +291,13 @@ static void conn_close(stub_conn_t *c)
     if (c->closing)
         return;
     c->closing = 1;
-    uv_close((uv_handle_t *)&c->tcp, conn_close_cb);
+    mt_stream_close(&c->stream, conn_close_cb);
 }
 
-static void write_cb(uv_write_t *req, int status)
+static void write_cb(mt_stream_write_t *req, int status)
 {
     stub_write_t *w = (stub_write_t *)req;
-    stub_conn_t *c = req->handle->data;
+    stub_conn_t *c = w->conn;
     free(w->owned);
     free(w);
     if (status < 0 && status != UV_ECANCELED)
@@ -318,7 +323,7 @@ static void send_reply(stub_conn_t *c, int32_t opcode, int32_t response_to, cons
 
     uv_buf_t bufs[2] = {uv_buf_init((char *)hdr, MT_BW_HEADER_LEN),
                         uv_buf_init((char *)body, (unsigned)body_len)};
-    int n = uv_try_write((uv_stream_t *)&c->tcp, bufs, 2);
+    int n = mt_stream_try_write(&c->stream, bufs, 2);
     if (n < 0 && n != UV_EAGAIN) {
         free(owned);
         conn_close(c);
@@ -338,6 +343,7 @@ static void send_reply(stub_conn_t *c, int32_t opcode, int32_t response_to, cons
     }
     memcpy(w->hdr, hdr, sizeof(hdr));
     w->owned = owned;
+    w->conn = c;
     uv_buf_t rest[2];
     unsigned nbufs = 0;
     if (done < MT_BW_HEADER_LEN) {
@@ -347,7 +353,7 @@ static void send_reply(stub_conn_t *c, int32_t opcode, int32_t response_to, cons
         size_t off = done - MT_BW_HEADER_LEN;
         rest[nbufs++] = uv_buf_init((char *)body + off, (unsigned)(body_len - off));
     }
-    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, rest, nbufs, write_cb) != 0) {
+    if (mt_stream_write(&w->req, &c->stream, rest, nbufs, write_cb) != 0) {
         free(w->owned);
         free(w);
         conn_close(c);
@@ -500,11 +506,10 @@ static void handle_message(stub_conn_t *c, const uint8_t *msg)
 
 /* Reads go straight into the connection's buffer; once a header is known the
  * buffer is sized for the whole message so a 4 MB request costs no extra copy. */
-static void alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+static void alloc_cb(mt_stream_t *s, uv_buf_t *buf)
 {
-    stub_conn_t *c = handle->data;
+    stub_conn_t *c = s->data;
     size_t need = STUB_READ_MIN;
-    (void)suggested;
     if (c->len >= MT_BW_HEADER_LEN) {
         int32_t mlen = (int32_t)mt_bw_ld32(c->buf);
         if (mt_bw_length_ok(mlen) && (size_t)mlen > c->len)
@@ -525,9 +530,9 @@ static void alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init((char *)c->buf + c->len, (unsigned)(c->cap - c->len));
 }
 
-static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+static void read_cb(mt_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
-    stub_conn_t *c = stream->data;
+    stub_conn_t *c = s->data;
     (void)buf;
     if (nread < 0) {
         conn_close(c);
@@ -554,6 +559,18 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
 }
 
+static void handshake_cb(mt_stream_t *s, int status)
+{
+    if (status != 0) {
+        if (status != UV_ECANCELED)
+            fprintf(stderr, "stub: TLS handshake failed: %s\n",
+                    status == UV_EPROTO ? mt_stream_tls_reason(s) : uv_strerror(status));
+        conn_close(s->data);
+        return;
+    }
+    mt_stream_read_start(s, alloc_cb, read_cb);
+}
+
 static void accept_cb(uv_stream_t *server, int status)
 {
     if (status < 0) {
@@ -563,33 +580,38 @@ static void accept_cb(uv_stream_t *server, int status)
     stub_conn_t *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return;
-    uv_tcp_init(server->loop, &c->tcp);
-    c->tcp.data = c;
-    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+    mt_stream_init(server->loop, &c->stream, g_pool);
+    c->stream.data = c;
+    if (uv_accept(server, (uv_stream_t *)&c->stream.tcp) != 0) {
         conn_close(c);
         return;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
-    uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+    uv_tcp_nodelay(&c->stream.tcp, 1);
+    if (g_tls) {
+        mt_tls_t *t = mt_tls_new(g_tls, NULL);
+        if (!t || mt_stream_start_tls(&c->stream, t, handshake_cb) != 0) {
+            if (!c->stream.tls)
+                mt_tls_free(t);
+            conn_close(c);
+        }
+        return;
+    }
+    mt_stream_read_start(&c->stream, alloc_cb, read_cb);
 }
 
 /* ---- start and stop ---- */
 
-static void close_any_cb(uv_handle_t *h)
-{
-    if (h->type == UV_TCP && h != (uv_handle_t *)&g_listener) {
-        conn_close_cb(h);
-    }
-}
-
+/* Connections close through their stream (which owns a timer in TLS);
+ * everything else directly. */
 static void walk_close(uv_handle_t *h, void *arg)
 {
     (void)arg;
     if (uv_is_closing(h))
         return;
     if (h->type == UV_TCP && h != (uv_handle_t *)&g_listener)
-        ((stub_conn_t *)h->data)->closing = 1;
-    uv_close(h, close_any_cb);
+        conn_close(((mt_stream_t *)h->data)->data);
+    else if (h->type != UV_TIMER)
+        uv_close(h, NULL);
 }
 
 static void signal_cb(uv_signal_t *s, int signum)
@@ -600,15 +622,17 @@ static void signal_cb(uv_signal_t *s, int signum)
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: mt-stub-upstream [--host 127.0.0.1] [--port N]\n"
-                 "  Serves hello, find (collections \"one\": 1 doc, \"hundred\": 100 docs,\n"
-                 "  \"big\": one 4 MiB doc), insert and getMore from precomputed replies.\n"
-                 "  --port 0 (default) picks a free port; 'ready port=N' is printed on stdout.\n");
+    fprintf(out,
+            "usage: mt-stub-upstream [--host 127.0.0.1] [--port N] [--tls-cert F --tls-key F]\n"
+            "  Serves hello, find (collections \"one\": 1 doc, \"hundred\": 100 docs,\n"
+            "  \"big\": one 4 MiB doc), insert and getMore from precomputed replies.\n"
+            "  --port 0 (default) picks a free port; 'ready port=N' is printed on stdout.\n"
+            "  --tls-cert/--tls-key (PEM): speak TLS instead of plaintext.\n");
 }
 
 int main(int argc, char **argv)
 {
-    const char *host = "127.0.0.1";
+    const char *host = "127.0.0.1", *cert = NULL, *key = NULL;
     long port = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--host") == 0 && i + 1 < argc) {
@@ -620,6 +644,10 @@ int main(int argc, char **argv)
                 fprintf(stderr, "mt-stub-upstream: --port: not a port number: %s\n", argv[i]);
                 return 2;
             }
+        } else if (strcmp(argv[i], "--tls-cert") == 0 && i + 1 < argc) {
+            cert = argv[++i];
+        } else if (strcmp(argv[i], "--tls-key") == 0 && i + 1 < argc) {
+            key = argv[++i];
         } else if (strcmp(argv[i], "--help") == 0) {
             usage(stdout);
             return 0;
@@ -630,6 +658,19 @@ int main(int argc, char **argv)
         }
     }
 
+    if (!cert != !key) {
+        fprintf(stderr, "mt-stub-upstream: --tls-cert and --tls-key go together\n");
+        return 2;
+    }
+    if (cert) {
+        char err[512];
+        g_tls = mt_tls_server_ctx_new(cert, key, err, sizeof(err));
+        g_pool = mt_stream_pool_new();
+        if (!g_tls || !g_pool) {
+            fprintf(stderr, "mt-stub-upstream: %s\n", g_tls ? "out of memory" : err);
+            return 1;
+        }
+    }
     signal(SIGPIPE, SIG_IGN);
     uv_loop_t *loop = uv_default_loop();
     build_replies();
@@ -676,5 +717,7 @@ int main(int argc, char **argv)
     uv_run(loop, UV_RUN_DEFAULT);
     uv_loop_close(loop);
     free_replies();
+    mt_stream_pool_free(g_pool);
+    mt_tls_ctx_free(g_tls);
     return 0;
 }

@@ -1,12 +1,21 @@
 #!/bin/bash
 # healthcheck.sh: the container HEALTHCHECK (installed as mongotap-healthcheck). Sends GET /healthz
-# to mongotap's admin endpoint over bash's /dev/tcp, so the image needs no curl or wget, and exits 0
-# only on a 200 answer. With the admin endpoint off it checks that the first listener accepts.
+# (liveness: the process answers), or with --ready GET /readyz (readiness: the upstream answers
+# too), to mongotap's admin endpoint over bash's /dev/tcp, so the image needs no curl or wget, and
+# exits 0 only on a 200 answer. With the admin endpoint off it checks that the first listener
+# accepts.
 #
-#   mongotap-healthcheck [PID]    PID: the mongotap process whose flags to honour (default 1)
+#   mongotap-healthcheck [--ready] [PID]    PID: the mongotap process whose flags to honour
+#                                           (default 1)
 #
 # It runs inside the container, so the default loopback admin address 127.0.0.1:27080 answers.
 set -u
+
+path=/healthz
+if [ "${1:-}" = --ready ]; then
+    path=/readyz
+    shift
+fi
 
 admin=${MONGOTAP_ADMIN:-127.0.0.1:27080}
 listen=${MONGOTAP_LISTEN:-127.0.0.1:27018}
@@ -69,16 +78,16 @@ if ! exec 3<>"/dev/tcp/$host/$port"; then
     echo "mongotap-healthcheck: cannot connect to the admin endpoint at $host:$port" >&2
     exit 1
 fi
-printf 'GET /healthz HTTP/1.0\r\nHost: %s:%s\r\nConnection: close\r\n\r\n' "$host" "$port" >&3
+printf 'GET %s HTTP/1.0\r\nHost: %s:%s\r\nConnection: close\r\n\r\n' "$path" "$host" "$port" >&3
 status=""
 IFS= read -r -t 5 status <&3
 exec 3>&-
 status=${status%$'\r'}
 case $status in
 "HTTP/1."[01]" 200"*)
-    echo "mongotap-healthcheck: $host:$port/healthz: $status"
+    echo "mongotap-healthcheck: $host:$port$path: $status"
     exit 0
     ;;
 esac
-echo "mongotap-healthcheck: $host:$port/healthz answered '${status:-nothing}'" >&2
+echo "mongotap-healthcheck: $host:$port$path answered '${status:-nothing}'" >&2
 exit 1

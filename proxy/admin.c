@@ -9,6 +9,7 @@
 #include "admin.h"
 
 #include <bson/bson.h>
+#include <errno.h>
 #include <h2o.h>
 #include <h2o/socket/uv-binding.h>
 #include <openssl/evp.h>
@@ -59,6 +60,7 @@ struct mt_admin {
     uv_loop_t *loop;
     const mt_cli_config_t *cfg;
     mt_stats_t *stats;
+    mt_monitor_t *monitor;
     h2o_globalconf_t config;
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;
@@ -151,7 +153,23 @@ static void respond_error(h2o_req_t *req, int status, const char *reason, const 
     bson_free(json);
 }
 
-/* Value of query parameter `name`, copied into out; false when absent. */
+/* Copies a query value into out, %XX and '+' decoded, cut to cap - 1 bytes. */
+static void query_decode(const char *v, size_t len, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len && n + 1 < cap; i++) {
+        unsigned char byte;
+        if (v[i] == '%' && i + 2 < len && h2o_hex_decode(&byte, v + i + 1, 2) == 0) {
+            out[n++] = byte ? (char)byte : ' '; /* a NUL would cut the value short */
+            i += 2;
+        } else {
+            out[n++] = v[i] == '+' ? ' ' : v[i];
+        }
+    }
+    out[n] = '\0';
+}
+
+/* Value of query parameter `name`, decoded into out; false when absent. */
 static bool query_param(h2o_req_t *req, const char *name, char *out, size_t cap)
 {
     const char *q, *end;
@@ -165,11 +183,7 @@ static bool query_param(h2o_req_t *req, const char *name, char *out, size_t cap)
         const char *amp = memchr(q, '&', (size_t)(end - q));
         const char *stop = amp ? amp : end;
         if ((size_t)(stop - q) > nlen && memcmp(q, name, nlen) == 0 && q[nlen] == '=') {
-            size_t vlen = (size_t)(stop - q) - nlen - 1;
-            if (vlen >= cap)
-                vlen = cap - 1;
-            memcpy(out, q + nlen + 1, vlen);
-            out[vlen] = '\0';
+            query_decode(q + nlen + 1, (size_t)(stop - q) - nlen - 1, out, cap);
             return true;
         }
         q = stop + 1;
@@ -177,24 +191,58 @@ static bool query_param(h2o_req_t *req, const char *name, char *out, size_t cap)
     return false;
 }
 
+/* A whole number from 1 to max in s; false otherwise. */
+static bool parse_count(const char *s, uint64_t max, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+
+    if (!s[0] || s[0] < '0' || s[0] > '9')
+        return false;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno || *end || v == 0 || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
 static bool query_limit(h2o_req_t *req, size_t def, size_t *out)
 {
-    char buf[24], *end;
-    unsigned long long v;
+    char buf[24];
+    uint64_t v;
 
     *out = def;
     if (!query_param(req, "limit", buf, sizeof(buf)))
         return true;
-    v = strtoull(buf, &end, 10);
-    if (!buf[0] || *end || buf[0] == '-' || v == 0 || v > 100000)
+    if (!parse_count(buf, 100000, &v))
         return false;
     *out = (size_t)v;
     return true;
 }
 
+/* Query flags: "1", "true", "yes". */
+static bool query_flag(h2o_req_t *req, const char *name)
+{
+    char buf[8];
+    return query_param(req, name, buf, sizeof(buf)) &&
+           (strcmp(buf, "1") == 0 || strcasecmp(buf, "true") == 0 || strcasecmp(buf, "yes") == 0);
+}
+
 static bool path_is(h2o_req_t *req, const char *path)
 {
     return h2o_memis(req->path_normalized.base, req->path_normalized.len, path, strlen(path));
+}
+
+/* The rest of the path after prefix (copied into out), or false. */
+static bool path_under(h2o_req_t *req, const char *prefix, char *out, size_t cap)
+{
+    size_t plen = strlen(prefix), len = req->path_normalized.len;
+    if (len <= plen || memcmp(req->path_normalized.base, prefix, plen) != 0 || len - plen >= cap)
+        return false;
+    memcpy(out, req->path_normalized.base + plen, len - plen);
+    out[len - plen] = '\0';
+    return true;
 }
 
 static bool method_is(h2o_req_t *req, const char *m)
@@ -448,6 +496,12 @@ static void tick_cb(uv_timer_t *t)
     bson_free(json);
 }
 
+void mt_admin_set_monitor(mt_admin_t *a, mt_monitor_t *monitor)
+{
+    if (a)
+        a->monitor = monitor;
+}
+
 void mt_admin_publish_finding(mt_admin_t *a, const char *json)
 {
     if (a)
@@ -456,11 +510,92 @@ void mt_admin_publish_finding(mt_admin_t *a, const char *json)
 
 /* ---- routes ----------------------------------------------------------- */
 
+/* Readiness for probes, which send no token and may name any Host: the
+ * reason (member names and errors) only to those who could read
+ * /api/upstream anyway. */
+static void serve_readyz(struct mt_admin *a, h2o_req_t *req)
+{
+    char body[640], why[512] = "shutting down";
+    bool said = !a->cfg->admin_token && host_allowed(a, req);
+    int n;
+
+    if (a->monitor && mt_monitor_ready(a->monitor)) {
+        respond(req, 200, "OK", "text/plain; charset=utf-8", "ready\n", 6);
+        return;
+    }
+    if (!said) {
+        ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+        said = i >= 0 && mt_admin_token_ok(a->cfg->admin_token, req->headers.entries[i].value.base,
+                                           req->headers.entries[i].value.len);
+    }
+    if (a->monitor)
+        mt_monitor_not_ready_reason(a->monitor, why, sizeof(why));
+    n = snprintf(body, sizeof(body), said ? "not ready: %s\n" : "not ready\n", why);
+    respond(req, 503, "Service Unavailable", "text/plain; charset=utf-8", body,
+            (size_t)n < sizeof(body) ? (size_t)n : sizeof(body) - 1);
+}
+
+#define MT_ADMIN_FILTER_MAX 256 /* longest filter substring taken */
+
+/* GET /api/windows?limit=N&summary=1&ns=&shape=&app=&q= */
+static void serve_windows(struct mt_admin *a, h2o_req_t *req)
+{
+    char ns[MT_ADMIN_FILTER_MAX], shape[MT_ADMIN_FILTER_MAX], app[MT_ADMIN_FILTER_MAX],
+        text[MT_ADMIN_FILTER_MAX];
+    mt_window_filter_t filter = {ns, shape, app, text};
+    size_t limit;
+
+    if (!query_limit(req, 20, &limit)) {
+        respond_error(req, 400, "Bad Request", "limit must be a whole number from 1 to 100000");
+        return;
+    }
+    ns[0] = shape[0] = app[0] = text[0] = '\0';
+    query_param(req, "ns", ns, sizeof(ns));
+    query_param(req, "shape", shape, sizeof(shape));
+    query_param(req, "app", app, sizeof(app));
+    query_param(req, "q", text, sizeof(text));
+    respond_owned(req, "application/json",
+                  mt_stats_windows_json(a->stats, limit, query_flag(req, "summary"), &filter));
+}
+
+/* GET /api/windows/ID[?segment=N]: 404 for a window that is not kept (or a
+ * segment it does not have). */
+static void serve_window(struct mt_admin *a, h2o_req_t *req, const char *id_text)
+{
+    char seg_text[24], msg[96];
+    uint64_t id, segment = 0;
+    bool found;
+
+    if (!parse_count(id_text, INT64_MAX, &id)) {
+        respond_error(req, 404, "Not Found", "no such route (a window id is a whole number)");
+        return;
+    }
+    if (query_param(req, "segment", seg_text, sizeof(seg_text)) &&
+        !parse_count(seg_text, UINT32_MAX, &segment)) {
+        respond_error(req, 400, "Bad Request", "segment must be a whole number from 1");
+        return;
+    }
+    char *json = mt_stats_window_json(a->stats, id, (uint32_t)segment, &found);
+    if (json) {
+        respond_owned(req, "application/json", json);
+        return;
+    }
+    if (found)
+        snprintf(msg, sizeof(msg), "window %llu has no segment %llu", (unsigned long long)id,
+                 (unsigned long long)segment);
+    else
+        snprintf(msg, sizeof(msg),
+                 "no window %llu: not seen, or no longer kept (see --keep-windows)",
+                 (unsigned long long)id);
+    respond_error(req, 404, "Not Found", msg);
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     struct mt_admin *a = ((mt_admin_handler_t *)self)->admin;
     uint64_t now = uv_hrtime();
     size_t limit, head = req->method.len + req->path.len;
+    char rest[32];
 
     for (size_t i = 0; i < req->headers.size; i++)
         head += req->headers.entries[i].name->len + req->headers.entries[i].value.len + 4;
@@ -481,6 +616,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         respond(req, 200, "OK", "text/plain; charset=utf-8", "ok\n", 3);
         return 0;
     }
+    if (path_is(req, "/readyz")) {
+        serve_readyz(a, req);
+        return 0;
+    }
     if (!a->cfg->admin_token && !host_allowed(a, req)) {
         mt_debug("admin: refused a request for a foreign Host: %.*s",
                  (int)(req->input.authority.len < 256 ? req->input.authority.len : 256),
@@ -498,6 +637,11 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
                               0, NULL, a->csp, strlen(a->csp));
         respond(req, 200, "OK", "text/html; charset=utf-8", (const char *)mt_web_page,
                 mt_web_page_len);
+        return 0;
+    }
+    /* browsers ask for it beside the HTML report: nothing, rather than a 404 */
+    if (path_is(req, "/favicon.ico") && (method_is(req, "GET") || method_is(req, "HEAD"))) {
+        respond(req, 204, "No Content", "image/x-icon", "", 0);
         return 0;
     }
     if (a->cfg->admin_token) {
@@ -535,13 +679,15 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
             respond_error(req, 400, "Bad Request", "limit must be a whole number from 1 to 100000");
         else
             respond_owned(req, "application/json", mt_stats_json(a->stats, now, limit));
+    } else if (path_is(req, "/api/upstream")) {
+        respond_owned(req, "application/json",
+                      a->monitor ? mt_monitor_json(a->monitor) : bson_strdup("{\"ready\": false}"));
     } else if (path_is(req, "/api/connections")) {
         respond_owned(req, "application/json", mt_stats_connections_json(a->stats, now));
     } else if (path_is(req, "/api/windows")) {
-        if (!query_limit(req, 20, &limit))
-            respond_error(req, 400, "Bad Request", "limit must be a whole number from 1 to 100000");
-        else
-            respond_owned(req, "application/json", mt_stats_windows_json(a->stats, limit));
+        serve_windows(a, req);
+    } else if (path_under(req, "/api/windows/", rest, sizeof(rest))) {
+        serve_window(a, req, rest);
     } else if (path_is(req, "/api/findings")) {
         respond_owned(req, "application/json", mt_stats_findings_json(a->stats));
     } else if (path_is(req, "/api/report")) {

@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "cli.h"
+#include "monitor.h"
 #include "stats.h"
 
 typedef struct mt_admin mt_admin_t;
@@ -33,6 +34,8 @@ typedef struct mt_admin mt_admin_t;
 mt_admin_t *mt_admin_new(uv_loop_t *loop, const mt_cli_config_t *cfg, mt_stats_t *stats);
 /* Binds the admin address; writes "host:port" (real port) into bound. */
 int mt_admin_listen(mt_admin_t *a, char *bound, size_t cap);
+/* The upstream monitor behind /readyz and /api/upstream (NULL: not ready). */
+void mt_admin_set_monitor(mt_admin_t *a, mt_monitor_t *monitor);
 /* Sends a finding to every /events viewer. */
 void mt_admin_publish_finding(mt_admin_t *a, const char *json);
 /* Stops listening and ends every /events stream. */

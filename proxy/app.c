@@ -192,7 +192,8 @@ static bool redact_cb(void *data, const char *name)
 int mt_app_start(uv_loop_t *loop, const mt_cli_config_t *cfg, mt_app_t **out)
 {
     mt_stats_config_t scfg;
-    char up[MT_CLI_HOST_MAX + 8];
+    char up[512];
+    const char *tls_bound;
     mt_app_t *a = calloc(1, sizeof(*a));
     int rc;
 
@@ -225,6 +226,7 @@ int mt_app_start(uv_loop_t *loop, const mt_cli_config_t *cfg, mt_app_t **out)
     scfg.window_max_ms = cfg->window_max_ms;
     scfg.n1_threshold = cfg->n1_threshold;
     scfg.max_shapes = cfg->max_shapes;
+    scfg.keep_windows = cfg->keep_windows;
     scfg.log_values = cfg->log_values;
     for (size_t i = 0; i < cfg->nignore_ns; i++)
         a->ignore_ns[i] = cfg->ignore_ns[i];
@@ -252,6 +254,7 @@ int mt_app_start(uv_loop_t *loop, const mt_cli_config_t *cfg, mt_app_t **out)
         a->admin = mt_admin_new(loop, cfg, a->stats);
         if (!a->admin || mt_admin_listen(a->admin, a->admin_bound, sizeof(a->admin_bound)) != 0)
             return -1;
+        mt_admin_set_monitor(a->admin, mt_proxy_monitor(a->proxy));
     }
 
     uv_timer_init(loop, &a->tick);
@@ -263,9 +266,11 @@ int mt_app_start(uv_loop_t *loop, const mt_cli_config_t *cfg, mt_app_t **out)
     uv_signal_start(&a->sighup, signal_cb, SIGHUP);
     uv_signal_start(&a->sigusr1, signal_cb, SIGUSR1);
 
-    mt_cli_format_hostport(&cfg->upstream, up, sizeof(up));
-    mt_info("mongotap %s ready listen=%s admin=%s upstream=%s", MT_VERSION, a->listen_bound,
-            a->admin_bound, up);
+    mt_uri_describe(&cfg->upstream_uri, up, sizeof(up));
+    tls_bound = mt_proxy_tls_bound(a->proxy);
+    mt_info("mongotap %s ready listen=%s admin=%s upstream=%s%s%s", MT_VERSION,
+            a->listen_bound[0] ? a->listen_bound : "-", a->admin_bound, up,
+            tls_bound[0] ? " tls_listen=" : "", tls_bound);
     return 0;
 }
 
@@ -313,6 +318,7 @@ static void drained_cb(mt_proxy_t *p, void *data)
         a->findings_fd = -1;
     }
     /* h2o owns its sockets and timers; they go with the process */
+    mt_admin_set_monitor(a->admin, NULL); /* the proxy closed it */
     mt_admin_close(a->admin);
     uv_close((uv_handle_t *)&a->tick, NULL);
     uv_close((uv_handle_t *)&a->sighup, NULL);

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "stream.h"
 #include "wire.h"
 
 #define MT_BUFPOOL_RBUF_SIZE (64u << 10)
@@ -26,7 +27,7 @@ typedef struct mt_rbuf {
 /* A write request owns one reference to its rbuf until its callback (the
  * libuv rule: buffers stay valid until the write completes). */
 typedef struct mt_write {
-    uv_write_t req;
+    mt_stream_write_t req;
     void *side; /* the side written to */
     mt_rbuf_t *rbuf;
     uint8_t held[MT_WIRE_HEADER_LEN]; /* header bytes kept from an earlier read */

@@ -14,9 +14,11 @@
 #include <uv.h>
 
 #include "log.h"
+#include "stats.h"
 
 typedef enum {
     OPT_HOSTPORT,
+    OPT_UPSTREAM,
     OPT_ADMIN,
     OPT_STRING,
     OPT_U64,
@@ -39,7 +41,11 @@ typedef struct {
 
 static const opt_t options[] = {
     {"--listen", "MONGOTAP_LISTEN", OPT_HOSTPORT, OFF(listen), 0, 0},
-    {"--upstream", "MONGOTAP_UPSTREAM", OPT_HOSTPORT, OFF(upstream), 0, 0},
+    {"--tls-listen", "MONGOTAP_TLS_LISTEN", OPT_HOSTPORT, OFF(tls_listen), 0, 0},
+    {"--tls-cert", "MONGOTAP_TLS_CERT", OPT_STRING, OFF(tls_cert), 0, 0},
+    {"--tls-key", "MONGOTAP_TLS_KEY", OPT_STRING, OFF(tls_key), 0, 0},
+    {"--upstream", "MONGOTAP_UPSTREAM", OPT_UPSTREAM, OFF(upstream), 0, 0},
+    {"--dns-server", "MONGOTAP_DNS_SERVER", OPT_STRING, OFF(dns_server), 0, 0},
     {"--admin", "MONGOTAP_ADMIN", OPT_ADMIN, OFF(admin), 0, 0},
     {"--admin-token", "MONGOTAP_ADMIN_TOKEN", OPT_STRING, OFF(admin_token), 0, 0},
     {"--window-gap-ms", "MONGOTAP_WINDOW_GAP_MS", OPT_U64, OFF(window_gap_ms), 1, 86400000},
@@ -49,6 +55,7 @@ static const opt_t options[] = {
     {"--report", "MONGOTAP_REPORT", OPT_STRING, OFF(report_path), 0, 0},
     {"--max-connections", "MONGOTAP_MAX_CONNECTIONS", OPT_U32, OFF(max_connections), 1, 1000000},
     {"--max-shapes", "MONGOTAP_MAX_SHAPES", OPT_U32, OFF(max_shapes), 1, 10000000},
+    {"--keep-windows", "MONGOTAP_KEEP_WINDOWS", OPT_U32, OFF(keep_windows), 1, MT_WINDOW_KEEP_MAX},
     {"--log-level", "MONGOTAP_LOG_LEVEL", OPT_LEVEL, OFF(log_level), 0, 0},
     {"--log-values", "MONGOTAP_LOG_VALUES", OPT_BOOL, OFF(log_values), 0, 0},
     {"--ignore-ns", "MONGOTAP_IGNORE_NS", OPT_NAMESPACE, OFF(ignore_ns), 0, 0},
@@ -57,8 +64,11 @@ static const opt_t options[] = {
 
 void mt_cli_defaults(mt_cli_config_t *cfg)
 {
+    char err[8];
+
     memset(cfg, 0, sizeof(*cfg));
-    cfg->upstream = (mt_hostport_t){"127.0.0.1", 27017};
+    mt_uri_parse("127.0.0.1:27017", &cfg->upstream_uri, err, sizeof(err));
+    cfg->upstream = cfg->upstream_uri.hosts[0];
     cfg->admin_enabled = true;
     cfg->admin = (mt_hostport_t){"127.0.0.1", 27080};
     cfg->window_gap_ms = 100;
@@ -66,40 +76,13 @@ void mt_cli_defaults(mt_cli_config_t *cfg)
     cfg->n1_threshold = 5;
     cfg->max_connections = 10000;
     cfg->max_shapes = 10000;
+    cfg->keep_windows = MT_WINDOW_KEEP_DEFAULT;
     cfg->log_level = MT_LOG_INFO;
 }
 
 int mt_cli_parse_hostport(const char *s, mt_hostport_t *out)
 {
-    const char *host, *colon;
-    size_t hlen;
-    char *end;
-    unsigned long port;
-
-    if (s[0] == '[') {
-        const char *close = strchr(s, ']');
-        if (!close || close[1] != ':')
-            return -1;
-        host = s + 1;
-        hlen = (size_t)(close - host);
-        colon = close + 1;
-    } else {
-        colon = strrchr(s, ':');
-        if (!colon || strchr(s, ':') != colon)
-            return -1;
-        host = s;
-        hlen = (size_t)(colon - s);
-    }
-    if (hlen == 0 || hlen >= MT_CLI_HOST_MAX || colon[1] == '\0')
-        return -1;
-    errno = 0;
-    port = strtoul(colon + 1, &end, 10);
-    if (errno || *end != '\0' || port > 65535 || colon[1] == '-' || colon[1] == '+')
-        return -1;
-    memcpy(out->host, host, hlen);
-    out->host[hlen] = '\0';
-    out->port = (uint16_t)port;
-    return 0;
+    return mt_uri_parse_hostport(s, strlen(s), 0, out);
 }
 
 void mt_cli_format_hostport(const mt_hostport_t *hp, char *out, size_t cap)
@@ -178,38 +161,49 @@ static int apply(const opt_t *o, const char *value, const char *from, mt_cli_con
     uint64_t n;
 
     switch (o->kind) {
-    case OPT_HOSTPORT:
-        if (o->offset == OFF(listen)) {
-            /* the environment form takes a comma-separated list; flags win:
-             * the first --listen drops the default or MONGOTAP_LISTEN's list */
-            if (from == o->env) {
-                cfg->nlisten = 0;
-            } else if (!cfg->listen_from_flags) {
-                cfg->nlisten = 0;
-                cfg->listen_from_flags = true;
-            }
-            char buf[1024];
-            char *save = NULL, *tok;
-            if (strlen(value) >= sizeof(buf))
-                goto bad;
-            strcpy(buf, value);
-            for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-                if (cfg->nlisten == MT_CLI_MAX_LISTEN) {
-                    snprintf(err, errlen, "%s: at most %d listen addresses", from,
-                             MT_CLI_MAX_LISTEN);
-                    return -1;
-                }
-                if (mt_cli_parse_hostport(tok, &cfg->listen[cfg->nlisten]) != 0)
-                    goto bad;
-                cfg->nlisten++;
-            }
-            if (cfg->nlisten == 0)
-                goto bad;
-            return 0;
+    case OPT_HOSTPORT: {
+        /* listen lists (plain and TLS); the environment form takes a
+         * comma-separated list; flags win: the first flag drops the default
+         * or the environment's list */
+        bool tls = o->offset == OFF(tls_listen);
+        size_t *count = tls ? &cfg->ntls_listen : &cfg->nlisten;
+        bool *from_flags = tls ? &cfg->tls_listen_from_flags : &cfg->listen_from_flags;
+        mt_hostport_t *list = (mt_hostport_t *)field;
+        char buf[1024];
+        char *save = NULL, *tok;
+        if (from == o->env) {
+            *count = 0;
+        } else if (!*from_flags) {
+            *count = 0;
+            *from_flags = true;
         }
-        if (mt_cli_parse_hostport(value, (mt_hostport_t *)field) != 0)
+        if (strlen(value) >= sizeof(buf))
+            goto bad;
+        strcpy(buf, value);
+        for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+            if (*count == MT_CLI_MAX_LISTEN) {
+                snprintf(err, errlen, "%s: at most %d listen addresses", from, MT_CLI_MAX_LISTEN);
+                return -1;
+            }
+            if (mt_cli_parse_hostport(tok, &list[*count]) != 0)
+                goto bad;
+            (*count)++;
+        }
+        if (*count == 0)
             goto bad;
         return 0;
+    }
+    case OPT_UPSTREAM: {
+        char why[384];
+        if (mt_uri_parse(value, &cfg->upstream_uri, why, sizeof(why)) != 0) {
+            snprintf(err, errlen, "%s: %s", from, why);
+            return -1;
+        }
+        memset(&cfg->upstream, 0, sizeof(cfg->upstream));
+        if (cfg->upstream_uri.nhosts)
+            cfg->upstream = cfg->upstream_uri.hosts[0];
+        return 0;
+    }
     case OPT_ADMIN:
         if (strcasecmp(value, "off") == 0) {
             cfg->admin_enabled = false;
@@ -371,7 +365,16 @@ mt_cli_result_t mt_cli_apply_flag(mt_cli_config_t *cfg, int argc, char **argv, i
 
 mt_cli_result_t mt_cli_finish(mt_cli_config_t *cfg, char *err, size_t errlen)
 {
-    if (cfg->nlisten == 0) {
+    if (cfg->ntls_listen && (!cfg->tls_cert || !cfg->tls_key)) {
+        snprintf(err, errlen, "--tls-listen: needs --tls-cert FILE and --tls-key FILE (PEM)");
+        return MT_CLI_ERROR;
+    }
+    if (!cfg->ntls_listen && (cfg->tls_cert || cfg->tls_key)) {
+        snprintf(err, errlen, "%s: given without --tls-listen HOST:PORT",
+                 cfg->tls_cert ? "--tls-cert" : "--tls-key");
+        return MT_CLI_ERROR;
+    }
+    if (cfg->nlisten == 0 && cfg->ntls_listen == 0) {
         cfg->listen[0] = (mt_hostport_t){"127.0.0.1", 27018};
         cfg->nlisten = 1;
     }

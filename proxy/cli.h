@@ -9,20 +9,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "uri.h"
+
 #define MT_CLI_MAX_LISTEN 16
-#define MT_CLI_HOST_MAX 256
+#define MT_CLI_HOST_MAX MT_URI_HOST_MAX
 #define MT_CLI_MAX_IGNORE_NS 64
 #define MT_CLI_NS_MAX 256 /* "db.collection": MongoDB's own limit is 255 bytes */
 
 typedef struct {
-    char host[MT_CLI_HOST_MAX]; /* without brackets for IPv6 */
-    uint16_t port;
-} mt_hostport_t;
-
-typedef struct {
     mt_hostport_t listen[MT_CLI_MAX_LISTEN];
     size_t nlisten;
-    mt_hostport_t upstream;
+    mt_hostport_t tls_listen[MT_CLI_MAX_LISTEN];
+    size_t ntls_listen;
+    const char *tls_cert;   /* PEM certificate chain for --tls-listen */
+    const char *tls_key;    /* PEM private key for --tls-listen */
+    const char *dns_server; /* IP:PORT for every look-up, NULL: the system's */
+    mt_hostport_t upstream; /* the first seed (empty host for mongodb+srv) */
+    mt_uri_t upstream_uri;  /* --upstream as parsed */
     bool admin_enabled;
     mt_hostport_t admin;
     const char *admin_token; /* NULL when none; points into argv or the environment */
@@ -33,15 +36,17 @@ typedef struct {
     const char *report_path;  /* NULL when none */
     uint32_t max_connections;
     uint32_t max_shapes;
-    int log_level; /* mt_log_level_t */
+    uint32_t keep_windows; /* closed windows kept for /api/windows */
+    int log_level;         /* mt_log_level_t */
     bool log_values;
     const char *redact_fields; /* POSIX extended regex (checked to compile), or NULL */
     /* --ignore-ns: "db.collection" or "db.*" */
     char ignore_ns[MT_CLI_MAX_IGNORE_NS][MT_CLI_NS_MAX];
     size_t nignore_ns;
-    /* parsing state: a --listen flag has replaced the default or
-     * MONGOTAP_LISTEN's list, later ones add to it */
+    /* parsing state: a --listen (--tls-listen) flag has replaced the default
+     * or the environment's list, later ones add to it */
     bool listen_from_flags;
+    bool tls_listen_from_flags;
 } mt_cli_config_t;
 
 typedef enum {

@@ -1,12 +1,15 @@
 /*
  * console: `mongotap console`. Every --interval it GETs /api/stats,
- * /api/findings and /api/connections (one round, never two at once), keeps the
- * last good answer of each as BSON and redraws. Keys, the poll timer, SIGWINCH
- * and the HTTP client all run on one libuv loop; ncurses only draws.
+ * /api/findings, /api/connections and /api/windows (and /api/windows/ID while
+ * a window is open: one round, never two at once), keeps the last good answer
+ * of each as BSON and redraws. Space pauses the rounds; / edits a filter.
+ * Keys, the poll timer, SIGWINCH and the HTTP client all run on one libuv
+ * loop; ncurses only draws.
  */
 #include "console.h"
 
 #include <bson/bson.h>
+#include <ctype.h>
 #include <curses.h>
 #include <errno.h>
 #include <getopt.h>
@@ -35,14 +38,17 @@
 #define MT_CONSOLE_LINE_MAX 1024
 /* Lines of the table area above the body (totals, keys, status, column titles). */
 #define MT_CONSOLE_TOP_ROWS 4
+#define MT_CONSOLE_FILTER_MAX 128
+#define MT_CONSOLE_WINDOW_ROWS 200 /* windows listed */
 
-typedef enum { FEED_STATS = 0, FEED_FINDINGS, FEED_CONNECTIONS, FEED_COUNT } feed_t;
-
-static const char *const feed_paths[FEED_COUNT] = {
-    "/api/stats?limit=200",
-    "/api/findings",
-    "/api/connections",
-};
+typedef enum {
+    FEED_STATS = 0,
+    FEED_FINDINGS,
+    FEED_CONNECTIONS,
+    FEED_WINDOWS, /* the list, filtered */
+    FEED_WINDOW,  /* the open window, when there is one */
+    FEED_COUNT
+} feed_t;
 
 typedef enum { PAIR_TITLE = 1, PAIR_ERROR, PAIR_HIGH, PAIR_MEDIUM, PAIR_HEAD } pair_t;
 
@@ -80,16 +86,30 @@ struct console_s {
     int exit_code;
 
     feed_req_t reqs[FEED_COUNT];
-    bson_t *docs[FEED_COUNT]; /* last good answer of each feed, NULL before one */
-    int round_left;           /* answers still awaited in this round, 0 when idle */
-    char round_err[512];      /* first error of the running round */
-    char status[512];         /* error shown on screen, "" when all is well */
+    char paths[FEED_COUNT][MT_HTTPC_PATH_MAX]; /* of the running round */
+    bson_t *docs[FEED_COUNT];                  /* last good answer of each feed, NULL before one */
+    int round_left;      /* answers still awaited in this round, 0 when idle */
+    char round_err[512]; /* first error of the running round */
+    char status[512];    /* error shown on screen, "" when all is well */
     time_t updated_at;
 
     mt_console_view_t view;
     mt_console_sort_t sort;
-    int scroll[3];
+    int scroll[MT_CONSOLE_VIEWS];
     bool colors;
+
+    /* the windows view: a selected row; digits typed name a window to open */
+    int sel;
+    char number[24];
+    uint64_t window_id;  /* open in the window view, 0 when none */
+    bool window_missing; /* the admin answered 404 for it */
+    /* "/": a filter being edited, and the one applied (namespace, shape or app) */
+    bool editing;
+    char edit[MT_CONSOLE_FILTER_MAX];
+    char filter[MT_CONSOLE_FILTER_MAX];
+    /* space: no rounds while paused; each tick skipped is counted */
+    bool paused;
+    unsigned skipped;
 };
 
 const char *mt_console_view_str(mt_console_view_t view)
@@ -101,6 +121,10 @@ const char *mt_console_view_str(mt_console_view_t view)
         return "findings";
     case MT_CONSOLE_VIEW_CONNECTIONS:
         return "connections";
+    case MT_CONSOLE_VIEW_WINDOWS:
+        return "windows";
+    case MT_CONSOLE_VIEW_WINDOW:
+        return "window";
     }
     return "unknown";
 }
@@ -161,6 +185,32 @@ void mt_console_fmt_uptime(double seconds, char *out, size_t cap)
         snprintf(out, cap, "%lud%02luh", s / 86400, (s % 86400) / 3600);
 }
 
+void mt_console_short_shape(const char *shape, char *out, size_t cap)
+{
+    size_t n = 0;
+    if (cap == 0)
+        return;
+    for (const char *p = shape; *p && n + 1 < cap;) {
+        /* "key": -> key:   and  "?" -> ? */
+        if (*p == '"') {
+            const char *q = p + 1;
+            while (*q && (isalnum((unsigned char)*q) || *q == '_' || *q == '.' || *q == '$'))
+                q++;
+            bool key = *q == '"' && q[1] == ':' && q > p + 1;
+            bool hole = q == p + 1 && q[0] == '?' && q[1] == '"';
+            if (key || hole) {
+                const char *from = p + 1, *to = key ? q : q + 1;
+                while (from < to && n + 1 < cap)
+                    out[n++] = *from++;
+                p = key ? q + 1 : q + 2;
+                continue;
+            }
+        }
+        out[n++] = *p++;
+    }
+    out[n] = '\0';
+}
+
 /* ---- reading the admin API's JSON (as BSON) ---- */
 
 static bool doc_find(const bson_t *doc, const char *path, bson_iter_t *out)
@@ -193,6 +243,18 @@ static double doc_num(const bson_t *doc, const char *path)
 static const char *iter_str(const bson_iter_t *it)
 {
     return BSON_ITER_HOLDS_UTF8(it) ? bson_iter_utf8(it, NULL) : NULL;
+}
+
+static const char *doc_str(const bson_t *doc, const char *path)
+{
+    bson_iter_t it;
+    return doc_find(doc, path, &it) ? iter_str(&it) : NULL;
+}
+
+static bool doc_bool(const bson_t *doc, const char *path)
+{
+    bson_iter_t it;
+    return doc_find(doc, path, &it) && BSON_ITER_HOLDS_BOOL(&it) && bson_iter_bool(&it);
 }
 
 /* Like doc_num/doc_find but on a sub-iterator positioned at a document. */
@@ -403,6 +465,22 @@ static void build_shapes(const console_t *con, lines_t *ls, bool wide)
                   "  No commands seen yet: point an application at mongotap's listen address.");
         return;
     }
+    if (con->filter[0] != '\0') {
+        size_t kept = 0;
+        for (size_t i = 0; i < n; i++) {
+            char ns[600];
+            snprintf(ns, sizeof(ns), "%s.%s", or_dash(rows[i].db), or_dash(rows[i].coll));
+            if (strcasestr(ns, con->filter) || strcasestr(or_dash(rows[i].shape), con->filter))
+                rows[kept++] = rows[i];
+        }
+        n = kept;
+        if (n == 0) {
+            lines_add(ls, A_DIM, "  No shape matches the filter \"%s\" (/ to change it).",
+                      con->filter);
+            free(rows);
+            return;
+        }
+    }
     mt_console_sort_t sort = con->sort;
     qsort_r(rows, n, sizeof(*rows), shape_cmp, &sort);
     for (size_t i = 0; i < n; i++) {
@@ -457,6 +535,286 @@ static void build_connections(const console_t *con, lines_t *ls)
     }
     if (n == 0)
         lines_add(ls, A_DIM, "  No client connections open.");
+}
+
+/* ---- request windows ---- */
+
+static const char windows_title[] =
+    "    ROW      ID  STARTED         DUR ms   CMDS  FINDINGS              KEY  CLIENT  APP";
+static const char window_title[] = "      #    AT ms      ms   DOCS        IN/OUT  RESULT       "
+                                   "ROLE     COMMAND  NAMESPACE  SHAPE";
+
+/* The i-th window of the list answer (out positioned on its document), or
+ * false; with i == SIZE_MAX it counts them into *count. */
+static bool window_row(const console_t *con, size_t i, bson_iter_t *out, size_t *count)
+{
+    bson_iter_t arr, it;
+    size_t n = 0;
+    if (count)
+        *count = 0;
+    if (!doc_find(con->docs[FEED_WINDOWS], "windows", &arr) || !BSON_ITER_HOLDS_ARRAY(&arr) ||
+        !bson_iter_recurse(&arr, &it))
+        return false;
+    while (bson_iter_next(&it)) {
+        if (!BSON_ITER_HOLDS_DOCUMENT(&it))
+            continue;
+        if (n++ == i) {
+            *out = it;
+            return true;
+        }
+    }
+    if (count)
+        *count = n;
+    return false;
+}
+
+static size_t windows_count(const console_t *con)
+{
+    size_t n;
+    window_row(con, SIZE_MAX, NULL, &n);
+    return n;
+}
+
+/* "23:52:40.778" of an ISO-8601 time, or the text itself. */
+static const char *clock_of(const char *iso)
+{
+    return iso && strlen(iso) >= 23 && iso[10] == 'T' ? iso + 11 : or_dash(iso);
+}
+
+static void build_windows(const console_t *con, lines_t *ls)
+{
+    bson_iter_t arr, it;
+    size_t i = 0;
+
+    if (con->docs[FEED_WINDOWS] == NULL)
+        return;
+    if (windows_count(con) == 0) {
+        lines_add(ls, A_DIM, "  %s",
+                  con->filter[0] ? "No request window matches the filter (/ to change it)."
+                                 : "No request window closed yet.");
+        return;
+    }
+    doc_find(con->docs[FEED_WINDOWS], "windows", &arr);
+    bson_iter_recurse(&arr, &it);
+    while (bson_iter_next(&it)) {
+        const bson_iter_t *w = &it;
+        char dur[16], cmds[16], found[48] = "-", who[300], start[16], wid[24];
+        bson_iter_t ids, id;
+        if (!BSON_ITER_HOLDS_DOCUMENT(w))
+            continue;
+        mt_console_fmt_ms(sub_num(w, "duration_ms"), dur, sizeof(dur));
+        mt_console_fmt_count(sub_num(w, "total_commands"), cmds, sizeof(cmds));
+        if (sub_find(w, "finding_ids", &ids) && BSON_ITER_HOLDS_ARRAY(&ids) &&
+            bson_iter_recurse(&ids, &id) && bson_iter_next(&id) && BSON_ITER_HOLDS_UTF8(&id))
+            snprintf(found, sizeof(found), "%.0f %s", sub_num(w, "findings"),
+                     bson_iter_utf8(&id, NULL));
+        snprintf(start, sizeof(start), "%.12s", clock_of(sub_str(w, "started_at")));
+        snprintf(who, sizeof(who), "%s  %s  %s", or_dash(sub_str(w, "key")),
+                 or_dash(sub_str(w, "client")), or_dash(sub_str(w, "app_name")));
+        snprintf(wid, sizeof(wid), "#%.0f", sub_num(w, "id"));
+        attr_t attr = found[0] != '-' && con->colors ? COLOR_PAIR(PAIR_HIGH) : A_NORMAL;
+        if ((int)i == con->sel)
+            attr = A_REVERSE | A_BOLD;
+        lines_add(ls, attr, "%s %5zu  %6s  %-12s %9s %6s  %-20.20s  %s",
+                  (int)i == con->sel ? ">" : " ", i + 1, wid, start, dur, cmds, found, who);
+        i++;
+    }
+}
+
+/* The id of the selected row of the windows view, 0 when none. */
+static uint64_t selected_window(const console_t *con)
+{
+    bson_iter_t row;
+    double id =
+        con->sel >= 0 && window_row(con, (size_t)con->sel, &row, NULL) ? sub_num(&row, "id") : NAN;
+    return isnan(id) || id < 1 ? 0 : (uint64_t)id;
+}
+
+static void windows_rows_changed(console_t *con)
+{
+    int n = (int)windows_count(con);
+    if (con->sel >= n)
+        con->sel = n - 1;
+    if (con->sel < 0)
+        con->sel = 0;
+}
+
+static attr_t confidence_attr(const console_t *con, const char *conf);
+
+/* A command of the open window, read from its document. */
+typedef struct {
+    double index, at, ms, docs, in, out;
+    const char *command, *db, *coll, *shape, *role, *finding, *error;
+    bool failed;
+} window_cmd_t;
+
+static void read_cmd(const bson_iter_t *c, window_cmd_t *out)
+{
+    bson_iter_t ok;
+    out->index = sub_num(c, "index");
+    out->at = sub_num(c, "offset_ms");
+    out->ms = sub_num(c, "duration_ms");
+    out->docs = sub_num(c, "docs");
+    out->in = sub_num(c, "bytes_in");
+    out->out = sub_num(c, "bytes_out");
+    out->command = or_dash(sub_str(c, "command"));
+    out->db = or_dash(sub_str(c, "db"));
+    out->coll = sub_str(c, "collection");
+    out->shape = or_dash(sub_str(c, "shape"));
+    out->role = sub_str(c, "role");
+    out->finding = sub_str(c, "finding");
+    out->error = sub_str(c, "error");
+    out->failed = sub_find(c, "ok", &ok) && BSON_ITER_HOLDS_BOOL(&ok) && !bson_iter_bool(&ok);
+}
+
+static bool same_run(const window_cmd_t *a, const window_cmd_t *b)
+{
+    return b->role && strcmp(b->role, "child") == 0 && a->finding && b->finding &&
+           strcmp(a->finding, b->finding) == 0 && strcmp(a->shape, b->shape) == 0 &&
+           strcmp(a->command, b->command) == 0 && strcmp(a->db, b->db) == 0 &&
+           strcmp(a->coll ? a->coll : "", b->coll ? b->coll : "") == 0;
+}
+
+/* One line: when and how long of c, the figures of sum (c itself, or a fold's totals). */
+static void cmd_line(const console_t *con, lines_t *ls, const window_cmd_t *c, const char *index,
+                     const window_cmd_t *sum, const char *role, const char *what)
+{
+    char at[16], dur[16], nd[16], io[40], bi[16], bo[16];
+    mt_console_fmt_ms(c->at, at, sizeof(at));
+    mt_console_fmt_ms(sum->ms, dur, sizeof(dur));
+    mt_console_fmt_count(sum->docs, nd, sizeof(nd));
+    mt_console_fmt_count(sum->in, bi, sizeof(bi));
+    mt_console_fmt_count(sum->out, bo, sizeof(bo));
+    snprintf(io, sizeof(io), "%s/%s", bi, bo);
+    attr_t attr = A_NORMAL;
+    if (role && strcmp(role, "children") == 0)
+        attr = con->colors ? COLOR_PAIR(PAIR_HIGH) | A_BOLD : A_REVERSE;
+    else if (role && strcmp(role, "PARENT") == 0)
+        attr = A_BOLD;
+    else if (c->failed && con->colors)
+        attr = COLOR_PAIR(PAIR_MEDIUM);
+    lines_add(ls, attr, "  %5s %8s %7s %6s %13s  %-12.12s %-8.8s %s", index, at, dur, nd, io,
+              c->failed ? or_dash(c->error) : "ok", role ? role : "", what);
+}
+
+/* A run of children being folded: its first command, its size and totals. */
+typedef struct {
+    window_cmd_t first, sum;
+    size_t n;
+    double last_index;
+} fold_t;
+
+static double or_zero(double v)
+{
+    return isnan(v) ? 0 : v;
+}
+
+static void fold_add(fold_t *f, const window_cmd_t *c)
+{
+    if (f->n == 0) {
+        f->first = *c;
+        memset(&f->sum, 0, sizeof(f->sum));
+    }
+    f->n++;
+    f->sum.ms += or_zero(c->ms);
+    f->sum.docs += or_zero(c->docs);
+    f->sum.in += or_zero(c->in);
+    f->sum.out += or_zero(c->out);
+    f->last_index = c->index;
+}
+
+static void fold_flush(const console_t *con, lines_t *ls, fold_t *f)
+{
+    const window_cmd_t *c = &f->first;
+    char index[32], shape[600], what[900];
+
+    if (f->n == 0)
+        return;
+    mt_console_short_shape(c->shape, shape, sizeof(shape));
+    if (f->n == 1) {
+        snprintf(index, sizeof(index), "%.0f", c->index);
+        snprintf(what, sizeof(what), "%s %s.%s %s  %s", c->command, c->db, c->coll ? c->coll : "",
+                 shape, or_dash(c->finding));
+        cmd_line(con, ls, c, index, c, "child", what);
+    } else {
+        snprintf(index, sizeof(index), "%.0f-%.0f", c->index, f->last_index);
+        snprintf(what, sizeof(what), "x%zu %s %s %s  (db %s, %s)", f->n, c->command,
+                 c->coll && *c->coll ? c->coll : c->db, shape, c->db, or_dash(c->finding));
+        cmd_line(con, ls, c, index, &f->sum, "children", what);
+    }
+    f->n = 0;
+}
+
+static void build_window(const console_t *con, lines_t *ls)
+{
+    const bson_t *doc = con->docs[FEED_WINDOW];
+    bson_iter_t arr, it;
+    char dur[16], shape[600], what[900];
+
+    if (con->window_missing) {
+        lines_add(ls, A_BOLD,
+                  "  Window #%llu is not kept any more (or never was): w lists those that are.",
+                  (unsigned long long)con->window_id);
+        return;
+    }
+    if (doc == NULL || (uint64_t)doc_num(doc, "id") != con->window_id) {
+        lines_add(ls, A_DIM, "  loading window #%llu ...", (unsigned long long)con->window_id);
+        return;
+    }
+    mt_console_fmt_ms(doc_num(doc, "duration_ms"), dur, sizeof(dur));
+    lines_add(ls, A_BOLD, "  WINDOW #%llu  %.0f commands  %s ms  started %s%s",
+              (unsigned long long)con->window_id, doc_num(doc, "total_commands"), dur,
+              or_dash(doc_str(doc, "started_at")), doc_bool(doc, "open") ? "  (still open)" : "");
+    lines_add(ls, A_NORMAL, "  client %s  app %s  driver %s  key %s",
+              or_dash(doc_str(doc, "client")), or_dash(doc_str(doc, "app_name")),
+              or_dash(doc_str(doc, "driver")), or_dash(doc_str(doc, "key")));
+    if (doc_find(doc, "findings", &arr) && BSON_ITER_HOLDS_ARRAY(&arr) &&
+        bson_iter_recurse(&arr, &it)) {
+        while (bson_iter_next(&it)) {
+            double parent = sub_num(&it, "parent"), seg = sub_num(&it, "segment");
+            char after[32] = "", in_seg[32] = "";
+            if (!isnan(parent))
+                snprintf(after, sizeof(after), " after #%.0f", parent);
+            if (!isnan(seg))
+                snprintf(in_seg, sizeof(in_seg), " in segment %.0f", seg);
+            lines_add(ls, confidence_attr(con, sub_str(&it, "confidence")),
+                      "  finding %s  %s  %s  %.0f children%s%s", or_dash(sub_str(&it, "id")),
+                      or_dash(sub_str(&it, "type")), or_dash(sub_str(&it, "confidence")),
+                      sub_num(&it, "children"), after, in_seg);
+        }
+    }
+    lines_add(ls, A_NORMAL, " ");
+    lines_add(ls, con->colors ? COLOR_PAIR(PAIR_HEAD) | A_BOLD : A_UNDERLINE | A_BOLD, "%s",
+              window_title);
+
+    /* a finding's children of one shape, one after another, fold into one line */
+    fold_t fold = {0};
+    if (doc_find(doc, "commands", &arr) && BSON_ITER_HOLDS_ARRAY(&arr) &&
+        bson_iter_recurse(&arr, &it)) {
+        while (bson_iter_next(&it)) {
+            window_cmd_t c;
+            if (!BSON_ITER_HOLDS_DOCUMENT(&it))
+                continue;
+            read_cmd(&it, &c);
+            if (fold.n > 0 && !same_run(&fold.first, &c))
+                fold_flush(con, ls, &fold);
+            if (c.role && strcmp(c.role, "child") == 0) {
+                fold_add(&fold, &c);
+                continue;
+            }
+            char index[32];
+            bool parent = c.role && strcmp(c.role, "parent") == 0;
+            mt_console_short_shape(c.shape, shape, sizeof(shape));
+            snprintf(index, sizeof(index), "%.0f", c.index);
+            if (c.coll && *c.coll)
+                snprintf(what, sizeof(what), "%s %s.%s %s%s%s", c.command, c.db, c.coll, shape,
+                         parent ? "  " : "", parent ? or_dash(c.finding) : "");
+            else
+                snprintf(what, sizeof(what), "%s %s %s", c.command, c.db, shape);
+            cmd_line(con, ls, &c, index, &c, parent ? "PARENT" : NULL, what);
+        }
+    }
+    fold_flush(con, ls, &fold);
 }
 
 typedef struct {
@@ -628,6 +986,14 @@ static void totals_line(const console_t *con, char *out, size_t cap)
         up, active, total, refused, cmds, isnan(ops) ? 0.0 : ops, perr, uerr, nfind);
 }
 
+/* Adds text on the current row, never past the screen's edge (no wrapping). */
+static void add_clipped(const char *text)
+{
+    int room = COLS - getcurx(stdscr);
+    if (room > 0)
+        addnstr(text, room);
+}
+
 static void draw_keys(const console_t *con)
 {
     static const struct {
@@ -638,27 +1004,75 @@ static void draw_keys(const console_t *con)
         {"s shapes", MT_CONSOLE_VIEW_SHAPES, -1},
         {"f findings", MT_CONSOLE_VIEW_FINDINGS, -1},
         {"c connections", MT_CONSOLE_VIEW_CONNECTIONS, -1},
+        {"w windows", MT_CONSOLE_VIEW_WINDOWS, -1},
         {"t total time", -1, MT_CONSOLE_SORT_TIME},
         {"n count", -1, MT_CONSOLE_SORT_COUNT},
         {"p p99", -1, MT_CONSOLE_SORT_P99},
     };
+    char label[64];
     move(1, 0);
     clrtoeol();
-    addstr(" view:");
+    add_clipped(" view:");
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
         bool on;
-        if (i == 3)
-            addstr("   sort:");
+        if (i == 4)
+            add_clipped("   sort:");
         if (keys[i].view >= 0)
-            on = (int)con->view == keys[i].view;
+            on = (int)con->view == keys[i].view ||
+                 (keys[i].view == MT_CONSOLE_VIEW_WINDOWS && con->view == MT_CONSOLE_VIEW_WINDOW);
         else
             on = con->view == MT_CONSOLE_VIEW_SHAPES && (int)con->sort == keys[i].sort;
-        addch(' ');
+        add_clipped(" ");
         attrset(on ? A_REVERSE | A_BOLD : A_NORMAL);
-        printw("[%s]", keys[i].label);
+        snprintf(label, sizeof(label), "[%s]", keys[i].label);
+        add_clipped(label);
         attrset(A_NORMAL);
     }
-    addstr("   arrows scroll   q quit");
+    add_clipped(con->view == MT_CONSOLE_VIEW_WINDOWS
+                    ? "   enter/# open  / filter  space pause  q quit"
+                    : "   / filter  space pause  arrows scroll  q quit");
+}
+
+/* The third row: what is being typed, the pause, an error, or when data came. */
+static void status_line(const console_t *con, char *buf, size_t cap, attr_t *attr)
+{
+    static const char *const sort_names[] = {"total time", "count", "p99"};
+    char when[16] = "", filter[MT_CONSOLE_FILTER_MAX + 16] = "";
+
+    *attr = A_DIM;
+    if (con->editing) {
+        snprintf(buf, cap, " filter (namespace, shape or app; enter applies, esc cancels): %s_",
+                 con->edit);
+        *attr = A_BOLD;
+        return;
+    }
+    if (con->number[0] != '\0') {
+        snprintf(buf, cap, " open window #%s_  (enter opens, esc cancels)", con->number);
+        *attr = A_BOLD;
+        return;
+    }
+    if (con->filter[0] != '\0')
+        snprintf(filter, sizeof(filter), "  filter \"%s\"", con->filter);
+    if (con->paused) {
+        snprintf(buf, cap, " PAUSED: %u refresh%s skipped; space resumes%s", con->skipped,
+                 con->skipped == 1 ? "" : "es", filter);
+        *attr = con->colors ? COLOR_PAIR(PAIR_MEDIUM) | A_BOLD : A_REVERSE;
+        return;
+    }
+    if (con->status[0] != '\0') {
+        snprintf(buf, cap, " %s", con->status);
+        *attr = con->colors ? COLOR_PAIR(PAIR_ERROR) | A_BOLD : A_REVERSE;
+        return;
+    }
+    if (con->updated_at == 0) {
+        snprintf(buf, cap, " connecting to %s ...", con->admin_url);
+        return;
+    }
+    strftime(when, sizeof(when), "%H:%M:%S", localtime(&con->updated_at));
+    snprintf(buf, cap, " %s  updated %s  every %.1fs%s%s%s", con->admin_url, when,
+             (double)con->interval_ms / 1000.0,
+             con->view == MT_CONSOLE_VIEW_SHAPES ? "  sorted by " : "",
+             con->view == MT_CONSOLE_VIEW_SHAPES ? sort_names[con->sort] : "", filter);
 }
 
 static void render(console_t *con)
@@ -666,6 +1080,7 @@ static void render(console_t *con)
     char buf[MT_CONSOLE_LINE_MAX];
     lines_t ls = {0};
     const char *title = shapes_title;
+    attr_t attr;
 
     if (!con->curses_on)
         return;
@@ -673,22 +1088,8 @@ static void render(console_t *con)
     totals_line(con, buf, sizeof(buf));
     put_row(0, con->colors ? COLOR_PAIR(PAIR_TITLE) | A_BOLD : A_REVERSE | A_BOLD, buf);
     draw_keys(con);
-    if (con->status[0] != '\0') {
-        snprintf(buf, sizeof(buf), " %s", con->status);
-        put_row(2, con->colors ? COLOR_PAIR(PAIR_ERROR) | A_BOLD : A_REVERSE, buf);
-    } else if (con->updated_at != 0) {
-        char when[16];
-        strftime(when, sizeof(when), "%H:%M:%S", localtime(&con->updated_at));
-        static const char *const sort_names[] = {"total time", "count", "p99"};
-        snprintf(buf, sizeof(buf), " %s  updated %s  every %.1fs%s%s", con->admin_url, when,
-                 (double)con->interval_ms / 1000.0,
-                 con->view == MT_CONSOLE_VIEW_SHAPES ? "  sorted by " : "",
-                 con->view == MT_CONSOLE_VIEW_SHAPES ? sort_names[con->sort] : "");
-        put_row(2, A_DIM, buf);
-    } else {
-        snprintf(buf, sizeof(buf), " connecting to %s ...", con->admin_url);
-        put_row(2, A_DIM, buf);
-    }
+    status_line(con, buf, sizeof(buf), &attr);
+    put_row(2, attr, buf);
 
     switch (con->view) {
     case MT_CONSOLE_VIEW_SHAPES:
@@ -703,6 +1104,14 @@ static void render(console_t *con)
         title = connections_title;
         build_connections(con, &ls);
         break;
+    case MT_CONSOLE_VIEW_WINDOWS:
+        title = windows_title;
+        build_windows(con, &ls);
+        break;
+    case MT_CONSOLE_VIEW_WINDOW:
+        title = "";
+        build_window(con, &ls);
+        break;
     }
     int top = MT_CONSOLE_TOP_ROWS - 1;
     if (title[0] != '\0') {
@@ -711,6 +1120,13 @@ static void render(console_t *con)
     }
     int rows = LINES - top;
     int *scroll = &con->scroll[con->view];
+    /* the selected window stays on screen */
+    if (con->view == MT_CONSOLE_VIEW_WINDOWS && rows > 0) {
+        if (con->sel < *scroll)
+            *scroll = con->sel;
+        else if (con->sel >= *scroll + rows)
+            *scroll = con->sel - rows + 1;
+    }
     int max_scroll = (int)ls.n - rows;
     if (*scroll > max_scroll)
         *scroll = max_scroll;
@@ -771,6 +1187,7 @@ static void stop(console_t *con, int code)
 
 static void round_done(console_t *con)
 {
+    windows_rows_changed(con);
     snprintf(con->status, sizeof(con->status), "%s", con->round_err);
     if (con->round_err[0] == '\0')
         con->updated_at = time(NULL);
@@ -803,7 +1220,7 @@ static void on_feed(const mt_httpc_resp_t *resp, void *data)
 {
     feed_req_t *fr = data;
     console_t *con = fr->con;
-    const char *path = feed_paths[fr->feed];
+    const char *path = con->paths[fr->feed];
 
     if (resp->result != MT_HTTPC_OK) {
         char again[48] = "";
@@ -816,6 +1233,8 @@ static void on_feed(const mt_httpc_resp_t *resp, void *data)
         round_error(con,
                     "admin at %s answered 401 Unauthorized: pass --token or set MONGOTAP_TOKEN",
                     con->admin_url);
+    } else if (fr->feed == FEED_WINDOW && resp->status == 404) {
+        con->window_missing = true; /* said on screen, not an error of the round */
     } else if (resp->status != 200) {
         round_error(con, "admin at %s answered HTTP %d for %s", con->admin_url, resp->status, path);
     } else {
@@ -827,22 +1246,76 @@ static void on_feed(const mt_httpc_resp_t *resp, void *data)
         } else {
             bson_destroy(con->docs[fr->feed]);
             con->docs[fr->feed] = doc;
+            if (fr->feed == FEED_WINDOW)
+                con->window_missing = false;
         }
     }
     if (--con->round_left == 0 && !con->stopping)
         round_done(con);
 }
 
+/* Appends s to out percent-encoded (all but unreserved characters). */
+static void url_encode(const char *s, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = strlen(out);
+    for (const unsigned char *p = (const unsigned char *)s; *p && n + 4 < cap; p++) {
+        if (isalnum(*p) || strchr("-._~", *p)) {
+            out[n++] = (char)*p;
+        } else {
+            out[n++] = '%';
+            out[n++] = hex[*p >> 4];
+            out[n++] = hex[*p & 15];
+        }
+    }
+    out[n] = '\0';
+}
+
+/* The path of each feed for this round; false for a feed not asked for. */
+static bool feed_path(console_t *con, feed_t f, char *out, size_t cap)
+{
+    switch (f) {
+    case FEED_STATS:
+        snprintf(out, cap, "/api/stats?limit=200");
+        return true;
+    case FEED_FINDINGS:
+        snprintf(out, cap, "/api/findings");
+        return true;
+    case FEED_CONNECTIONS:
+        snprintf(out, cap, "/api/connections");
+        return true;
+    case FEED_WINDOWS:
+        snprintf(out, cap, "/api/windows?summary=1&limit=%d%s", MT_CONSOLE_WINDOW_ROWS,
+                 con->filter[0] ? "&q=" : "");
+        url_encode(con->filter, out, cap);
+        return true;
+    case FEED_WINDOW:
+        snprintf(out, cap, "/api/windows/%llu", (unsigned long long)con->window_id);
+        return con->window_id != 0;
+    case FEED_COUNT:
+        break;
+    }
+    return false;
+}
+
 static void start_round(console_t *con)
 {
+    bool wanted[FEED_COUNT];
+
     if (con->round_left > 0 || con->stopping)
         return; /* the last round is still out: do not pile requests up */
     con->round_err[0] = '\0';
-    con->round_left = FEED_COUNT;
+    con->round_left = 0;
     for (int f = 0; f < FEED_COUNT; f++) {
+        wanted[f] = feed_path(con, (feed_t)f, con->paths[f], sizeof(con->paths[f]));
+        con->round_left += wanted[f];
+    }
+    for (int f = 0; f < FEED_COUNT; f++) {
+        if (!wanted[f])
+            continue;
         con->reqs[f].con = con;
         con->reqs[f].feed = (feed_t)f;
-        if (mt_httpc_get(con->http, feed_paths[f], on_feed, &con->reqs[f]) != 0) {
+        if (mt_httpc_get(con->http, con->paths[f], on_feed, &con->reqs[f]) != 0) {
             round_error(con, "cannot start a request to %s (out of memory?)", con->admin_url);
             if (--con->round_left == 0)
                 round_done(con);
@@ -852,7 +1325,13 @@ static void start_round(console_t *con)
 
 static void on_tick(uv_timer_t *t)
 {
-    start_round(t->data);
+    console_t *con = t->data;
+    if (con->paused) {
+        con->skipped++; /* shown, so one can tell the pause is holding */
+        render(con);
+        return;
+    }
+    start_round(con);
 }
 
 static void scroll_by(console_t *con, int delta)
@@ -862,11 +1341,91 @@ static void scroll_by(console_t *con, int delta)
         con->scroll[con->view] = 0;
 }
 
+/* Opens window id in the window view and fetches it now. */
+static void open_window(console_t *con, uint64_t id)
+{
+    con->window_id = id;
+    con->window_missing = false;
+    con->scroll[MT_CONSOLE_VIEW_WINDOW] = 0;
+    con->view = MT_CONSOLE_VIEW_WINDOW;
+    start_round(con);
+}
+
+/* Keys while a filter is typed: text, enter applies, esc cancels. */
+static void on_edit_key(console_t *con, int ch)
+{
+    size_t len = strlen(con->edit);
+    if (ch == '\r' || ch == '\n' || ch == KEY_ENTER) {
+        con->editing = false;
+        snprintf(con->filter, sizeof(con->filter), "%s", con->edit);
+        con->sel = 0;
+        start_round(con); /* a new filter applies at once, paused or not */
+    } else if (ch == 27) {
+        con->editing = false;
+    } else if (ch == KEY_BACKSPACE || ch == 127 || ch == 8) {
+        if (len > 0)
+            con->edit[len - 1] = '\0';
+    } else if (ch >= 32 && ch < 127 && len + 1 < sizeof(con->edit)) {
+        con->edit[len] = (char)ch;
+        con->edit[len + 1] = '\0';
+    }
+    render(con);
+}
+
+/* Enter, a digit (a window id to open), backspace or esc in the windows
+ * views; false for other keys. */
+static bool on_window_key(console_t *con, int ch)
+{
+    size_t len = strlen(con->number);
+    bool list = con->view == MT_CONSOLE_VIEW_WINDOWS;
+
+    if (ch >= '0' && ch <= '9') {
+        if (len + 1 < sizeof(con->number)) {
+            con->number[len] = (char)ch;
+            con->number[len + 1] = '\0';
+        }
+        return true;
+    }
+    if ((ch == '\r' || ch == '\n' || ch == KEY_ENTER) && (list || len > 0)) {
+        uint64_t id = len > 0 ? strtoull(con->number, NULL, 10) : selected_window(con);
+        con->number[0] = '\0';
+        if (id > 0)
+            open_window(con, id);
+        return true;
+    }
+    if (ch == 27 || ch == KEY_BACKSPACE || ch == 127 || ch == 8) {
+        if (len > 0 && ch != 27)
+            con->number[len - 1] = '\0';
+        else if (len > 0)
+            con->number[0] = '\0';
+        else if (con->view == MT_CONSOLE_VIEW_WINDOW)
+            con->view = MT_CONSOLE_VIEW_WINDOWS; /* back to the list */
+        else
+            return false;
+        return true;
+    }
+    if (list && (ch == KEY_UP || ch == 'k' || ch == KEY_DOWN || ch == 'j')) {
+        con->sel += ch == KEY_UP || ch == 'k' ? -1 : 1;
+        windows_rows_changed(con);
+        return true;
+    }
+    return false;
+}
+
 static void on_key(console_t *con, int ch)
 {
     int page = LINES - MT_CONSOLE_TOP_ROWS - 1;
     if (page < 1)
         page = 1;
+    if (con->editing) {
+        on_edit_key(con, ch);
+        return;
+    }
+    if ((con->view == MT_CONSOLE_VIEW_WINDOWS || con->view == MT_CONSOLE_VIEW_WINDOW) &&
+        on_window_key(con, ch)) {
+        render(con);
+        return;
+    }
     switch (ch) {
     case 'q':
     case 'Q':
@@ -883,6 +1442,22 @@ static void on_key(console_t *con, int ch)
     case 'c':
     case 'C':
         con->view = MT_CONSOLE_VIEW_CONNECTIONS;
+        break;
+    case 'w':
+    case 'W':
+        con->view = MT_CONSOLE_VIEW_WINDOWS;
+        con->number[0] = '\0';
+        windows_rows_changed(con);
+        break;
+    case '/':
+        con->editing = true;
+        snprintf(con->edit, sizeof(con->edit), "%s", con->filter);
+        break;
+    case ' ':
+        con->paused = !con->paused;
+        con->skipped = 0;
+        if (!con->paused)
+            start_round(con); /* catch up now */
         break;
     case 't':
     case 'T':
@@ -911,7 +1486,6 @@ static void on_key(console_t *con, int ch)
         scroll_by(con, -page);
         break;
     case KEY_NPAGE:
-    case ' ':
         scroll_by(con, page);
         break;
     case KEY_HOME:
@@ -922,7 +1496,7 @@ static void on_key(console_t *con, int ch)
         break;
     case 'r':
     case 'R':
-        start_round(con);
+        start_round(con); /* also while paused: one refresh on demand */
         break;
     case KEY_RESIZE:
     case 12: /* ^L */
@@ -971,15 +1545,16 @@ static void on_quit_signal(uv_signal_t *s, int signum)
 
 static void usage(FILE *to)
 {
-    fprintf(
-        to,
-        "usage: mongotap console [--admin URL] [--token TOKEN] [--interval MS]\n"
-        "  --admin URL      admin endpoint (default " MT_CONSOLE_DEFAULT_ADMIN
-        ", env MONGOTAP_ADMIN_URL)\n"
-        "  --token TOKEN    bearer token for --admin-token (env MONGOTAP_TOKEN)\n"
-        "  --interval MS    refresh period in milliseconds (default 1000)\n"
-        "keys: s shapes, f findings, c connections, t/n/p sort shapes by total time/count/p99,\n"
-        "      arrows/PgUp/PgDn scroll, r refresh now, q quit\n");
+    fprintf(to,
+            "usage: mongotap console [--admin URL] [--token TOKEN] [--interval MS]\n"
+            "  --admin URL      admin endpoint (default " MT_CONSOLE_DEFAULT_ADMIN
+            ", env MONGOTAP_ADMIN_URL)\n"
+            "  --token TOKEN    bearer token for --admin-token (env MONGOTAP_TOKEN)\n"
+            "  --interval MS    refresh period in milliseconds (default 1000)\n"
+            "keys: s shapes, f findings, c connections, w request windows (arrows choose one,\n"
+            "      enter or its number then enter opens it, esc goes back), t/n/p sort shapes by\n"
+            "      total time/count/p99, / filter windows and shapes by namespace, shape or app,\n"
+            "      space pause/resume, arrows/PgUp/PgDn scroll, r refresh now, q quit\n");
 }
 
 static int parse_args(int argc, char **argv, const char **admin, const char **token,

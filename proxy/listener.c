@@ -175,21 +175,23 @@ static void plan_fd_capacity(mt_listen_t *l)
         }
     }
     cap = fd_capacity(l);
-    if (cap < l->max_connections)
+    if (cap < l->max_connections && !l->capacity_told) {
+        l->capacity_told = true;
         mt_info("the open-file limit (ulimit -n) allows about %zu client connections, fewer than "
                 "--max-connections %u; raise it to serve more",
                 cap, l->max_connections);
+    }
 }
 
 int mt_listen_open(mt_listen_t *l, const mt_hostport_t *addrs, size_t n, uv_connection_cb cb,
                    void *owner, char *bound, size_t cap)
 {
-    size_t used = 0;
+    size_t used = 0, base = l->nlisteners;
 
     bound[0] = '\0';
-    for (size_t i = 0; i < n && i < MT_CLI_MAX_LISTEN; i++) {
+    for (size_t i = 0; i < n && base + i < MT_LISTEN_MAX; i++) {
         const mt_hostport_t *hp = &addrs[i];
-        mt_listener_t *ls = &l->listeners[i];
+        mt_listener_t *ls = &l->listeners[base + i];
         struct sockaddr_storage ss;
         int len = sizeof(ss), rc;
         char desc[MT_CLI_HOST_MAX + 8];
@@ -201,7 +203,7 @@ int mt_listen_open(mt_listen_t *l, const mt_hostport_t *addrs, size_t n, uv_conn
             ls->tcp.data = ls;
             ls->owner = owner;
             ls->open = true;
-            l->nlisteners = i + 1;
+            l->nlisteners = base + i + 1;
             rc = uv_tcp_bind(&ls->tcp, (const struct sockaddr *)&ss, 0);
         }
         if (rc == 0)

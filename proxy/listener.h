@@ -25,24 +25,28 @@ typedef struct {
     bool open;
 } mt_listener_t;
 
+/* plain (--listen) and TLS (--tls-listen) listeners */
+#define MT_LISTEN_MAX (2 * MT_CLI_MAX_LISTEN)
+
 typedef struct {
     uv_loop_t *loop;
     mt_stats_t *stats;
     uint32_t max_connections;
-    mt_listener_t listeners[MT_CLI_MAX_LISTEN];
+    mt_listener_t listeners[MT_LISTEN_MAX];
     size_t nlisteners;
     size_t fds_at_start; /* open after binding: listeners, stdio, loop */
     uint64_t last_accept_error_log;
     uint64_t last_refusal_log;
     uint64_t refusals_unlogged;
+    bool capacity_told; /* the open-file limit line is said once */
 } mt_listen_t;
 
 void mt_listen_init(mt_listen_t *l, uv_loop_t *loop, mt_stats_t *stats, uint32_t max_connections);
 
-/* Binds and listens on every address; each listener's tcp.data is its
- * mt_listener_t (owner = owner). Writes "host:port,..." with the real ports
- * into bound. 0 on success, a libuv error otherwise (logged). Then raises the
- * soft open-file limit as --max-connections needs and says when it cannot. */
+/* Binds and listens on every address, after those of earlier calls; each
+ * listener's tcp.data is its mt_listener_t (owner = owner). Writes
+ * "host:port,..." with the real ports into bound. 0 on success, a libuv error otherwise (logged).
+ * Then raises the soft open-file limit as --max-connections needs and says when it cannot. */
 int mt_listen_open(mt_listen_t *l, const mt_hostport_t *addrs, size_t n, uv_connection_cb cb,
                    void *owner, char *bound, size_t cap);
 /* Stops accepting. */

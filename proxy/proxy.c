@@ -1,7 +1,8 @@
 /*
  * proxy: the listeners' front door (admission, then a session per
- * connection, session.c) and the proxy's own life: start, drain on shutdown,
- * free.
+ * connection, session.c), what connecting needs (the resolver, the TLS
+ * contexts, the upstream monitor) and the proxy's own life: start, drain on
+ * shutdown, free.
  */
 #include "proxy.h"
 
@@ -10,7 +11,7 @@
 
 #include "proxy_int.h"
 
-static void on_connection(uv_stream_t *server, int status)
+static void admit(uv_stream_t *server, int status, bool tls)
 {
     mt_listener_t *l = server->data;
     mt_proxy_t *p = l->owner;
@@ -26,7 +27,33 @@ static void on_connection(uv_stream_t *server, int status)
         mt_listen_refuse(&p->listen, server, refuse);
         return;
     }
-    mt__session_accept(p, server);
+    mt__session_accept(p, server, tls);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    admit(server, status, false);
+}
+
+static void on_tls_connection(uv_stream_t *server, int status)
+{
+    admit(server, status, true);
+}
+
+/* The monitor saw the topology change: waiting attempts may go on, and
+ * sessions on a member that lost the primary retire. */
+static void upstream_changed_cb(void *data, unsigned events)
+{
+    mt_proxy_t *p = data;
+
+    mt_upstream_target_changed(&p->upstream);
+    if (!(events & (MT_TOPO_EV_PRIMARY | MT_TOPO_EV_STATE)))
+        return;
+    for (h2o_linklist_t *n = p->sessions.next; n != &p->sessions;) {
+        h2o_linklist_t *next = n->next;
+        mt__session_check_member(mt__session_of(n));
+        n = next;
+    }
 }
 
 /* ---- the proxy -------------------------------------------------------- */
@@ -59,14 +86,85 @@ mt_proxy_t *mt_proxy_new(uv_loop_t *loop, const mt_cli_config_t *cfg, mt_stats_t
     uv_unref((uv_handle_t *)&p->iteration); /* it never keeps the loop alive */
     h2o_linklist_init_anchor(&p->sessions);
     mt_listen_init(&p->listen, loop, stats, cfg->max_connections);
-    mt_upstream_init(&p->upstream, loop, &cfg->upstream);
     return p;
+}
+
+/* The resolver, the TLS contexts and the monitor: what connecting needs. */
+static int upstream_open(mt_proxy_t *p)
+{
+    const mt_cli_config_t *cfg = p->cfg;
+    const mt_uri_t *uri = &cfg->upstream_uri;
+    mt_monitor_config_t mcfg = {0};
+    char err[512], desc[512];
+
+    p->dns = mt_dns_new(p->loop, cfg->dns_server, err, sizeof(err));
+    if (!p->dns) {
+        mt_error("%s", err);
+        return UV_EINVAL;
+    }
+    if (uri->tls) {
+        mt_tls_client_opts_t o = {
+            .ca_file = uri->tls_ca_file,
+            .cert_key_file = uri->tls_cert_key_file,
+            .key_password = uri->tls_cert_key_password,
+            .allow_invalid_certificates = uri->tls_allow_invalid_certificates,
+            .allow_invalid_hostnames = uri->tls_allow_invalid_hostnames,
+        };
+        p->upstream_tls = mt_tls_client_ctx_new(&o, err, sizeof(err));
+        if (!p->upstream_tls) {
+            mt_error("--upstream: %s", err);
+            return UV_EINVAL;
+        }
+    }
+    if (cfg->ntls_listen) {
+        p->listen_tls = mt_tls_server_ctx_new(cfg->tls_cert, cfg->tls_key, err, sizeof(err));
+        if (!p->listen_tls) {
+            mt_error("%s", err);
+            return UV_EINVAL;
+        }
+    }
+    if ((p->upstream_tls || p->listen_tls) && !(p->tls_pool = mt_stream_pool_new()))
+        return UV_ENOMEM;
+    mcfg.loop = p->loop;
+    mcfg.uri = uri;
+    mcfg.tls = p->upstream_tls;
+    mcfg.dns = p->dns;
+    mcfg.stats = p->stats;
+    mcfg.on_change = upstream_changed_cb;
+    mcfg.data = p;
+    p->monitor = mt_monitor_new(&mcfg);
+    if (!p->monitor)
+        return UV_ENOMEM;
+    mt_uri_describe(uri, desc, sizeof(desc));
+    mt_upstream_init(&p->upstream, p->loop, p->monitor, p->dns, p->upstream_tls, desc);
+    if (uri->ignored[0])
+        mt_info("--upstream options that are the application's and not used by mongotap: %s",
+                uri->ignored);
+    mt_monitor_start(p->monitor);
+    return 0;
 }
 
 int mt_proxy_listen(mt_proxy_t *p, char *bound, size_t cap)
 {
-    return mt_listen_open(&p->listen, p->cfg->listen, p->cfg->nlisten, on_connection, p, bound,
-                          cap);
+    int rc = upstream_open(p);
+
+    if (rc == 0)
+        rc = mt_listen_open(&p->listen, p->cfg->listen, p->cfg->nlisten, on_connection, p, bound,
+                            cap);
+    if (rc == 0 && p->cfg->ntls_listen)
+        rc = mt_listen_open(&p->listen, p->cfg->tls_listen, p->cfg->ntls_listen, on_tls_connection,
+                            p, p->tls_bound, sizeof(p->tls_bound));
+    return rc;
+}
+
+const char *mt_proxy_tls_bound(const mt_proxy_t *p)
+{
+    return p->tls_bound;
+}
+
+mt_monitor_t *mt_proxy_monitor(const mt_proxy_t *p)
+{
+    return p->monitor;
 }
 
 size_t mt_proxy_active(const mt_proxy_t *p)
@@ -100,6 +198,11 @@ void mt__proxy_check_drained(mt_proxy_t *p)
         return;
     cb = p->drained_cb;
     p->drained_cb = NULL;
+    /* no session left to connect: stop watching the upstream */
+    mt_monitor_close(p->monitor);
+    p->monitor = NULL;
+    mt_dns_close(p->dns);
+    p->dns = NULL;
     if (p->drain_timer_open) {
         if (!uv_is_closing((uv_handle_t *)&p->drain_timer))
             uv_close((uv_handle_t *)&p->drain_timer, proxy_handle_closed_cb);
@@ -168,5 +271,8 @@ void mt_proxy_free(mt_proxy_t *p)
         return;
     mt_bufpool_free(&p->pool);
     mt_account_free(p->account);
+    mt_stream_pool_free(p->tls_pool);
+    mt_tls_ctx_free(p->upstream_tls);
+    mt_tls_ctx_free(p->listen_tls);
     free(p);
 }

@@ -12,6 +12,7 @@
 
 #include "bufpool.h"
 #include "cli.h"
+#include "monitor.h"
 #include "stats.h"
 
 typedef struct mt_proxy mt_proxy_t;
@@ -22,15 +23,21 @@ typedef void (*mt_proxy_drained_cb)(mt_proxy_t *proxy, void *data);
 #define MT_PROXY_QUEUE_HIGH (4u << 20)
 #define MT_PROXY_QUEUE_LOW (1u << 20)
 #define MT_PROXY_READ_BUF MT_BUFPOOL_RBUF_SIZE
-#define MT_PROXY_CONNECT_TIMEOUT_MS 3000
 #define MT_PROXY_DRAIN_TIMEOUT_MS 5000
 /* longest a closing session waits for its peer to take the bytes queued to it */
 #define MT_PROXY_FLUSH_TIMEOUT_MS 5000
 
 mt_proxy_t *mt_proxy_new(uv_loop_t *loop, const mt_cli_config_t *cfg, mt_stats_t *stats);
-/* Binds every --listen address; writes "host:port,host:port" (real ports)
- * into bound. 0 on success, a libuv error otherwise (logged). */
+/* Starts watching the upstream (resolver, TLS contexts, the monitor) and
+ * binds every --listen address, then every --tls-listen one; writes
+ * "host:port,host:port" (real ports) of the plain ones into bound. 0 on
+ * success, a libuv error otherwise (logged). */
 int mt_proxy_listen(mt_proxy_t *p, char *bound, size_t cap);
+/* "host:port,..." of the --tls-listen listeners ("" without). */
+const char *mt_proxy_tls_bound(const mt_proxy_t *p);
+/* The upstream as mongotap sees it (for /readyz and /api/upstream); NULL
+ * after the drain finished. */
+mt_monitor_t *mt_proxy_monitor(const mt_proxy_t *p);
 /* Stops accepting; sessions close once their in-flight replies are
  * delivered, all of them after MT_PROXY_DRAIN_TIMEOUT_MS at most. */
 void mt_proxy_drain(mt_proxy_t *p, mt_proxy_drained_cb cb, void *data);

@@ -11,16 +11,20 @@
 
 #include "account.h"
 #include "bufpool.h"
+#include "dns.h"
 #include "listener.h"
 #include "log.h"
+#include "monitor.h"
 #include "proxy.h"
+#include "stream.h"
+#include "tls.h"
 #include "upstream.h"
 #include "wire.h"
 
 typedef enum { MT_SIDE_CLIENT = 0, MT_SIDE_UPSTREAM = 1 } mt_side_kind_t;
 
 typedef struct mt_side {
-    uv_tcp_t tcp;
+    mt_stream_t stream; /* plaintext or TLS */
     mt_side_kind_t kind;
     struct mt_session *session;
     struct mt_side *peer;
@@ -30,12 +34,13 @@ typedef struct mt_side {
     bool reading;
     bool paused; /* reading stopped by backpressure */
     bool eof;
-    bool shut; /* uv_shutdown issued */
+    bool shut;       /* shutdown issued */
+    bool seen_bytes; /* something was read (a ClientHello shows in the first read) */
 } mt_side_t;
 
 typedef enum {
     MT_SESSION_NEW = 0,    /* accepted (or not yet): handles open, nothing started */
-    MT_SESSION_CONNECTING, /* resolving the upstream's name, then connecting */
+    MT_SESSION_CONNECTING, /* to the upstream (and TLS handshakes on either side) */
     MT_SESSION_ACTIVE,
     MT_SESSION_FLUSHING, /* one side is done: delivering what is queued, then closing */
     MT_SESSION_CLOSING,
@@ -54,6 +59,9 @@ typedef struct mt_session {
     uv_timer_t timer; /* connect timeout, then flush timeout */
     mt_upstream_conn_t up_conn;
     uv_shutdown_t shutdown_req[2];
+    bool client_ready; /* the client's TLS handshake is done (or it is plaintext) */
+    bool upstream_ready;
+    bool retiring; /* its member is no longer primary: close once nothing is owed */
     char client_addr[64];
     /* FLUSHING: the side whose queued bytes are delivered before closing, and why */
     mt_side_t *flush_to;
@@ -73,6 +81,12 @@ struct mt_proxy {
     mt_listen_t listen;
     mt_bufpool_t pool;
     mt_upstream_t upstream;
+    mt_dns_t *dns;
+    mt_monitor_t *monitor;
+    mt_tls_ctx_t *upstream_tls; /* NULL: plaintext upstream */
+    mt_tls_ctx_t *listen_tls;   /* --tls-listen, NULL without */
+    mt_stream_pool_t *tls_pool; /* ciphertext buffers, NULL without TLS */
+    char tls_bound[1024];
     h2o_linklist_t sessions;
     size_t active;
     uint64_t next_id;
@@ -87,9 +101,12 @@ struct mt_proxy {
 
 #define mt__session_of(node) ((mt_session_t *)((char *)(node)-offsetof(mt_session_t, link)))
 
-/* Takes the pending connection of server into a new session and starts
- * connecting it upstream (session.c). */
-void mt__session_accept(mt_proxy_t *p, uv_stream_t *server);
+/* Takes the pending connection of server into a new session (TLS: starts
+ * its handshake) and starts connecting it upstream (session.c). */
+void mt__session_accept(mt_proxy_t *p, uv_stream_t *server, bool tls);
+/* The topology changed: a session on a member of a set that is no longer
+ * its primary closes once it owes no reply. */
+void mt__session_check_member(mt_session_t *s);
 /* Drain: finishes the session now if it owes no reply (else it finishes once
  * its last reply is forwarded). */
 void mt__session_drain(mt_session_t *s);

@@ -1,12 +1,17 @@
 /*
  * session: one client connection and its upstream connection. Read buffers
- * are handed to the peer's uv_write as they are (no copy). The framer checks
- * every header before any byte of its message leaves; the accounting step
+ * are handed to the peer's write as they are (no copy; in TLS they are
+ * decrypted into and encrypted from, stream.c). The framer checks every
+ * header before any byte of its message leaves; the accounting step
  * (account.c) reads the same bytes after the write is queued, so accounting
  * never delays forwarding.
  *
- *   client --read--> [rbuf] --uv_write--> upstream
+ *   client --read--> [rbuf] --write--> upstream
  *                      `--> account --> (views) --> stats
+ *
+ * The upstream member comes from the monitor (upstream.c); a session bound
+ * to a member that stops being primary is closed once it owes no reply, so
+ * the driver reconnects, to the new primary.
  *
  * A session's life, changed only by session_set_state(), always forward:
  *
@@ -64,9 +69,9 @@ static void timer_closed_cb(uv_handle_t *h)
     session_release(h->data);
 }
 
-static void side_closed_cb(uv_handle_t *h)
+static void side_closed_cb(mt_stream_t *st)
 {
-    session_release(((mt_side_t *)h->data)->session);
+    session_release(((mt_side_t *)st->data)->session);
 }
 
 /* The one teardown path: logs why, tells stats, closes every handle. */
@@ -81,13 +86,13 @@ static void session_close(mt_session_t *s, mt_log_level_t level, const char *rea
 static void side_read_stop(mt_side_t *side)
 {
     if (side->reading) {
-        uv_read_stop((uv_stream_t *)&side->tcp);
+        mt_stream_read_stop(&side->stream);
         side->reading = false;
     }
 }
 
-static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
-static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+static void alloc_cb(mt_stream_t *st, uv_buf_t *buf);
+static void read_cb(mt_stream_t *st, ssize_t nread, const uv_buf_t *buf);
 
 static void side_read_start(mt_side_t *side)
 {
@@ -95,7 +100,7 @@ static void side_read_start(mt_side_t *side)
 
     if (side->reading || side->eof || side->session->state != MT_SESSION_ACTIVE)
         return;
-    rc = uv_read_start((uv_stream_t *)&side->tcp, alloc_cb, read_cb);
+    rc = mt_stream_read_start(&side->stream, alloc_cb, read_cb);
     if (rc < 0) {
         session_close(side->session, MT_LOG_WARN, uv_strerror(rc));
         return;
@@ -118,14 +123,17 @@ static void session_set_state(mt_session_t *s, mt_session_state_t to)
     case MT_SESSION_NEW:
         break;
     case MT_SESSION_CONNECTING:
-        /* one bound for resolving and connecting together */
-        uv_timer_start(&s->timer, connect_timeout_cb, MT_PROXY_CONNECT_TIMEOUT_MS, 0);
+        /* one bound for waiting, resolving, connecting and handshakes together */
+        if (s->proxy->cfg->upstream_uri.connect_timeout_ms)
+            uv_timer_start(&s->timer, connect_timeout_cb,
+                           s->proxy->cfg->upstream_uri.connect_timeout_ms, 0);
         break;
     case MT_SESSION_ACTIVE:
         uv_timer_stop(&s->timer);
         side_read_start(&s->upstream);
         side_read_start(&s->client);
-        slog(MT_LOG_DEBUG, s, "upstream connected");
+        slog(MT_LOG_DEBUG, s, "upstream %s connected", s->up_conn.member_name);
+        mt__session_check_member(s);
         break;
     case MT_SESSION_FLUSHING:
         side_read_stop(&s->client);
@@ -140,8 +148,8 @@ static void session_set_state(mt_session_t *s, mt_session_state_t to)
             mt_stats_conn_close(s->stats, uv_hrtime());
             s->stats = NULL;
         }
-        uv_close((uv_handle_t *)&s->client.tcp, side_closed_cb);
-        uv_close((uv_handle_t *)&s->upstream.tcp, side_closed_cb);
+        mt_stream_close(&s->client.stream, side_closed_cb);
+        mt_stream_close(&s->upstream.stream, side_closed_cb);
         uv_close((uv_handle_t *)&s->timer, timer_closed_cb);
         break;
     }
@@ -175,7 +183,7 @@ static void session_finish(mt_session_t *s, mt_side_t *to, mt_log_level_t level,
 
 /* ---- writing ---------------------------------------------------------- */
 
-static void write_cb(uv_write_t *req, int status)
+static void write_cb(mt_stream_write_t *req, int status)
 {
     mt_write_t *w = (mt_write_t *)req;
     mt_side_t *side = w->side;
@@ -231,7 +239,7 @@ static int forward(mt_side_t *from, mt_rbuf_t *rbuf, const uint8_t *held, size_t
 {
     mt_side_t *to = from->peer;
     mt_proxy_t *p = from->session->proxy;
-    uv_stream_t *stream = (uv_stream_t *)&to->tcp;
+    mt_stream_t *stream = &to->stream;
     mt_write_t *w;
     uv_buf_t bufs[2];
     unsigned n = 0;
@@ -243,7 +251,7 @@ static int forward(mt_side_t *from, mt_rbuf_t *rbuf, const uint8_t *held, size_t
     if (len)
         bufs[n++] = uv_buf_init((char *)rbuf->data, (unsigned)len);
     if (to->queued == 0) {
-        rc = uv_try_write(stream, bufs, n);
+        rc = mt_stream_try_write(stream, bufs, n);
         if (rc < 0 && rc != UV_EAGAIN)
             return rc;
         bufs_advance(bufs, &n, rc > 0 ? (size_t)rc : 0);
@@ -263,7 +271,7 @@ static int forward(mt_side_t *from, mt_rbuf_t *rbuf, const uint8_t *held, size_t
         bufs[0].base = (char *)w->held;
     }
     to->queued += sizeof(rbuf->data);
-    rc = uv_write(&w->req, stream, bufs, n, write_cb);
+    rc = mt_stream_write(&w->req, stream, bufs, n, write_cb);
     if (rc < 0) {
         to->queued -= sizeof(rbuf->data);
         rbuf->refs--;
@@ -279,12 +287,11 @@ static int forward(mt_side_t *from, mt_rbuf_t *rbuf, const uint8_t *held, size_t
 
 /* ---- reading ---------------------------------------------------------- */
 
-static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+static void alloc_cb(mt_stream_t *st, uv_buf_t *buf)
 {
-    mt_side_t *side = h->data;
+    mt_side_t *side = st->data;
     mt_rbuf_t *b = mt_bufpool_rbuf(&side->session->proxy->pool);
 
-    (void)suggested;
     *buf = b ? uv_buf_init((char *)b->data, sizeof(b->data)) : uv_buf_init(NULL, 0);
 }
 
@@ -296,6 +303,8 @@ static void session_owed(mt_session_t *s, const mt_account_result_t *r)
     s->inflight -= r->final_replies < s->inflight ? (int64_t)r->final_replies : s->inflight;
     if (s->inflight == 0 && s->proxy->draining)
         session_finish(s, &s->client, MT_LOG_INFO, "shutdown");
+    else if (s->inflight == 0 && s->retiring)
+        session_finish(s, &s->client, MT_LOG_INFO, "its upstream member is no longer primary");
 }
 
 static void side_eof(mt_side_t *side)
@@ -318,7 +327,7 @@ static void side_eof(mt_side_t *side)
     /* client half-closed: pass it on after the queued bytes */
     if (!peer->shut) {
         peer->shut = true;
-        if (uv_shutdown(&s->shutdown_req[peer->kind], (uv_stream_t *)&peer->tcp, NULL) < 0)
+        if (mt_stream_shutdown(&s->shutdown_req[peer->kind], &peer->stream, NULL) < 0)
             session_close(s, MT_LOG_DEBUG, "client closed");
     }
 }
@@ -326,24 +335,58 @@ static void side_eof(mt_side_t *side)
 static void side_read_failed(mt_side_t *side, ssize_t nread)
 {
     mt_session_t *s = side->session;
-    char why[96];
+    char why[MT_TLS_REASON_MAX + MT_CLI_HOST_MAX + 64];
 
     if (nread == UV_EOF) {
         side_eof(side);
     } else if (nread == UV_ENOBUFS) {
         session_close(s, MT_LOG_ERROR, "out of memory for read buffers");
+    } else if (nread == UV_EPROTO && !side->seen_bytes) {
+        /* in TLS 1.3 a server refuses a client certificate (or the lack of
+         * one) after the client thinks the handshake is done: a failure
+         * before the first byte is still a handshake failure */
+        bool up = side->kind == MT_SIDE_UPSTREAM;
+        mt_stats_add(s->proxy->stats,
+                     up ? MT_STAT_UPSTREAM_TLS_FAILURES : MT_STAT_CLIENT_TLS_FAILURES, 1);
+        if (up)
+            mt_stats_add(s->proxy->stats, MT_STAT_UPSTREAM_ERRORS, 1);
+        snprintf(why, sizeof(why), "%s%s TLS handshake failed: %s", up ? "upstream " : "client",
+                 up ? s->up_conn.member_name : "", mt_stream_tls_reason(&side->stream));
+        session_close(s, MT_LOG_WARN, why);
     } else if (side->kind == MT_SIDE_UPSTREAM) {
         mt_stats_add(s->proxy->stats, MT_STAT_UPSTREAM_ERRORS, 1);
-        snprintf(why, sizeof(why), "upstream read error: %s", uv_strerror((int)nread));
+        snprintf(why, sizeof(why), "upstream read error: %s",
+                 nread == UV_EPROTO ? mt_stream_tls_reason(&side->stream)
+                                    : uv_strerror((int)nread));
         session_finish(s, &s->client, MT_LOG_INFO, why);
     } else {
-        session_close(s, MT_LOG_INFO, "client read error");
+        snprintf(why, sizeof(why), "client read error: %s",
+                 nread == UV_EPROTO ? mt_stream_tls_reason(&side->stream)
+                                    : uv_strerror((int)nread));
+        session_close(s, MT_LOG_INFO, why);
     }
 }
 
-static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+/* A TLS ClientHello on a plaintext listener: the app has tls=true and
+ * mongotap was not given a TLS listener. Nothing of it goes upstream. */
+static bool client_speaks_tls(mt_side_t *side, const uint8_t *data, size_t len)
 {
-    mt_side_t *side = stream->data;
+    mt_session_t *s = side->session;
+
+    if (side->kind != MT_SIDE_CLIENT || mt_stream_is_tls(&side->stream))
+        return false;
+    if (!mt_tls_is_client_hello(data, len))
+        return false;
+    mt_stats_add(s->proxy->stats, MT_STAT_CLIENT_TLS_ON_PLAIN, 1);
+    session_close(s, MT_LOG_WARN,
+                  "client speaks TLS: start mongotap with --tls-listen/--tls-cert/--tls-key, "
+                  "or connect without tls=true");
+    return true;
+}
+
+static void read_cb(mt_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    mt_side_t *side = st->data;
     mt_session_t *s = side->session;
     mt_proxy_t *p = s->proxy;
     mt_rbuf_t *rbuf = buf->base ? mt_bufpool_rbuf_of(buf->base) : NULL;
@@ -352,6 +395,7 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     uint8_t held[MT_WIRE_HEADER_LEN];
     char bad[112] = "";
     size_t len, off = 0, fwd_len = 0, nheld = 0;
+    bool first;
     int rc;
 
     if (nread <= 0) {
@@ -363,6 +407,12 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
     assert(s->state == MT_SESSION_ACTIVE);
     len = (size_t)nread;
+    first = !side->seen_bytes;
+    side->seen_bytes = true;
+    if (first && client_speaks_tls(side, data, len)) {
+        mt_bufpool_rbuf_unref(&p->pool, rbuf);
+        return;
+    }
     mt_stats_add(p->stats,
                  side->kind == MT_SIDE_CLIENT ? MT_STAT_BYTES_FROM_CLIENTS
                                               : MT_STAT_BYTES_FROM_UPSTREAM,
@@ -412,17 +462,61 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 
 /* ---- connecting upstream --------------------------------------------- */
 
+/* Both ends are ready (TCP, and TLS where there is TLS): forward. */
+static void session_maybe_activate(mt_session_t *s)
+{
+    if (s->state == MT_SESSION_CONNECTING && s->client_ready && s->upstream_ready)
+        session_set_state(s, MT_SESSION_ACTIVE);
+}
+
+static void retire_timeout_cb(uv_timer_t *t)
+{
+    mt_session_t *s = t->data;
+
+    if (s->state == MT_SESSION_ACTIVE && s->retiring)
+        session_close(s, MT_LOG_WARN,
+                      "its upstream member is no longer primary and a reply was still owed");
+}
+
+/* A session bound to a member of a set that is not its primary any more
+ * closes once it owes the client nothing (bounded by the drain time), so the
+ * driver reconnects and retries, on the new primary. Replies in flight are
+ * delivered whole; nothing is rewritten. */
+void mt__session_check_member(mt_session_t *s)
+{
+    const mt_topo_t *topo = mt_monitor_topology(s->proxy->monitor);
+
+    if (s->retiring || s->state != MT_SESSION_ACTIVE || topo->kind != MT_TOPO_REPLICA_SET ||
+        s->up_conn.member < 0 || s->up_conn.member == topo->primary)
+        return;
+    s->retiring = true;
+    mt_stats_add(s->proxy->stats, MT_STAT_CONNECTIONS_RETIRED, 1);
+    if (s->inflight == 0) {
+        session_finish(s, &s->client, MT_LOG_INFO, "its upstream member is no longer primary");
+        return;
+    }
+    slog(MT_LOG_DEBUG, s, "upstream %s is no longer primary: closing after %lld owed replies",
+         s->up_conn.member_name, (long long)s->inflight);
+    uv_timer_start(&s->timer, retire_timeout_cb, MT_PROXY_DRAIN_TIMEOUT_MS, 0);
+}
+
 static void upstream_conn_cb(mt_upstream_conn_t *c, int status, const char *what)
 {
     mt_session_t *s = c->data;
-    char why[MT_CLI_HOST_MAX + 200];
+    mt_proxy_t *p = s->proxy;
+    char why[MT_CLI_HOST_MAX + MT_TLS_REASON_MAX + 200];
 
     if (status == 0 && s->state == MT_SESSION_CONNECTING) {
-        session_set_state(s, MT_SESSION_ACTIVE);
+        s->upstream_ready = true;
+        session_maybe_activate(s);
     } else if (status != UV_ECANCELED && s->state != MT_SESSION_CLOSING) {
-        mt_stats_add(s->proxy->stats, MT_STAT_UPSTREAM_ERRORS, 1);
-        snprintf(why, sizeof(why), "upstream %s %s: %s", s->proxy->upstream.desc, what,
-                 uv_strerror(status));
+        mt_stats_add(p->stats, MT_STAT_UPSTREAM_ERRORS, 1);
+        if (c->tls_failed)
+            mt_stats_add(p->stats, MT_STAT_UPSTREAM_TLS_FAILURES, 1);
+        snprintf(why, sizeof(why), "upstream %s %s: %s",
+                 c->member_name[0] ? c->member_name : p->upstream.desc, what,
+                 c->detail ? c->detail : uv_strerror(status));
+        mt_monitor_check_soon(p->monitor, c->member);
         session_close(s, MT_LOG_WARN, why);
     }
     session_release(s); /* the attempt held the session */
@@ -431,12 +525,21 @@ static void upstream_conn_cb(mt_upstream_conn_t *c, int status, const char *what
 static void connect_timeout_cb(uv_timer_t *t)
 {
     mt_session_t *s = t->data;
-    char why[MT_CLI_HOST_MAX + 64];
+    mt_proxy_t *p = s->proxy;
+    char why[MT_CLI_HOST_MAX + 512];
 
     if (s->state != MT_SESSION_CONNECTING)
         return;
-    mt_stats_add(s->proxy->stats, MT_STAT_UPSTREAM_ERRORS, 1);
-    snprintf(why, sizeof(why), "upstream %s connect: timed out", s->proxy->upstream.desc);
+    if (!s->upstream_ready)
+        mt_stats_add(p->stats, MT_STAT_UPSTREAM_ERRORS, 1);
+    if (s->up_conn.waiting)
+        snprintf(why, sizeof(why), "upstream %s: no member to connect to (no primary) in %u ms",
+                 p->upstream.desc, p->cfg->upstream_uri.connect_timeout_ms);
+    else if (!s->upstream_ready)
+        snprintf(why, sizeof(why), "upstream %s connect: timed out",
+                 s->up_conn.member_name[0] ? s->up_conn.member_name : p->upstream.desc);
+    else
+        snprintf(why, sizeof(why), "client TLS handshake: timed out");
     session_close(s, MT_LOG_WARN, why);
 }
 
@@ -447,13 +550,31 @@ static void side_init(mt_session_t *s, mt_side_t *side, mt_side_kind_t kind, mt_
     side->kind = kind;
     side->session = s;
     side->peer = peer;
-    uv_tcp_init(s->proxy->loop, &side->tcp);
-    side->tcp.data = side;
+    mt_stream_init(s->proxy->loop, &side->stream, s->proxy->tls_pool);
+    side->stream.data = side;
     mt_wire_framer_init(&side->framer);
     mt_account_side_init(&side->acct);
 }
 
-void mt__session_accept(mt_proxy_t *p, uv_stream_t *server)
+static void client_handshake_cb(mt_stream_t *st, int status)
+{
+    mt_session_t *s = ((mt_side_t *)st->data)->session;
+    char why[MT_TLS_REASON_MAX + 64];
+
+    if (s->state != MT_SESSION_CONNECTING)
+        return;
+    if (status < 0) {
+        mt_stats_add(s->proxy->stats, MT_STAT_CLIENT_TLS_FAILURES, 1);
+        snprintf(why, sizeof(why), "client TLS handshake failed: %s",
+                 status == UV_EPROTO ? mt_stream_tls_reason(st) : uv_strerror(status));
+        session_close(s, MT_LOG_WARN, why);
+        return;
+    }
+    s->client_ready = true;
+    session_maybe_activate(s);
+}
+
+void mt__session_accept(mt_proxy_t *p, uv_stream_t *server, bool tls)
 {
     mt_session_t *s;
     int rc;
@@ -473,22 +594,34 @@ void mt__session_accept(mt_proxy_t *p, uv_stream_t *server)
     h2o_linklist_insert(&p->sessions, &s->link);
     p->active++;
 
-    rc = uv_accept(server, (uv_stream_t *)&s->client.tcp);
+    rc = uv_accept(server, (uv_stream_t *)&s->client.stream.tcp);
     if (rc < 0) {
         snprintf(s->client_addr, sizeof(s->client_addr), "?");
         mt_listen_accept_failed(&p->listen, "client", rc);
         session_set_state(s, MT_SESSION_CLOSING); /* never active: nothing to log or count */
         return;
     }
-    uv_tcp_nodelay(&s->client.tcp, 1);
-    mt_listen_peer_name(&s->client.tcp, s->client_addr, sizeof(s->client_addr));
+    uv_tcp_nodelay(&s->client.stream.tcp, 1);
+    mt_listen_peer_name(&s->client.stream.tcp, s->client_addr, sizeof(s->client_addr));
     mt_stats_add(p->stats, MT_STAT_CONNECTIONS_TOTAL, 1);
     s->stats = mt_stats_conn_open(p->stats, s->id, s->client_addr, uv_hrtime());
-    slog(MT_LOG_DEBUG, s, "accepted");
+    slog(MT_LOG_DEBUG, s, "accepted%s", tls ? " (TLS)" : "");
 
     session_set_state(s, MT_SESSION_CONNECTING);
+    s->client_ready = !tls;
+    if (tls) {
+        mt_tls_t *t = mt_tls_new(p->listen_tls, NULL);
+        rc = t ? mt_stream_start_tls(&s->client.stream, t, client_handshake_cb) : UV_ENOMEM;
+        if (rc < 0) {
+            if (!t)
+                session_close(s, MT_LOG_ERROR, "out of memory for TLS");
+            else
+                client_handshake_cb(&s->client.stream, rc);
+            return;
+        }
+    }
     s->handles_open++; /* until the attempt calls back */
-    mt_upstream_conn_start(&p->upstream, &s->up_conn, &s->upstream.tcp, upstream_conn_cb, s);
+    mt_upstream_conn_start(&p->upstream, &s->up_conn, &s->upstream.stream, upstream_conn_cb, s);
 }
 
 void mt__session_drain(mt_session_t *s)

@@ -15,10 +15,11 @@ fi
 APT_PACKAGES=(
     cmake gcc clang clang-format make pkg-config
     libuv1-dev libbson-dev libcriterion-dev libh2o-dev libncurses-dev
-    zlib1g-dev libsnappy-dev libzstd-dev libmongoc-dev libssl-dev
+    zlib1g-dev libsnappy-dev libzstd-dev libmongoc-dev libssl-dev libc-ares-dev
     python3-pymongo python3-mongoengine python3-flask python3-mockupdb python3-pytest
     nodejs npm haproxy prometheus tmux chromium fonts-dejavu-core libclang-rt-14-dev valgrind
     python3-yaml docker-compose man-db dpkg-dev
+    openssl stunnel4 dnsmasq
 )
 
 installed() {

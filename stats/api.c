@@ -1,7 +1,8 @@
 /*
  * api: the JSON answers of the admin API (/api/stats, /api/connections,
- * /api/windows, /api/findings), /metrics and the report, rendered through
- * libbson from the accounting state.
+ * /api/windows, /api/windows/ID, /api/findings), /metrics and the report,
+ * rendered through libbson from the accounting state. The JSON views and the
+ * report count from the last reset; /metrics from the start.
  */
 #include <bson/bson.h>
 #include <string.h>
@@ -13,9 +14,11 @@
 
 #define MT_STATS_DEFAULT_LIMIT 100
 
-static double round_to(double v, double unit)
+/* v rounded to `per` parts of one (10: tenths), without the float noise
+ * of multiplying back by 0.1. */
+static double round_to(double v, double per)
 {
-    return (double)(int64_t)(v / unit + 0.5) * unit;
+    return (double)(int64_t)(v * per + 0.5) / per;
 }
 
 #define NS_PER_MS UINT64_C(1000000)
@@ -49,10 +52,12 @@ char *mt_stats_json(mt_stats_t *st, uint64_t now_ns, size_t limit)
     bson_init(&doc);
     if (limit == 0)
         limit = MT_STATS_DEFAULT_LIMIT;
+    uint64_t since[MT_STAT__COUNT];
     refresh_gauges(st);
+    mt_stats_counters_since(st->counters, st->baseline, since);
     BSON_APPEND_DOUBLE(&doc, "uptime_s", uptime_s(st, now_ns));
-    BSON_APPEND_DOUBLE(&doc, "ops_per_sec", round_to(st->ops_per_sec, 0.1));
-    mt_stats_counters_bson(st->counters, &doc);
+    BSON_APPEND_DOUBLE(&doc, "ops_per_sec", round_to(st->ops_per_sec, 10));
+    mt_stats_counters_bson(since, &doc);
     BSON_APPEND_INT64(&doc, "limit", (int64_t)limit);
 
     size_t n = 0;
@@ -90,9 +95,10 @@ char *mt_stats_connections_json(mt_stats_t *st, uint64_t now_ns)
         mt_finding_str_or_null(&sub, "driver", c->driver);
         BSON_APPEND_INT64(&sub, "commands", (int64_t)c->commands);
         BSON_APPEND_INT64(&sub, "pending", (int64_t)mt_idmap_count(&c->pending));
+        /* its open window, else the last one it took part in */
         mt_window_t *w = c->window;
         if (!w && c->last_win_id)
-            w = mt_window_reg_find(&st->windows, c->last_win_id);
+            w = mt__stats_window(st, c->last_win_id);
         if (w) {
             BSON_APPEND_DOCUMENT_BEGIN(&sub, "window", &wdoc);
             mt_window_brief_bson(w, &wdoc);
@@ -106,25 +112,44 @@ char *mt_stats_connections_json(mt_stats_t *st, uint64_t now_ns)
     return render_and_destroy(&doc);
 }
 
-char *mt_stats_windows_json(mt_stats_t *st, size_t limit)
+char *mt_stats_windows_json(mt_stats_t *st, size_t limit, bool summary,
+                            const mt_window_filter_t *filter)
 {
     bson_t doc, arr, sub;
+    uint32_t n = 0;
     bson_init(&doc);
-    if (limit == 0 || limit > MT_WINDOW_CLOSED_KEEP)
-        limit = MT_WINDOW_CLOSED_KEEP;
+    if (limit == 0)
+        limit = SIZE_MAX; /* every window kept */
+    BSON_APPEND_INT64(&doc, "kept", (int64_t)mt_window_reg_closed_count(&st->windows));
     BSON_APPEND_ARRAY_BEGIN(&doc, "windows", &arr);
-    for (size_t i = 0; i < limit; i++) {
-        mt_window_t *w = mt_window_reg_closed(&st->windows, i);
-        if (!w)
-            break;
+    for (mt_window_t *w = mt_window_reg_newest(&st->windows); w && n < limit;
+         w = mt_window_reg_older(&st->windows, w)) {
+        if (!mt_window_matches(w, filter))
+            continue;
         char k[16];
         const char *key;
-        bson_uint32_to_string((uint32_t)i, &key, k, sizeof k);
+        bson_uint32_to_string(n++, &key, k, sizeof k);
         BSON_APPEND_DOCUMENT_BEGIN(&arr, key, &sub);
-        mt_window_bson(w, &sub);
+        mt_window_bson(w, !summary, &sub);
         bson_append_document_end(&arr, &sub);
     }
     bson_append_array_end(&doc, &arr);
+    return render_and_destroy(&doc);
+}
+
+char *mt_stats_window_json(mt_stats_t *st, uint64_t id, uint32_t segment, bool *found)
+{
+    mt_window_t *w = mt__stats_window(st, id);
+    bson_t doc;
+
+    *found = w != NULL;
+    if (!w)
+        return NULL;
+    bson_init(&doc);
+    if (!mt_window_detail_bson(w, segment, &doc)) {
+        bson_destroy(&doc);
+        return NULL;
+    }
     return render_and_destroy(&doc);
 }
 
@@ -142,6 +167,9 @@ char *mt_stats_metrics(mt_stats_t *st, uint64_t now_ns)
     mt_metrics_input_t in = {
         .counters = st->counters,
         .uptime_s = uptime_s(st, now_ns),
+        .members = (const char(*)[MT_STATS_MEMBER_NAME])st->members,
+        .members_up = st->members_up,
+        .nmembers = st->nmembers,
     };
     return mt_metrics_render(&st->metrics, &in);
 }
@@ -150,11 +178,13 @@ char *mt_stats_report(mt_stats_t *st, mt_report_format_t fmt, uint64_t now_ns)
 {
     size_t n = 0;
     mt_shape_entry_t **sorted = mt_shapes_sorted(&st->shapes, &n);
+    uint64_t since[MT_STAT__COUNT];
     refresh_gauges(st);
+    mt_stats_counters_since(st->counters, st->baseline, since);
     mt_report_input_t in = {
         .generated_ms = mt__stats_wall_ms(st, now_ns),
         .uptime_s = uptime_s(st, now_ns),
-        .counters = st->counters,
+        .counters = since,
         .findings = &st->findings,
         .shapes = sorted,
         .nshapes = n,

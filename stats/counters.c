@@ -3,6 +3,7 @@
  */
 #include "counters.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 static const struct {
@@ -44,9 +45,28 @@ void mt_stats_counters_bson(const uint64_t values[MT_STAT__COUNT], bson_t *doc)
     }
 }
 
+void mt_stats_counters_since(const uint64_t values[MT_STAT__COUNT],
+                             const uint64_t baseline[MT_STAT__COUNT], uint64_t out[MT_STAT__COUNT])
+{
+    for (int i = 0; i < MT_STAT__COUNT; i++) {
+        /* figures of the process, its connections and its upstream, rather than of the
+         * traffic being studied, are not reset */
+        bool process = i == MT_STAT_CONNECTIONS_TOTAL || i == MT_STAT_CONNECTIONS_REFUSED ||
+                       i == MT_STAT_CONNECTIONS_RETIRED || i == MT_STAT_UPSTREAM_PRIMARY_CHANGES ||
+                       i == MT_STAT_UPSTREAM_TLS_FAILURES || i == MT_STAT_CLIENT_TLS_FAILURES ||
+                       i == MT_STAT_CLIENT_TLS_ON_PLAIN;
+        if (table[i].type == MT_STAT_TYPE_COUNTER && !process && values[i] >= baseline[i])
+            out[i] = values[i] - baseline[i];
+        else
+            out[i] = values[i];
+    }
+}
+
 void mt_stats_counters_prometheus(const uint64_t values[MT_STAT__COUNT], bson_string_t *s)
 {
     for (int i = 0; i < MT_STAT__COUNT; i++) {
+        if (!table[i].prom[0])
+            continue;
         const char *type = table[i].type == MT_STAT_TYPE_GAUGE ? "gauge" : "counter";
         bson_string_append_printf(s, "# HELP mongotap_%s %s\n# TYPE mongotap_%s %s\n",
                                   table[i].prom, table[i].help, table[i].prom, type);

@@ -35,9 +35,10 @@ void mt_findings_clear(mt_findings_t *f)
     for (size_t i = 0; i < f->npatterns; i++)
         pattern_free(&f->patterns[i]);
     bson_free(f->patterns);
-    uint64_t next_id = f->next_id;
+    uint64_t next_id = f->next_id, added = f->added;
     mt_findings_init(f);
     f->next_id = next_id;
+    f->added = added;
 }
 
 void mt_findings_next_id(mt_findings_t *f, char out[16])
@@ -168,6 +169,7 @@ void mt_findings_add(mt_findings_t *f, const bson_t *finding, const char *id,
         f->next = (f->next + 1) % MT_FINDINGS_KEEP;
         if (f->count < MT_FINDINGS_KEEP)
             f->count++;
+        f->added++;
     }
     mt_findings_pattern_t *p = pattern_for(f, ev);
     if (!p)
@@ -180,6 +182,16 @@ void mt_findings_add(mt_findings_t *f, const bson_t *finding, const char *id,
     p->last_ms = ev->now_ms;
     bson_free(p->suggestion);
     p->suggestion = bson_strdup(ev->suggestion ? ev->suggestion : "");
+}
+
+uint64_t mt_findings_seq(const mt_findings_t *f)
+{
+    return f->added;
+}
+
+uint64_t mt_findings_floor(const mt_findings_t *f)
+{
+    return f->added - f->count;
 }
 
 const bson_t *mt_findings_get(const mt_findings_t *f, size_t i)

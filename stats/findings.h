@@ -52,6 +52,8 @@ typedef struct {
     size_t next;
     size_t count;
     uint64_t next_id; /* ids count up from 1 for the process */
+    uint64_t added;   /* findings put in the ring, for the process: the ring holds
+                         the sequence numbers (added - count, added] */
     mt_findings_pattern_t *patterns;
     size_t npatterns;
 } mt_findings_t;
@@ -78,6 +80,11 @@ void mt_findings_next_id(mt_findings_t *f, char out[16]);
 /* Keeps a copy of the finding document and folds it into its pattern. */
 void mt_findings_add(mt_findings_t *f, const bson_t *finding, const char *id,
                      const mt_findings_event_t *ev);
+
+/* Sequence number of the newest finding kept (0 when none yet), and the
+ * number at or below which findings have aged out of the ring. */
+uint64_t mt_findings_seq(const mt_findings_t *f);
+uint64_t mt_findings_floor(const mt_findings_t *f);
 
 /* The i-th most recent finding (0 = newest), or NULL. */
 const bson_t *mt_findings_get(const mt_findings_t *f, size_t i);

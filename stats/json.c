@@ -16,6 +16,14 @@ double mt_json_ms(uint64_t ns)
     return (double)(ns / 1000) / 1000.0;
 }
 
+void mt_json_str_or_null(bson_t *doc, const char *key, const char *v)
+{
+    if (v && *v)
+        bson_append_utf8(doc, key, -1, v, -1);
+    else
+        bson_append_null(doc, key, -1);
+}
+
 void mt_json_append_double(bson_string_t *s, double v)
 {
     if (!isfinite(v)) {

@@ -32,4 +32,7 @@ void mt_json_append_double(bson_string_t *s, double v);
 /* Nanoseconds as milliseconds rounded to the microsecond, for *_ms fields. */
 double mt_json_ms(uint64_t ns);
 
+/* Appends key as the string v, or null when v is NULL or "". */
+void mt_json_str_or_null(bson_t *doc, const char *key, const char *v);
+
 #endif

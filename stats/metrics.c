@@ -1,6 +1,6 @@
 /*
  * metrics: the Prometheus side. Counters come from the MT_STATS_COUNTERS
- * table in stats.h; labelled series are plain arrays indexed by label
+ * table in counters.h; labelled series are plain arrays indexed by label
  * indexes cached in each shape entry, so a message costs two increments.
  */
 #include "metrics.h"
@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "hash.h"
+#include "json.h"
 #include "view.h"
 
 /* Command label set. Index 0 is "other". */
@@ -80,21 +81,15 @@ static const char *const bucket_le[MT_METRICS_NBUCKETS] = {
 void mt_metrics_init(mt_metrics_t *m)
 {
     memset(m, 0, sizeof *m);
-    mt_idmap_init(&m->coll_index, sizeof(uint16_t), MT_METRICS_MAX_COLLECTIONS);
+    mt_idmap_init(&m->ns_index, sizeof(uint16_t), MT_METRICS_MAX_NAMESPACES);
 }
 
 void mt_metrics_free(mt_metrics_t *m)
 {
-    for (size_t i = 0; i < m->ncollections; i++)
-        bson_free(m->collections[i]);
-    mt_idmap_free(&m->coll_index);
+    for (size_t i = 0; i < m->nns; i++)
+        bson_free(m->ns[i].db);
+    mt_idmap_free(&m->ns_index);
     memset(m, 0, sizeof *m);
-}
-
-void mt_metrics_clear(mt_metrics_t *m)
-{
-    mt_metrics_free(m);
-    mt_metrics_init(m);
 }
 
 uint16_t mt_metrics_command_label(const char *name)
@@ -110,42 +105,50 @@ const char *mt_metrics_command_name(uint16_t idx)
     return idx < NCOMMANDS ? command_names[idx] : command_names[0];
 }
 
-uint16_t mt_metrics_collection_label(mt_metrics_t *m, const char *collection)
+uint16_t mt_metrics_ns_label(mt_metrics_t *m, const char *db, const char *collection)
 {
-    /* a label is kept for good: never longer than a namespace may be */
-    char cut[MT_CMD_NS_MAX + 1];
-    size_t n = mt_cmd_name_len(collection, MT_CMD_NS_MAX, NULL);
-    if (collection[n]) {
-        memcpy(cut, collection, n);
-        cut[n] = '\0';
-        collection = cut;
+    /* a label is kept for good: never longer than a name may be */
+    size_t dl = mt_cmd_name_len(db, MT_CMD_DB_MAX, NULL);
+    size_t cl = mt_cmd_name_len(collection, MT_CMD_NS_MAX, NULL);
+    char key[MT_CMD_DB_MAX + MT_CMD_NS_MAX + 2];
+
+    memcpy(key, db, dl);
+    key[dl] = '\0';
+    memcpy(key + dl + 1, collection, cl);
+    key[dl + 1 + cl] = '\0';
+    int64_t h = (int64_t)mt_hash_str(mt_hash_str(MT_HASH_SEED, key), key + dl + 1);
+    uint16_t *idx = mt_idmap_get(&m->ns_index, h);
+    if (idx) {
+        const mt_metrics_ns_t *ns = &m->ns[*idx];
+        return strcmp(ns->db, key) == 0 && strcmp(ns->coll, key + dl + 1) == 0
+                   ? *idx
+                   : MT_METRICS_NS_OTHER;
     }
-    int64_t h = (int64_t)mt_hash_str(MT_HASH_SEED, collection);
-    uint16_t *idx = mt_idmap_get(&m->coll_index, h);
-    if (idx)
-        return strcmp(m->collections[*idx], collection) == 0 ? *idx : MT_METRICS_COLL_OTHER;
-    if (m->ncollections >= MT_METRICS_MAX_COLLECTIONS)
-        return MT_METRICS_COLL_OTHER;
-    char *copy = bson_strdup(collection);
+    if (m->nns >= MT_METRICS_MAX_NAMESPACES)
+        return MT_METRICS_NS_OTHER;
+    char *copy = bson_malloc(dl + cl + 2);
     if (!copy)
-        return MT_METRICS_COLL_OTHER;
-    idx = mt_idmap_put(&m->coll_index, h, NULL, NULL);
+        return MT_METRICS_NS_OTHER;
+    memcpy(copy, key, dl + cl + 2);
+    idx = mt_idmap_put(&m->ns_index, h, NULL, NULL);
     if (!idx) {
         bson_free(copy);
-        return MT_METRICS_COLL_OTHER;
+        return MT_METRICS_NS_OTHER;
     }
-    *idx = (uint16_t)m->ncollections;
-    m->collections[m->ncollections++] = copy;
+    *idx = (uint16_t)m->nns;
+    m->ns[m->nns].db = copy;
+    m->ns[m->nns].coll = copy + dl + 1;
+    m->nns++;
     return *idx;
 }
 
-void mt_metrics_count(mt_metrics_t *m, uint16_t command, uint16_t collection)
+void mt_metrics_count(mt_metrics_t *m, uint16_t command, uint16_t ns)
 {
     if (command >= NCOMMANDS)
         command = 0;
-    if (collection > MT_METRICS_COLL_OTHER)
-        collection = MT_METRICS_COLL_OTHER;
-    m->commands[command][collection]++;
+    if (ns > MT_METRICS_NS_OTHER)
+        ns = MT_METRICS_NS_OTHER;
+    m->commands[command][ns]++;
 }
 
 void mt_metrics_observe(mt_metrics_t *m, uint16_t command, uint64_t ns)
@@ -184,7 +187,9 @@ static void header(bson_string_t *s, const char *name, const char *type, const c
 static void gauge(bson_string_t *s, const char *name, const char *help, double v)
 {
     header(s, name, "gauge", help);
-    bson_string_append_printf(s, "mongotap_%s %.17g\n", name, v);
+    bson_string_append_printf(s, "mongotap_%s ", name);
+    mt_json_append_double(s, v); /* 278.407, not 278.40699999999998 */
+    bson_string_append_c(s, '\n');
 }
 
 static void ns_seconds(bson_string_t *s, uint64_t ns)
@@ -199,17 +204,29 @@ char *mt_metrics_render(const mt_metrics_t *m, const mt_metrics_input_t *in)
 
     mt_stats_counters_prometheus(in->counters, s);
     gauge(s, "uptime_seconds", "Seconds since mongotap started", in->uptime_s);
+    if (in->nmembers) {
+        header(s, "upstream_member_up", "gauge",
+               "1 while the upstream member answers mongotap's hello checks");
+        for (size_t i = 0; i < in->nmembers; i++) {
+            bson_string_append(s, "mongotap_upstream_member_up{member=\"");
+            append_label(s, in->members[i]);
+            bson_string_append_printf(s, "\"} %d\n", in->members_up[i] ? 1 : 0);
+        }
+    }
 
     header(s, "commands_total", "counter",
-           "Commands by command name and collection (bounded label sets)");
+           "Commands seen, by command name, database and collection (bounded label sets; "
+           "sum() is every command)");
     for (size_t c = 0; c < NCOMMANDS; c++) {
-        for (size_t k = 0; k <= MT_METRICS_COLL_OTHER; k++) {
+        for (size_t k = 0; k <= MT_METRICS_NS_OTHER; k++) {
             uint64_t v = m->commands[c][k];
             if (!v)
                 continue;
-            bson_string_append_printf(s, "mongotap_commands_total{command=\"%s\",collection=\"",
+            bson_string_append_printf(s, "mongotap_commands_total{command=\"%s\",db=\"",
                                       command_names[c]);
-            append_label(s, k == MT_METRICS_COLL_OTHER ? "<other>" : m->collections[k]);
+            append_label(s, k == MT_METRICS_NS_OTHER ? "<other>" : m->ns[k].db);
+            bson_string_append(s, "\",collection=\"");
+            append_label(s, k == MT_METRICS_NS_OTHER ? "<other>" : m->ns[k].coll);
             bson_string_append_printf(s, "\"} %llu\n", (unsigned long long)v);
         }
     }

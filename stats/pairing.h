@@ -46,7 +46,7 @@ typedef struct {
     uint64_t win_id;
     uint32_t cmd_idx;
     bool has_cmd_idx;
-    uint16_t metric_collection;
+    uint16_t metric_ns;
     h2o_linklist_t lru;     /* in the table, most recently used last */
     h2o_linklist_t by_conn; /* in the list of the connection that opened it */
 } mt_cursor_t;

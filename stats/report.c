@@ -461,7 +461,12 @@ static char *render_html(const mt_report_input_t *in)
             fmt_ms(s, p->child_ns);
             bson_string_append(s, "</td><td class=\"n\">");
             fmt_ms(s, p->occurrences ? p->child_ns / p->occurrences : 0);
-            bson_string_append_printf(s, "</td><td>window %llu<br>",
+            /* opens the window in the console when the report is read from the admin
+             * endpoint (/api/report?format=html) */
+            bson_string_append_printf(s,
+                                      "</td><td><a class=\"window\" href=\"/#window=%llu\">window "
+                                      "%llu</a><br>",
+                                      (unsigned long long)p->example_window,
                                       (unsigned long long)p->example_window);
             html_text(s, p->example_finding);
             bson_string_append(s, "</td><td>");

@@ -40,7 +40,7 @@ struct mt_shape_entry {
     int64_t last_seen_ms;
 
     uint16_t metric_command; /* label indexes cached for metrics */
-    uint16_t metric_collection;
+    uint16_t metric_ns;
 
     mt_hist_t latency;
     char keybuf[];

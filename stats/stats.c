@@ -27,6 +27,7 @@ void mt_stats_config_defaults(mt_stats_config_t *cfg)
     cfg->n1_threshold = 5;
     cfg->max_shapes = 10000;
     cfg->max_conns = 100000;
+    cfg->keep_windows = MT_WINDOW_KEEP_DEFAULT;
 }
 
 int64_t mt__stats_wall_ms(const mt_stats_t *st, uint64_t now_ns)
@@ -59,6 +60,8 @@ mt_stats_t *mt_stats_new(const mt_stats_config_t *cfg, uint64_t now_ns)
         .log_values = st->cfg.log_values,
         .shape = &st->cfg.shape,
         .paths_cut = &st->counters[MT_STAT_NAMES_TRUNCATED],
+        .cmds_dropped = &st->counters[MT_STAT_WINDOW_COMMANDS_DROPPED],
+        .keep = st->cfg.keep_windows,
         .ignore_ns = st->cfg.ignore_ns,
         .nignore_ns = st->cfg.nignore_ns,
         .on_close = window_closed_cb,
@@ -81,12 +84,13 @@ void mt_stats_free(mt_stats_t *st)
 {
     if (!st)
         return;
+    /* windows first: an open one points back at its connection */
+    mt_window_reg_clear(&st->windows);
     while (!h2o_linklist_is_empty(&st->conns)) {
         mt_stats_conn_t *c = mt__stats_conn_of(st->conns.next);
         h2o_linklist_unlink(&c->link);
         conn_free(c);
     }
-    mt_window_reg_clear(&st->windows);
     mt_shapes_clear(&st->shapes);
     mt_findings_clear(&st->findings);
     mt_metrics_free(&st->metrics);
@@ -109,6 +113,25 @@ void mt_stats_add(mt_stats_t *st, mt_stat_counter_t counter, uint64_t by)
 uint64_t mt_stats_get(const mt_stats_t *st, mt_stat_counter_t counter)
 {
     return st && counter < MT_STAT__COUNT ? st->counters[counter] : 0;
+}
+
+void mt_stats_upstream(mt_stats_t *st, const char *const *members, const bool *up, size_t n,
+                       bool ready)
+{
+    if (!st)
+        return;
+    st->nmembers = n < MT_STATS_MAX_MEMBERS ? n : MT_STATS_MAX_MEMBERS;
+    for (size_t i = 0; i < st->nmembers; i++) {
+        snprintf(st->members[i], sizeof(st->members[i]), "%s", members[i]);
+        st->members_up[i] = up[i];
+    }
+    st->counters[MT_STAT_UPSTREAM_READY] = ready;
+}
+
+mt_window_t *mt__stats_window(const mt_stats_t *st, uint64_t id)
+{
+    mt_window_t *w = mt_window_reg_find(&st->windows, id);
+    return w ? w : mt_window_reg_find_closed(&st->windows, id);
 }
 
 /* ---- findings ------------------------------------------------------------- */
@@ -170,6 +193,7 @@ static void window_closed_cb(void *data, mt_window_t *w, uint64_t now_ns)
     size_t n = mt_detect_window(w, &dcfg, st->results, MT_DETECT_MAX_RESULTS);
     int64_t now_ms = mt__stats_wall_ms(st, now_ns);
     char ids[MT_DETECT_MAX_RESULTS][16];
+    mt_window_finding_t found[MT_DETECT_MAX_RESULTS];
 
     st->counters[MT_STAT_WINDOWS]++;
     for (size_t i = 0; i < n; i++) {
@@ -188,7 +212,14 @@ static void window_closed_cb(void *data, mt_window_t *w, uint64_t now_ns)
         finding_event(w, r, sugg, now_ms, &ev);
         mt_findings_add(&st->findings, &doc, ids[i], &ev);
         st->counters[MT_STAT_FINDINGS]++;
-        w->findings++;
+        found[i] = (mt_window_finding_t){
+            .type = mt_finding_type_str(r->type),
+            .high = r->high,
+            .segment = r->segment,
+            .parent = r->has_parent ? (int32_t)r->parent : -1,
+            .children = r->count,
+        };
+        bson_strncpy(found[i].id, ids[i], sizeof found[i].id);
         if (st->cfg.on_finding) {
             char *json = mt_json_render(&doc, false);
             finding_summary(w, r, ids[i], sugg, line, sizeof line);
@@ -197,6 +228,9 @@ static void window_closed_cb(void *data, mt_window_t *w, uint64_t now_ns)
         }
         bson_destroy(&doc);
     }
+    /* kept while its newest finding is: the window a finding names opens */
+    mt_window_set_findings(w, found, (uint32_t)n, mt_findings_seq(&st->findings));
+    mt_window_reg_unpin(&st->windows, mt_findings_floor(&st->findings));
 }
 
 /* ---- connections ---------------------------------------------------------- */
@@ -274,7 +308,7 @@ static mt_shape_entry_t *account_shape(mt_stats_t *st, const mt_cmd_view_t *cmd,
 {
     const char *db = cmd->db ? cmd->db : "", *coll = cmd->collection ? cmd->collection : "";
     mt_shape_entry_t *entry;
-    uint16_t metric_collection;
+    uint16_t metric_ns;
     bool created = false;
 
     if (cursor && cursor->entry) {
@@ -283,7 +317,7 @@ static mt_shape_entry_t *account_shape(mt_stats_t *st, const mt_cmd_view_t *cmd,
         if (entry->overflow)
             bson_strncpy(shape, entry->shape, cap);
         *metric_command = st->getmore_label;
-        mt_metrics_count(&st->metrics, *metric_command, cursor->metric_collection);
+        mt_metrics_count(&st->metrics, *metric_command, cursor->metric_ns);
         return entry;
     }
     mt_shapes_key_t key = {db, coll, cmd->name, cmd->shape_id};
@@ -297,15 +331,15 @@ static mt_shape_entry_t *account_shape(mt_stats_t *st, const mt_cmd_view_t *cmd,
         /* Label lookups happen once per shape, not once per message. */
         if (created) {
             entry->metric_command = mt_metrics_command_label(cmd->name);
-            entry->metric_collection = mt_metrics_collection_label(&st->metrics, coll);
+            entry->metric_ns = mt_metrics_ns_label(&st->metrics, db, coll);
         }
         *metric_command = entry->metric_command;
-        metric_collection = entry->metric_collection;
+        metric_ns = entry->metric_ns;
     } else {
         *metric_command = mt_metrics_command_label(cmd->name);
-        metric_collection = mt_metrics_collection_label(&st->metrics, coll);
+        metric_ns = mt_metrics_ns_label(&st->metrics, db, coll);
     }
-    mt_metrics_count(&st->metrics, *metric_command, metric_collection);
+    mt_metrics_count(&st->metrics, *metric_command, metric_ns);
     if (entry)
         entry->count++;
     return entry;
@@ -408,6 +442,8 @@ void mt_stats_conn_request(mt_stats_conn_t *c, const mt_cmd_view_t *cmd, size_t 
             c->keyed_win_id = 0;
         if (w) {
             idx = mt_window_record(&st->windows, w, cmd, entry, shape_hash, shape, now_ns);
+            if (idx >= 0)
+                w->cmds[idx].bytes_in = len > UINT32_MAX ? UINT32_MAX : (uint32_t)len;
             w->last_ns = now_ns;
             c->last_win_id = w->id;
             if (cmd->more_to_come && idx >= 0)
@@ -436,10 +472,36 @@ static mt_window_t *conn_window(mt_stats_conn_t *c, uint64_t id)
     return mt_window_reg_find(&c->st->windows, id);
 }
 
+/* How a reply failed, for its command in the window: ok: 0 with its code,
+ * or the first write error's. */
+static void reply_error(mt_window_t *w, mt_window_cmd_t *wc, const mt_reply_view_t *r)
+{
+    bson_iter_t it, f;
+    int32_t code = r->code;
+    const char *name = r->code_name;
+
+    if (r->unread || (r->ok && r->write_errors == 0))
+        return; /* an unread reply's outcome is unknown, not a failure */
+    if (r->ok && bson_iter_init(&it, &r->body) &&
+        bson_iter_find_descendant(&it, "writeErrors.0", &f) && BSON_ITER_HOLDS_DOCUMENT(&f)) {
+        bson_iter_t e;
+        name = NULL;
+        if (bson_iter_recurse(&f, &e) && bson_iter_find(&e, "code") && BSON_ITER_HOLDS_NUMBER(&e))
+            code = (int32_t)bson_iter_as_int64(&e);
+        if (bson_iter_recurse(&f, &e) && bson_iter_find(&e, "codeName") && BSON_ITER_HOLDS_UTF8(&e))
+            name = bson_iter_utf8(&e, NULL);
+    }
+    wc->failed = true;
+    wc->error_code = code;
+    if (name && !wc->error_name)
+        wc->error_name = mt_window_strdup(w, name, MT_WINDOW_ERROR_NAME_MAX);
+}
+
 /* Folds a reply into the windows of its request and, for a getMore, of the
  * command that opened the cursor. */
 static void reply_windows(mt_stats_conn_t *c, const mt_pending_t *p, const mt_reply_view_t *r,
-                          uint64_t docs, uint64_t latency, uint64_t now_ns, mt_window_t **win)
+                          size_t len, uint64_t docs, uint64_t latency, uint64_t now_ns,
+                          mt_window_t **win)
 {
     mt_stats_t *st = c->st;
     mt_cmd_kind_t kind = (mt_cmd_kind_t)p->kind;
@@ -455,6 +517,9 @@ static void reply_windows(mt_stats_conn_t *c, const mt_pending_t *p, const mt_re
                 wc->replied = true;
             }
             wc->docs += docs;
+            wc->bytes_out =
+                len >= UINT32_MAX - wc->bytes_out ? UINT32_MAX : wc->bytes_out + (uint32_t)len;
+            reply_error(w, wc, r);
             /* Evidence for the detectors: documents of finds and aggregates
              * (a lookup's too: its children may be a nested loop's parent). */
             if ((kind == MT_CMD_FIND || kind == MT_CMD_AGGREGATE) && r->batch)
@@ -501,7 +566,7 @@ static void reply_cursors(mt_stats_conn_t *c, const mt_pending_t *p, const mt_re
     cur->win_id = w ? p->win_id : 0;
     cur->cmd_idx = p->cmd_idx;
     cur->has_cmd_idx = p->has_cmd_idx && w != NULL;
-    cur->metric_collection = e->overflow ? MT_METRICS_COLL_OTHER : e->metric_collection;
+    cur->metric_ns = e->overflow ? MT_METRICS_NS_OTHER : e->metric_ns;
 }
 
 void mt_stats_conn_reply(mt_stats_conn_t *c, const mt_reply_view_t *r, size_t len, uint64_t now_ns)
@@ -542,7 +607,7 @@ void mt_stats_conn_reply(mt_stats_conn_t *c, const mt_reply_view_t *r, size_t le
     mt_metrics_observe(&st->metrics, p.metric_command, latency);
 
     mt_window_t *w;
-    reply_windows(c, &p, r, docs, latency, now_ns, &w);
+    reply_windows(c, &p, r, len, docs, latency, now_ns, &w);
     reply_cursors(c, &p, r, w);
 
     /* Exhaust: another reply follows, answering this reply's requestID. */
@@ -599,12 +664,7 @@ void mt_stats_reset(mt_stats_t *st)
     mt_window_reg_clear(&st->windows);
     mt_shapes_clear(&st->shapes);
     mt_findings_clear(&st->findings);
-    mt_metrics_clear(&st->metrics);
-    /* Counters restart, except the connection totals which describe the
-     * process rather than the traffic being studied. */
-    for (int i = 0; i < MT_STAT__COUNT; i++)
-        if (i != MT_STAT_CONNECTIONS_TOTAL && i != MT_STAT_CONNECTIONS_REFUSED)
-            st->counters[i] = 0;
-    st->rate_commands = 0;
-    st->ops_per_sec = 0;
+    /* The JSON views count again from here (mt_stats_counters_since); the
+     * counters themselves and the Prometheus series never go backwards. */
+    memcpy(st->baseline, st->counters, sizeof st->baseline);
 }

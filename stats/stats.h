@@ -17,6 +17,7 @@
 #include "report.h"
 #include "shape.h"
 #include "view.h"
+#include "window.h"
 
 typedef struct mt_stats mt_stats_t;
 typedef struct mt_stats_conn mt_stats_conn_t;
@@ -33,6 +34,7 @@ typedef struct {
     uint32_t max_shapes;    /* default 10000 */
     uint32_t max_conns;     /* connections tracked at once, default 100000; past it a
                                connection is forwarded without being accounted */
+    uint32_t keep_windows;  /* closed windows kept (--keep-windows), default 100 */
     bool log_values;        /* let user data values into outputs */
     mt_shape_opts_t shape;  /* field names shown as "?" in shapes and findings */
     /* --ignore-ns: "db.collection" or "db.*"; commands there never take part
@@ -54,7 +56,13 @@ void mt_stats_free(mt_stats_t *st);
 const mt_shape_opts_t *mt_stats_shape_opts(const mt_stats_t *st);
 
 void mt_stats_add(mt_stats_t *st, mt_stat_counter_t counter, uint64_t by);
+/* A figure since start (what /metrics shows; resets do not change it). */
 uint64_t mt_stats_get(const mt_stats_t *st, mt_stat_counter_t counter);
+
+/* The upstream as the proxy's monitor sees it: the upstream_ready gauge and,
+ * on /metrics, mongotap_upstream_member_up{member="host:port"} per member. */
+void mt_stats_upstream(mt_stats_t *st, const char *const *members, const bool *up, size_t n,
+                       bool ready);
 
 /* Connections. client_addr is "ip:port". The returned handle is owned by
  * stats and valid until mt_stats_conn_close(). The caller counts
@@ -85,16 +93,25 @@ void mt_stats_tick(mt_stats_t *st, uint64_t now_ns);
  * outlive their connections, so closing the connections is not enough). */
 void mt_stats_flush(mt_stats_t *st, uint64_t now_ns);
 
-/* Clears shapes, windows and findings (POST /api/reset). */
+/* POST /api/reset: clears shapes, windows and findings and starts the JSON
+ * views' counters again from zero. The Prometheus series are left alone: a
+ * counter never goes backwards. */
 void mt_stats_reset(mt_stats_t *st);
 
 /* Outputs. Each returns a NUL-terminated string the caller frees with
  * bson_free(). JSON is produced through libbson. */
 char *mt_stats_json(mt_stats_t *st, uint64_t now_ns, size_t limit); /* /api/stats */
 char *mt_stats_connections_json(mt_stats_t *st, uint64_t now_ns);   /* /api/connections */
-char *mt_stats_windows_json(mt_stats_t *st, size_t limit);          /* /api/windows */
-char *mt_stats_findings_json(mt_stats_t *st);                       /* /api/findings */
-char *mt_stats_metrics(mt_stats_t *st, uint64_t now_ns);            /* /metrics */
+/* /api/windows: the newest closed windows matching filter (NULL: all; see
+ * mt_window_matches), up to
+ * limit (0: all), with their commands unless summary. */
+char *mt_stats_windows_json(mt_stats_t *st, size_t limit, bool summary,
+                            const mt_window_filter_t *filter);
+/* /api/windows/ID: one window, open or kept closed (segment 0: all of it).
+ * NULL when there is no such window or segment (*found tells which). */
+char *mt_stats_window_json(mt_stats_t *st, uint64_t id, uint32_t segment, bool *found);
+char *mt_stats_findings_json(mt_stats_t *st);            /* /api/findings */
+char *mt_stats_metrics(mt_stats_t *st, uint64_t now_ns); /* /metrics */
 
 char *mt_stats_report(mt_stats_t *st, mt_report_format_t fmt, uint64_t now_ns);
 

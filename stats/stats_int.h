@@ -36,7 +36,8 @@ struct mt_stats_conn {
 
 struct mt_stats {
     mt_stats_config_t cfg;
-    uint64_t counters[MT_STAT__COUNT];
+    uint64_t counters[MT_STAT__COUNT]; /* since start: what /metrics shows */
+    uint64_t baseline[MT_STAT__COUNT]; /* counters at the last reset, for the JSON views */
     uint64_t start_ns;
     int64_t start_ms;
     mt_cursors_t cursors;
@@ -54,6 +55,10 @@ struct mt_stats {
     uint16_t getmore_label; /* metrics label of getMore, resolved once */
     mt_detect_result_t results[MT_DETECT_MAX_RESULTS];
     mt_detect_scratch_t detect; /* the detectors' memory, kept across windows */
+    /* the upstream's members, as last reported by the proxy */
+    char members[MT_STATS_MAX_MEMBERS][MT_STATS_MEMBER_NAME];
+    bool members_up[MT_STATS_MAX_MEMBERS];
+    size_t nmembers;
 };
 
 #define mt__stats_conn_of(node)                                                                    \
@@ -61,5 +66,8 @@ struct mt_stats {
 
 /* Wall-clock ms for a monotonic time. */
 int64_t mt__stats_wall_ms(const mt_stats_t *st, uint64_t now_ns);
+
+/* A window by id, open or kept closed; NULL when gone. */
+mt_window_t *mt__stats_window(const mt_stats_t *st, uint64_t id);
 
 #endif

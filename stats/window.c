@@ -21,6 +21,9 @@ struct mt_window_block {
     uint8_t data[];
 };
 
+/* Blocks start small and double up to BLOCK_SIZE: most windows store a few
+ * short strings, and closed windows are kept by the thousand. */
+#define BLOCK_FIRST 256
 #define BLOCK_SIZE 4096
 
 static void *arena_alloc(mt_window_t *w, size_t len)
@@ -29,7 +32,9 @@ static void *arena_alloc(mt_window_t *w, size_t len)
     /* Keep 8-byte alignment for anything stored. */
     size_t need = (len + 7) & ~(size_t)7;
     if (!b || b->cap - b->used < need) {
-        size_t cap = need > BLOCK_SIZE ? need : BLOCK_SIZE;
+        size_t cap = b ? (b->cap * 2 < BLOCK_SIZE ? b->cap * 2 : BLOCK_SIZE) : BLOCK_FIRST;
+        if (need > cap)
+            cap = need;
         b = bson_malloc(sizeof *b + cap);
         if (!b)
             return NULL;
@@ -175,6 +180,36 @@ static void arena_free(mt_window_t *w)
     w->arena = NULL;
 }
 
+/* A closed window gives its arena up: the codeNames of its failed commands,
+ * which /api/windows/ID shows, move to one allocation of their own (none
+ * when nothing failed). */
+static void keep_error_names(mt_window_t *w)
+{
+    size_t total = 0, at = 0;
+
+    if (w->error_names)
+        return;
+    for (uint32_t i = 0; i < w->ncmds; i++)
+        if (w->cmds[i].error_name)
+            total += strlen(w->cmds[i].error_name) + 1;
+    if (total == 0)
+        return;
+    w->error_names = bson_malloc(total);
+    for (uint32_t i = 0; i < w->ncmds; i++) {
+        mt_window_cmd_t *c = &w->cmds[i];
+        if (!c->error_name)
+            continue;
+        if (!w->error_names) {
+            c->error_name = NULL; /* out of memory: the code alone is shown */
+            continue;
+        }
+        size_t n = strlen(c->error_name) + 1;
+        memcpy(w->error_names + at, c->error_name, n);
+        c->error_name = w->error_names + at;
+        at += n;
+    }
+}
+
 void mt_window_trim(mt_window_t *w)
 {
     bson_free(w->ev);
@@ -183,6 +218,7 @@ void mt_window_trim(mt_window_t *w)
     bson_free(w->segs);
     w->segs = NULL;
     w->nsegs = w->segs_cap = 0;
+    keep_error_names(w);
     for (uint32_t i = 0; i < w->ncmds; i++) {
         mt_window_cmd_t *c = &w->cmds[i];
         c->value_doc = NULL;
@@ -212,6 +248,9 @@ static void window_free(mt_window_t *w)
     if (!w)
         return;
     arena_free(w);
+    bson_free(w->error_names);
+    bson_free(w->found);
+    bson_free(w->cuts);
     bson_free(w->cmds);
     bson_free(w->ev);
     bson_free(w->segs);
@@ -260,7 +299,7 @@ static void give_back_evidence(mt_window_reg_t *reg, mt_window_t *w)
     w->nsegs = w->segs_cap = 0;
 }
 
-/* A window leaving the closed ring: kept with its commands array and first
+/* A window the closed lists let go: kept with its commands array and first
  * arena block when the pool has room, else freed. */
 static void window_recycle(mt_window_reg_t *reg, mt_window_t *w)
 {
@@ -272,6 +311,12 @@ static void window_recycle(mt_window_reg_t *reg, mt_window_t *w)
         return;
     }
     arena_free(w); /* retired windows have none left (mt_window_trim) */
+    bson_free(w->error_names);
+    bson_free(w->found);
+    bson_free(w->cuts);
+    w->error_names = NULL;
+    w->found = NULL;
+    w->cuts = NULL;
     w->pool_next = reg->pool;
     reg->pool = w;
     reg->npool++;
@@ -323,12 +368,150 @@ static void pool_clear(mt_window_reg_t *reg)
         bson_free(reg->spare_blocks[--reg->nspare_blocks].p);
 }
 
+const char *mt_window_role_str(uint8_t role)
+{
+    switch (role) {
+    case MT_WINDOW_ROLE_NONE:
+        return "none";
+    case MT_WINDOW_ROLE_PARENT:
+        return "parent";
+    case MT_WINDOW_ROLE_CHILD:
+        return "child";
+    }
+    return "unknown";
+}
+
+void mt_window_span(const mt_window_t *w, uint32_t lo, uint32_t hi, mt_window_span_t *out)
+{
+    out->started_ms = w->started_ms;
+    out->duration_ns = mt_window_duration_ns(w);
+    out->offset_ns = 0;
+    if (hi > w->ncmds)
+        hi = w->ncmds;
+    if (lo >= hi)
+        return;
+    uint64_t first = w->cmds[lo].start_ns, last = first;
+    for (uint32_t i = lo; i < hi; i++) {
+        const mt_window_cmd_t *c = &w->cmds[i];
+        uint64_t end = c->start_ns + c->duration_ns + c->getmore_ns;
+        last = end > last ? end : last;
+    }
+    out->offset_ns = first > w->started_ns ? first - w->started_ns : 0;
+    out->started_ms = w->started_ms + (int64_t)(out->offset_ns / 1000000);
+    out->duration_ns = last - first;
+}
+
+void mt_window_set_findings(mt_window_t *w, const mt_window_finding_t *found, uint32_t n,
+                            uint64_t pin_seq)
+{
+    bson_free(w->found);
+    w->found = NULL;
+    w->findings = 0;
+    w->pin_seq = 0;
+    if (n == 0)
+        return;
+    w->found = bson_malloc(n * sizeof *found);
+    memcpy(w->found, found, n * sizeof *found);
+    w->findings = n;
+    w->pin_seq = pin_seq;
+}
+
+void mt_window_set_segments(mt_window_t *w, const mt_window_range_t *cuts, uint32_t n)
+{
+    bson_free(w->cuts);
+    w->cuts = NULL;
+    w->ncuts = 0;
+    if (n == 0)
+        return;
+    w->cuts = bson_malloc(n * sizeof *cuts);
+    memcpy(w->cuts, cuts, n * sizeof *cuts);
+    w->ncuts = n;
+}
+
+/* ---- filters --------------------------------------------------------------- */
+
+/* ASCII case-insensitive substring; names and shapes are what is searched. */
+static bool contains(const char *hay, const char *needle)
+{
+    size_t n = strlen(needle);
+    if (!hay)
+        return false;
+    for (const char *p = hay; *p; p++)
+        if (strncasecmp(p, needle, n) == 0)
+            return true;
+    return n == 0;
+}
+
+static bool cmd_ns_contains(const mt_window_cmd_t *c, const char *needle)
+{
+    char ns[MT_CMD_NS_MAX + 2];
+    bson_snprintf(ns, sizeof ns, "%s.%s", c->db, c->collection);
+    return contains(ns, needle);
+}
+
+static bool app_contains(const mt_window_t *w, const char *needle)
+{
+    return contains(w->app_name, needle) || contains(w->client_addr, needle) ||
+           contains(w->driver, needle);
+}
+
+static bool any_cmd(const mt_window_t *w, const char *needle,
+                    bool (*has)(const mt_window_cmd_t *, const char *))
+{
+    for (uint32_t i = 0; i < w->ncmds; i++)
+        if (has(&w->cmds[i], needle))
+            return true;
+    return false;
+}
+
+static bool cmd_shape_contains(const mt_window_cmd_t *c, const char *needle)
+{
+    return contains(c->shape, needle);
+}
+
+static bool cmd_text_contains(const mt_window_cmd_t *c, const char *needle)
+{
+    return contains(c->command, needle) || cmd_ns_contains(c, needle) || contains(c->shape, needle);
+}
+
+static bool set(const char *s)
+{
+    return s && *s;
+}
+
+bool mt_window_matches(const mt_window_t *w, const mt_window_filter_t *f)
+{
+    if (!f)
+        return true;
+    if (set(f->ns) && !any_cmd(w, f->ns, cmd_ns_contains))
+        return false;
+    if (set(f->shape) && !any_cmd(w, f->shape, cmd_shape_contains))
+        return false;
+    if (set(f->app) && !app_contains(w, f->app))
+        return false;
+    if (!set(f->text) || app_contains(w, f->text) || contains(w->key, f->text))
+        return true;
+    for (uint32_t i = 0; i < w->findings; i++)
+        if (contains(w->found[i].id, f->text) || contains(w->found[i].type, f->text))
+            return true;
+    return any_cmd(w, f->text, cmd_text_contains);
+}
+
+/* ---- JSON ------------------------------------------------------------------ */
+
 static void append_key(bson_t *doc, const mt_window_t *w)
 {
     if (w->key)
         BSON_APPEND_UTF8(doc, "key", w->key);
     else
         BSON_APPEND_NULL(doc, "key");
+}
+
+static const char *index_key(uint32_t i, char buf[16])
+{
+    const char *key;
+    bson_uint32_to_string(i, &key, buf, 16);
+    return key;
 }
 
 void mt_window_brief_bson(const mt_window_t *w, bson_t *doc)
@@ -338,37 +521,216 @@ void mt_window_brief_bson(const mt_window_t *w, bson_t *doc)
     append_key(doc, w);
     BSON_APPEND_UTF8(doc, "started_at", mt_clock_iso8601(w->started_ms, iso));
     BSON_APPEND_INT64(doc, "commands", (int64_t)w->total_cmds);
+    BSON_APPEND_BOOL(doc, "open", !w->closed);
+    BSON_APPEND_INT32(doc, "findings", (int32_t)w->findings);
 }
 
-void mt_window_bson(const mt_window_t *w, bson_t *doc)
+/* One command: what it was, when and how long, what went each way, how it
+ * ended, and its part in a finding. */
+static void cmd_bson(const mt_window_t *w, uint32_t i, bson_t *c)
 {
-    char iso[MT_CLOCK_ISO_LEN];
-    bson_t cmds, c;
+    const mt_window_cmd_t *m = &w->cmds[i];
+    uint64_t offset = m->start_ns > w->started_ns ? m->start_ns - w->started_ns : 0;
+
+    BSON_APPEND_INT32(c, "index", (int32_t)i);
+    BSON_APPEND_UTF8(c, "command", m->command);
+    BSON_APPEND_UTF8(c, "db", m->db);
+    BSON_APPEND_UTF8(c, "collection", m->collection);
+    BSON_APPEND_UTF8(c, "shape", m->shape);
+    BSON_APPEND_DOUBLE(c, "offset_ms", mt_json_ms(offset));
+    BSON_APPEND_DOUBLE(c, "duration_ms", mt_json_ms(m->duration_ns + m->getmore_ns));
+    BSON_APPEND_INT64(c, "docs", (int64_t)m->docs);
+    BSON_APPEND_INT64(c, "bytes_in", (int64_t)m->bytes_in);
+    BSON_APPEND_INT64(c, "bytes_out", (int64_t)m->bytes_out);
+    BSON_APPEND_BOOL(c, "ok", !m->failed);
+    if (!m->failed) {
+        BSON_APPEND_NULL(c, "error");
+    } else if (m->error_name) {
+        BSON_APPEND_UTF8(c, "error", m->error_name);
+    } else if (m->error_code) {
+        char code[32];
+        bson_snprintf(code, sizeof code, "code %d", m->error_code);
+        BSON_APPEND_UTF8(c, "error", code);
+    } else {
+        BSON_APPEND_UTF8(c, "error", "failed");
+    }
+    if (m->failed && m->error_code)
+        BSON_APPEND_INT32(c, "error_code", m->error_code);
+    else
+        BSON_APPEND_NULL(c, "error_code");
+    if (m->ignored)
+        BSON_APPEND_BOOL(c, "ignored", true);
+    if (m->role == MT_WINDOW_ROLE_NONE)
+        BSON_APPEND_NULL(c, "role");
+    else
+        BSON_APPEND_UTF8(c, "role", mt_window_role_str(m->role));
+    mt_json_str_or_null(c, "finding",
+                        m->finding > 0 && m->finding <= w->findings ? w->found[m->finding - 1].id
+                                                                    : NULL);
+}
+
+static void cmds_bson(const mt_window_t *w, uint32_t lo, uint32_t hi, bson_t *doc)
+{
+    bson_t arr, c;
+    char k[16];
+    BSON_APPEND_ARRAY_BEGIN(doc, "commands", &arr);
+    for (uint32_t i = lo; i < hi && i < w->ncmds; i++) {
+        BSON_APPEND_DOCUMENT_BEGIN(&arr, index_key(i - lo, k), &c);
+        cmd_bson(w, i, &c);
+        bson_append_document_end(&arr, &c);
+    }
+    bson_append_array_end(doc, &arr);
+}
+
+#define SUMMARY_NAMESPACES 8
+
+/* The namespaces its commands touched, in order of first use: the first few,
+ * and whether there were more. */
+static void namespaces_bson(const mt_window_t *w, bson_t *doc)
+{
+    const mt_window_cmd_t *seen[SUMMARY_NAMESPACES];
+    uint32_t n = 0;
+    bool more = false;
+    bson_t arr;
+    char k[16], ns[MT_CMD_NS_MAX + 2];
+
+    BSON_APPEND_ARRAY_BEGIN(doc, "namespaces", &arr);
+    for (uint32_t i = 0; i < w->ncmds; i++) {
+        const mt_window_cmd_t *c = &w->cmds[i];
+        bool known = false;
+        for (uint32_t j = 0; j < n && !known; j++)
+            known =
+                strcmp(seen[j]->db, c->db) == 0 && strcmp(seen[j]->collection, c->collection) == 0;
+        if (known)
+            continue;
+        if (n == SUMMARY_NAMESPACES) {
+            more = true;
+            break;
+        }
+        seen[n] = c;
+        if (*c->collection)
+            bson_snprintf(ns, sizeof ns, "%s.%s", c->db, c->collection);
+        else
+            bson_snprintf(ns, sizeof ns, "%s", c->db);
+        const char *key = index_key(n++, k);
+        BSON_APPEND_UTF8(&arr, key, ns);
+    }
+    bson_append_array_end(doc, &arr);
+    BSON_APPEND_BOOL(doc, "namespaces_truncated", more);
+}
+
+/* The fields a window row and a window page share. */
+static void summary_bson(const mt_window_t *w, bson_t *doc)
+{
+    char iso[MT_CLOCK_ISO_LEN], url[48];
     BSON_APPEND_INT64(doc, "id", (int64_t)w->id);
+    bson_snprintf(url, sizeof url, "/api/windows/%llu", (unsigned long long)w->id);
+    BSON_APPEND_UTF8(doc, "url", url);
     BSON_APPEND_INT64(doc, "connection_id", (int64_t)w->conn_id);
     append_key(doc, w);
+    mt_json_str_or_null(doc, "client", w->client_addr);
+    mt_json_str_or_null(doc, "app_name", w->app_name);
+    mt_json_str_or_null(doc, "driver", w->driver);
+    BSON_APPEND_BOOL(doc, "open", !w->closed);
     BSON_APPEND_UTF8(doc, "started_at", mt_clock_iso8601(w->started_ms, iso));
     BSON_APPEND_DOUBLE(doc, "duration_ms", mt_json_ms(mt_window_duration_ns(w)));
     BSON_APPEND_INT64(doc, "total_commands", (int64_t)w->total_cmds);
-    BSON_APPEND_ARRAY_BEGIN(doc, "commands", &cmds);
-    for (uint32_t i = 0; i < w->ncmds; i++) {
-        const mt_window_cmd_t *m = &w->cmds[i];
-        char k[16];
-        const char *key;
-        bson_uint32_to_string(i, &key, k, sizeof k);
-        BSON_APPEND_DOCUMENT_BEGIN(&cmds, key, &c);
-        BSON_APPEND_UTF8(&c, "command", m->command);
-        BSON_APPEND_UTF8(&c, "db", m->db);
-        BSON_APPEND_UTF8(&c, "collection", m->collection);
-        BSON_APPEND_UTF8(&c, "shape", m->shape);
-        BSON_APPEND_DOUBLE(&c, "duration_ms", mt_json_ms(m->duration_ns + m->getmore_ns));
-        BSON_APPEND_INT64(&c, "docs", (int64_t)m->docs);
-        if (m->ignored)
-            BSON_APPEND_BOOL(&c, "ignored", true);
-        bson_append_document_end(&cmds, &c);
-    }
-    bson_append_array_end(doc, &cmds);
+    BSON_APPEND_INT64(doc, "commands_kept", (int64_t)w->ncmds);
+    BSON_APPEND_INT32(doc, "segment_count", (int32_t)w->ncuts);
+    namespaces_bson(w, doc);
+}
+
+void mt_window_bson(const mt_window_t *w, bool with_commands, bson_t *doc)
+{
+    bson_t arr;
+    char k[16];
+    summary_bson(w, doc);
+    if (with_commands)
+        cmds_bson(w, 0, w->ncmds, doc);
     BSON_APPEND_INT32(doc, "findings", (int32_t)w->findings);
+    BSON_APPEND_ARRAY_BEGIN(doc, "finding_ids", &arr);
+    for (uint32_t i = 0; i < w->findings; i++)
+        BSON_APPEND_UTF8(&arr, index_key(i, k), w->found[i].id);
+    bson_append_array_end(doc, &arr);
+}
+
+static void span_bson(const mt_window_t *w, uint32_t lo, uint32_t hi, bson_t *doc)
+{
+    char iso[MT_CLOCK_ISO_LEN];
+    mt_window_span_t sp;
+    mt_window_span(w, lo, hi, &sp);
+    BSON_APPEND_UTF8(doc, "started_at", mt_clock_iso8601(sp.started_ms, iso));
+    BSON_APPEND_DOUBLE(doc, "offset_ms", mt_json_ms(sp.offset_ns));
+    BSON_APPEND_DOUBLE(doc, "duration_ms", mt_json_ms(sp.duration_ns));
+}
+
+bool mt_window_detail_bson(const mt_window_t *w, uint32_t segment, bson_t *doc)
+{
+    bson_t arr, sub;
+    char k[16];
+    uint32_t lo = 0, hi = w->ncmds, n = 0;
+
+    /* an open window may hold up to MT_WINDOW_MAX_COMMANDS: show as many as
+     * it will keep once closed */
+    if (!w->closed && hi > MT_WINDOW_CLOSED_COMMANDS)
+        hi = MT_WINDOW_CLOSED_COMMANDS;
+    if (segment > 0) {
+        if (segment > w->ncuts)
+            return false;
+        lo = w->cuts[segment - 1].lo;
+        hi = w->cuts[segment - 1].hi;
+    }
+    summary_bson(w, doc);
+    if (segment > 0) {
+        BSON_APPEND_INT32(doc, "segment", (int32_t)segment);
+        BSON_APPEND_DOCUMENT_BEGIN(doc, "span", &sub);
+        BSON_APPEND_INT32(&sub, "first", (int32_t)lo);
+        BSON_APPEND_INT32(&sub, "last", (int32_t)hi - 1);
+        span_bson(w, lo, hi, &sub);
+        bson_append_document_end(doc, &sub);
+    } else {
+        BSON_APPEND_NULL(doc, "segment");
+    }
+
+    BSON_APPEND_ARRAY_BEGIN(doc, "segments", &arr);
+    for (uint32_t s = 0; s < w->ncuts; s++) {
+        const mt_window_range_t *r = &w->cuts[s];
+        BSON_APPEND_DOCUMENT_BEGIN(&arr, index_key(s, k), &sub);
+        BSON_APPEND_INT32(&sub, "segment", (int32_t)s + 1);
+        BSON_APPEND_INT32(&sub, "first", (int32_t)r->lo);
+        BSON_APPEND_INT32(&sub, "last", (int32_t)r->hi - 1);
+        BSON_APPEND_INT32(&sub, "commands", (int32_t)(r->hi - r->lo));
+        /* a cut past the commands kept has no times left to show */
+        if (r->lo < w->ncmds)
+            span_bson(w, r->lo, r->hi, &sub);
+        bson_append_document_end(&arr, &sub);
+    }
+    bson_append_array_end(doc, &arr);
+
+    BSON_APPEND_ARRAY_BEGIN(doc, "findings", &arr);
+    for (uint32_t i = 0; i < w->findings; i++) {
+        const mt_window_finding_t *f = &w->found[i];
+        if (segment > 0 && f->segment != segment)
+            continue;
+        const char *key = index_key(n++, k);
+        BSON_APPEND_DOCUMENT_BEGIN(&arr, key, &sub);
+        BSON_APPEND_UTF8(&sub, "id", f->id);
+        BSON_APPEND_UTF8(&sub, "type", f->type);
+        BSON_APPEND_UTF8(&sub, "confidence", f->high ? "high" : "medium");
+        if (f->segment > 0)
+            BSON_APPEND_INT32(&sub, "segment", (int32_t)f->segment);
+        else
+            BSON_APPEND_NULL(&sub, "segment");
+        if (f->parent >= 0)
+            BSON_APPEND_INT32(&sub, "parent", f->parent);
+        else
+            BSON_APPEND_NULL(&sub, "parent");
+        BSON_APPEND_INT32(&sub, "children", (int32_t)f->children);
+        bson_append_document_end(&arr, &sub);
+    }
+    bson_append_array_end(doc, &arr);
+    cmds_bson(w, lo, hi, doc);
+    return true;
 }
 
 /* Registry */
@@ -378,34 +740,52 @@ static uint64_t key_hash(const char *key)
     return mt_hash_str(MT_HASH_SEED, key);
 }
 
-#define window_of(node) ((mt_window_t *)((char *)(node)-offsetof(mt_window_t, open_link)))
+#define window_of(node) ((mt_window_t *)((char *)(node)-offsetof(mt_window_t, link)))
+#define held_of(node) ((mt_window_t *)((char *)(node)-offsetof(mt_window_t, held_link)))
 
 void mt_window_reg_init(mt_window_reg_t *reg, const mt_window_rules_t *rules)
 {
     memset(reg, 0, sizeof *reg);
     reg->rules = *rules;
+    if (reg->rules.keep == 0)
+        reg->rules.keep = MT_WINDOW_KEEP_DEFAULT;
+    if (reg->rules.keep > MT_WINDOW_KEEP_MAX)
+        reg->rules.keep = MT_WINDOW_KEEP_MAX;
+    if (reg->rules.closed_cmds_max == 0)
+        reg->rules.closed_cmds_max = MT_WINDOW_CLOSED_TOTAL_COMMANDS;
     h2o_linklist_init_anchor(&reg->open);
-    /* The id map is bounded by connections plus keyed windows; the limit is
-     * only a backstop. */
+    h2o_linklist_init_anchor(&reg->recent);
+    h2o_linklist_init_anchor(&reg->pinned);
+    h2o_linklist_init_anchor(&reg->held_plain);
+    h2o_linklist_init_anchor(&reg->held_found);
+    /* The id maps are bounded by connections plus keyed windows, and by the
+     * closed lists; the limits are only backstops. */
     mt_idmap_init(&reg->by_id, sizeof(mt_window_t *), 1u << 22);
     mt_idmap_init(&reg->by_key, sizeof(mt_window_t *), MT_WINDOW_MAX_KEYED);
+    mt_idmap_init(&reg->closed_id, sizeof(mt_window_t *), 2 * MT_WINDOW_KEEP_MAX);
     reg->next_id = 1;
 }
 
-void mt_window_reg_clear(mt_window_reg_t *reg)
+static void free_list(h2o_linklist_t *list)
 {
-    while (!h2o_linklist_is_empty(&reg->open)) {
-        mt_window_t *w = window_of(reg->open.next);
-        h2o_linklist_unlink(&w->open_link);
+    while (!h2o_linklist_is_empty(list)) {
+        mt_window_t *w = window_of(list->next);
+        h2o_linklist_unlink(&w->link);
         if (w->owner_slot)
             *w->owner_slot = NULL;
         window_free(w);
     }
-    for (size_t i = 0; i < MT_WINDOW_CLOSED_KEEP; i++)
-        window_free(reg->closed[i]);
+}
+
+void mt_window_reg_clear(mt_window_reg_t *reg)
+{
+    free_list(&reg->open);
+    free_list(&reg->recent);
+    free_list(&reg->pinned);
     pool_clear(reg);
     mt_idmap_free(&reg->by_id);
     mt_idmap_free(&reg->by_key);
+    mt_idmap_free(&reg->closed_id);
     uint64_t next_id = reg->next_id;
     mt_window_rules_t rules = reg->rules;
     mt_window_reg_init(reg, &rules);
@@ -454,7 +834,7 @@ mt_window_t *mt_window_reg_open(mt_window_reg_t *reg, uint64_t conn_id, const ch
         reg->keyed_open++;
     }
     reg->next_id++;
-    h2o_linklist_insert(&reg->open, &w->open_link);
+    h2o_linklist_insert(&reg->open, &w->link);
     reg->open_count++;
     return w;
 }
@@ -485,7 +865,7 @@ void mt_window_reg_detach(mt_window_reg_t *reg, mt_window_t *w, uint64_t now_ns)
             mt_idmap_remove(&reg->by_key, (int64_t)key_hash(w->key), NULL);
         reg->keyed_open--;
     }
-    h2o_linklist_unlink(&w->open_link);
+    h2o_linklist_unlink(&w->link);
     reg->open_count--;
     w->closed = true;
     w->closed_ns = now_ns;
@@ -498,23 +878,122 @@ void mt_window_reg_detach(mt_window_reg_t *reg, mt_window_t *w, uint64_t now_ns)
     w->budget = NULL;
 }
 
+/* Frees a closed window kept in one of the closed lists. */
+static void forget(mt_window_reg_t *reg, mt_window_t *w)
+{
+    mt_idmap_remove(&reg->closed_id, (int64_t)w->id, NULL);
+    h2o_linklist_unlink(&w->link);
+    if (h2o_linklist_is_linked(&w->held_link)) {
+        h2o_linklist_unlink(&w->held_link);
+        reg->closed_cmds -= w->ncmds;
+    }
+    window_recycle(reg, w);
+}
+
+/* The total bound: a closed window gives up its commands (and the arena
+ * their strings live in) but stays listed. */
+static void drop_commands(mt_window_reg_t *reg, mt_window_t *w)
+{
+    h2o_linklist_unlink(&w->held_link);
+    reg->closed_cmds -= w->ncmds;
+    if (reg->rules.cmds_dropped)
+        *reg->rules.cmds_dropped += w->ncmds;
+    bson_free(w->cmds);
+    w->cmds = NULL;
+    w->ncmds = w->cmds_cap = 0;
+    arena_free(w);
+    bson_free(w->error_names);
+    w->error_names = NULL;
+}
+
+void mt_window_reg_unpin(mt_window_reg_t *reg, uint64_t floor)
+{
+    if (floor > reg->pin_floor)
+        reg->pin_floor = floor;
+    /* pinned windows are in closing order, and so in pin order */
+    while (!h2o_linklist_is_empty(&reg->pinned)) {
+        mt_window_t *w = window_of(reg->pinned.next);
+        if (w->pin_seq > reg->pin_floor)
+            break;
+        forget(reg, w);
+        reg->npinned--;
+    }
+}
+
 void mt_window_reg_retire(mt_window_reg_t *reg, mt_window_t *w)
 {
+    keep_error_names(w); /* before its arena is given back */
     give_back_evidence(reg, w);
     mt_window_trim(w);
-    window_recycle(reg, reg->closed[reg->closed_next]);
-    reg->closed[reg->closed_next] = w;
-    reg->closed_next = (reg->closed_next + 1) % MT_WINDOW_CLOSED_KEEP;
-    if (reg->closed_count < MT_WINDOW_CLOSED_KEEP)
-        reg->closed_count++;
+    mt_window_t **slot = mt_idmap_put(&reg->closed_id, (int64_t)w->id, NULL, NULL);
+    if (slot)
+        *slot = w;
+    h2o_linklist_insert(&reg->recent, &w->link);
+    reg->nrecent++;
+    if (w->ncmds) {
+        h2o_linklist_insert(w->findings ? &reg->held_found : &reg->held_plain, &w->held_link);
+        reg->closed_cmds += w->ncmds;
+    }
+    while (reg->nrecent > reg->rules.keep) {
+        mt_window_t *old = window_of(reg->recent.next);
+        reg->nrecent--;
+        if (old->pin_seq > reg->pin_floor) {
+            h2o_linklist_unlink(&old->link);
+            h2o_linklist_insert(&reg->pinned, &old->link);
+            reg->npinned++;
+        } else {
+            forget(reg, old);
+        }
+    }
+    while (reg->closed_cmds > reg->rules.closed_cmds_max) {
+        h2o_linklist_t *list =
+            h2o_linklist_is_empty(&reg->held_plain) ? &reg->held_found : &reg->held_plain;
+        drop_commands(reg, held_of(list->next));
+    }
+}
+
+/* h2o's own takes no const list */
+static bool list_empty(const h2o_linklist_t *anchor)
+{
+    return anchor->next == anchor;
+}
+
+mt_window_t *mt_window_reg_newest(const mt_window_reg_t *reg)
+{
+    if (!list_empty(&reg->recent))
+        return window_of(reg->recent.prev);
+    if (!list_empty(&reg->pinned))
+        return window_of(reg->pinned.prev);
+    return NULL;
+}
+
+mt_window_t *mt_window_reg_older(const mt_window_reg_t *reg, const mt_window_t *w)
+{
+    const h2o_linklist_t *prev = w->link.prev;
+    if (prev == &reg->pinned)
+        return NULL;
+    if (prev == &reg->recent)
+        return list_empty(&reg->pinned) ? NULL : window_of(reg->pinned.prev);
+    return window_of(prev);
 }
 
 mt_window_t *mt_window_reg_closed(const mt_window_reg_t *reg, size_t i)
 {
-    if (i >= reg->closed_count)
-        return NULL;
-    size_t pos = (reg->closed_next + MT_WINDOW_CLOSED_KEEP - 1 - i) % MT_WINDOW_CLOSED_KEEP;
-    return reg->closed[pos];
+    mt_window_t *w = mt_window_reg_newest(reg);
+    while (w && i-- > 0)
+        w = mt_window_reg_older(reg, w);
+    return w;
+}
+
+size_t mt_window_reg_closed_count(const mt_window_reg_t *reg)
+{
+    return reg->nrecent + reg->npinned;
+}
+
+mt_window_t *mt_window_reg_find_closed(const mt_window_reg_t *reg, uint64_t id)
+{
+    mt_window_t **slot = mt_idmap_get(&reg->closed_id, (int64_t)id);
+    return slot ? *slot : NULL;
 }
 
 /* Rules */

@@ -31,9 +31,16 @@
 #define MT_WINDOW_EVIDENCE_DOCS 20000
 #define MT_WINDOW_EVIDENCE_BYTES (8 * 1024 * 1024)
 #define MT_WINDOW_CLOSED_COMMANDS 1000
-#define MT_WINDOW_CLOSED_KEEP 100 /* closed windows kept */
-#define MT_WINDOW_MAX_KEYED 10000 /* open "mongotap:" windows */
-#define MT_WINDOW_KEY_MAX 200     /* longest "mongotap:" key kept */
+/* Closed windows kept (--keep-windows): the last N, plus older ones whose
+ * findings are still kept. Together they hold at most
+ * MT_WINDOW_CLOSED_TOTAL_COMMANDS commands; past it the oldest windows give
+ * their commands up (they stay listed, counted in commands_dropped). */
+#define MT_WINDOW_KEEP_DEFAULT 100
+#define MT_WINDOW_KEEP_MAX 100000
+#define MT_WINDOW_CLOSED_TOTAL_COMMANDS 500000
+#define MT_WINDOW_ERROR_NAME_MAX 64 /* longest codeName kept */
+#define MT_WINDOW_MAX_KEYED 10000   /* open "mongotap:" windows */
+#define MT_WINDOW_KEY_MAX 200       /* longest "mongotap:" key kept */
 #define MT_WINDOW_KEY_PREFIX "mongotap:"
 /* A comment that starts so keeps its command out of every finding (a seed
  * script, a migration) and opens no keyed window. */
@@ -91,9 +98,32 @@ typedef struct {
     uint64_t query_hash;      /* reads: filter, projection, sort, limit and skip, hashed */
     const uint8_t *value_doc; /* {"": value}, kept only with log_values */
     uint32_t value_doc_len;
+
+    /* What /api/windows/ID shows of its exchange: sizes on the wire (its
+     * replies summed, saturating) and how it failed (ok: 0 or writeErrors). */
+    uint32_t bytes_in, bytes_out;
+    bool failed;
+    int32_t error_code;     /* 0 when none was given */
+    const char *error_name; /* codeName, in the arena, or NULL */
 } mt_window_cmd_t;
 
 enum { MT_WINDOW_ROLE_NONE = 0, MT_WINDOW_ROLE_PARENT, MT_WINDOW_ROLE_CHILD };
+const char *mt_window_role_str(uint8_t role);
+
+/* A finding the window produced; a command's `finding` is 1 + its index. */
+typedef struct {
+    char id[16];      /* "f-000012" */
+    const char *type; /* static, mt_finding_type_str() */
+    bool high;        /* confidence */
+    uint32_t segment; /* 0 when the window was not cut */
+    int32_t parent;   /* command index, -1 when none */
+    uint32_t children;
+} mt_window_finding_t;
+
+/* A segment: commands [lo, hi) of a window cut at back-to-back requests. */
+typedef struct {
+    uint32_t lo, hi;
+} mt_window_range_t;
 
 /* Evidence: a run of documents (concatenated BSON) returned to one command. */
 typedef struct {
@@ -117,6 +147,11 @@ struct mt_window {
     uint32_t inflight;  /* requests sent, reply not yet seen */
     bool closed;
     uint32_t findings;
+    mt_window_finding_t *found; /* the findings, once analysed (owned) */
+    mt_window_range_t *cuts;    /* its segments when it was cut, else NULL (owned) */
+    uint32_t ncuts;
+    uint64_t pin_seq; /* findings sequence of its newest finding; 0 when none */
+    char *error_names; /* closed: its failed commands' codeNames (owned), else NULL */
 
     /* what each command and reply touches, then the names */
     mt_window_cmd_t *cmds;
@@ -132,7 +167,8 @@ struct mt_window {
     mt_window_block_t *arena;
     mt_window_budget_t *budget; /* the registry's, while open */
 
-    h2o_linklist_t open_link; /* in the registry's open list */
+    h2o_linklist_t link;      /* in the registry's open list, then recent or pinned */
+    h2o_linklist_t held_link; /* closed: in a list of windows still holding commands */
     mt_window_t *pool_next;   /* in the registry's pool, once retired */
 
     char client_addr[64];
@@ -168,8 +204,34 @@ bool mt_window_full(const mt_window_t *w);
 /* Duration shown for a window: first request to last reply. */
 uint64_t mt_window_duration_ns(const mt_window_t *w);
 
-/* /api/windows object; /api/connections "window" object. */
-void mt_window_bson(const mt_window_t *w, bson_t *doc);
+/* Where commands [lo, hi) sit in time: their wall-clock start, their span
+ * (first request to last reply) and their offset from the window's start. */
+typedef struct {
+    int64_t started_ms;
+    uint64_t duration_ns;
+    uint64_t offset_ns;
+} mt_window_span_t;
+void mt_window_span(const mt_window_t *w, uint32_t lo, uint32_t hi, mt_window_span_t *out);
+
+/* Keeps what the analysis found: the findings (copied) and the segments. */
+void mt_window_set_findings(mt_window_t *w, const mt_window_finding_t *found, uint32_t n,
+                            uint64_t pin_seq);
+void mt_window_set_segments(mt_window_t *w, const mt_window_range_t *cuts, uint32_t n);
+
+/* Case-insensitive substrings a window must show to be listed (NULL or ""
+ * matches all): ns in a command's "db.collection", shape in a command's
+ * shape, app in the client's application name, address or driver, and text
+ * in any of those, the key, a command name or a finding's id or type. */
+typedef struct {
+    const char *ns, *shape, *app, *text;
+} mt_window_filter_t;
+bool mt_window_matches(const mt_window_t *w, const mt_window_filter_t *f);
+
+/* /api/windows object (summary only: without its commands); /api/windows/ID
+ * (segment 0: the whole window; false when it has no such segment);
+ * /api/connections "window" object. */
+void mt_window_bson(const mt_window_t *w, bool with_commands, bson_t *doc);
+bool mt_window_detail_bson(const mt_window_t *w, uint32_t segment, bson_t *doc);
 void mt_window_brief_bson(const mt_window_t *w, bson_t *doc);
 
 /* Registry */
@@ -188,6 +250,9 @@ typedef struct {
     bool log_values;              /* keep looked-up values for the finding */
     const mt_shape_opts_t *shape; /* field names kept as "?" (NULL: none) */
     uint64_t *paths_cut;          /* counts field paths cut to MT_CMD_PATH_MAX (may be NULL) */
+    uint64_t *cmds_dropped;       /* counts commands closed windows gave up (may be NULL) */
+    uint32_t keep;                /* --keep-windows; 0 means MT_WINDOW_KEEP_DEFAULT */
+    size_t closed_cmds_max;       /* 0 means MT_WINDOW_CLOSED_TOTAL_COMMANDS */
     mt_window_close_cb on_close;  /* analyse a window before it is kept as closed */
     void *on_close_data;
     /* --ignore-ns: "db.collection" or "db.*" */
@@ -195,16 +260,28 @@ typedef struct {
     size_t nignore_ns;
 } mt_window_rules_t;
 
+/*
+ * Closed windows, oldest first in each list:
+ *
+ *   recent:  the last `keep` closed windows
+ *   pinned:  older ones whose newest finding is still kept (pin_seq above
+ *            pin_floor); they go when it ages out
+ *   held:    those of both that still hold commands, without findings first
+ *            (held_plain) then with (held_found): the total bound takes
+ *            commands from the oldest of held_plain before held_found
+ */
 typedef struct {
     mt_window_rules_t rules;
     h2o_linklist_t open;
     size_t open_count;
     size_t keyed_open;
-    mt_idmap_t by_id;  /* window id -> mt_window_t * */
-    mt_idmap_t by_key; /* hash of key -> mt_window_t * */
-    mt_window_t *closed[MT_WINDOW_CLOSED_KEEP];
-    size_t closed_next; /* ring position of the next closed window */
-    size_t closed_count;
+    mt_idmap_t by_id;     /* open window id -> mt_window_t * */
+    mt_idmap_t by_key;    /* hash of key -> mt_window_t * */
+    mt_idmap_t closed_id; /* closed window id -> mt_window_t * */
+    h2o_linklist_t recent, pinned, held_plain, held_found;
+    size_t nrecent, npinned;
+    size_t closed_cmds; /* commands held by closed windows */
+    uint64_t pin_floor; /* findings sequence at or below which findings are gone */
     uint64_t next_id;
     mt_window_budget_t budget;
     mt_window_t *pool; /* retired windows for reuse, npool of them */
@@ -227,11 +304,21 @@ mt_window_t *mt_window_reg_find(const mt_window_reg_t *reg, uint64_t id);
 mt_window_t *mt_window_reg_find_key(const mt_window_reg_t *reg, const char *key);
 /* Takes an open window out of the open set and marks it closed. */
 void mt_window_reg_detach(mt_window_reg_t *reg, mt_window_t *w, uint64_t now_ns);
-/* Trims a detached window and keeps it among the last closed ones (the
- * oldest kept window is freed). */
+/* Trims a detached window and keeps it among the closed ones; windows past
+ * the bounds are freed or give up their commands. */
 void mt_window_reg_retire(mt_window_reg_t *reg, mt_window_t *w);
+/* Findings up to this sequence number are gone: older windows pinned by
+ * them only are freed. */
+void mt_window_reg_unpin(mt_window_reg_t *reg, uint64_t floor);
+/* Closed windows kept, newest first: the newest, then each one's next
+ * older; NULL at the end. */
+mt_window_t *mt_window_reg_newest(const mt_window_reg_t *reg);
+mt_window_t *mt_window_reg_older(const mt_window_reg_t *reg, const mt_window_t *w);
 /* The i-th most recent closed window (0 = newest), or NULL. */
 mt_window_t *mt_window_reg_closed(const mt_window_reg_t *reg, size_t i);
+size_t mt_window_reg_closed_count(const mt_window_reg_t *reg);
+/* A kept closed window by id, or NULL. */
+mt_window_t *mt_window_reg_find_closed(const mt_window_reg_t *reg, uint64_t id);
 
 /* Rules */
 

@@ -280,6 +280,7 @@ size_t mt_detect_window(mt_window_t *w, const mt_detect_config_t *cfg, mt_detect
     mt_detect_scratch_t own = {0};
     mt_detect_ctx_t ctx = {.w = w, .out = out, .max = max};
     uint32_t lo = 0, hi, segment = 0;
+    mt_window_range_t *cuts = NULL;
 
     ctx.threshold = cfg->threshold < 1 ? 1 : cfg->threshold;
     if (w->ncmds == 0 || max == 0)
@@ -289,10 +290,14 @@ size_t mt_detect_window(mt_window_t *w, const mt_detect_config_t *cfg, mt_detect
     if (!ctx.pool)
         return 0;
     hi = next_boundary(w, 0, ctx.threshold);
-    if (hi < w->ncmds)
-        segment = 1; /* the window is cut: number its segments */
+    if (hi < w->ncmds) {
+        segment = 1; /* the window is cut: number its segments, and keep them */
+        cuts = mt__detect_alloc(&ctx, w->ncmds * sizeof(*cuts));
+    }
     for (;;) {
         analyse_segment(&ctx, lo, hi, segment);
+        if (cuts)
+            cuts[segment - 1] = (mt_window_range_t){lo, hi};
         if (hi >= w->ncmds)
             break;
         lo = hi;
@@ -300,6 +305,7 @@ size_t mt_detect_window(mt_window_t *w, const mt_detect_config_t *cfg, mt_detect
         segment++;
     }
     mark_roles(&ctx);
+    mt_window_set_segments(w, cuts, cuts ? segment : 0);
     if (ctx.scratch == &own)
         mt_detect_scratch_free(&own);
     else

@@ -34,28 +34,19 @@ void mt_finding_suggestion(const mt_window_t *w, const mt_detect_result_t *r, ch
 
 void mt_finding_str_or_null(bson_t *doc, const char *key, const char *v)
 {
-    if (v && *v)
-        bson_append_utf8(doc, key, -1, v, -1);
-    else
-        bson_append_null(doc, key, -1);
+    mt_json_str_or_null(doc, key, v);
 }
 
 /* The window object: the whole window, or the segment the finding is in. */
 static void window_bson(const mt_window_t *w, const mt_detect_result_t *r, bson_t *sub)
 {
     char iso[MT_CLOCK_ISO_LEN];
-    int64_t started_ms = w->started_ms;
-    uint64_t duration_ns = mt_window_duration_ns(w), commands = w->total_cmds;
+    mt_window_span_t span;
+    uint64_t commands = w->total_cmds;
 
+    mt_window_span(w, 0, 0, &span); /* the whole window */
     if (r->segment > 0 && r->seg_lo < r->seg_hi) {
-        uint64_t first = w->cmds[r->seg_lo].start_ns, last = first;
-        for (uint32_t i = r->seg_lo; i < r->seg_hi; i++) {
-            const mt_window_cmd_t *c = &w->cmds[i];
-            uint64_t end = c->start_ns + c->duration_ns + c->getmore_ns;
-            last = end > last ? end : last;
-        }
-        started_ms += (int64_t)((first - w->started_ns) / 1000000);
-        duration_ns = last - first;
+        mt_window_span(w, r->seg_lo, r->seg_hi, &span);
         commands = r->seg_hi - r->seg_lo;
     }
     BSON_APPEND_INT64(sub, "id", (int64_t)w->id);
@@ -63,8 +54,8 @@ static void window_bson(const mt_window_t *w, const mt_detect_result_t *r, bson_
         BSON_APPEND_INT32(sub, "segment", (int32_t)r->segment);
     BSON_APPEND_INT64(sub, "connection_id", (int64_t)w->conn_id);
     mt_finding_str_or_null(sub, "key", w->key);
-    BSON_APPEND_UTF8(sub, "started_at", mt_clock_iso8601(started_ms, iso));
-    BSON_APPEND_DOUBLE(sub, "duration_ms", mt_json_ms(duration_ns));
+    BSON_APPEND_UTF8(sub, "started_at", mt_clock_iso8601(span.started_ms, iso));
+    BSON_APPEND_DOUBLE(sub, "duration_ms", mt_json_ms(span.duration_ns));
     BSON_APPEND_INT64(sub, "commands", (int64_t)commands);
 }
 

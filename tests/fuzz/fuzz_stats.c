@@ -4,7 +4,8 @@
  * to stats as a request or a reply (the low bits of its request id choose
  * which, and on which connection; another bit splits it over two reads), with
  * time moving forward so that windows open, close and get analysed; at the end
- * every output is rendered. Nothing may crash, leak or read out of bounds.
+ * every output is rendered (each window in detail too), then reset and
+ * rendered again. Nothing may crash, leak or read out of bounds.
  */
 #include <bson/bson.h>
 #include <stdint.h>
@@ -17,12 +18,19 @@
 
 static void render_all(mt_stats_t *st, uint64_t now)
 {
-    char *out[8];
+    static const mt_window_filter_t filter = {"a", "?", "", "find"};
+    char *out[16];
     size_t n = 0;
+    bool found;
 
     out[n++] = mt_stats_json(st, now, 10);
     out[n++] = mt_stats_connections_json(st, now);
-    out[n++] = mt_stats_windows_json(st, 10);
+    out[n++] = mt_stats_windows_json(st, 10, false, NULL);
+    out[n++] = mt_stats_windows_json(st, 10, true, &filter);
+    /* every window of the first few ids, whole and by segment */
+    for (uint64_t id = 1; id <= 3; id++)
+        for (uint32_t seg = 0; seg <= 2; seg++)
+            bson_free(mt_stats_window_json(st, id, seg, &found));
     out[n++] = mt_stats_findings_json(st);
     out[n++] = mt_stats_metrics(st, now);
     out[n++] = mt_stats_report(st, MT_REPORT_JSON, now);
@@ -54,6 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     mt_stats_config_defaults(&cfg);
     cfg.n1_threshold = 2; /* small inputs should still reach the detector */
     cfg.max_shapes = 16;
+    cfg.keep_windows = 2; /* closed windows age out and get pinned by findings */
     cfg.on_finding = on_finding;
     st = mt_stats_new(&cfg, now);
     if (!st)
@@ -100,6 +109,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     render_all(st, now);
     mt_stats_conn_close(conns[1], now);
     mt_stats_flush(st, now + 2000000000ull);
+    render_all(st, now);
+    mt_stats_reset(st);
     render_all(st, now);
     for (int i = 0; i < 2; i++)
         for (int j = 0; j < 2; j++)

@@ -116,3 +116,25 @@ def dbname(request):
     """A database name unique to this test (jongodb has no dropDatabase worth relying on)."""
     base = re.sub(r"[^A-Za-z0-9]", "_", request.node.name)[:40]
     return "%s_%d_%d" % (base, os.getpid() % 10000, next(_db_counter))
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory):
+    """A directory with the test CA and certificates of tests/fixtures/make_certs.sh."""
+    return helpers.make_certs(str(tmp_path_factory.mktemp("certs")))
+
+
+@pytest.fixture
+def stunnel(tmp_path):
+    """Factory: stunnel(connect, cert=..., key=..., client=..., ...) -> helpers.Stunnel, killed
+    at teardown."""
+    started = []
+
+    def start(connect, **kw):
+        s = helpers.Stunnel(connect, str(tmp_path), **kw)
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.kill()

@@ -22,7 +22,10 @@ JONGODB_REL = os.path.join("node_modules", "@jongodb", "memory-server-bin-linux-
                            "jongodb")
 NODE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node")
 
-READY_RE = re.compile(r"ready listen=(\S+) admin=(\S+)")
+READY_RE = re.compile(r"ready listen=(\S+) admin=(\S+)(?: upstream=\S+)?(?: tls_listen=(\S+))?")
+# mongotap's upstream monitor opens connections of its own and names itself in their first
+# hello; servers written for a test leave those connections out of what they record.
+MONITOR_MARK = b"mongotap monitor"
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
 OP_MSG = 2013
@@ -168,8 +171,9 @@ class Mongotap:
             rc = self.stop(signal.SIGKILL) if self.proc.poll() is None else self.proc.wait()
             raise SetupError("mongotap %s did not print its ready line within %ss (exit %s); "
                              "stderr:\n%s" % (" ".join(args), startup_timeout, rc, self.logs()))
-        self.listen = [split_hostport(hp) for hp in m.group(1).split(",")]
-        self.host, self.port = self.listen[0]
+        self.listen = [split_hostport(hp) for hp in m.group(1).split(",") if hp != "-"]
+        self.tls_listen = [split_hostport(hp) for hp in (m.group(3) or "").split(",") if hp]
+        self.host, self.port = (self.listen or self.tls_listen)[0]
         admin = m.group(2)
         self.admin = None if admin == "off" else split_hostport(admin)
         self.admin_url = None if admin == "off" else "http://%s" % admin
@@ -388,3 +392,90 @@ def wait_closed(sock, timeout):
         if left <= 0:
             raise socket.timeout("peer still open after %ss" % timeout)
         sock.settimeout(left)
+
+
+# --- TLS, DNS ----------------------------------------------------------------------------------
+
+FIXTURES_DIR = os.path.join(ROOT, "tests", "fixtures")
+
+
+def make_certs(directory):
+    """A test CA and certificates (tests/fixtures/make_certs.sh, the openssl CLI) in directory."""
+    res = subprocess.run([os.path.join(FIXTURES_DIR, "make_certs.sh"), directory],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        raise SetupError("make_certs.sh failed: %s%s" % (res.stdout, res.stderr))
+    return directory
+
+
+class Stunnel:
+    """Debian's stunnel4 in the foreground, one service. As a server (the default) it takes TLS
+    with cert/key on its port and forwards plaintext to `connect`; with client=True it takes
+    plaintext and speaks TLS to `connect`, verifying the certificate against ca for check_host.
+    verify_clients=CA makes a server require a client certificate signed by that CA. Ready once it
+    logged "Configuration successful" (its port is bound by then; a probe connection would show
+    up on the far side as a connection of its own)."""
+
+    def __init__(self, connect, workdir, cert=None, key=None, client=False, ca=None,
+                 check_host=None, verify_clients=None, startup_timeout=15):
+        self.port = free_port()
+        self.conf = os.path.join(workdir, "stunnel-%d.conf" % self.port)
+        lines = ["foreground = yes", "pid =", "debug = 5", "[svc]",
+                 "accept = 127.0.0.1:%d" % self.port, "connect = %s" % connect]
+        if client:
+            lines += ["client = yes", "CAfile = %s" % ca, "verifyChain = yes"]
+            if check_host:
+                lines += ["checkHost = %s" % check_host, "sni = %s" % check_host]
+        else:
+            lines += ["cert = %s" % cert, "key = %s" % key]
+            if verify_clients:
+                lines += ["CAfile = %s" % verify_clients, "verifyChain = yes", "requireCert = yes"]
+        with open(self.conf, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        self.proc = subprocess.Popen(["stunnel4", self.conf], stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.out = _OutputCollector(self.proc.stdout, "stunnel-out")
+        if not self.out.wait_for(r"Configuration successful", startup_timeout):
+            self.kill()
+            raise SetupError("stunnel did not start:\n%s" % self.out.text())
+    @property
+    def address(self):
+        return "127.0.0.1:%d" % self.port
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+        self.out.join()
+
+
+class Dnsmasq:
+    """dnsmasq on a free loopback port, answering only from its command line (records given as
+    dnsmasq options, e.g. --srv-host=..., --txt-record=..., --host-record=...). Ready once it
+    logged that it started."""
+
+    def __init__(self, records, startup_timeout=15):
+        self.port = free_port()
+        args = ["dnsmasq", "--no-daemon", "--port=%d" % self.port, "--listen-address=127.0.0.1",
+                "--bind-interfaces", "--no-resolv", "--no-hosts", "--log-facility=-",
+                "--log-queries"] + list(records)
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT)
+        self.out = _OutputCollector(self.proc.stdout, "dnsmasq-out")
+        if not self.out.wait_for(r"started, version", startup_timeout):
+            self.kill()
+            raise SetupError("dnsmasq did not start:\n%s" % self.out.text())
+
+    @property
+    def address(self):
+        return "127.0.0.1:%d" % self.port
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.out.join()

@@ -50,6 +50,18 @@ def run(uri):
     return names
 
 
+def list_guide(uri):
+    """The page alone, on a guide seed_guide() filled: one find on show, then one find on channel
+    per show (51 commands in one request window). Returns the channel name of each show."""
+    connect(host=uri, alias=ALIAS)
+    try:
+        names = [show.channel.name for show in LazyShow.objects]
+    finally:
+        disconnect(alias=ALIAS)
+    assert len(names) == N_SHOWS and len(set(names)) == N_CHANNELS, names
+    return names
+
+
 def wait_for_finding(tap, token=None, timeout=15):
     """The first N+1 finding on show -> channel that tap reports, polling /api/findings."""
     deadline = time.monotonic() + timeout

@@ -1,6 +1,8 @@
 """`mongotap console` in a real terminal: run under a private tmux server with a fixed size, read
-with capture-pane, driven with send-keys. Also its plain snapshot when stdout is not a terminal,
-and its flag errors."""
+with capture-pane, driven with send-keys: shapes, findings, connections, the request windows (w)
+with one opened as its commands (the N+1 children folded, the parent marked), the / filter and
+space to pause and resume. Also its plain snapshot when stdout is not a terminal, and its flag
+errors."""
 
 import itertools
 import os
@@ -10,6 +12,8 @@ import subprocess
 import time
 
 import pytest
+
+import pymongo
 
 import helpers
 import lazy_scenario
@@ -56,6 +60,14 @@ class Terminal:
 
     def keys(self, *keys):
         self._tmux("send-keys", "-t", "main", *keys)
+
+    def type(self, text):
+        """Types text as it is (no key names)."""
+        self._tmux("send-keys", "-t", "main", "-l", text)
+
+    def screen_with_attributes(self):
+        """The screen with its SGR escape sequences (colours, bold, reverse)."""
+        return self._tmux("capture-pane", "-e", "-p", "-t", "main").stdout
 
     def resize(self, width, height):
         self._tmux("resize-window", "-t", "main", "-x", str(width), "-y", str(height))
@@ -251,3 +263,125 @@ def test_console_bad_flags_exit_2(args, flag):
     assert r.returncode == 2, (r.returncode, r.stderr)
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and flag in lines[0], r.stderr
+
+
+def window_ids_on(screen):
+    """The window ids of the windows view's rows, top to bottom."""
+    ids = []
+    for line in body_lines(screen):
+        cells = line.lstrip(">").split()
+        if len(cells) > 2 and cells[0].isdigit() and cells[1].startswith("#"):
+            ids.append(int(cells[1][1:]))
+    return ids
+
+
+def api_window_ids(tap):
+    return [w["id"] for w in tap.get_json("/api/windows?summary=1&limit=200")["windows"]]
+
+
+def test_console_windows_view_opens_a_window_with_its_children_folded(mongotap, seed, dbname,
+                                                                       terminal):
+    tap = mongotap()
+    lazy_scenario.seed_guide(seed, dbname)
+    lazy_scenario.list_guide(tap.uri(dbname, appname="guide-page"))
+    finding = lazy_scenario.wait_for_finding(tap)
+    wid = finding["window"]["id"]
+    t = terminal(console_argv("--admin", tap.admin_url, "--interval", "300"), width=200, height=50)
+    t.wait_screen(lambda s: "cmds" in s.splitlines()[0], "live totals")
+    t.keys("w")
+    screen = t.wait_screen(lambda s: wid in window_ids_on(s), "the windows view")
+    row = next(line for line in body_lines(screen) if "#%d " % wid in line)
+    assert row.startswith(">"), "the newest row is selected: %r" % row
+    assert "51" in row.split() and finding["id"] in row and "guide-page" in row, row
+
+    t.keys("Enter")
+    screen = t.wait_screen(lambda s: "WINDOW #%d" % wid in s and "x50 " in s, "the window")
+    lines = screen.splitlines()
+    assert "51 commands" in next(line for line in lines if "WINDOW #%d" % wid in line)
+    assert any(finding["id"] in line and "n_plus_one" in line for line in lines), screen
+    parent = [line for line in lines if "PARENT" in line]
+    assert len(parent) == 1 and "find %s.show {}" % dbname in parent[0], screen
+    fold = [line for line in lines if "x50 find channel {_id: ?}" in line]
+    assert len(fold) == 1 and "1-50" in fold[0] and "children" in fold[0], screen
+    assert not any("channel {_id: ?}" in line and "x50" not in line for line in lines), \
+        "the 50 lookups are one line: %s" % screen
+    # the fold is drawn highlighted (its own colour or reverse video)
+    colored = next(line for line in t.screen_with_attributes().splitlines() if "x50 find" in line)
+    assert "\x1b[" in colored, repr(colored)
+
+    t.keys("Escape")
+    t.wait_screen(lambda s: wid in window_ids_on(s), "back to the windows")
+    t.type(str(wid))
+    t.wait_screen(lambda s: "open window #%d_" % wid in s, "the window number typed")
+    t.keys("Enter")
+    t.wait_screen(lambda s: "WINDOW #%d" % wid in s and "x50 " in s, "the window opened by number")
+    t.type("99999")
+    t.keys("Enter")
+    t.wait_screen(lambda s: "#99999 is not kept" in s, "an unknown window")
+    t.keys("w")
+    t.wait_screen(lambda s: wid in window_ids_on(s), "the windows again")
+    assert t.quit_and_wait("q") == 0
+
+
+def test_console_filters_and_pauses(mongotap, seed, dbname, terminal):
+    tap = mongotap()
+    lazy_scenario.seed_guide(seed, dbname)
+    lazy_scenario.list_guide(tap.uri(dbname, appname="guide-page"))
+    wid = lazy_scenario.wait_for_finding(tap)["window"]["id"]
+    client = pymongo.MongoClient(tap.uri(dbname, appname="billing"), serverSelectionTimeoutMS=10000)
+    try:
+        client[dbname]["invoices"].find_one({"total": 1})
+        helpers.poll("the billing window", lambda: len(api_window_ids(tap)) >= 2)
+        billing = api_window_ids(tap)[0]
+        t = terminal(console_argv("--admin", tap.admin_url, "--interval", "200"), width=200,
+                     height=50)
+        t.keys("w")
+        t.wait_screen(lambda s: window_ids_on(s) == [billing, wid], "both windows")
+
+        # "/" filters windows (and shapes) by namespace, shape or app
+        t.keys("/")
+        t.type("invoices")
+        t.wait_screen(lambda s: "filter (namespace, shape or app" in s and "invoices_" in s,
+                      "the filter being typed")
+        t.keys("Enter")
+        t.wait_screen(lambda s: window_ids_on(s) == [billing] and 'filter "invoices"' in s,
+                      "only the invoices window")
+        t.keys("s")
+        screen = t.wait_screen(lambda s: "invoices" in s and "P50 ms" in s, "the shapes filtered")
+        assert not any("channel" in line for line in body_lines(screen)), screen
+        t.keys("w", "/")
+        for _ in range(len("invoices")):
+            t.keys("BSpace")
+        t.type("guide")
+        t.keys("Enter")
+        t.wait_screen(lambda s: window_ids_on(s) == [wid], "only the guide-page window")
+        t.keys("/")
+        t.type("nothing-like-it")
+        t.keys("Enter")
+        t.wait_screen(lambda s: "No request window matches the filter" in s, "no match")
+        t.keys("/")
+        for _ in range(len("guidenothing-like-it")):
+            t.keys("BSpace")
+        t.keys("Enter")
+        t.wait_screen(lambda s: window_ids_on(s) == [billing, wid], "every window again")
+
+        # space pauses: the list holds while refreshes are skipped, space again catches up
+        t.keys("Space")
+        t.wait_screen(lambda s: "PAUSED:" in s, "the pause")
+        client[dbname]["invoices"].find_one({"total": 2})
+        newest = helpers.poll("a newer window", lambda: [i for i in api_window_ids(tap)
+                                                         if i > billing])[0]
+
+        def skipped(screen):
+            line = next((line for line in screen.splitlines() if "PAUSED:" in line), "")
+            return int(line.split("PAUSED:")[1].split()[0]) if line else -1
+
+        now = skipped(t.screen())
+        screen = t.wait_screen(lambda s: skipped(s) >= now + 2, "two refreshes skipped")
+        assert window_ids_on(screen) == [billing, wid], "paused: %s" % screen
+        t.keys("Space")
+        t.wait_screen(lambda s: "PAUSED" not in s and window_ids_on(s)[:1] == [newest],
+                      "the new window after resuming")
+        assert t.quit_and_wait("q") == 0
+    finally:
+        client.close()

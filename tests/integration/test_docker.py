@@ -348,8 +348,10 @@ def test_healthcheck_sends_get_healthz_from_the_copied_script(runtime):
     copies = {shlex.split(t)[-1]: shlex.split(t)[-2] for t in instructions(runtime, "COPY")}
     assert cmd[0] in copies, "HEALTHCHECK runs %s, which no COPY installs" % cmd[0]
     assert copies[cmd[0]] == "docker/healthcheck.sh"
+    assert "--ready" not in cmd, "the image's own check is liveness: /healthz"
     script = read(HEALTHCHECK)
-    assert "GET /healthz HTTP/1." in script
+    assert "printf 'GET %s HTTP/1.0" in script
+    assert "path=/healthz" in script and "path=/readyz" in script
     assert script.startswith("#!/bin/bash"), "needs bash for /dev/tcp"
     assert os.access(HEALTHCHECK, os.X_OK)
 
@@ -425,8 +427,11 @@ def test_compose_waits_for_healthy_dependencies(compose, runtime):
     assert services["mongotap"]["depends_on"]["mongo"]["condition"] == "service_healthy"
     assert services["tvguide"]["depends_on"]["mongotap"]["condition"] == "service_healthy"
     assert "mongosh" in services["mongo"]["healthcheck"]["test"]
-    # mongotap's own healthcheck is the image's HEALTHCHECK unless compose replaces it
-    assert "healthcheck" in services["mongotap"] or healthcheck_cmd(runtime)
+    # the app waits until mongotap is ready: its upstream answers
+    test = services["mongotap"]["healthcheck"]["test"]
+    copies = {shlex.split(t)[-1]: shlex.split(t)[-2] for t in instructions(runtime, "COPY")}
+    assert test[0] == "CMD" and copies.get(test[1]) == "docker/healthcheck.sh", test
+    assert test[2:] == ["--ready"], test
 
 
 def _compose_cli():
@@ -480,9 +485,10 @@ def test_k8s_sidecar_addresses_probes_and_scrape_annotations():
     assert int(notes["prometheus.io/port"]) == admin[1]
     assert notes["prometheus.io/path"] == "/metrics"
 
-    for kind in ("readinessProbe", "livenessProbe"):
+    for kind, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz"),
+                       ("startupProbe", "/healthz")):
         probe = tap[kind]["httpGet"]
-        assert probe["path"] == "/healthz", probe
+        assert probe["path"] == path, (kind, probe)
         assert _port_number(tap, probe["port"]) == admin[1], probe
     if tap in (spec.get("initContainers") or []):
         assert tap.get("restartPolicy") == "Always", "an init container sidecar needs it"
@@ -532,6 +538,21 @@ def test_healthcheck_passes_for_a_live_admin_endpoint_and_fails_without(mongotap
     assert tap.stop() == 0
     rc, out = run_healthcheck({"MONGOTAP_ADMIN": admin}, not_mongotap_pid())
     assert rc != 0, out
+
+
+def test_healthcheck_ready_follows_the_upstream(mongotap, jongodb):
+    down = mongotap(upstream="127.0.0.1:%d" % helpers.free_port())
+    assert down.wait_for_log(r"not reachable", 15), down.logs()
+    env = {"MONGOTAP_ADMIN": "%s:%d" % down.admin}
+    rc, out = run_healthcheck(env, "--ready", not_mongotap_pid())
+    assert rc != 0 and "/readyz answered 'HTTP/1." in out and " 503" in out, out
+    rc, out = run_healthcheck(env, not_mongotap_pid())
+    assert rc == 0, "alive all the same: %s" % out
+    up = mongotap()
+    assert up.wait_for_log(r"reachable: new connections go to", 15), up.logs()
+    rc, out = run_healthcheck({"MONGOTAP_ADMIN": "%s:%d" % up.admin}, "--ready",
+                              not_mongotap_pid())
+    assert rc == 0 and "/readyz: HTTP/1." in out and " 200" in out, out
 
 
 def test_healthcheck_follows_flags_over_environment(mongotap):

@@ -371,11 +371,19 @@ class _RecordingUpstream(threading.Thread):
             threading.Thread(target=self._drain, args=(conn,), daemon=True).start()
 
     def _drain(self, conn):
+        first = True
         try:
             while True:
                 chunk = conn.recv(65536)
                 if not chunk:
                     return
+                if first and helpers.MONITOR_MARK in chunk:
+                    # mongotap's upstream monitor: neither counted nor answered
+                    self.accepted -= 1
+                    while conn.recv(65536):
+                        pass
+                    return
+                first = False
                 self.received.append(chunk)
         except OSError:
             return

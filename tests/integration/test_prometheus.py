@@ -1,6 +1,7 @@
 """mongotap's /metrics as a real Prometheus server sees it: scraped every second on loopback, the
-command counters read back through Prometheus's query API match the workload that was run, and
-the exposition passes `promtool check metrics`."""
+command counters read back through Prometheus's query API match the workload that was run, no
+counter goes backwards across POST /api/reset (which resets the JSON views only), and the
+exposition passes `promtool check metrics`."""
 
 import json
 import shutil
@@ -113,11 +114,11 @@ def prometheus(tmp_path):
         p.stop()
 
 
-def workload(uri, dbname, coll):
+def workload(uri, dbname, coll, insert=True):
     client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=10000)
     try:
         c = client[dbname][coll]
-        for i in range(N_INSERTS):
+        for i in range(N_INSERTS if insert else 0):
             c.insert_one({"_id": i, "genre": "news" if i % 2 else "drama"})
         for i in range(N_FINDS):
             assert c.find_one({"_id": i % N_INSERTS}) is not None
@@ -147,6 +148,40 @@ def test_prometheus_scrapes_command_counters(mongotap, prometheus, dbname):
     assert all(labels.get("job") == "mongotap" for labels, _ in series)
 
 
+def test_counters_never_decrease_across_reset(mongotap, prometheus, dbname):
+    tap = mongotap()
+    prom = prometheus("%s:%d" % tap.admin)
+    prom.wait_value('up{job="mongotap"}', 1.0)
+    coll = "resetcheck"
+    finds = 'sum(mongotap_commands_total{command="find",db="%s",collection="%s"})' % (dbname, coll)
+    workload(tap.uri(dbname), dbname, coll)
+    prom.wait_value(finds, float(N_FINDS))
+
+    status, _, body = tap.post("/api/reset")
+    assert status == 200, body
+    api = tap.get_json("/api/stats")
+    assert api["commands"] == 0 and api["shapes"] == [], api
+    # a scrape after the reset: its uptime is past the reset's
+    _, _, text = tap.get("/metrics")
+    at_reset = float(next(line.split()[1] for line in text.decode().splitlines()
+                          if line.startswith("mongotap_uptime_seconds ")))
+    helpers.poll("a scrape after the reset", lambda: any(
+        v > at_reset for _, v in prom.query('mongotap_uptime_seconds{job="mongotap"}')), timeout=30)
+    prom.wait_value(finds, float(N_FINDS))  # not 0: the counter kept its value
+
+    workload(tap.uri(dbname), dbname, coll, insert=False)
+    prom.wait_value(finds, 2.0 * N_FINDS)
+    assert tap.get_json("/api/stats")["commands"] >= N_FINDS + N_AGGREGATES
+    # every counter family Prometheus saw (resets() drops the name: one query per family)
+    names = {m["__name__"] for m, _ in prom.query('{__name__=~"mongotap_.+_total",job="mongotap"}')}
+    names |= {"mongotap_command_duration_seconds_count", "mongotap_command_duration_seconds_bucket"}
+    assert {"mongotap_commands_total", "mongotap_windows_closed_total"} <= names, names
+    for name in sorted(names):
+        resets = prom.query('resets(%s{job="mongotap"}[10m])' % name)
+        assert resets, name
+        assert all(v == 0 for _, v in resets), (name, [(m, v) for m, v in resets if v])
+
+
 def test_metrics_pass_promtool(mongotap, dbname):
     tap = mongotap()
     workload(tap.uri(dbname), dbname, "lint")
@@ -158,4 +193,5 @@ def test_metrics_pass_promtool(mongotap, dbname):
     assert r.returncode == 0 and r.stdout.strip() == b"" and r.stderr.strip() == b"", (
         "promtool check metrics: exit %d\n%s%s" % (r.returncode, r.stdout.decode(), r.stderr.decode()))
     text = body.decode()
-    assert 'mongotap_commands_total{command="find",collection="lint"} %d' % N_FINDS in text, text[:3000]
+    assert ('mongotap_commands_total{command="find",db="%s",collection="lint"} %d' % (dbname, N_FINDS)
+            in text), text[:3000]

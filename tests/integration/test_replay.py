@@ -90,6 +90,8 @@ class Replayer:
                 msg = recv_message(conn)
                 if msg is None:
                     return
+                if helpers.MONITOR_MARK in msg:
+                    return  # mongotap's upstream monitor: no recording answers it
                 with self.lock:
                     queue = self.table.get(msg)
                     replies = queue.popleft() if queue else None

@@ -1,7 +1,10 @@
 """The web console (GET /) in headless Chromium driven by playwright-core (web/driver.mjs): it loads
 without console errors, follows a live pymongo workload, shows the N+1 finding of the lazy
-mongoengine scenario, sorts shapes, lists connections, works with an admin token, reconnects when
-/events drops, and never turns data into markup. A screenshot goes to artifacts/."""
+mongoengine scenario (one card per pattern, with its occurrences), sorts shapes, lists connections
+with their window, works with an admin token, reconnects when /events drops, and never turns data
+into markup. Its Requests view lists the request windows while a page loads, opens one as a
+timeline with the N+1 children folded and the parent marked, filters, pauses and catches up, and
+is where reports and findings link to. Screenshots go to artifacts/."""
 
 import json
 import os
@@ -153,10 +156,11 @@ def test_live_page_workload_and_n1_finding(mongotap, dbname, browser):
         b.wait("document.querySelectorAll('#chart polyline').length >= 1", what="the chart's ops line")
         row = b.wait("""(() => {
             const r = Array.from(document.querySelectorAll('#connections tbody tr'))
-                .find(tr => tr.textContent.includes('web-check'));
+                .find(tr => tr.textContent.includes('web-check') && tr.children[5].textContent !== '\u2013');
             return r && Array.from(r.children).map(td => td.textContent); })()""",
-                     what="the workload's connection row")
+                     what="the workload's connection row with its window")
         assert "web-check" in row and any("PyMongo" in cell for cell in row), row
+        assert row[5].startswith("#") and "cmds" in row[5], "the WINDOW column names its window: %r" % row
     finally:
         work.stop()
     b.wait("parseInt(document.getElementById('commands').textContent.replace(/,/g, '')) >= arg",
@@ -191,7 +195,7 @@ def test_live_page_workload_and_n1_finding(mongotap, dbname, browser):
 
     # Everything on screen at once for the picture: the pattern, every shape, no stale rows.
     shapes = len(tap.get_json("/api/stats")["shapes"])
-    b.wait("document.querySelectorAll('#patterns .pattern').length >= 1", what="the pattern")
+    b.wait("document.querySelectorAll('.finding .occ').length >= 1", what="the pattern cards")
     b.wait("document.querySelectorAll('#shapes tbody tr').length === arg", shapes, what="every shape")
     b.wait("document.querySelector('#connections tbody').textContent.includes('No client')",
            what="no live connection left")
@@ -273,3 +277,183 @@ def test_data_is_never_markup(mongotap, dbname, browser):
         assert b.eval("window.__pwned === undefined")
     finally:
         client.close()
+
+
+def row_ids(b):
+    return b.eval("Array.from(document.querySelectorAll('#windows tbody tr[data-window]'))"
+                  ".map(tr => Number(tr.dataset.window))")
+
+
+def api_window_ids(tap):
+    return [w["id"] for w in tap.get_json("/api/windows?summary=1&limit=200")["windows"]]
+
+
+def test_requests_view_opens_the_window_of_an_n1_page(mongotap, seed, dbname, browser):
+    tap = mongotap()
+    lazy_scenario.seed_guide(seed, dbname)
+    b = browser()
+    b.open(tap.admin_url + "/#requests")
+    b.wait(LIVE, what="the live status")
+    b.wait("!document.getElementById('view-requests').hidden && "
+           "document.getElementById('view-overview').hidden", what="the Requests view")
+    b.wait("document.querySelector('#windows tbody').textContent.includes('No request window')",
+           what="no window yet")
+
+    # the page loads while the view is open
+    lazy_scenario.list_guide(tap.uri(dbname, appname="guide-page"))
+    finding = lazy_scenario.wait_for_finding(tap)
+    wid = finding["window"]["id"]
+    row = b.wait("""(() => { const r = document.querySelector('#windows tr[data-window="' + arg + '"]');
+                     return r && Array.from(r.children).map(td => td.textContent); })()""", wid,
+                 what="the page's window as a row")
+    assert row[2] == "51" and "1 finding" in row[3] and finding["id"] in row[3], row
+    assert "guide-page" in row[5] and "%s.show" % dbname in row[6], row
+
+    b.click('#windows tr[data-window="%d"] td:nth-child(3)' % wid)
+    b.wait("location.hash === '#window=' + arg", wid, what="the window's address")
+    b.wait("""(() => { const d = document.getElementById('window-detail');
+                      return !d.hidden && d.dataset.id === String(arg) &&
+                             document.querySelector('#timeline tr.fold'); })()""", wid,
+           what="the window's timeline")
+    assert b.text("#wd-sub").startswith("51 commands"), b.text("#wd-sub")
+    assert finding["id"] in b.text("#wd-findings")
+    rows = b.eval("Array.from(document.querySelectorAll('#timeline tbody tr')).map(tr => "
+                  "({cls: tr.className, text: tr.textContent, count: tr.dataset.count || null}))")
+    assert len(rows) == 2, "the parent, then its 50 children folded in one row: %r" % rows
+    assert "parent" in rows[0]["cls"].split() and "parent" in rows[0]["text"], rows[0]
+    assert "show" in rows[0]["text"] and "find" in rows[0]["text"], rows[0]
+    assert "fold" in rows[1]["cls"].split() and rows[1]["count"] == "50", rows[1]
+    assert "\u00d750 find channel {_id: ?}" in rows[1]["text"], rows[1]
+    assert "1\u201350" in rows[1]["text"], "the fold names the commands it holds: %r" % rows[1]
+    highlighted = b.eval("getComputedStyle(document.querySelector('#timeline tr.fold')).backgroundColor")
+    plain = b.eval("getComputedStyle(document.querySelector('#timeline thead tr')).backgroundColor")
+    assert highlighted != plain and highlighted not in ("rgba(0, 0, 0, 0)", "transparent"), highlighted
+
+    # unfolded: each of the 50 lookups, then folded again
+    b.click("#timeline tr.fold")
+    b.wait("document.querySelectorAll('#timeline tr.child').length === 50", what="the 50 lookups")
+    assert b.eval("Array.from(document.querySelectorAll('#timeline tr.child'))"
+                  ".every(tr => tr.textContent.includes(arg))", finding["id"])
+    b.click("#timeline tr.fold")
+    b.wait("document.querySelectorAll('#timeline tr.child').length === 0", what="folded again")
+    b.screenshot("requests-window.png")
+    assert b.problems() == []
+
+
+def test_requests_view_filters_pauses_and_catches_up(mongotap, seed, dbname, browser):
+    tap = mongotap()
+    lazy_scenario.seed_guide(seed, dbname)
+    lazy_scenario.list_guide(tap.uri(dbname, appname="guide-page"))
+    finding = lazy_scenario.wait_for_finding(tap)
+    wid = finding["window"]["id"]
+    client = pymongo.MongoClient(tap.uri(dbname, appname="billing"), serverSelectionTimeoutMS=10000)
+    try:
+        client[dbname]["invoices"].find_one({"total": 1})
+        helpers.poll("the billing window", lambda: len(api_window_ids(tap)) >= 2)
+        billing = api_window_ids(tap)[0]
+        b = browser()
+        b.open(tap.admin_url + "/#requests")
+        b.wait("document.querySelectorAll('#windows tbody tr[data-window]').length === arg",
+               len(api_window_ids(tap)), what="every window as a row")
+
+        def only(selector, value, want, what):
+            b.call("fill", selector=selector, value=value)
+            b.wait("JSON.stringify(Array.from(document.querySelectorAll('#windows tbody tr[data-window]'))"
+                   ".map(tr => Number(tr.dataset.window))) === arg", json.dumps(want), what=what)
+            b.call("fill", selector=selector, value="")
+
+        only("#f-ns", "%s.channel" % dbname, [wid], "the windows on the channel namespace")
+        only("#f-shape", "$gt", [], "no window with a $gt shape")
+        only("#f-shape", '{"_id"', [wid], "the window with _id lookups")
+        only("#f-app", "billing", [billing], "the billing app's window")
+        only("#f-q", finding["id"], [wid], "the window of the finding searched for")
+        b.call("fill", selector="#f-q", value="no such thing anywhere")
+        b.wait("document.querySelector('#windows tbody').textContent.includes('No request window matches')",
+               what="nothing matches")
+        b.call("fill", selector="#f-q", value="")
+        b.wait("document.querySelectorAll('#windows tbody tr[data-window]').length >= 2",
+               what="every window again")
+
+        # pause: new windows wait, the rows stay as they are
+        b.click("#pause")
+        assert b.text("#pause") == "Resume"
+        shown = row_ids(b)
+        client[dbname]["invoices"].find_one({"total": 2})
+        newest = helpers.poll("a newer window", lambda: [i for i in api_window_ids(tap) if i > shown[0]])
+        b.wait("document.getElementById('req-note').textContent.includes('1 new window')",
+               what="the paused note counting the new window")
+        assert row_ids(b) == shown, "paused: the list did not change"
+        b.screenshot("requests-paused.png")
+        b.click("#pause")
+        b.wait("Number((document.querySelector('#windows tbody tr[data-window]') || {dataset: {}})"
+               ".dataset.window) === arg", newest[0], what="the new window after resuming")
+        assert b.text("#pause") == "Pause"
+        assert row_ids(b)[1:] == shown
+        b.screenshot("requests-list.png")
+        assert b.problems() == []
+    finally:
+        client.close()
+
+
+def test_findings_fold_by_pattern_and_link_to_their_window(mongotap, seed, dbname, browser):
+    tap = mongotap()
+    lazy_scenario.seed_guide(seed, dbname)
+    for _ in range(3):  # three page loads: three findings of one pattern
+        lazy_scenario.list_guide(tap.uri(dbname))
+    found = helpers.poll("three N+1 findings", lambda: [
+        f for f in tap.get_json("/api/findings")["findings"] if f["type"] == "n_plus_one"
+        and f["children"]["collection"] == "channel"] if len([
+            f for f in tap.get_json("/api/findings")["findings"] if f["type"] == "n_plus_one"]) >= 3
+        else None)
+    newest = max(found, key=lambda f: f["id"])
+    b = browser()
+    b.open(tap.admin_url + "/")
+    card = b.wait("""(() => { const c = Array.from(document.querySelectorAll('.finding'))
+                         .filter(c => c.textContent.includes('channel'));
+                     return c.length && {n: c.length, id: c[0].dataset.id, occ: c[0].dataset.occurrences,
+                                         text: c[0].textContent}; })()""", what="the N+1 card")
+    assert card["n"] == 1, "one card for the pattern, not one per occurrence: %r" % card
+    assert card["id"] == newest["id"] and card["occ"] == "3", card
+    assert "\u00d73 occurrences" in card["text"], card
+    # the card links to its newest occurrence's window
+    b.click('.finding[data-id="%s"] .links a[data-window]' % newest["id"])
+    b.wait("location.hash === '#window=' + arg", newest["window"]["id"], what="the finding's window")
+    b.wait("""document.getElementById('window-detail').dataset.id === String(arg) &&
+              document.querySelector('#timeline tr.fold')""", newest["window"]["id"],
+           what="the finding's window opened")
+
+    # the report's example window opens the same way
+    pattern = next(p for p in tap.get_json("/api/findings")["patterns"]
+                   if p["type"] == "n_plus_one" and p["children"]["collection"] == "channel")
+    b.open(tap.admin_url + "/api/report?format=html")
+    link = 'a.window[href="/#window=%d"]' % pattern["example_window"]
+    assert b.eval("!!document.querySelector(arg)", link), "the report links the example window"
+    b.click(link)
+    b.wait("location.pathname === '/' && location.hash === '#window=' + arg",
+           pattern["example_window"], what="the console at the report's window")
+    b.wait("""(() => { const d = document.getElementById('window-detail');
+                      return !d.hidden && d.dataset.id === String(arg) &&
+                             document.querySelectorAll('#timeline tbody tr').length === 2; })()""",
+           pattern["example_window"], what="the report's window in the console")
+    assert b.problems() == []
+
+
+def test_with_a_token_the_report_copy_links_back_to_its_windows(mongotap, dbname, browser):
+    tap = mongotap("--admin-token", "tok-456")
+    lazy_scenario.run(tap.uri(dbname))
+    finding = lazy_scenario.wait_for_finding(tap, token="tok-456")
+    b = browser()
+    b.open(tap.admin_url + "/#token=tok-456")
+    b.wait(LIVE, what="live with the token")
+    # the report is fetched with the token and opened as a copy in a new tab
+    b.call("popup", selector="#report-link")
+    b.wait("document.querySelector('a.window')", what="the report copy with its window links")
+    href = b.eval("document.querySelector('a.window[href$=\"window=' + arg + '\"]').href",
+                  finding["window"]["id"])
+    assert href.startswith(tap.admin_url + "/#token="), href
+    b.click('a.window[href$="window=%d"]' % finding["window"]["id"])
+    b.wait("""(() => { const d = document.getElementById('window-detail');
+                      return location.hash === '#window=' + arg && !d.hidden &&
+                             document.querySelector('#timeline tr.fold'); })()""",
+           finding["window"]["id"], what="the window, the token out of the address bar")
+    assert b.problems() == []

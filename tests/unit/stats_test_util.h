@@ -246,6 +246,14 @@ static inline double sc_double(const bson_t *doc, const char *path)
     return bson_iter_as_double(&f);
 }
 
+static inline bool sc_bool(const bson_t *doc, const char *path)
+{
+    bson_iter_t it, f;
+    cr_assert(bson_iter_init(&it, doc) && bson_iter_find_descendant(&it, path, &f), "no %s", path);
+    cr_assert(BSON_ITER_HOLDS_BOOL(&f), "%s is not a boolean", path);
+    return bson_iter_bool(&f);
+}
+
 static inline const char *sc_str(const bson_t *doc, const char *path)
 {
     bson_iter_t it, f;

@@ -57,6 +57,7 @@ Test(cli, defaults_match_the_spec)
     cr_assert_eq(cfg.n1_threshold, 5);
     cr_assert_eq(cfg.max_connections, 10000);
     cr_assert_eq(cfg.max_shapes, 10000);
+    cr_assert_eq(cfg.keep_windows, 100);
     cr_assert_eq(cfg.log_level, MT_LOG_INFO);
     cr_assert_not(cfg.log_values);
 }
@@ -65,11 +66,12 @@ Test(cli, every_flag_both_forms)
 {
     mt_cli_config_t cfg;
     char err[256];
-    char **argv = ARGV("proxy", "--listen", "127.0.0.1:1001", "--listen=[::1]:1002", "--upstream",
-                       "db.internal:27019", "--admin=off", "--admin-token", "s3cret",
-                       "--window-gap-ms", "250", "--window-max-ms=60000", "--n1-threshold", "7",
-                       "--findings-log", "f.jsonl", "--report", "r.json", "--max-connections", "3",
-                       "--max-shapes=42", "--log-level", "debug", "--log-values");
+    char **argv =
+        ARGV("proxy", "--listen", "127.0.0.1:1001", "--listen=[::1]:1002", "--upstream",
+             "db.internal:27019", "--admin=off", "--admin-token", "s3cret", "--window-gap-ms",
+             "250", "--window-max-ms=60000", "--n1-threshold", "7", "--findings-log", "f.jsonl",
+             "--report", "r.json", "--max-connections", "3", "--max-shapes=42", "--keep-windows",
+             "5000", "--log-level", "debug", "--log-values");
 
     fake_env = NULL;
     cr_assert_eq(parse(&cfg, err, sizeof(err), argv), MT_CLI_RUN, "%s", err);
@@ -86,6 +88,7 @@ Test(cli, every_flag_both_forms)
     cr_assert_str_eq(cfg.report_path, "r.json");
     cr_assert_eq(cfg.max_connections, 3);
     cr_assert_eq(cfg.max_shapes, 42);
+    cr_assert_eq(cfg.keep_windows, 5000);
     cr_assert_eq(cfg.log_level, MT_LOG_DEBUG);
     cr_assert(cfg.log_values);
 }
@@ -100,6 +103,8 @@ Test(cli, environment_then_flags_win)
                                       "9",
                                       "MONGOTAP_LOG_VALUES",
                                       "true",
+                                      "MONGOTAP_KEEP_WINDOWS",
+                                      "250",
                                       NULL};
     mt_cli_config_t cfg;
     char err[256];
@@ -111,6 +116,7 @@ Test(cli, environment_then_flags_win)
     cr_assert_eq(cfg.nlisten, 2);
     cr_assert_eq(cfg.n1_threshold, 9);
     cr_assert(cfg.log_values);
+    cr_assert_eq(cfg.keep_windows, 250);
 
     cr_assert_eq(
         parse(&cfg, err, sizeof(err), ARGV("--upstream", "127.0.0.1:5", "--listen", "127.0.0.1:6")),
@@ -131,11 +137,12 @@ Test(cli, help_and_version)
     cr_assert_eq(parse(&cfg, err, sizeof(err), ARGV("--help")), MT_CLI_HELP);
     cr_assert_eq(parse(&cfg, err, sizeof(err), ARGV("-V")), MT_CLI_VERSION);
     /* --help names every option */
-    static const char *const flags[] = {"--listen",          "--upstream",      "--admin ",
-                                        "--admin-token",     "--window-gap-ms", "--window-max-ms",
-                                        "--n1-threshold",    "--findings-log",  "--report",
-                                        "--max-connections", "--max-shapes",    "--log-level",
-                                        "--log-values",      "--redact-fields"};
+    static const char *const flags[] = {
+        "--listen",        "--upstream",        "--admin ",       "--admin-token",
+        "--window-gap-ms", "--window-max-ms",   "--n1-threshold", "--findings-log",
+        "--report",        "--max-connections", "--max-shapes",   "--log-level",
+        "--log-values",    "--redact-fields",   "--tls-listen",   "--tls-cert",
+        "--tls-key",       "--dns-server",      "--keep-windows", "mongodb+srv://"};
     for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
         cr_assert_not_null(strstr(mt_cli_usage, flags[i]), "%s missing from --help", flags[i]);
 }
@@ -154,6 +161,8 @@ ParameterizedTestParameters(cli, bad_values)
         {{"--window-gap-ms", "-5"}, "--window-gap-ms"},
         {{"--window-gap-ms", "0"}, "--window-gap-ms"},
         {{"--n1-threshold", "1"}, "--n1-threshold"},
+        {{"--keep-windows", "0"}, "--keep-windows"},
+        {{"--keep-windows", "100001"}, "--keep-windows"},
         {{"--max-connections", "99999999999999999999"}, "--max-connections"},
         {{"--listen", "127.0.0.1"}, "--listen"},
         {{"--listen", "127.0.0.1:70000"}, "--listen"},
@@ -168,6 +177,11 @@ ParameterizedTestParameters(cli, bad_values)
         {{"--bogus"}, "--bogus"},
         {{"--report"}, "--report"},
         {{"-x"}, "-x"},
+        {{"--tls-listen", "127.0.0.1:1"}, "--tls-listen"},
+        {{"--tls-cert", "c.pem"}, "--tls-cert"},
+        {{"--tls-key", "k.pem"}, "--tls-key"},
+        {{"--upstream", "mongodb://u:p@h/"}, "--upstream"},
+        {{"--upstream", "mongodb://h/?heartbeatFrequencyMS=1"}, "heartbeatFrequencyMS"},
     };
     return cr_make_param_array(bad_case_t, cases, sizeof(cases) / sizeof(cases[0]));
 }
@@ -341,4 +355,36 @@ Test(cli, help_names_every_subcommand_and_signal)
         "SIGHUP",       "SIGUSR1",           "mongotap:ignore"};
     for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
         cr_assert_not_null(strstr(mt_cli_usage, words[i]), "%s missing from --help", words[i]);
+}
+
+Test(cli, tls_listeners_and_a_connection_string)
+{
+    static const char *const env[] = {"MONGOTAP_TLS_LISTEN", "127.0.0.1:7,127.0.0.1:8", NULL};
+    mt_cli_config_t cfg;
+    char err[256];
+
+    fake_env = env;
+    cr_assert_eq(parse(&cfg, err, sizeof(err),
+                       ARGV("--tls-cert", "server.pem", "--tls-key=server.key", "--upstream",
+                            "mongodb://a:1,b:2/?replicaSet=rs0&tls=true")),
+                 MT_CLI_RUN, "%s", err);
+    cr_assert_eq(cfg.ntls_listen, 2);
+    cr_assert_eq(cfg.tls_listen[1].port, 8);
+    cr_assert_eq(cfg.nlisten, 0, "with only TLS listeners there is no plain one");
+    cr_assert_str_eq(cfg.tls_cert, "server.pem");
+    cr_assert_str_eq(cfg.tls_key, "server.key");
+    cr_assert_eq(cfg.upstream_uri.nhosts, 2);
+    cr_assert_str_eq(cfg.upstream_uri.replica_set, "rs0");
+    cr_assert(cfg.upstream_uri.tls);
+    cr_assert_str_eq(cfg.upstream.host, "a", "the first seed");
+
+    cr_assert_eq(parse(&cfg, err, sizeof(err),
+                       ARGV("--listen", "127.0.0.1:5", "--tls-listen", "127.0.0.1:6", "--tls-cert",
+                            "c", "--tls-key", "k", "--upstream", "mongodb+srv://c.example.net/")),
+                 MT_CLI_RUN, "%s", err);
+    cr_assert_eq(cfg.nlisten, 1);
+    cr_assert_eq(cfg.ntls_listen, 1, "the flag replaces MONGOTAP_TLS_LISTEN's list");
+    cr_assert_eq(cfg.upstream_uri.scheme, MT_URI_SRV);
+    cr_assert_str_eq(cfg.upstream.host, "");
+    fake_env = NULL;
 }

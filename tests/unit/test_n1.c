@@ -738,7 +738,7 @@ static char *all_outputs(void)
     char *parts[9] = {
         mt_stats_json(st, sc_now, 0),
         mt_stats_connections_json(st, sc_now),
-        mt_stats_windows_json(st, 0),
+        mt_stats_windows_json(st, 0, false, NULL),
         mt_stats_findings_json(st),
         mt_stats_metrics(st, sc_now),
         mt_stats_report(st, MT_REPORT_JSON, sc_now),

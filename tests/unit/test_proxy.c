@@ -18,7 +18,9 @@
 
 typedef struct {
     uv_tcp_t listener;
-    uv_tcp_t conn;
+    uv_tcp_t conns[8]; /* the session's and the monitor's: told apart by their first bytes */
+    int nconns;
+    uv_tcp_t *conn; /* the session's */
     bool have_conn;
     bool echo;
     uint8_t *received;
@@ -88,7 +90,7 @@ static void flood_written_cb(uv_write_t *req, int status)
     free(req->data);
     free(req);
     if (up.close_after_flood)
-        uv_close((uv_handle_t *)&up.conn, NULL);
+        uv_close((uv_handle_t *)up.conn, NULL);
 }
 
 static void up_write_cb(uv_write_t *req, int status)
@@ -98,8 +100,29 @@ static void up_write_cb(uv_write_t *req, int status)
     free(req);
 }
 
+/* mongotap's monitor connects too and names itself in its first hello:
+ * its connections are closed, every other one is the session's. */
+static bool is_monitor(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    if (s->data == &up)
+        return false;
+    if (nread > 0 && memmem(buf->base, (size_t)nread, "mongotap monitor", 16)) {
+        uv_close((uv_handle_t *)s, NULL);
+        return true;
+    }
+    cr_assert_not(up.have_conn, "one upstream connection per client");
+    up.have_conn = true;
+    up.conn = (uv_tcp_t *)s;
+    s->data = &up;
+    return false;
+}
+
 static void up_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
+    if (is_monitor(s, nread, buf)) {
+        free(buf->base);
+        return;
+    }
     if (nread > 0) {
         append(&up.received, &up.received_len, &up.received_cap, buf->base, (size_t)nread);
         if (up.stop_at && up.received_len >= up.stop_at)
@@ -128,12 +151,13 @@ static void up_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 static void up_on_connection(uv_stream_t *server, int status)
 {
+    uv_tcp_t *c = &up.conns[up.nconns++];
+
     cr_assert_eq(status, 0);
-    cr_assert_not(up.have_conn, "one upstream connection per client");
-    uv_tcp_init(&loop, &up.conn);
-    cr_assert_eq(uv_accept(server, (uv_stream_t *)&up.conn), 0);
-    up.have_conn = true;
-    uv_read_start((uv_stream_t *)&up.conn, alloc_cb, up_read_cb);
+    cr_assert_lt(up.nconns, 8);
+    uv_tcp_init(&loop, c);
+    cr_assert_eq(uv_accept(server, (uv_stream_t *)c), 0);
+    uv_read_start((uv_stream_t *)c, alloc_cb, up_read_cb);
 }
 
 static int bound_port(uv_tcp_t *t)
@@ -167,7 +191,12 @@ static void start(bool echo, size_t flood_bytes)
     mt_cli_defaults(&cfg);
     cfg.nlisten = 1;
     cfg.listen[0] = (mt_hostport_t){"127.0.0.1", 0};
-    cfg.upstream = (mt_hostport_t){"127.0.0.1", (uint16_t)up.port};
+    {
+        char up_s[32], err[128];
+        snprintf(up_s, sizeof(up_s), "127.0.0.1:%d", up.port);
+        cr_assert_eq(mt_uri_parse(up_s, &cfg.upstream_uri, err, sizeof(err)), 0, "%s", err);
+        cfg.upstream = cfg.upstream_uri.hosts[0];
+    }
     cfg.admin_enabled = false;
     mt_stats_config_defaults(&scfg);
     if (stats_max_conns)
@@ -187,6 +216,7 @@ static void drained_cb(mt_proxy_t *p, void *data)
 {
     (void)p;
     (void)data;
+    uv_stop(&loop);
 }
 
 static void close_all_cb(uv_handle_t *h, void *arg)
@@ -198,7 +228,12 @@ static void close_all_cb(uv_handle_t *h, void *arg)
 
 static void finish(void)
 {
-    mt_proxy_drain(proxy, drained_cb, NULL);
+    /* the proxy closes its own handles (sessions, monitor) once drained;
+     * what is left is the test's */
+    if (mt_proxy_monitor(proxy)) { /* not drained by the test itself */
+        mt_proxy_drain(proxy, drained_cb, NULL);
+        uv_run(&loop, UV_RUN_DEFAULT);
+    }
     uv_walk(&loop, close_all_cb, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     cr_assert_eq(mt_proxy_active(proxy), 0, "every session closed");

@@ -151,6 +151,16 @@ Test(report, html)
     cr_assert_null(strstr(out, "<link"));
     cr_assert_null(strstr(out, "@import"));
     cr_assert_not_null(strstr(out, "select_related()"));
+    /* each pattern's example window opens in the console of the admin it came from */
+    char *findings = mt_stats_findings_json(st);
+    bson_t *json_doc = sc_parse(findings);
+    bson_free(findings);
+    char link[96];
+    snprintf(link, sizeof link, "<a class=\"window\" href=\"/#window=%lld\">window %lld</a>",
+             (long long)sc_int(json_doc, "patterns.0.example_window"),
+             (long long)sc_int(json_doc, "patterns.0.example_window"));
+    cr_assert_not_null(strstr(out, link), "%s in %s", link, out);
+    bson_destroy(json_doc);
     /* two bars, one per pattern */
     int bars = 0;
     for (const char *p = out; (p = strstr(p, "<rect")); p++)

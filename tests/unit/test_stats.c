@@ -453,7 +453,7 @@ Test(stats, reset_clears_stats_windows_and_findings)
     cr_assert_eq(sc_array_len(doc, "patterns"), 0);
     bson_destroy(doc);
     bson_free(json);
-    json = mt_stats_windows_json(st, 0);
+    json = mt_stats_windows_json(st, 0, false, NULL);
     doc = sc_parse(json);
     cr_assert_eq(sc_array_len(doc, "windows"), 0);
     bson_destroy(doc);
@@ -544,7 +544,8 @@ Test(stats, redacted_field_names_never_reach_an_output)
     mt_stats_tick(rs, sc_now);
     cr_assert_eq(mt_stats_get(rs, MT_STAT_FINDINGS), 1);
     char *outs[4] = {mt_stats_json(rs, sc_now, 0), mt_stats_findings_json(rs),
-                     mt_stats_windows_json(rs, 0), mt_stats_report(rs, MT_REPORT_MARKDOWN, sc_now)};
+                     mt_stats_windows_json(rs, 0, false, NULL),
+                     mt_stats_report(rs, MT_REPORT_MARKDOWN, sc_now)};
     for (size_t i = 0; i < 4; i++) {
         cr_assert_null(strstr(outs[i], "x.org"), "output %zu: %.600s", i, outs[i]);
         cr_assert_not_null(strstr(outs[i], "?"));

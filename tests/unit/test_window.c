@@ -3,8 +3,9 @@
  * with real message bytes: the idle gap (measured with nothing in flight),
  * window-max, keyed windows across connections, getMore following its
  * cursor, monitoring commands that neither open nor extend, connection close,
- * the per-window command bound, and the /api/windows and /api/connections
- * renderings.
+ * the per-window command bound, the closed windows kept (--keep-windows, the
+ * windows of kept findings, the total command bound), and the /api/windows,
+ * /api/windows/ID and /api/connections renderings.
  */
 #include "window.h"
 #include "stats_test_util.h"
@@ -81,7 +82,7 @@ Test(window, commands_within_the_gap_share_a_window)
     tick_after(10 * MS); /* idle 100 ms: the gap */
     cr_assert_eq(open_windows(), 0);
     cr_assert_eq(closed_windows(), 1);
-    char *json = mt_stats_windows_json(st, 10);
+    char *json = mt_stats_windows_json(st, 10, false, NULL);
     bson_t *doc = sc_parse(json);
     cr_assert_eq(sc_array_len(doc, "windows"), 1);
     cr_assert_eq(sc_array_len(doc, "windows.0.commands"), 5);
@@ -126,7 +127,7 @@ Test(window, a_request_in_flight_holds_the_window_open)
     cr_assert_eq(open_windows(), 1);
     tick_after(1 * MS);
     cr_assert_eq(open_windows(), 0);
-    char *json = mt_stats_windows_json(st, 1);
+    char *json = mt_stats_windows_json(st, 1, false, NULL);
     bson_t *doc = sc_parse(json);
     cr_assert_float_eq(sc_double(doc, "windows.0.duration_ms"), 400.0, 1e-9);
     cr_assert_float_eq(sc_double(doc, "windows.0.commands.0.duration_ms"), 400.0, 1e-9);
@@ -146,7 +147,7 @@ Test(window, window_max_cuts_busy_connections)
     }
     cr_assert_geq(closed_windows(), 3);
     cr_assert_leq(closed_windows(), 4);
-    char *json = mt_stats_windows_json(st, 0);
+    char *json = mt_stats_windows_json(st, 0, false, NULL);
     bson_t *doc = sc_parse(json);
     uint32_t n = sc_array_len(doc, "windows");
     cr_assert_eq((int64_t)n, closed_windows());
@@ -187,7 +188,7 @@ Test(window, keyed_window_spans_connections)
     find_one(&b, "g", NULL, 1 * MS);
     tick_after(100 * MS);
 
-    char *json = mt_stats_windows_json(st, 0);
+    char *json = mt_stats_windows_json(st, 0, false, NULL);
     bson_t *doc = sc_parse(json);
     cr_assert_eq(sc_array_len(doc, "windows"), 2);
     /* newest first */
@@ -214,7 +215,7 @@ Test(window, another_key_takes_over_untagged_commands)
     find_one(&a, "c", "mongotap:two", 1 * MS);
     find_one(&a, "d", NULL, 1 * MS);
     tick_after(200 * MS);
-    char *json = mt_stats_windows_json(st, 0);
+    char *json = mt_stats_windows_json(st, 0, false, NULL);
     bson_t *doc = sc_parse(json);
     cr_assert_eq(sc_array_len(doc, "windows"), 2);
     cr_assert_eq(sc_array_len(doc, "windows.0.commands"), 2);
@@ -234,7 +235,7 @@ Test(window, getmore_follows_its_cursor)
     bson_destroy(d);
     tick_after(200 * MS);
     cr_assert_eq(closed_windows(), 1, "no per-connection window was opened");
-    char *json = mt_stats_windows_json(st, 0);
+    char *json = mt_stats_windows_json(st, 0, false, NULL);
     bson_t *doc = sc_parse(json);
     cr_assert_str_eq(sc_str(doc, "windows.0.key"), "mongotap:page");
     cr_assert_eq(sc_array_len(doc, "windows.0.commands"), 2);
@@ -292,7 +293,7 @@ Test(window, monitoring_commands_do_not_extend_windows)
     }
     /* 240 ms of pings after the find: the window closed at the find's gap */
     cr_assert_eq(closed_windows(), 1);
-    char *json = mt_stats_windows_json(st, 0);
+    char *json = mt_stats_windows_json(st, 0, false, NULL);
     bson_t *doc = sc_parse(json);
     cr_assert_eq(sc_array_len(doc, "windows.0.commands"), 1);
     cr_assert_float_eq(sc_double(doc, "windows.0.duration_ms"), 2.0, 1e-9);
@@ -344,7 +345,7 @@ Test(window, commands_per_window_are_bounded)
     bson_destroy(cmd);
     bson_destroy(r);
     tick_after(200 * MS);
-    char *json = mt_stats_windows_json(st, 0);
+    char *json = mt_stats_windows_json(st, 0, false, NULL);
     bson_t *doc = sc_parse(json);
     cr_assert_eq(sc_int(doc, "windows.0.total_commands"), total);
     cr_assert_eq(sc_array_len(doc, "windows.0.commands"), MT_WINDOW_CLOSED_COMMANDS);
@@ -356,20 +357,21 @@ Test(window, commands_per_window_are_bounded)
 Test(window, closed_windows_are_bounded)
 {
     sc_conn_t k = sc_open(st, 1, "127.0.0.1:1");
-    for (int i = 0; i < MT_WINDOW_CLOSED_KEEP + 20; i++) {
+    for (int i = 0; i < MT_WINDOW_KEEP_DEFAULT + 20; i++) {
         find_one(&k, "c", NULL, 1 * MS);
         tick_after(150 * MS);
     }
-    cr_assert_eq(closed_windows(), MT_WINDOW_CLOSED_KEEP + 20);
-    char *json = mt_stats_windows_json(st, 0);
+    cr_assert_eq(closed_windows(), MT_WINDOW_KEEP_DEFAULT + 20);
+    char *json = mt_stats_windows_json(st, 0, false, NULL);
     bson_t *doc = sc_parse(json);
-    cr_assert_eq(sc_array_len(doc, "windows"), MT_WINDOW_CLOSED_KEEP);
+    cr_assert_eq(sc_array_len(doc, "windows"), MT_WINDOW_KEEP_DEFAULT);
+    cr_assert_eq(sc_int(doc, "kept"), MT_WINDOW_KEEP_DEFAULT);
     bson_destroy(doc);
     bson_free(json);
-    json = mt_stats_windows_json(st, 3);
+    json = mt_stats_windows_json(st, 3, false, NULL);
     doc = sc_parse(json);
     cr_assert_eq(sc_array_len(doc, "windows"), 3);
-    cr_assert_eq(sc_int(doc, "windows.0.id"), MT_WINDOW_CLOSED_KEEP + 20);
+    cr_assert_eq(sc_int(doc, "windows.0.id"), MT_WINDOW_KEEP_DEFAULT + 20);
     bson_destroy(doc);
     bson_free(json);
     sc_close(&k);
@@ -523,7 +525,7 @@ Test(window, an_ignore_comment_opens_no_keyed_window_and_is_marked)
     cr_assert_eq(open_windows(), 1, "the connection's window, no keyed one");
     tick_after(200 * MS);
 
-    char *json = mt_stats_windows_json(st, 0);
+    char *json = mt_stats_windows_json(st, 0, false, NULL);
     bson_t *doc = sc_parse(json);
     cr_assert_eq(sc_array_len(doc, "windows"), 1);
     cr_assert(sc_is_null(doc, "windows.0.key"));
@@ -539,4 +541,367 @@ Test(window, an_ignore_comment_opens_no_keyed_window_and_is_marked)
     bson_destroy(doc);
     bson_free(json);
     sc_close(&k);
+}
+
+/* ---- one window in detail, and the windows kept ---------------------------- */
+
+static uint32_t next_ref = 1;
+
+/* One page load: a find on "show" returning n documents that each name a
+ * "channel" by _id, then one lookup per document. */
+static void page_load(sc_conn_t *k, uint32_t n)
+{
+    bson_t *docs[64];
+    uint32_t first = next_ref;
+    for (uint32_t i = 0; i < n; i++) {
+        bson_oid_t oid;
+        docs[i] = bson_new();
+        sc_oid(&oid, next_ref++);
+        BSON_APPEND_OID(docs[i], "channel", &oid);
+    }
+    sc_roundtrip(k, sc_find("tv", "show", bson_new(), false, NULL),
+                 sc_cursor_reply("tv.show", docs, n, 0, true), 2 * MS);
+    sc_free_docs(docs, n);
+    for (uint32_t i = 0; i < n; i++)
+        sc_roundtrip(k, sc_find("tv", "channel", sc_id_filter(first + i), true, NULL),
+                     sc_one_doc_reply("tv.channel", first + i), 1 * MS);
+}
+
+static size_t wire_size(const bson_t *doc)
+{
+    size_t len;
+    free(fx_op_msg(0, 1, 0, doc, NULL, NULL, 0, &len));
+    return len;
+}
+
+static bson_t *window_detail(uint64_t id, uint32_t segment)
+{
+    bool found = false;
+    char *json = mt_stats_window_json(st, id, segment, &found);
+    cr_assert(found, "window %llu is kept", (unsigned long long)id);
+    bson_t *doc = sc_parse(json);
+    bson_free(json);
+    return doc;
+}
+
+static const char *at(char *buf, size_t cap, const char *fmt, uint32_t i)
+{
+    snprintf(buf, cap, fmt, i);
+    return buf;
+}
+
+Test(window, detail_shows_every_command_with_its_part_in_a_finding)
+{
+    sc_conn_t k = sc_open(st, 1, "127.0.0.1:1");
+    sc_handshake(&k, "PyMongo", "3.11.0", "tvguide");
+    /* two page loads back to back (no gap): two segments, one finding each */
+    bson_t *first_cmd = sc_find("tv", "show", bson_new(), false, NULL);
+    size_t first_bytes = wire_size(first_cmd);
+    bson_destroy(first_cmd);
+    page_load(&k, 10);
+    page_load(&k, 10);
+    /* a duplicate key (a write error in an ok reply) and a failed command */
+    bson_t *ins =
+        fx_json("{\"insert\": \"channel\", \"documents\": [{\"_id\": 1}], \"$db\": \"tv\"}");
+    bson_t *dup =
+        fx_json("{\"ok\": 1.0, \"n\": 0, \"writeErrors\": [{\"index\": 0, \"code\": 11000, "
+                "\"codeName\": \"DuplicateKey\", \"errmsg\": \"E11000 dup key\"}]}");
+    size_t ins_bytes = wire_size(ins), dup_bytes = wire_size(dup);
+    sc_roundtrip(&k, ins, dup, 1 * MS);
+    sc_roundtrip(&k, fx_json("{\"distinct\": \"nope\", \"key\": \"a\", \"$db\": \"tv\"}"),
+                 fx_json("{\"ok\": 0.0, \"code\": 26, \"codeName\": \"NamespaceNotFound\", "
+                         "\"errmsg\": \"ns not found\"}"),
+                 1 * MS);
+    tick_after(200 * MS);
+    cr_assert_eq(mt_stats_get(st, MT_STAT_FINDINGS), 2);
+
+    bson_t *doc = window_detail(1, 0);
+    char p[96];
+    cr_assert_eq(sc_int(doc, "id"), 1);
+    cr_assert_str_eq(sc_str(doc, "url"), "/api/windows/1");
+    cr_assert_str_eq(sc_str(doc, "app_name"), "tvguide");
+    cr_assert_str_eq(sc_str(doc, "driver"), "PyMongo 3.11.0");
+    cr_assert_str_eq(sc_str(doc, "client"), "127.0.0.1:1");
+    cr_assert_eq(sc_int(doc, "total_commands"), 24);
+    cr_assert(sc_is_null(doc, "segment"));
+    /* the segments and the findings */
+    cr_assert_eq(sc_array_len(doc, "segments"), 2);
+    cr_assert_eq(sc_int(doc, "segments.0.first"), 0);
+    cr_assert_eq(sc_int(doc, "segments.0.last"), 10);
+    cr_assert_eq(sc_int(doc, "segments.1.first"), 11);
+    cr_assert_eq(sc_int(doc, "segments.1.last"), 23);
+    cr_assert_eq(sc_int(doc, "segments.1.commands"), 13);
+    cr_assert_eq(sc_array_len(doc, "findings"), 2);
+    cr_assert_str_eq(sc_str(doc, "findings.0.id"), "f-000001");
+    cr_assert_str_eq(sc_str(doc, "findings.0.type"), "n_plus_one");
+    cr_assert_str_eq(sc_str(doc, "findings.0.confidence"), "high");
+    cr_assert_eq(sc_int(doc, "findings.0.segment"), 1);
+    cr_assert_eq(sc_int(doc, "findings.0.parent"), 0);
+    cr_assert_eq(sc_int(doc, "findings.0.children"), 10);
+    cr_assert_str_eq(sc_str(doc, "findings.1.id"), "f-000002");
+    cr_assert_eq(sc_int(doc, "findings.1.segment"), 2);
+    cr_assert_eq(sc_int(doc, "findings.1.parent"), 11);
+    /* every command in order, with its role and finding */
+    cr_assert_eq(sc_array_len(doc, "commands"), 24);
+    cr_assert_str_eq(sc_str(doc, "commands.0.role"), "parent");
+    cr_assert_str_eq(sc_str(doc, "commands.0.finding"), "f-000001");
+    cr_assert_str_eq(sc_str(doc, "commands.0.collection"), "show");
+    cr_assert_eq(sc_int(doc, "commands.0.docs"), 10);
+    cr_assert_eq(sc_int(doc, "commands.0.bytes_in"), (int64_t)first_bytes);
+    cr_assert_gt(sc_int(doc, "commands.0.bytes_out"), 10 * 20);
+    cr_assert_float_eq(sc_double(doc, "commands.0.offset_ms"), 0, 1e-9);
+    cr_assert_float_eq(sc_double(doc, "commands.0.duration_ms"), 2, 1e-9);
+    for (uint32_t i = 1; i <= 10; i++) {
+        cr_assert_str_eq(sc_str(doc, at(p, sizeof p, "commands.%u.role", i)), "child");
+        cr_assert_str_eq(sc_str(doc, at(p, sizeof p, "commands.%u.finding", i)), "f-000001");
+        cr_assert_str_eq(sc_str(doc, at(p, sizeof p, "commands.%u.shape", i)), "{\"_id\": \"?\"}");
+        cr_assert_eq(sc_int(doc, at(p, sizeof p, "commands.%u.index", i)), i);
+        cr_assert(sc_bool(doc, at(p, sizeof p, "commands.%u.ok", i)));
+        cr_assert(sc_is_null(doc, at(p, sizeof p, "commands.%u.error", i)));
+    }
+    cr_assert_float_eq(sc_double(doc, "commands.1.offset_ms"), 2, 1e-9);
+    cr_assert_float_eq(sc_double(doc, "commands.10.offset_ms"), 11, 1e-9);
+    cr_assert_str_eq(sc_str(doc, "commands.11.role"), "parent");
+    cr_assert_str_eq(sc_str(doc, "commands.11.finding"), "f-000002");
+    cr_assert_str_eq(sc_str(doc, "commands.12.finding"), "f-000002");
+    /* the errors: a write error by its code name, a failed command by its own */
+    cr_assert_str_eq(sc_str(doc, "commands.22.command"), "insert");
+    cr_assert(sc_is_null(doc, "commands.22.role"));
+    cr_assert(sc_is_null(doc, "commands.22.finding"));
+    cr_assert(!sc_bool(doc, "commands.22.ok"));
+    cr_assert_str_eq(sc_str(doc, "commands.22.error"), "DuplicateKey");
+    cr_assert_eq(sc_int(doc, "commands.22.error_code"), 11000);
+    cr_assert_eq(sc_int(doc, "commands.22.bytes_in"), (int64_t)ins_bytes);
+    cr_assert_eq(sc_int(doc, "commands.22.bytes_out"), (int64_t)dup_bytes);
+    cr_assert_str_eq(sc_str(doc, "commands.23.error"), "NamespaceNotFound");
+    cr_assert_eq(sc_int(doc, "commands.23.error_code"), 26);
+    bson_destroy(doc);
+
+    /* one segment: its commands (window indexes), its span, its finding */
+    doc = window_detail(1, 2);
+    cr_assert_eq(sc_int(doc, "segment"), 2);
+    cr_assert_eq(sc_int(doc, "span.first"), 11);
+    cr_assert_eq(sc_int(doc, "span.last"), 23);
+    cr_assert_float_eq(sc_double(doc, "span.offset_ms"), 12, 1e-9);
+    cr_assert_float_eq(sc_double(doc, "span.duration_ms"), 14, 1e-9);
+    cr_assert_eq(sc_array_len(doc, "commands"), 13);
+    cr_assert_eq(sc_int(doc, "commands.0.index"), 11);
+    cr_assert_eq(sc_array_len(doc, "findings"), 1);
+    cr_assert_str_eq(sc_str(doc, "findings.0.id"), "f-000002");
+    bson_destroy(doc);
+
+    /* the finding names the segment it is in; the list row names the findings */
+    char *json = mt_stats_findings_json(st);
+    doc = sc_parse(json);
+    cr_assert_eq(sc_int(doc, "findings.1.window.id"), 1);
+    cr_assert_eq(sc_int(doc, "findings.1.window.segment"), 2);
+    cr_assert_eq(sc_int(doc, "findings.1.window.commands"), 13);
+    bson_destroy(doc);
+    bson_free(json);
+    json = mt_stats_windows_json(st, 0, true, NULL);
+    doc = sc_parse(json);
+    cr_assert_eq(sc_int(doc, "windows.0.findings"), 2);
+    cr_assert_str_eq(sc_str(doc, "windows.0.finding_ids.1"), "f-000002");
+    cr_assert_eq(sc_int(doc, "windows.0.segment_count"), 2);
+    bson_iter_t it, f;
+    cr_assert(bson_iter_init(&it, doc) && !bson_iter_find_descendant(&it, "windows.0.commands", &f),
+              "a summary row carries no commands");
+    bson_destroy(doc);
+    bson_free(json);
+
+    /* no such segment, no such window */
+    bool found = false;
+    cr_assert_null(mt_stats_window_json(st, 1, 3, &found));
+    cr_assert(found);
+    cr_assert_null(mt_stats_window_json(st, 99, 0, &found));
+    cr_assert(!found);
+    sc_close(&k);
+}
+
+Test(window, an_open_window_shows_its_commands_so_far)
+{
+    sc_conn_t k = sc_open(st, 1, "127.0.0.1:1");
+    find_one(&k, "c", NULL, 1 * MS);
+    find_one(&k, "d", NULL, 1 * MS);
+    bson_t *doc = window_detail(1, 0);
+    cr_assert(sc_bool(doc, "open"));
+    cr_assert_eq(sc_array_len(doc, "commands"), 2);
+    cr_assert_eq(sc_array_len(doc, "findings"), 0);
+    cr_assert(sc_is_null(doc, "commands.1.role"));
+    bson_destroy(doc);
+    sc_close(&k);
+}
+
+Test(window, filters_pick_windows_by_namespace_shape_app_and_text)
+{
+    sc_conn_t a = sc_open(st, 1, "127.0.0.1:1");
+    sc_handshake(&a, "PyMongo", "3.11.0", "tvguide");
+    page_load(&a, 6);
+    tick_after(200 * MS);
+    sc_conn_t b = sc_open(st, 2, "127.0.0.1:2");
+    sc_handshake(&b, "nodejs", "6.3.0", "billing");
+    find_one(&b, "invoices", NULL, 1 * MS);
+    tick_after(200 * MS);
+
+    static const struct {
+        mt_window_filter_t f;
+        int rows;
+        int64_t first_id;
+    } cases[] = {
+        {{NULL, NULL, NULL, NULL}, 2, 2},
+        {{"tv.channel", NULL, NULL, NULL}, 1, 1},
+        {{"INVOICES", NULL, NULL, NULL}, 1, 2},
+        {{NULL, "_id", NULL, NULL}, 1, 1},
+        {{NULL, NULL, "bill", NULL}, 1, 2},
+        {{NULL, NULL, "pymongo", NULL}, 1, 1},
+        {{NULL, NULL, NULL, "f-000001"}, 1, 1},
+        {{NULL, NULL, NULL, "n_plus"}, 1, 1},
+        {{NULL, NULL, NULL, "invoices"}, 1, 2},
+        {{"tv.", "_id", "tvguide", "channel"}, 1, 1},
+        {{"tv.channel", NULL, "billing", NULL}, 0, 0},
+        {{NULL, NULL, NULL, "nothing like it"}, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *json = mt_stats_windows_json(st, 0, true, &cases[i].f);
+        bson_t *doc = sc_parse(json);
+        cr_assert_eq(sc_array_len(doc, "windows"), (uint32_t)cases[i].rows, "case %zu", i);
+        if (cases[i].rows)
+            cr_assert_eq(sc_int(doc, "windows.0.id"), cases[i].first_id, "case %zu", i);
+        bson_destroy(doc);
+        bson_free(json);
+    }
+    sc_close(&a);
+    sc_close(&b);
+}
+
+Test(window, connections_show_their_last_window_once_closed)
+{
+    sc_conn_t k = sc_open(st, 4, "127.0.0.1:4444");
+    find_one(&k, "c", NULL, 1 * MS);
+    tick_after(200 * MS);
+    cr_assert_eq(closed_windows(), 1);
+    char *json = mt_stats_connections_json(st, sc_now);
+    bson_t *doc = sc_parse(json);
+    cr_assert_eq(sc_int(doc, "connections.0.window.id"), 1);
+    cr_assert(!sc_bool(doc, "connections.0.window.open"));
+    cr_assert_eq(sc_int(doc, "connections.0.window.commands"), 1);
+    bson_destroy(doc);
+    bson_free(json);
+    sc_close(&k);
+}
+
+Test(window, windows_of_kept_findings_outlive_the_last_n)
+{
+    teardown();
+    mt_stats_config_t cfg;
+    mt_stats_config_defaults(&cfg);
+    cfg.keep_windows = 3;
+    st = mt_stats_new(&cfg, sc_now);
+    sc_conn_t k = sc_open(st, 1, "127.0.0.1:1");
+    page_load(&k, 6); /* window 1: a finding */
+    tick_after(200 * MS);
+    for (int i = 0; i < 5; i++) { /* windows 2..6: none */
+        find_one(&k, "c", NULL, 1 * MS);
+        tick_after(200 * MS);
+    }
+    char *json = mt_stats_windows_json(st, 0, true, NULL);
+    bson_t *doc = sc_parse(json);
+    cr_assert_eq(sc_int(doc, "kept"), 4, "the last 3, and the one with a finding");
+    cr_assert_eq(sc_array_len(doc, "windows"), 4);
+    cr_assert_eq(sc_int(doc, "windows.0.id"), 6);
+    cr_assert_eq(sc_int(doc, "windows.2.id"), 4);
+    cr_assert_eq(sc_int(doc, "windows.3.id"), 1, "oldest last");
+    bson_destroy(doc);
+    bson_free(json);
+    bool found;
+    bson_free(mt_stats_window_json(st, 1, 0, &found));
+    cr_assert(found, "the window a finding names still opens");
+    cr_assert_null(mt_stats_window_json(st, 3, 0, &found));
+    cr_assert(!found, "an older window without findings is gone");
+    sc_close(&k);
+}
+
+/* A closed window of n commands, its newest finding numbered pin (0: none). */
+static mt_window_t *closed_window(mt_window_reg_t *reg, uint32_t n, uint64_t pin)
+{
+    mt_window_t *w = mt_window_reg_open(reg, 1, NULL, NULL, sc_now, 0, "a", "", "");
+    mt_window_cmd_t c = {
+        .command = "find", .db = "d", .collection = "c", .shape = "{}", .kind = MT_CMD_FIND};
+    for (uint32_t i = 0; i < n; i++)
+        mt_window_add_cmd(w, &c);
+    mt_window_reg_detach(reg, w, sc_now);
+    if (pin) {
+        mt_window_finding_t f = {.id = "f-x", .type = "n_plus_one", .parent = -1};
+        mt_window_set_findings(w, &f, 1, pin);
+    }
+    mt_window_reg_retire(reg, w);
+    return w;
+}
+
+Test(window, pinned_windows_go_when_their_findings_age_out)
+{
+    mt_window_reg_t reg;
+    mt_window_rules_t rules = {.gap_ns = 100 * MS, .max_ns = 30000 * MS, .keep = 2};
+    mt_window_reg_init(&reg, &rules);
+    mt_window_t *a = closed_window(&reg, 1, 1); /* finding 1 */
+    uint64_t a_id = a->id;
+    closed_window(&reg, 1, 0);
+    mt_window_t *c = closed_window(&reg, 1, 2); /* finding 2 */
+    for (int i = 0; i < 3; i++)
+        closed_window(&reg, 1, 0);
+    cr_assert_eq(mt_window_reg_closed_count(&reg), 4, "2 recent, 2 pinned");
+    cr_assert_eq(mt_window_reg_find_closed(&reg, a->id), a);
+    cr_assert_eq(mt_window_reg_closed(&reg, 3), a);
+    cr_assert_eq(mt_window_reg_closed(&reg, 2), c);
+    mt_window_reg_unpin(&reg, 1); /* finding 1 aged out */
+    cr_assert_eq(mt_window_reg_closed_count(&reg), 3);
+    cr_assert_null(mt_window_reg_find_closed(&reg, a_id));
+    cr_assert_eq(mt_window_reg_closed(&reg, 2), c);
+    mt_window_reg_unpin(&reg, 5);
+    cr_assert_eq(mt_window_reg_closed_count(&reg), 2);
+    cr_assert_null(mt_window_reg_closed(&reg, 2));
+    /* a window closing with findings that are already gone is not pinned */
+    closed_window(&reg, 1, 3);
+    closed_window(&reg, 1, 0);
+    closed_window(&reg, 1, 0);
+    cr_assert_eq(mt_window_reg_closed_count(&reg), 2);
+    mt_window_reg_clear(&reg);
+}
+
+Test(window, closed_windows_hold_a_bounded_number_of_commands)
+{
+    mt_window_reg_t reg;
+    uint64_t dropped = 0;
+    mt_window_rules_t rules = {.gap_ns = 100 * MS,
+                               .max_ns = 30000 * MS,
+                               .keep = 100,
+                               .closed_cmds_max = 2500,
+                               .cmds_dropped = &dropped};
+    mt_window_reg_init(&reg, &rules);
+    mt_window_t *found = closed_window(&reg, 1000, 1); /* the oldest, with a finding */
+    mt_window_t *plain = closed_window(&reg, 1000, 0);
+    cr_assert_eq(reg.closed_cmds, 2000);
+    cr_assert_eq(dropped, 0);
+    mt_window_t *third = closed_window(&reg, 1000, 0);
+    /* over the bound: the oldest window without findings gives its commands up first */
+    cr_assert_eq(reg.closed_cmds, 2000);
+    cr_assert_eq(dropped, 1000);
+    cr_assert_eq(plain->ncmds, 0);
+    cr_assert_eq(plain->total_cmds, 1000, "still listed, with its count");
+    cr_assert_eq(found->ncmds, 1000);
+    closed_window(&reg, 1000, 2);
+    cr_assert_eq(third->ncmds, 0, "windows without findings go before those with");
+    cr_assert_eq(found->ncmds, 1000);
+    closed_window(&reg, 1000, 3);
+    cr_assert_eq(found->ncmds, 0, "then the oldest with findings");
+    cr_assert_eq(reg.closed_cmds, 2000);
+    cr_assert_eq(dropped, 3000);
+    cr_assert_eq(mt_window_reg_closed_count(&reg), 5, "every window stays listed");
+    bson_t doc = BSON_INITIALIZER;
+    cr_assert(mt_window_detail_bson(plain, 0, &doc));
+    cr_assert_eq(sc_int(&doc, "commands_kept"), 0);
+    cr_assert_eq(sc_int(&doc, "total_commands"), 1000);
+    cr_assert_eq(sc_array_len(&doc, "commands"), 0);
+    bson_destroy(&doc);
+    mt_window_reg_clear(&reg);
 }

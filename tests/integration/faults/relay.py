@@ -12,6 +12,8 @@ import struct
 import threading
 import time
 
+from helpers import MONITOR_MARK
+
 
 class RelayConn:
     """One relayed connection. c2s: bytes the accepting side sent (toward the target); s2c: bytes
@@ -33,6 +35,11 @@ class RelayConn:
     @property
     def ended(self):
         return self.ended_at is not None
+
+    @property
+    def monitor(self):
+        """mongotap's own upstream monitoring connection, not one of a client's."""
+        return MONITOR_MARK in self.c2s[:1024]
 
     def __repr__(self):
         return ("RelayConn(#%d peer=%s c2s=%d%s s2c=%d%s ended=%s reset=%s)"
@@ -73,19 +80,21 @@ class RecordingRelay:
         return "127.0.0.1:%d" % self.port
 
     def snapshot(self):
+        """The relayed connections of clients (mongotap's monitor connections left out)."""
         with self._cond:
-            return list(self.conns)
+            return [c for c in self.conns if not c.monitor]
 
     def active(self):
         with self._cond:
-            return sum(1 for c in self.conns if not c.ended)
+            return sum(1 for c in self.conns if not c.ended and not c.monitor)
 
     def wait_closed(self, timeout, conns=None):
         """True once every connection (or every one in conns) has ended, within timeout."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                pending = [c for c in (conns if conns is not None else self.conns) if not c.ended]
+                pending = [c for c in (conns if conns is not None else self.conns)
+                           if not c.ended and not c.monitor]
                 left = deadline - time.monotonic()
                 if not pending or left <= 0:
                     return not pending

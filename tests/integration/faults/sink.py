@@ -11,6 +11,8 @@ import time
 
 import bson
 
+from helpers import MONITOR_MARK
+
 OP_MSG = 2013
 _OK = bson.BSON.encode({"ok": 1.0})
 
@@ -65,7 +67,7 @@ class SinkUpstream:
     def __exit__(self, *exc):
         self.close()
 
-    def _answer(self, conn, buf):
+    def _answer(self, conn, buf, count=True):
         """Answers the whole messages at the front of buf; returns what is left."""
         while len(buf) >= 16:
             length, request_id, _, opcode = struct.unpack_from("<iiii", buf)
@@ -78,8 +80,9 @@ class SinkUpstream:
                 conn.sendall(reply)
                 conn.setblocking(False)
             del buf[:length]
-            with self._cond:
-                self.messages += 1
+            if count:
+                with self._cond:
+                    self.messages += 1
         return buf
 
     def _run(self):
@@ -96,7 +99,9 @@ class SinkUpstream:
                     except BlockingIOError:
                         continue
                     conn.setblocking(False)
-                    sel.register(conn, selectors.EVENT_READ, bytearray())
+                    # monitor: None until the first bytes say whether this is mongotap's
+                    # own upstream monitor, whose messages are answered but not counted
+                    sel.register(conn, selectors.EVENT_READ, {"buf": bytearray(), "monitor": None})
                     continue
                 try:
                     data = key.fileobj.recv(1 << 20)
@@ -108,12 +113,16 @@ class SinkUpstream:
                     sel.unregister(key.fileobj)
                     key.fileobj.close()
                     continue
-                with self._cond:
-                    self.received += len(data)
-                    self._cond.notify_all()
-                key.data.extend(data)
+                st = key.data
+                if st["monitor"] is None:
+                    st["monitor"] = MONITOR_MARK in data
+                if not st["monitor"]:
+                    with self._cond:
+                        self.received += len(data)
+                        self._cond.notify_all()
+                st["buf"].extend(data)
                 try:
-                    self._answer(key.fileobj, key.data)
+                    self._answer(key.fileobj, st["buf"], count=not st["monitor"])
                 except OSError:
                     sel.unregister(key.fileobj)
                     key.fileobj.close()

@@ -9,6 +9,8 @@ import socket
 import threading
 import time
 
+from helpers import MONITOR_MARK
+
 
 class StalledUpstream:
     """upstream = StalledUpstream().start(); point mongotap at upstream.address."""
@@ -24,6 +26,8 @@ class StalledUpstream:
         self.port = self._listener.getsockname()[1]
         self.accepted = 0
         self.received = {}           # connection number -> bytearray
+        self._monitors = set()       # connection numbers of mongotap's monitor
+        self._next = 0
         self._conns = {}
         self._cond = threading.Condition()
         self._wake_r, self._wake_w = socket.socketpair()
@@ -84,7 +88,8 @@ class StalledUpstream:
                         continue
                     conn.setblocking(False)
                     with self._cond:
-                        n = self.accepted
+                        n = self._next
+                        self._next += 1
                         self.accepted += 1
                         self.received[n] = bytearray()
                         self._conns[n] = conn
@@ -105,6 +110,15 @@ class StalledUpstream:
                     self._conns.pop(n, None)
                     continue
                 first = not self.received[n]
+                if first and MONITOR_MARK in data:
+                    # mongotap's upstream monitor: not a client's bytes, and no answer either
+                    with self._cond:
+                        self.accepted -= 1
+                        del self.received[n]
+                        self._monitors.add(n)
+                    continue
+                if n in self._monitors:
+                    continue
                 with self._cond:
                     self.received[n] += data
                     self._cond.notify_all()

@@ -23,11 +23,24 @@ async function open({ url, width = 1400, height = 1000 }) {
   context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM, headless: true, args: ARGS, viewport: { width, height },
   });
-  page = context.pages()[0] || await context.newPage();
-  page.on('console', (m) => { if (m.type() === 'error') problems.push('console: ' + m.text()); });
-  page.on('pageerror', (e) => problems.push('pageerror: ' + e.message));
+  watch(context.pages()[0] || await context.newPage());
   await page.goto(url, { waitUntil: 'load' });
   return page.url();
+}
+
+// Makes p the page every command works on, its problems recorded.
+function watch(p) {
+  page = p;
+  p.on('console', (m) => { if (m.type() === 'error') problems.push('console: ' + m.text()); });
+  p.on('pageerror', (e) => problems.push('pageerror: ' + e.message));
+}
+
+// Clicks selector, which opens a new tab, and goes on in that tab.
+async function popup({ selector }) {
+  const [p] = await Promise.all([context.waitForEvent('page'), page.click(selector)]);
+  watch(p);
+  await p.waitForLoadState('load');
+  return p.url();
 }
 
 async function close() {
@@ -40,6 +53,7 @@ async function close() {
 const commands = {
   open,
   close,
+  popup,
   // Evaluates an expression (a function body's return value) in the page.
   eval: ({ expr, arg }) => page.evaluate(new Function('arg', 'return (' + expr + ');'), arg),
   // Waits until the expression is truthy in the page; returns its value.
