@@ -49,9 +49,9 @@ typedef struct {
 } lg_opts_t;
 
 typedef struct {
-    uint64_t requests; /* completed during the measured period */
+    uint64_t requests;     /* completed during the measured period */
     uint64_t all_requests; /* completed in the whole run, warm-up included */
-    uint64_t errors;   /* failed connects, lost connections, bad or ok:0 replies (whole run) */
+    uint64_t errors;       /* failed connects, lost connections, bad or ok:0 replies (whole run) */
     uint64_t bytes_out;
     uint64_t bytes_in;
     double seconds; /* length of the measured period */

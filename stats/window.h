@@ -150,7 +150,7 @@ struct mt_window {
     mt_window_finding_t *found; /* the findings, once analysed (owned) */
     mt_window_range_t *cuts;    /* its segments when it was cut, else NULL (owned) */
     uint32_t ncuts;
-    uint64_t pin_seq; /* findings sequence of its newest finding; 0 when none */
+    uint64_t pin_seq;  /* findings sequence of its newest finding; 0 when none */
     char *error_names; /* closed: its failed commands' codeNames (owned), else NULL */
 
     /* what each command and reply touches, then the names */
