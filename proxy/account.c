@@ -22,7 +22,21 @@ struct mt_account {
     mt_msg_scratch_t scratch; /* decompression, shared by every connection */
     mt_msg_budget_t inflate;  /* what this loop iteration may still decompress */
     size_t assembly_bytes;    /* capacity held by every side's buf */
+    /* finished messages' buffers, kept for the next ones */
+    struct {
+        uint8_t *buf;
+        size_t cap;
+    } spares[MT_ACCOUNT_SPARES];
+    size_t nspares;
+    size_t spare_bytes;
 };
+
+static void spares_release(mt_account_t *a)
+{
+    while (a->nspares)
+        free(a->spares[--a->nspares].buf);
+    a->spare_bytes = 0;
+}
 
 mt_account_t *mt_account_new(mt_stats_t *stats)
 {
@@ -45,6 +59,7 @@ void mt_account_free(mt_account_t *a)
     if (!a)
         return;
     mt_msg_scratch_free(&a->scratch);
+    spares_release(a);
     free(a);
 }
 
@@ -62,7 +77,14 @@ void mt_account_side_init(mt_account_side_t *side)
 static void assembly_free(mt_account_t *a, mt_account_side_t *side)
 {
     a->assembly_bytes -= side->cap;
-    free(side->buf);
+    if (side->buf && a->nspares < MT_ACCOUNT_SPARES &&
+        a->spare_bytes + side->cap <= MT_ACCOUNT_SPARE_BYTES) {
+        a->spares[a->nspares].buf = side->buf;
+        a->spares[a->nspares++].cap = side->cap;
+        a->spare_bytes += side->cap;
+    } else {
+        free(side->buf);
+    }
     side->buf = NULL;
     side->cap = 0;
 }
@@ -71,6 +93,9 @@ void mt_account_side_release(mt_account_t *a, mt_account_side_t *side)
 {
     assembly_free(a, side);
     side->assembling = false;
+    /* memory goes back as connections go: spares only serve a run of large
+     * messages on connections that stay */
+    spares_release(a);
 }
 
 /* ---- what the session owes ---------------------------------------------- */
@@ -201,6 +226,19 @@ static bool assembly_grow(mt_account_t *a, mt_account_side_t *side, size_t need)
         cap *= 2;
     if (cap > side->keep)
         cap = side->keep;
+    if (!side->buf) {
+        /* a spare that holds the whole kept message: no growing, no fresh pages */
+        for (size_t i = 0; i < a->nspares; i++) {
+            if (a->spares[i].cap < side->keep)
+                continue;
+            side->buf = a->spares[i].buf;
+            side->cap = a->spares[i].cap;
+            a->spare_bytes -= side->cap;
+            a->assembly_bytes += side->cap;
+            a->spares[i] = a->spares[--a->nspares];
+            return true;
+        }
+    }
     if (a->assembly_bytes - side->cap + cap > MT_ACCOUNT_ASSEMBLY_BUDGET)
         return false;
     nb = realloc(side->buf, cap);
@@ -229,21 +267,21 @@ static void assembly_append(mt_account_t *a, mt_account_side_t *side, bool from_
         return;
     if (total + n > side->keep)
         n = side->keep - total;
-    /* room for head too: it is moved in front once the message is whole */
+    /* room for head too: it is copied in front once the message is whole */
     if (total + n > side->cap && !assembly_grow(a, side, total + n)) {
         side->assembling = false; /* shed: forwarded, not accounted */
         assembly_free(a, side);
         mt_stats_add(a->stats, MT_STAT_ACCOUNTING_SHED, 1);
         return;
     }
-    memcpy(side->buf + side->len, p, n);
+    memcpy(side->buf + HEAD_LEN + side->len, p, n);
     side->len += n;
 }
 
-/* The kept front as one contiguous message: head then buf. */
+/* The kept front as one contiguous message: the body was appended after
+ * room for the head (buf is only used once the head is whole). */
 static const uint8_t *assembly_message(mt_account_side_t *side, size_t *have)
 {
-    memmove(side->buf + side->head_len, side->buf, side->len);
     memcpy(side->buf, side->head, side->head_len);
     *have = side->head_len + side->len;
     return side->buf;

@@ -22,6 +22,12 @@
  * what fits of its sequences up to MT_ACCOUNT_PREFIX_MIN. */
 #define MT_ACCOUNT_ASSEMBLY_BUDGET (32u << 20)
 #define MT_ACCOUNT_PREFIX_MIN (64u << 10)
+/* Up to MT_ACCOUNT_SPARES reassembly buffers, MT_ACCOUNT_SPARE_BYTES in all,
+ * are kept for the next messages that span reads and released when a
+ * connection closes: a run of large messages then reuses memory already
+ * mapped instead of faulting fresh pages in for each. */
+#define MT_ACCOUNT_SPARES 8
+#define MT_ACCOUNT_SPARE_BYTES (16u << 20)
 /* Decompression buffers above this are released after each message. */
 #define MT_ACCOUNT_SCRATCH_KEEP (4u << 20)
 /* Bytes decompressed for accounting in one loop iteration, over every
@@ -41,7 +47,7 @@ typedef struct {
     mt_wire_framer_t framer;
     uint8_t head[MT_ACCOUNT_HEAD_LEN]; /* front of the current message, when it spans reads */
     size_t head_len;
-    uint8_t *buf; /* what is kept after head; head is put in front when it is whole */
+    uint8_t *buf; /* the kept message: head is copied into its front once it is whole */
     size_t len;
     size_t cap;
     size_t keep; /* bytes of the current message kept, head included; the rest is skipped */
