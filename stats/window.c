@@ -278,18 +278,16 @@ static void *spare_take(mt_window_spare_t *spares, size_t *n, size_t *cap)
     return spares[*n].p;
 }
 
-/* An analysed window's evidence goes back to the registry, and its first
- * arena block of the usual size (nothing points into it once the window is
- * trimmed, which retiring does next). */
+/* An analysed window's evidence goes back to the registry, and its newest
+ * arena block (nothing points into it once the window is trimmed, which
+ * retiring does next; the codeNames have moved out already). */
 static void give_back_evidence(mt_window_reg_t *reg, mt_window_t *w)
 {
-    for (mt_window_block_t **b = &w->arena; *b; b = &(*b)->next) {
-        if ((*b)->cap == BLOCK_SIZE) {
-            mt_window_block_t *keep = *b;
-            *b = keep->next;
-            spare_put(reg->spare_blocks, &reg->nspare_blocks, keep, keep->cap);
-            break;
-        }
+    if (w->arena) {
+        /* the newest block is the largest: the next window starts there */
+        mt_window_block_t *keep = w->arena;
+        w->arena = keep->next;
+        spare_put(reg->spare_blocks, &reg->nspare_blocks, keep, keep->cap);
     }
     spare_put(reg->spare_ev, &reg->nspare_ev, w->ev, w->ev_cap);
     spare_put(reg->spare_segs, &reg->nspare_segs, w->segs, w->segs_cap * sizeof(*w->segs));
