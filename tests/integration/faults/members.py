@@ -16,6 +16,7 @@ import time
 import bson
 from bson.son import SON
 
+from faults.loop_thread import LoopThread
 from helpers import MONITOR_MARK
 
 OP_REPLY = 1
@@ -165,8 +166,11 @@ class ScriptedMember:
             writer.close()
 
 
-class ScriptedSet:
+class ScriptedSet(LoopThread):
+    name = "scripted-set"
+
     def __init__(self, target, n=3):
+        super().__init__()
         host, _, port = target.rpartition(":")
         self.target = (host, int(port))
         self.members = [ScriptedMember(self, i) for i in range(n)]
@@ -175,19 +179,6 @@ class ScriptedSet:
         self.next_id = 100000
         self.election = 1
         self.server_hello = None
-        self._loop = None
-        self._thread = None
-        self._ready = threading.Event()
-        self._error = None
-
-    def start(self, timeout=10):
-        self._thread = threading.Thread(target=self._run, name="scripted-set", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout):
-            raise RuntimeError("scripted members did not start")
-        if self._error:
-            raise self._error
-        return self
 
     def seeds(self):
         return ",".join(m.name for m in self.members)
@@ -198,17 +189,6 @@ class ScriptedSet:
         self.members[new].role = "primary"
         self.election += 1
 
-    def close(self):
-        if not self._loop:
-            return
-        try:
-            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
-        except Exception:  # noqa: BLE001 - closing is best effort; the thread is a daemon
-            pass
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop = None
-
     async def _shutdown(self):
         for m in self.members:
             m._server.close()
@@ -216,25 +196,6 @@ class ScriptedSet:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def _run(self):
-        self._loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self._setup())
-        except Exception as e:  # noqa: BLE001 - reported to start()
-            self._error = e
-            self._ready.set()
-            return
-        self._ready.set()
-        self._loop.run_forever()
-        self._loop.close()
 
     async def _setup(self):
         # what the real server says of itself (wire versions, sizes, sessions)

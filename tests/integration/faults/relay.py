@@ -12,6 +12,7 @@ import struct
 import threading
 import time
 
+from faults.loop_thread import LoopThread
 from helpers import MONITOR_MARK
 
 
@@ -48,32 +49,22 @@ class RelayConn:
                    "/" + self.s2c_end if self.s2c_end else "", self.ended, self.reset))
 
 
-class RecordingRelay:
+class RecordingRelay(LoopThread):
     """relay = RecordingRelay(host, port).start(); relay.port is where to connect."""
 
+    name = "relay"
+
     def __init__(self, target_host, target_port, record=True):
+        super().__init__()
         self.target = (target_host, int(target_port))
         self.record = record
         self.conns = []
         self.port = None
         self._cond = threading.Condition()
-        self._loop = None
         self._server = None
-        self._thread = None
         self._tasks = set()
-        self._ready = threading.Event()
-        self._error = None
 
     # -- control, from the test thread -----------------------------------------------------------
-
-    def start(self, timeout=10):
-        self._thread = threading.Thread(target=self._run, name="relay", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout):
-            raise RuntimeError("relay did not start within %ss" % timeout)
-        if self._error:
-            raise self._error
-        return self
 
     @property
     def address(self):
@@ -123,41 +114,12 @@ class RecordingRelay:
                 self._cond.wait(left)
             return True
 
-    def close(self, timeout=10):
-        if self._loop is None:
-            return
-        try:
-            fut = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
-            fut.result(timeout)
-        except Exception:  # noqa: BLE001 - closing is best effort; the thread is a daemon
-            pass
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout)
-        self._loop = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.close()
-
     # -- the loop thread -------------------------------------------------------------------------
 
-    def _run(self):
-        self._loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._server = self._loop.run_until_complete(
-                asyncio.start_server(self._accept, "127.0.0.1", 0, backlog=1024,
-                                     limit=1 << 20))
-            self.port = self._server.sockets[0].getsockname()[1]
-        except Exception as e:  # noqa: BLE001 - reported to start()
-            self._error = e
-            self._ready.set()
-            return
-        self._ready.set()
-        self._loop.run_forever()
-        self._loop.close()
+    async def _setup(self):
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0, backlog=1024,
+                                                  limit=1 << 20)
+        self.port = self._server.sockets[0].getsockname()[1]
 
     async def _shutdown(self):
         self._server.close()
