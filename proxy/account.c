@@ -229,7 +229,8 @@ static bool assembly_grow(mt_account_t *a, mt_account_side_t *side, size_t need)
     if (!side->buf) {
         /* a spare that holds the whole kept message: no growing, no fresh pages */
         for (size_t i = 0; i < a->nspares; i++) {
-            if (a->spares[i].cap < side->keep)
+            if (a->spares[i].cap < side->keep ||
+                a->assembly_bytes + a->spares[i].cap > MT_ACCOUNT_ASSEMBLY_BUDGET)
                 continue;
             side->buf = a->spares[i].buf;
             side->cap = a->spares[i].cap;
