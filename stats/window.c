@@ -243,14 +243,23 @@ uint64_t mt_window_duration_ns(const mt_window_t *w)
     return w->last_ns > w->started_ns ? w->last_ns - w->started_ns : 0;
 }
 
-static void window_free(mt_window_t *w)
+/* What a window owns beyond the storage a pooled window keeps. */
+static void window_drop_owned(mt_window_t *w)
 {
-    if (!w)
-        return;
     arena_free(w);
     bson_free(w->error_names);
     bson_free(w->found);
     bson_free(w->cuts);
+    w->error_names = NULL;
+    w->found = NULL;
+    w->cuts = NULL;
+}
+
+static void window_free(mt_window_t *w)
+{
+    if (!w)
+        return;
+    window_drop_owned(w);
     bson_free(w->cmds);
     bson_free(w->ev);
     bson_free(w->segs);
@@ -308,13 +317,7 @@ static void window_recycle(mt_window_reg_t *reg, mt_window_t *w)
         window_free(w);
         return;
     }
-    arena_free(w); /* retired windows have none left (mt_window_trim) */
-    bson_free(w->error_names);
-    bson_free(w->found);
-    bson_free(w->cuts);
-    w->error_names = NULL;
-    w->found = NULL;
-    w->cuts = NULL;
+    window_drop_owned(w);
     w->pool_next = reg->pool;
     reg->pool = w;
     reg->npool++;
