@@ -217,37 +217,35 @@ static void refine_keep(mt_account_side_t *side, bool from_client)
         side->keep = want;
 }
 
-static bool assembly_grow(mt_account_t *a, mt_account_side_t *side, size_t need)
+/* The kept front is reserved whole once the head says how long it is: a
+ * message that does not fit what the budget has left is shed before any of
+ * it is copied (not grown into the budget and then dropped), and a spare
+ * from an earlier message spares the fresh pages. Capacity that is never
+ * written costs no memory. */
+static bool assembly_reserve(mt_account_t *a, mt_account_side_t *side)
 {
-    size_t cap = side->cap ? side->cap : 4096;
-    uint8_t *nb;
+    size_t best = a->nspares;
 
-    while (cap < need)
-        cap *= 2;
-    if (cap > side->keep)
-        cap = side->keep;
-    if (!side->buf) {
-        /* a spare that holds the whole kept message: no growing, no fresh pages */
-        for (size_t i = 0; i < a->nspares; i++) {
-            if (a->spares[i].cap < side->keep ||
-                a->assembly_bytes + a->spares[i].cap > MT_ACCOUNT_ASSEMBLY_BUDGET)
-                continue;
-            side->buf = a->spares[i].buf;
-            side->cap = a->spares[i].cap;
-            a->spare_bytes -= side->cap;
-            a->assembly_bytes += side->cap;
-            a->spares[i] = a->spares[--a->nspares];
-            return true;
-        }
+    if (a->assembly_bytes + side->keep > MT_ACCOUNT_ASSEMBLY_BUDGET)
+        return false;
+    for (size_t i = 0; i < a->nspares; i++) {
+        if (a->spares[i].cap >= side->keep &&
+            a->assembly_bytes + a->spares[i].cap <= MT_ACCOUNT_ASSEMBLY_BUDGET &&
+            (best == a->nspares || a->spares[i].cap < a->spares[best].cap))
+            best = i;
     }
-    if (a->assembly_bytes - side->cap + cap > MT_ACCOUNT_ASSEMBLY_BUDGET)
-        return false;
-    nb = realloc(side->buf, cap);
-    if (!nb)
-        return false;
-    a->assembly_bytes += cap - side->cap;
-    side->buf = nb;
-    side->cap = cap;
+    if (best < a->nspares) {
+        side->buf = a->spares[best].buf;
+        side->cap = a->spares[best].cap;
+        a->spare_bytes -= side->cap;
+        a->spares[best] = a->spares[--a->nspares];
+    } else {
+        side->buf = malloc(side->keep);
+        if (!side->buf)
+            return false;
+        side->cap = side->keep;
+    }
+    a->assembly_bytes += side->cap;
     return true;
 }
 
@@ -269,7 +267,7 @@ static void assembly_append(mt_account_t *a, mt_account_side_t *side, bool from_
     if (total + n > side->keep)
         n = side->keep - total;
     /* room for head too: it is copied in front once the message is whole */
-    if (total + n > side->cap && !assembly_grow(a, side, total + n)) {
+    if (!side->buf && !assembly_reserve(a, side)) {
         side->assembling = false; /* shed: forwarded, not accounted */
         assembly_free(a, side);
         mt_stats_add(a->stats, MT_STAT_ACCOUNTING_SHED, 1);

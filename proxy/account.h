@@ -16,18 +16,21 @@
 #include "stats.h"
 #include "wire.h"
 
-/* Reassembly for accounting across all connections: past this many bytes a
- * message that spans reads is forwarded without being accounted (counted as
- * shed). A request keeps only its front: the header, the command document and
- * what fits of its sequences up to MT_ACCOUNT_PREFIX_MIN. */
+/* Reassembly for accounting across all connections: a message that spans
+ * reads is kept only while the fronts being kept fit in this many bytes; one
+ * that does not fit when its head arrives is forwarded without being
+ * accounted (counted as shed). A request keeps only its front: the header,
+ * the command document and what fits of its sequences up to
+ * MT_ACCOUNT_PREFIX_MIN. */
 #define MT_ACCOUNT_ASSEMBLY_BUDGET (32u << 20)
 #define MT_ACCOUNT_PREFIX_MIN (64u << 10)
-/* Up to MT_ACCOUNT_SPARES reassembly buffers, MT_ACCOUNT_SPARE_BYTES in all,
- * are kept for the next messages that span reads and released when a
+/* Up to MT_ACCOUNT_SPARES reassembly buffers, as many bytes as the budget in
+ * all, are kept for the next messages that span reads and released when a
  * connection closes: a run of large messages then reuses memory already
- * mapped instead of faulting fresh pages in for each. */
-#define MT_ACCOUNT_SPARES 8
-#define MT_ACCOUNT_SPARE_BYTES (16u << 20)
+ * mapped instead of faulting fresh pages in for each (a 4 MiB reply is
+ * 1,024 page faults). */
+#define MT_ACCOUNT_SPARES 16
+#define MT_ACCOUNT_SPARE_BYTES MT_ACCOUNT_ASSEMBLY_BUDGET
 /* Decompression buffers above this are released after each message. */
 #define MT_ACCOUNT_SCRATCH_KEEP (4u << 20)
 /* Bytes decompressed for accounting in one loop iteration, over every

@@ -184,6 +184,32 @@ Test(account, reassembly_past_the_budget_is_shed_and_counted)
     free(m);
 }
 
+/* A reply that cannot be kept whole is shed when its head arrives: none of
+ * it is copied first, and the budget stays with the one being kept. */
+Test(account, a_reply_past_the_budget_is_shed_before_it_is_copied)
+{
+    size_t big = MT_ACCOUNT_ASSEMBLY_BUDGET / 2 + 4096;
+    mt_account_side_t other;
+    mt_account_side_init(&other);
+    uint8_t *m = calloc(1, big);
+    mt_wire_put_le32(m, (uint32_t)big);
+    mt_wire_put_le32(m + 12, MT_OP_MSG);
+    mt_account_result_t r;
+    mt_account_feed(account, &rep_side, NULL, false, m, 4096, sc_now, &r);
+    size_t kept = mt_account_assembly_bytes(account);
+    cr_assert_geq(kept, big, "the front is reserved whole");
+    mt_account_feed(account, &other, NULL, false, m, 4096, sc_now, &r);
+    cr_assert_eq(mt_stats_get(st, MT_STAT_ACCOUNTING_SHED), 1, "shed at its head");
+    cr_assert_eq(mt_account_assembly_bytes(account), kept, "nothing taken for the shed one");
+    mt_account_feed(account, &other, NULL, false, m + 4096, big - 4096, sc_now, &r);
+    cr_assert_eq(r.final_replies, 1, "a shed reply still settles the session");
+    mt_account_feed(account, &rep_side, NULL, false, m + 4096, big - 4096, sc_now, &r);
+    cr_assert_eq(r.final_replies, 1);
+    cr_assert_eq(mt_stats_get(st, MT_STAT_ACCOUNTING_SHED), 1);
+    mt_account_side_release(account, &other);
+    free(m);
+}
+
 Test(account, undecodable_messages_are_counted)
 {
     /* a valid header, then a section kind 7 */
