@@ -59,10 +59,21 @@ static void upstream_changed_cb(void *data, unsigned events)
 /* ---- the proxy -------------------------------------------------------- */
 
 /* Before the loop waits for I/O: what the callbacks of the next iteration
- * decompress for accounting comes out of one budget again. */
+ * decompress for accounting comes out of one budget again, and they share
+ * one reading of the clock. */
 static void iteration_cb(uv_prepare_t *h)
 {
-    mt_account_refill(((mt_proxy_t *)h->data)->account);
+    mt_proxy_t *p = h->data;
+
+    mt_account_refill(p->account);
+    p->iteration_ns = 0;
+}
+
+uint64_t mt__proxy_iteration_ns(mt_proxy_t *p)
+{
+    if (!p->iteration_ns)
+        p->iteration_ns = uv_hrtime();
+    return p->iteration_ns;
 }
 
 mt_proxy_t *mt_proxy_new(uv_loop_t *loop, const mt_cli_config_t *cfg, mt_stats_t *stats)

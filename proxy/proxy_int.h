@@ -77,6 +77,7 @@ struct mt_proxy {
     mt_stats_t *stats;
     mt_account_t *account;
     uv_prepare_t iteration; /* refills the decompression budget before each poll */
+    uint64_t iteration_ns;  /* mt__proxy_iteration_ns(): 0 until read in this iteration */
     bool iteration_open;
     mt_listen_t listen;
     mt_bufpool_t pool;
@@ -114,5 +115,9 @@ void mt__session_drain(mt_session_t *s);
 void mt__session_cut(mt_session_t *s);
 /* Calls the drained callback once draining and every session is gone (proxy.c). */
 void mt__proxy_check_drained(mt_proxy_t *p);
+/* When this loop iteration's bytes arrived, for accounting: the clock is read
+ * at the first call after the poll and shared by every read the poll
+ * returned with it, one clock read per iteration instead of one per read. */
+uint64_t mt__proxy_iteration_ns(mt_proxy_t *p);
 
 #endif

@@ -453,7 +453,7 @@ static void read_cb(mt_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 
     /* Second pass, after the write is queued. */
     mt_account_feed(p->account, &side->acct, s->stats, side->kind == MT_SIDE_CLIENT, data,
-                    bad[0] ? fwd_len : len, uv_hrtime(), &owed);
+                    bad[0] ? fwd_len : len, mt__proxy_iteration_ns(p), &owed);
     session_owed(s, &owed);
     mt_bufpool_rbuf_unref(&p->pool, rbuf);
     if (bad[0])
