@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "command.h"
+#include "spares.h"
 
 #define HEAD_LEN MT_ACCOUNT_HEAD_LEN
 
@@ -22,21 +23,8 @@ struct mt_account {
     mt_msg_scratch_t scratch; /* decompression, shared by every connection */
     mt_msg_budget_t inflate;  /* what this loop iteration may still decompress */
     size_t assembly_bytes;    /* capacity held by every side's buf */
-    /* finished messages' buffers, kept for the next ones */
-    struct {
-        uint8_t *buf;
-        size_t cap;
-    } spares[MT_ACCOUNT_SPARES];
-    size_t nspares;
-    size_t spare_bytes;
+    mt_spares_t spares;       /* finished messages' buffers, kept for the next ones */
 };
-
-static void spares_release(mt_account_t *a)
-{
-    while (a->nspares)
-        free(a->spares[--a->nspares].buf);
-    a->spare_bytes = 0;
-}
 
 mt_account_t *mt_account_new(mt_stats_t *stats)
 {
@@ -46,6 +34,7 @@ mt_account_t *mt_account_new(mt_stats_t *stats)
         return NULL;
     a->stats = stats;
     a->inflate.left = MT_ACCOUNT_INFLATE_BUDGET;
+    mt_spares_init(&a->spares, MT_ACCOUNT_SPARES, SIZE_MAX, MT_ACCOUNT_SPARE_BYTES, free);
     return a;
 }
 
@@ -59,7 +48,7 @@ void mt_account_free(mt_account_t *a)
     if (!a)
         return;
     mt_msg_scratch_free(&a->scratch);
-    spares_release(a);
+    mt_spares_release(&a->spares);
     free(a);
 }
 
@@ -77,14 +66,7 @@ void mt_account_side_init(mt_account_side_t *side)
 static void assembly_free(mt_account_t *a, mt_account_side_t *side)
 {
     a->assembly_bytes -= side->cap;
-    if (side->buf && a->nspares < MT_ACCOUNT_SPARES &&
-        a->spare_bytes + side->cap <= MT_ACCOUNT_SPARE_BYTES) {
-        a->spares[a->nspares].buf = side->buf;
-        a->spares[a->nspares++].cap = side->cap;
-        a->spare_bytes += side->cap;
-    } else {
-        free(side->buf);
-    }
+    mt_spares_put(&a->spares, side->buf, side->cap);
     side->buf = NULL;
     side->cap = 0;
 }
@@ -95,7 +77,7 @@ void mt_account_side_release(mt_account_t *a, mt_account_side_t *side)
     side->assembling = false;
     /* memory goes back as connections go: spares only serve a run of large
      * messages on connections that stay */
-    spares_release(a);
+    mt_spares_release(&a->spares);
 }
 
 /* ---- what the session owes ---------------------------------------------- */
@@ -224,22 +206,12 @@ static void refine_keep(mt_account_side_t *side, bool from_client)
  * written costs no memory. */
 static bool assembly_reserve(mt_account_t *a, mt_account_side_t *side)
 {
-    size_t best = a->nspares;
+    size_t left = MT_ACCOUNT_ASSEMBLY_BUDGET - a->assembly_bytes;
 
-    if (a->assembly_bytes + side->keep > MT_ACCOUNT_ASSEMBLY_BUDGET)
+    if (side->keep > left)
         return false;
-    for (size_t i = 0; i < a->nspares; i++) {
-        if (a->spares[i].cap >= side->keep &&
-            a->assembly_bytes + a->spares[i].cap <= MT_ACCOUNT_ASSEMBLY_BUDGET &&
-            (best == a->nspares || a->spares[i].cap < a->spares[best].cap))
-            best = i;
-    }
-    if (best < a->nspares) {
-        side->buf = a->spares[best].buf;
-        side->cap = a->spares[best].cap;
-        a->spare_bytes -= side->cap;
-        a->spares[best] = a->spares[--a->nspares];
-    } else {
+    side->buf = mt_spares_take(&a->spares, side->keep, left, &side->cap);
+    if (!side->buf) {
         side->buf = malloc(side->keep);
         if (!side->buf)
             return false;

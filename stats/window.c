@@ -268,25 +268,6 @@ static void window_free(mt_window_t *w)
 
 /* ---- storage kept for reuse ------------------------------------------------ */
 
-static void spare_put(mt_window_spare_t *spares, size_t *n, void *p, size_t cap)
-{
-    if (!p)
-        return;
-    if (*n < MT_WINDOW_POOL && cap <= MT_WINDOW_POOL_EV)
-        spares[(*n)++] = (mt_window_spare_t){p, cap};
-    else
-        bson_free(p);
-}
-
-static void *spare_take(mt_window_spare_t *spares, size_t *n, size_t *cap)
-{
-    if (*n == 0)
-        return NULL;
-    (*n)--;
-    *cap = spares[*n].cap;
-    return spares[*n].p;
-}
-
 /* An analysed window's evidence goes back to the registry, and its newest
  * arena block (nothing points into it once the window is trimmed, which
  * retiring does next; the codeNames have moved out already). */
@@ -296,10 +277,10 @@ static void give_back_evidence(mt_window_reg_t *reg, mt_window_t *w)
         /* the newest block is the largest: the next window starts there */
         mt_window_block_t *keep = w->arena;
         w->arena = keep->next;
-        spare_put(reg->spare_blocks, &reg->nspare_blocks, keep, keep->cap);
+        mt_spares_put(&reg->spare_blocks, keep, keep->cap);
     }
-    spare_put(reg->spare_ev, &reg->nspare_ev, w->ev, w->ev_cap);
-    spare_put(reg->spare_segs, &reg->nspare_segs, w->segs, w->segs_cap * sizeof(*w->segs));
+    mt_spares_put(&reg->spare_ev, w->ev, w->ev_cap);
+    mt_spares_put(&reg->spare_segs, w->segs, w->segs_cap * sizeof(*w->segs));
     w->ev = NULL;
     w->ev_len = w->ev_cap = 0;
     w->segs = NULL;
@@ -340,11 +321,11 @@ static mt_window_t *window_new(mt_window_reg_t *reg)
     }
     if (w) {
         size_t cap = 0;
-        w->ev = spare_take(reg->spare_ev, &reg->nspare_ev, &cap);
+        w->ev = mt_spares_take(&reg->spare_ev, 0, SIZE_MAX, &cap);
         w->ev_cap = w->ev ? cap : 0;
-        w->segs = spare_take(reg->spare_segs, &reg->nspare_segs, &cap);
+        w->segs = mt_spares_take(&reg->spare_segs, 0, SIZE_MAX, &cap);
         w->segs_cap = w->segs ? (uint32_t)(cap / sizeof(*w->segs)) : 0;
-        w->arena = spare_take(reg->spare_blocks, &reg->nspare_blocks, &cap);
+        w->arena = mt_spares_take(&reg->spare_blocks, 0, SIZE_MAX, &cap);
         if (w->arena) {
             w->arena->next = NULL;
             w->arena->used = 0;
@@ -361,12 +342,9 @@ static void pool_clear(mt_window_reg_t *reg)
         window_free(w);
     }
     reg->npool = 0;
-    while (reg->nspare_ev)
-        bson_free(reg->spare_ev[--reg->nspare_ev].p);
-    while (reg->nspare_segs)
-        bson_free(reg->spare_segs[--reg->nspare_segs].p);
-    while (reg->nspare_blocks)
-        bson_free(reg->spare_blocks[--reg->nspare_blocks].p);
+    mt_spares_release(&reg->spare_ev);
+    mt_spares_release(&reg->spare_segs);
+    mt_spares_release(&reg->spare_blocks);
 }
 
 const char *mt_window_role_str(uint8_t role)
@@ -764,6 +742,9 @@ void mt_window_reg_init(mt_window_reg_t *reg, const mt_window_rules_t *rules)
     mt_idmap_init(&reg->by_id, sizeof(mt_window_t *), 1u << 22);
     mt_idmap_init(&reg->by_key, sizeof(mt_window_t *), MT_WINDOW_MAX_KEYED);
     mt_idmap_init(&reg->closed_id, sizeof(mt_window_t *), 2 * MT_WINDOW_KEEP_MAX);
+    mt_spares_init(&reg->spare_ev, MT_WINDOW_POOL, MT_WINDOW_POOL_EV, SIZE_MAX, bson_free);
+    mt_spares_init(&reg->spare_segs, MT_WINDOW_POOL, MT_WINDOW_POOL_EV, SIZE_MAX, bson_free);
+    mt_spares_init(&reg->spare_blocks, MT_WINDOW_POOL, MT_WINDOW_POOL_EV, SIZE_MAX, bson_free);
     reg->next_id = 1;
 }
 

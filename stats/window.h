@@ -19,6 +19,7 @@
 #include "idmap.h"
 #include "shape.h"
 #include "shapes.h"
+#include "spares.h"
 #include "view.h"
 
 /* Bounds. A window keeps its first MT_WINDOW_MAX_COMMANDS commands (the rest
@@ -237,11 +238,6 @@ void mt_window_brief_bson(const mt_window_t *w, bson_t *doc);
 /* Registry */
 
 /* A buffer kept for the next window. */
-typedef struct {
-    void *p;
-    size_t cap;
-} mt_window_spare_t;
-
 typedef void (*mt_window_close_cb)(void *data, mt_window_t *w, uint64_t now_ns);
 
 typedef struct {
@@ -286,9 +282,7 @@ typedef struct {
     mt_window_budget_t budget;
     mt_window_t *pool; /* retired windows for reuse, npool of them */
     size_t npool;
-    mt_window_spare_t spare_ev[MT_WINDOW_POOL], spare_segs[MT_WINDOW_POOL];
-    mt_window_spare_t spare_blocks[MT_WINDOW_POOL]; /* arena blocks */
-    size_t nspare_ev, nspare_segs, nspare_blocks;
+    mt_spares_t spare_ev, spare_segs, spare_blocks; /* blocks: arena blocks */
 } mt_window_reg_t;
 
 void mt_window_reg_init(mt_window_reg_t *reg, const mt_window_rules_t *rules);
