@@ -10,7 +10,8 @@
 #                                          analyses a closed window every few requests)
 #
 # Needs perf (Debian linux-perf) and kernel.perf_event_paranoid <= 1, or root.
-# MT_BUILD_DIR picks the build tree (default build/, RelWithDebInfo: symbols included).
+# MT_BUILD_DIR picks the build tree (default build/, RelWithDebInfo: symbols included);
+# MT_BENCH_PIN and MT_BENCH_CPUS as for run.sh (bench/lib.sh).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,7 +27,7 @@ while [ $# -gt 0 ]; do
     --seconds) SECONDS_RECORDED=$2; shift 2 ;;
     --top) TOP=$2; shift 2 ;;
     --) shift; break ;;
-    -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "profile.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -36,47 +37,17 @@ for bin in "$BUILD/bench/mt-stub-upstream" "$BUILD/bench/mt-loadgen" "$BUILD/pro
     [ -x "$bin" ] || { echo "profile.sh: $bin missing: run scripts/build.sh normal" >&2; exit 1; }
 done
 
-PIN_LG=() PIN_SRV=()
-if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
-    PIN_LG=(taskset -c 0) PIN_SRV=(taskset -c 1)
-fi
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/mt-profile.XXXXXX")
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+. "$ROOT/bench/lib.sh"
+bench_workdir mt-profile
+start_stub stub
+start_mongotap mongotap "$@"
 
-# wait_for FILE REGEX PID: the processes announce readiness on a line
-wait_for() {
-    for ((i = 0; i < 200; i++)); do
-        grep -qE "$2" "$1" 2>/dev/null && return 0
-        kill -0 "$3" 2>/dev/null || return 1
-        sleep 0.05
-    done
-    return 1
-}
-
-"${PIN_SRV[@]}" "$BUILD/bench/mt-stub-upstream" --port 0 >"$WORK/stub.out" 2>"$WORK/stub.log" &
-PIDS+=($!)
-wait_for "$WORK/stub.out" '^ready port=' "${PIDS[-1]}" || { cat "$WORK/stub.log" >&2; exit 1; }
-STUB_PORT=$(sed -n 's/^ready port=//p' "$WORK/stub.out")
-
-setsid "${PIN_SRV[@]}" "$BUILD/proxy/mongotap" --listen 127.0.0.1:0 --admin off \
-    --upstream "127.0.0.1:$STUB_PORT" "$@" 2>"$WORK/mongotap.log" &
-MT_PID=$!
-PIDS+=("$MT_PID")
-wait_for "$WORK/mongotap.log" 'ready listen=' "$MT_PID" || { cat "$WORK/mongotap.log" >&2; exit 1; }
-MT_ADDR=$(sed -nE 's/.*ready listen=([^ ,]+).*/\1/p' "$WORK/mongotap.log" | head -n1)
-
-"${PIN_LG[@]}" "$BUILD/bench/mt-loadgen" --target "$MT_ADDR" --mode "$MODE" --conns "$CONNS" \
+"${PIN_LG[@]}" "$BUILD/bench/mt-loadgen" --target "$MONGOTAP_ADDR" --mode "$MODE" --conns "$CONNS" \
     --seconds $((SECONDS_RECORDED + 2)) --warmup 1 --json >"$WORK/loadgen.json" 2>"$WORK/loadgen.log" &
 LG_PID=$!
 PIDS+=("$LG_PID")
 sleep 1 # the load generator's warm-up: nothing to wait on but the clock
-perf record -q -F 1999 -g -p "$MT_PID" -o "$WORK/perf.data" -- sleep "$SECONDS_RECORDED" \
+perf record -q -F 1999 -g -p "$MONGOTAP_PID" -o "$WORK/perf.data" -- sleep "$SECONDS_RECORDED" \
     2>"$WORK/perf.log" || { cat "$WORK/perf.log" >&2; exit 1; }
 wait "$LG_PID" || { cat "$WORK/loadgen.log" >&2; exit 1; }
 

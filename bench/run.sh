@@ -8,7 +8,7 @@
 # HAProxy with ssl on its bind and its server line, mongotap with --tls-listen and a tls=true
 # upstream (certificates from tests/fixtures/make_certs.sh).
 #
-#   bench/run.sh                 full run (3 rounds x 5 s per point, about 15 minutes)
+#   bench/run.sh                 full run (3 rounds x 5 s per point, about 22 minutes)
 #   bench/run.sh --quick         a tiny run of every code path (the smoke test uses it)
 #   bench/run.sh --help          all options
 set -euo pipefail
@@ -16,8 +16,6 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${MT_BUILD_DIR:-$ROOT/build}
 LOADGEN=$BUILD/bench/mt-loadgen
-STUB=$BUILD/bench/mt-stub-upstream
-MONGOTAP=$BUILD/proxy/mongotap
 PYTHON=${PYTHON:-python3}
 
 ROUNDS=3
@@ -83,7 +81,7 @@ done
 
 T0=${EPOCHREALTIME:-0}
 log() { printf 'bench: [%5.1fs] %s\n' "$(awk -v a="$T0" -v b="${EPOCHREALTIME:-0}" 'BEGIN { print b - a }')" "$*" >&2; }
-die() { echo "bench: error: $*" >&2; exit 1; }
+. "$ROOT/bench/lib.sh"
 
 USE_MONGOTAP=1
 [ "${MT_BENCH_SKIP_MONGOTAP:-0}" = 1 ] && USE_MONGOTAP=0
@@ -113,46 +111,7 @@ fi
 # haproxy refuses to start when 2 x maxconn does not fit the limit, and sizes its tables by it
 HAPROXY_MAXCONN=$((IDLE_CONNS + 100 < IDLE_MAX ? IDLE_CONNS + 100 : IDLE_MAX))
 
-# Pinning: the load generator gets one CPU, the proxy (and the stub, which costs little) the
-# other. Unpinned, a round trip costs one or two cross-CPU wake-ups at random, which on a VM can
-# be worth 50 us each and swamps the difference between proxies at one connection.
-PIN_LG=()
-PIN_SRV=()
-if [ "${MT_BENCH_PIN:-1}" = 1 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
-    read -r CPU_LG CPU_SRV <<<"${MT_BENCH_CPUS:-0 1}"
-    PIN_LG=(taskset -c "$CPU_LG")
-    PIN_SRV=(taskset -c "$CPU_SRV")
-fi
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/mt-bench.XXXXXX")
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    if [ -n "$OUT" ]; then
-        mkdir -p "$OUT"
-        cp -r "$WORK"/. "$OUT"/ 2>/dev/null || true
-    fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# wait_for_line FILE REGEX PID SECONDS: the processes below announce readiness on a line.
-wait_for_line() {
-    local file=$1 re=$2 pid=$3 limit=$4 i
-    for ((i = 0; i < limit * 20; i++)); do
-        grep -qE "$re" "$file" 2>/dev/null && return 0
-        kill -0 "$pid" 2>/dev/null || return 1
-        sleep 0.05
-    done
-    return 1
-}
+bench_workdir mt-bench
 
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 # CPU time a process has used, user and system, in clock ticks
@@ -161,17 +120,6 @@ CLK_TCK=$(getconf CLK_TCK)
 
 free_port() {
     "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# start_stub [NAME [ARGS...]]: sets STUB_PID and STUB_PORT.
-start_stub() {
-    local name=${1:-stub}
-    shift || true
-    "${PIN_SRV[@]}" "$STUB" --port 0 "$@" >"$WORK/$name.out" 2>"$WORK/$name.log" &
-    STUB_PID=$!
-    PIDS+=("$STUB_PID")
-    wait_for_line "$WORK/$name.out" '^ready port=' "$STUB_PID" 10 || die "stub did not start: $(cat "$WORK/$name.log")"
-    STUB_PORT=$(sed -n 's/^ready port=//p' "$WORK/$name.out")
 }
 
 # start_haproxy NAME MAXCONN [tls]: sets HAPROXY_PID and HAPROXY_ADDR. In daemon mode (-D) haproxy
@@ -205,28 +153,6 @@ EOF
     HAPROXY_PID=$(head -n1 "$WORK/$name.pid")
     PIDS+=("$HAPROXY_PID")
     HAPROXY_ADDR=127.0.0.1:$port
-}
-
-# start_mongotap NAME [ARGS...]: sets MONGOTAP_PID, MONGOTAP_ADDR and MONGOTAP_ADMIN. The
-# environment assignments in MONGOTAP_ENV (if any) are made for mongotap alone. mongotap runs in
-# a session of its own, as HAProxy does once it daemonizes (-D): with the kernel's autogroups
-# (sched_autogroup_enabled) a session is a scheduling group, and in the stub's group, on the
-# stub's CPU, every request it forwards wakes the stub to preempt it (twice the context switches
-# of HAProxy's setup, measured with /proc/PID/status).
-MONGOTAP_ENV=()
-start_mongotap() {
-    local name=$1 line
-    shift
-    "${PIN_SRV[@]}" setsid env "${MONGOTAP_ENV[@]}" "$MONGOTAP" --listen 127.0.0.1:0 \
-        --upstream "127.0.0.1:$STUB_PORT" --admin 127.0.0.1:0 "$@" 2>"$WORK/$name.log" &
-    MONGOTAP_PID=$!
-    PIDS+=("$MONGOTAP_PID")
-    wait_for_line "$WORK/$name.log" 'ready listen=' "$MONGOTAP_PID" 15 ||
-        die "mongotap did not start: $(tail -n 5 "$WORK/$name.log")"
-    line=$(grep -m1 'ready listen=' "$WORK/$name.log")
-    MONGOTAP_ADDR=$(sed -E 's/.*ready listen=([^ ,]+).*/\1/' <<<"$line")
-    MONGOTAP_ADMIN=$(sed -E 's/.*admin=([^ ]+).*/\1/' <<<"$line")
-    MONGOTAP_TLS_ADDR=$(sed -nE 's/.* tls_listen=([^ ,]+).*/\1/p' <<<"$line")
 }
 
 # /api/stats once mongotap has seen every connection close (or after 5 s: then as is).
