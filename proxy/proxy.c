@@ -6,6 +6,7 @@
  */
 #include "proxy.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,6 +70,12 @@ static void iteration_cb(uv_prepare_t *h)
     p->iteration_ns = 0;
 }
 
+/* After the iteration's I/O callbacks: what they read is forwarded now. */
+static void reads_check_cb(uv_check_t *h)
+{
+    mt__session_flush_reads(h->data);
+}
+
 uint64_t mt__proxy_iteration_ns(mt_proxy_t *p)
 {
     if (!p->iteration_ns)
@@ -95,6 +102,11 @@ mt_proxy_t *mt_proxy_new(uv_loop_t *loop, const mt_cli_config_t *cfg, mt_stats_t
     p->iteration_open = true;
     uv_prepare_start(&p->iteration, iteration_cb);
     uv_unref((uv_handle_t *)&p->iteration); /* it never keeps the loop alive */
+    uv_check_init(loop, &p->reads_check);
+    p->reads_check.data = p;
+    p->reads_check_open = true;
+    uv_check_start(&p->reads_check, reads_check_cb);
+    uv_unref((uv_handle_t *)&p->reads_check);
     h2o_linklist_init_anchor(&p->sessions);
     mt_listen_init(&p->listen, loop, stats, cfg->max_connections);
     return p;
@@ -223,6 +235,13 @@ void mt__proxy_check_drained(mt_proxy_t *p)
         if (!uv_is_closing((uv_handle_t *)&p->iteration))
             uv_close((uv_handle_t *)&p->iteration, proxy_handle_closed_cb);
         p->iteration_open = false;
+    }
+    if (p->reads_check_open) {
+        /* no session is left, so no read is held */
+        assert(p->nreads == 0);
+        if (!uv_is_closing((uv_handle_t *)&p->reads_check))
+            uv_close((uv_handle_t *)&p->reads_check, proxy_handle_closed_cb);
+        p->reads_check_open = false;
     }
     cb(p, p->drained_data);
 }

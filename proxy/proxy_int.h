@@ -38,6 +38,25 @@ typedef struct mt_side {
     bool seen_bytes; /* something was read (a ClientHello shows in the first read) */
 } mt_side_t;
 
+/* A read whose forwarding and accounting wait for the end of the loop
+ * iteration's I/O callbacks (session.c): every read an iteration returns is
+ * forwarded first, one write after another, and only then accounted, so
+ * that parsing never delays forwarding and the peers are woken by a run of
+ * writes, not one write between two parses. */
+typedef struct {
+    mt_side_t *side;
+    mt_rbuf_t *rbuf;  /* the read's reference, the entry's now */
+    uint32_t len;     /* bytes read */
+    uint32_t fwd_len; /* of them, what may leave now (whole headers only) */
+    uint8_t nheld;    /* header bytes held from earlier reads, sent first */
+    bool forwarded;
+    uint8_t held[MT_WIRE_HEADER_LEN];
+} mt_read_t;
+
+/* Reads held at once; one more first forwards and accounts those. 64 read
+ * buffers are what the pool keeps (MT_BUFPOOL_FREE_RBUFS_MAX). */
+#define MT_PROXY_READS_MAX 64
+
 typedef enum {
     MT_SESSION_NEW = 0,    /* accepted (or not yet): handles open, nothing started */
     MT_SESSION_CONNECTING, /* to the upstream (and TLS handshakes on either side) */
@@ -79,6 +98,11 @@ struct mt_proxy {
     uv_prepare_t iteration; /* refills the decompression budget before each poll */
     uint64_t iteration_ns;  /* mt__proxy_iteration_ns(): 0 until read in this iteration */
     bool iteration_open;
+    uv_check_t reads_check; /* forwards and accounts the iteration's reads */
+    bool reads_check_open;
+    bool reads_flushing;
+    unsigned nreads;
+    mt_read_t reads[MT_PROXY_READS_MAX];
     mt_listen_t listen;
     mt_bufpool_t pool;
     mt_upstream_t upstream;
@@ -113,6 +137,10 @@ void mt__session_check_member(mt_session_t *s);
 void mt__session_drain(mt_session_t *s);
 /* Drain timeout: closes a session that still owes replies. */
 void mt__session_cut(mt_session_t *s);
+/* Forwards, then accounts, the reads held since the last call (at the end
+ * of the iteration's I/O callbacks, and before anything changes a
+ * session's state). Does nothing when called from inside itself. */
+void mt__session_flush_reads(mt_proxy_t *p);
 /* Calls the drained callback once draining and every session is gone (proxy.c). */
 void mt__proxy_check_drained(mt_proxy_t *p);
 /* When this loop iteration's bytes arrived, for accounting: the clock is read

@@ -2,9 +2,11 @@
  * session: one client connection and its upstream connection. Read buffers
  * are handed to the peer's write as they are (no copy; in TLS they are
  * decrypted into and encrypted from, stream.c). The framer checks every
- * header before any byte of its message leaves; the accounting step
- * (account.c) reads the same bytes after the write is queued, so accounting
- * never delays forwarding.
+ * header before any byte of its message leaves. The reads of one loop
+ * iteration are held until its I/O callbacks are done, then forwarded one
+ * after another, and only then does the accounting step (account.c) read
+ * the same bytes: accounting never delays forwarding, and a peer is woken
+ * by a run of writes rather than by one write between two parses.
  *
  *   client --read--> [rbuf] --write--> upstream
  *                      `--> account --> (views) --> stats
@@ -115,8 +117,11 @@ static void flush_timeout_cb(uv_timer_t *t);
  * reading, stats, and the handles at the end. */
 static void session_set_state(mt_session_t *s, mt_session_state_t to)
 {
-    mt_session_state_t from = s->state;
+    mt_session_state_t from;
 
+    /* what was read before the change goes first, as it would have at once */
+    mt__session_flush_reads(s->proxy);
+    from = s->state;
     assert(to > from);
     s->state = to;
     switch (to) {
@@ -384,6 +389,65 @@ static bool client_speaks_tls(mt_side_t *side, const uint8_t *data, size_t len)
     return true;
 }
 
+/* ---- the iteration's reads: forwarded, then accounted ----------------- */
+
+static void read_hold(mt_read_t *r, uint32_t fwd_len, const uint8_t *held, size_t nheld)
+{
+    r->fwd_len = fwd_len;
+    r->nheld = (uint8_t)nheld;
+    memcpy(r->held, held, nheld);
+}
+
+static void read_forward(mt_read_t *r)
+{
+    mt_session_t *s = r->side->session;
+    int rc;
+
+    r->forwarded = false;
+    if (s->state != MT_SESSION_ACTIVE)
+        return; /* closed since: nothing can take it */
+    if (r->fwd_len || r->nheld) {
+        rc = forward(r->side, r->rbuf, r->held, r->nheld, r->fwd_len);
+        if (rc < 0) {
+            session_close(s, MT_LOG_WARN, uv_strerror(rc));
+            return;
+        }
+    }
+    r->forwarded = true;
+}
+
+/* Accounts what was forwarded (the session may have closed since: its
+ * messages are still decoded, stats no longer sees them) and drops the
+ * entry's reference to the buffer. */
+static void read_account(mt_read_t *r)
+{
+    mt_session_t *s = r->side->session;
+    mt_proxy_t *p = s->proxy;
+    mt_account_result_t owed;
+
+    if (r->forwarded) {
+        mt_account_feed(p->account, &r->side->acct, s->stats, r->side->kind == MT_SIDE_CLIENT,
+                        r->rbuf->data, r->len, mt__proxy_iteration_ns(p), &owed);
+        session_owed(s, &owed);
+    }
+    mt_bufpool_rbuf_unref(&p->pool, r->rbuf);
+}
+
+void mt__session_flush_reads(mt_proxy_t *p)
+{
+    unsigned i, n = p->nreads;
+
+    if (n == 0 || p->reads_flushing)
+        return;
+    p->reads_flushing = true;
+    for (i = 0; i < n; i++)
+        read_forward(&p->reads[i]);
+    for (i = 0; i < n; i++)
+        read_account(&p->reads[i]);
+    p->nreads = 0;
+    p->reads_flushing = false;
+}
+
 static void read_cb(mt_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
     mt_side_t *side = st->data;
@@ -391,18 +455,19 @@ static void read_cb(mt_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     mt_proxy_t *p = s->proxy;
     mt_rbuf_t *rbuf = buf->base ? mt_bufpool_rbuf_of(buf->base) : NULL;
     const uint8_t *data = (const uint8_t *)buf->base;
-    mt_account_result_t owed;
     uint8_t held[MT_WIRE_HEADER_LEN];
     char bad[112] = "";
     size_t len, off = 0, fwd_len = 0, nheld = 0;
     bool first;
-    int rc;
 
     if (nread <= 0) {
         if (rbuf)
             mt_bufpool_rbuf_unref(&p->pool, rbuf);
-        if (nread < 0)
+        if (nread < 0) {
+            /* end of stream or error: after what came before it */
+            mt__session_flush_reads(p);
             side_read_failed(side, nread);
+        }
         return; /* 0 is libuv's EAGAIN */
     }
     assert(s->state == MT_SESSION_ACTIVE);
@@ -442,22 +507,21 @@ static void read_cb(mt_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         off += st.consumed;
     }
 
-    if (fwd_len || nheld) {
-        rc = forward(side, rbuf, held, nheld, fwd_len);
-        if (rc < 0) {
-            mt_bufpool_rbuf_unref(&p->pool, rbuf);
-            session_close(s, MT_LOG_WARN, uv_strerror(rc));
-            return;
-        }
-    }
-
-    /* Second pass, after the write is queued. */
-    mt_account_feed(p->account, &side->acct, s->stats, side->kind == MT_SIDE_CLIENT, data,
-                    bad[0] ? fwd_len : len, mt__proxy_iteration_ns(p), &owed);
-    session_owed(s, &owed);
-    mt_bufpool_rbuf_unref(&p->pool, rbuf);
-    if (bad[0])
+    if (bad[0]) {
+        /* the reads before it go first; it is forwarded and accounted up
+         * to the bad header, then the session ends */
+        mt_read_t r = {.side = side, .rbuf = rbuf, .len = (uint32_t)fwd_len};
+        mt__session_flush_reads(p);
+        read_hold(&r, (uint32_t)fwd_len, held, nheld);
+        read_forward(&r);
+        read_account(&r);
         session_finish(s, side->peer, MT_LOG_WARN, bad);
+        return;
+    }
+    if (p->nreads == MT_PROXY_READS_MAX)
+        mt__session_flush_reads(p);
+    p->reads[p->nreads] = (mt_read_t){.side = side, .rbuf = rbuf, .len = (uint32_t)len};
+    read_hold(&p->reads[p->nreads++], (uint32_t)fwd_len, held, nheld);
 }
 
 /* ---- connecting upstream --------------------------------------------- */
@@ -491,6 +555,7 @@ void mt__session_check_member(mt_session_t *s)
         return;
     s->retiring = true;
     mt_stats_add(s->proxy->stats, MT_STAT_CONNECTIONS_RETIRED, 1);
+    mt__session_flush_reads(s->proxy); /* a request read is owed a reply */
     if (s->inflight == 0) {
         session_finish(s, &s->client, MT_LOG_INFO, "its upstream member is no longer primary");
         return;
@@ -626,6 +691,7 @@ void mt__session_accept(mt_proxy_t *p, uv_stream_t *server, bool tls)
 
 void mt__session_drain(mt_session_t *s)
 {
+    mt__session_flush_reads(s->proxy); /* a request read is owed a reply */
     if (s->inflight == 0)
         session_finish(s, &s->client, MT_LOG_INFO, "shutdown");
 }
