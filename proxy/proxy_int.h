@@ -56,6 +56,8 @@ typedef struct {
 /* Reads held at once; one more first forwards and accounts those. 64 read
  * buffers are what the pool keeps (MT_BUFPOOL_FREE_RBUFS_MAX). */
 #define MT_PROXY_READS_MAX 64
+/* A read this large is forwarded and accounted at once (after the held ones). */
+#define MT_PROXY_HOLD_BYTES (16u << 10)
 
 typedef enum {
     MT_SESSION_NEW = 0,    /* accepted (or not yet): handles open, nothing started */

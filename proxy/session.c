@@ -507,15 +507,19 @@ static void read_cb(mt_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         off += st.consumed;
     }
 
-    if (bad[0]) {
-        /* the reads before it go first; it is forwarded and accounted up
-         * to the bad header, then the session ends */
-        mt_read_t r = {.side = side, .rbuf = rbuf, .len = (uint32_t)fwd_len};
+    if (bad[0] || len >= MT_PROXY_HOLD_BYTES) {
+        /* The reads before it go first, then this one at once: a bad
+         * header ends the session after what came before it, and a large
+         * read gains nothing from waiting (its system calls are few for
+         * its bytes) while holding several would keep that many buffers
+         * in the cache instead of one. */
+        mt_read_t r = {.side = side, .rbuf = rbuf, .len = (uint32_t)(bad[0] ? fwd_len : len)};
         mt__session_flush_reads(p);
         read_hold(&r, (uint32_t)fwd_len, held, nheld);
         read_forward(&r);
         read_account(&r);
-        session_finish(s, side->peer, MT_LOG_WARN, bad);
+        if (bad[0])
+            session_finish(s, side->peer, MT_LOG_WARN, bad);
         return;
     }
     if (p->nreads == MT_PROXY_READS_MAX)
