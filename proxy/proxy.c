@@ -213,6 +213,16 @@ static void proxy_handle_closed_cb(uv_handle_t *h)
     (void)h;
 }
 
+/* Closes one of those handles once, if it is open. */
+static void proxy_handle_close(uv_handle_t *h, bool *open)
+{
+    if (!*open)
+        return;
+    if (!uv_is_closing(h))
+        uv_close(h, proxy_handle_closed_cb);
+    *open = false;
+}
+
 void mt__proxy_check_drained(mt_proxy_t *p)
 {
     mt_proxy_drained_cb cb;
@@ -226,23 +236,10 @@ void mt__proxy_check_drained(mt_proxy_t *p)
     p->monitor = NULL;
     mt_dns_close(p->dns);
     p->dns = NULL;
-    if (p->drain_timer_open) {
-        if (!uv_is_closing((uv_handle_t *)&p->drain_timer))
-            uv_close((uv_handle_t *)&p->drain_timer, proxy_handle_closed_cb);
-        p->drain_timer_open = false;
-    }
-    if (p->iteration_open) {
-        if (!uv_is_closing((uv_handle_t *)&p->iteration))
-            uv_close((uv_handle_t *)&p->iteration, proxy_handle_closed_cb);
-        p->iteration_open = false;
-    }
-    if (p->reads_check_open) {
-        /* no session is left, so no read is held */
-        assert(p->nreads == 0);
-        if (!uv_is_closing((uv_handle_t *)&p->reads_check))
-            uv_close((uv_handle_t *)&p->reads_check, proxy_handle_closed_cb);
-        p->reads_check_open = false;
-    }
+    assert(p->nreads == 0); /* no session is left, so no read is held */
+    proxy_handle_close((uv_handle_t *)&p->drain_timer, &p->drain_timer_open);
+    proxy_handle_close((uv_handle_t *)&p->iteration, &p->iteration_open);
+    proxy_handle_close((uv_handle_t *)&p->reads_check, &p->reads_check_open);
     cb(p, p->drained_data);
 }
 
