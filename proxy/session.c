@@ -391,10 +391,17 @@ static bool client_speaks_tls(mt_side_t *side, const uint8_t *data, size_t len)
 
 /* ---- the iteration's reads: forwarded, then accounted ----------------- */
 
-static void read_hold(mt_read_t *r, uint32_t fwd_len, const uint8_t *held, size_t nheld)
+/* A read taken over with its buffer reference: len bytes to account, of
+ * which fwd_len leave after the nheld header bytes held from earlier. */
+static void read_init(mt_read_t *r, mt_side_t *side, mt_rbuf_t *rbuf, size_t len, size_t fwd_len,
+                      const uint8_t *held, size_t nheld)
 {
-    r->fwd_len = fwd_len;
+    r->side = side;
+    r->rbuf = rbuf;
+    r->len = (uint32_t)len;
+    r->fwd_len = (uint32_t)fwd_len;
     r->nheld = (uint8_t)nheld;
+    r->forwarded = false;
     memcpy(r->held, held, nheld);
 }
 
@@ -513,9 +520,9 @@ static void read_cb(mt_stream_t *st, ssize_t nread, const uv_buf_t *buf)
          * read gains nothing from waiting (its system calls are few for
          * its bytes) while holding several would keep that many buffers
          * in the cache instead of one. */
-        mt_read_t r = {.side = side, .rbuf = rbuf, .len = (uint32_t)(bad[0] ? fwd_len : len)};
+        mt_read_t r;
         mt__session_flush_reads(p);
-        read_hold(&r, (uint32_t)fwd_len, held, nheld);
+        read_init(&r, side, rbuf, bad[0] ? fwd_len : len, fwd_len, held, nheld);
         read_forward(&r);
         read_account(&r);
         if (bad[0])
@@ -524,8 +531,7 @@ static void read_cb(mt_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     }
     if (p->nreads == MT_PROXY_READS_MAX)
         mt__session_flush_reads(p);
-    p->reads[p->nreads] = (mt_read_t){.side = side, .rbuf = rbuf, .len = (uint32_t)len};
-    read_hold(&p->reads[p->nreads++], (uint32_t)fwd_len, held, nheld);
+    read_init(&p->reads[p->nreads++], side, rbuf, len, fwd_len, held, nheld);
 }
 
 /* ---- connecting upstream --------------------------------------------- */
