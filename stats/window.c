@@ -67,6 +67,21 @@ const uint8_t *mt_window_memdup(mt_window_t *w, const uint8_t *src, size_t len)
     return p;
 }
 
+/* A record or evidence written by the next request or reply of a window
+ * lands in memory no one has touched yet (the arrays only grow while the
+ * window is open), and every store to it would wait for its line: asking
+ * for the lines now lets that happen while the proxy does other work. */
+static void prefetch_for_write(const void *p, size_t len)
+{
+#if defined(__GNUC__)
+    for (size_t off = 0; off < len; off += 64)
+        __builtin_prefetch((const char *)p + off, 1, 3);
+#else
+    (void)p;
+    (void)len;
+#endif
+}
+
 bool mt_window_full(const mt_window_t *w)
 {
     return w->ncmds >= MT_WINDOW_MAX_COMMANDS ||
@@ -89,6 +104,8 @@ int mt_window_add_cmd(mt_window_t *w, const mt_window_cmd_t *cmd)
         w->cmds_cap = cap;
     }
     w->cmds[w->ncmds] = *cmd;
+    if (w->ncmds + 1 < w->cmds_cap)
+        prefetch_for_write(&w->cmds[w->ncmds + 1], sizeof *cmd);
     if (w->budget)
         w->budget->cmds++;
     return (int)w->ncmds++;
@@ -131,6 +148,10 @@ void mt_window_add_evidence(mt_window_t *w, uint32_t idx, const uint8_t *array, 
         if (w->budget)
             w->budget->ev_bytes += dlen;
     }
+    /* room for the next reply's documents, say a few small ones */
+    if (w->ev_cap > w->ev_len)
+        prefetch_for_write(w->ev + w->ev_len,
+                           w->ev_cap - w->ev_len < 256 ? w->ev_cap - w->ev_len : 256);
     if (w->ev_len == seg_off)
         return;
     /* Extend the previous segment when it is the same command's. */
@@ -1089,7 +1110,6 @@ static void record_lookup(mt_window_reg_t *reg, mt_window_t *w, const mt_cmd_vie
                           mt_window_cmd_t *wc)
 {
     mt_shape_lookup_t lk;
-    const mt_window_cmd_t *prev = w->ncmds ? &w->cmds[w->ncmds - 1] : NULL;
 
     if (is_read(cmd->kind))
         wc->query_hash = cmd->query_hash;
@@ -1097,12 +1117,12 @@ static void record_lookup(mt_window_reg_t *reg, mt_window_t *w, const mt_cmd_vie
         cmd->kind == MT_CMD_FIND_AND_MODIFY || (cmd->statements == 1 && !cmd->partial);
     if (!mt_shape_lookup(cmd, &lk))
         return;
-    /* consecutive lookups of one shape share the key strings */
-    bool share = prev && prev->nterms == lk.nterms && prev->shape_hash == wc->shape_hash;
+    /* lookups of the newest lookup's shape share its key strings */
+    bool share = w->keys_nterms == lk.nterms && w->keys_shape_hash == wc->shape_hash;
     for (size_t i = 0; i < lk.nterms; i++) {
         const char *key = lk.terms[i].key;
         if (share)
-            wc->keys[i] = prev->keys[i];
+            wc->keys[i] = w->keys[i];
         else if (mt_shape_redacts(reg->rules.shape, key))
             wc->keys[i] = mt_window_strdup(w, "?", 0);
         else
@@ -1112,6 +1132,9 @@ static void record_lookup(mt_window_reg_t *reg, mt_window_t *w, const mt_cmd_vie
         wc->hashes[i] = term_hash(&lk.terms[i], lk.in_list);
     }
     wc->nterms = (uint8_t)lk.nterms;
+    memcpy(w->keys, wc->keys, sizeof w->keys);
+    w->keys_nterms = wc->nterms;
+    w->keys_shape_hash = wc->shape_hash;
     wc->in_list = lk.in_list;
     wc->list_len = lk.list_len;
     if (reg->rules.log_values)

@@ -158,6 +158,12 @@ struct mt_window {
     mt_window_cmd_t *cmds;
     uint32_t ncmds, cmds_cap;
     uint64_t total_cmds; /* kept or not */
+    /* The newest lookup's key paths (in the arena) and its shape: the next
+     * lookups of that shape share them. Kept here, not read back from the
+     * previous record, which is cold by the time the next command comes. */
+    uint64_t keys_shape_hash;
+    uint8_t keys_nterms;
+    const char *keys[MT_SHAPE_LOOKUP_TERMS];
 
     uint8_t *ev;
     size_t ev_len, ev_cap;

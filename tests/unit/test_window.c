@@ -7,6 +7,7 @@
  * windows of kept findings, the total command bound), and the /api/windows,
  * /api/windows/ID and /api/connections renderings.
  */
+#include "stats_int.h"
 #include "window.h"
 #include "stats_test_util.h"
 
@@ -351,6 +352,28 @@ Test(window, commands_per_window_are_bounded)
     cr_assert_eq(sc_array_len(doc, "windows.0.commands"), MT_WINDOW_CLOSED_COMMANDS);
     bson_destroy(doc);
     bson_free(json);
+    sc_close(&k);
+}
+
+/* The key paths a window stores once per shape: the next lookups of the
+ * newest lookup's shape point at the same strings, whatever came between. */
+Test(window, lookups_of_one_shape_share_their_key_paths)
+{
+    static const char *const filters[] = {"{\"a\": 1}", "{}", "{\"a\": 2}", "{\"b\": 3}",
+                                          "{\"a\": 4}"};
+    sc_conn_t k = sc_open(st, 1, "127.0.0.1:1");
+    for (size_t i = 0; i < sizeof filters / sizeof *filters; i++)
+        sc_roundtrip(&k, sc_find("db", "c", fx_json(filters[i]), false, NULL),
+                     sc_cursor_reply("db.c", NULL, 0, 0, true), 1 * MS);
+    const mt_window_t *w = k.c->window;
+    cr_assert_not_null(w);
+    cr_assert_eq(w->ncmds, 5);
+    cr_assert_eq(w->cmds[1].nterms, 0, "{} is no lookup");
+    cr_assert_eq(w->cmds[2].keys[0], w->cmds[0].keys[0],
+                 "shared across a command of another shape");
+    cr_assert_str_eq(w->cmds[3].keys[0], "b");
+    cr_assert_str_eq(w->cmds[4].keys[0], "a");
+    cr_assert_eq(w->cmds[4].nterms, 1);
     sc_close(&k);
 }
 
