@@ -19,7 +19,21 @@ typedef enum {
     REF_ARRAY,  /* {guests: [<other id>, <id>]} */
     REF_NONE,   /* the ids are nowhere in the parent */
     REF_STRING, /* {channel: "s3cr3t-<n>"}: string ids, for the values test */
+    REF_LONG,   /* {channel: "<n>-...">}: 60-character string ids */
+    REF_BIN80,  /* {channel: BinData(0x80, 8 bytes)}: evidence's own marker, from the wire */
 } ref_layout_t;
+
+/* The id of channel n as REF_LONG and REF_BIN80 spell it. */
+static void long_id(char *s, size_t cap, uint32_t n)
+{
+    snprintf(s, cap, "%08u-https://tvguide.example/channels/by-name/and-more", n);
+}
+
+static void bin80_id(uint8_t b[8], uint32_t n)
+{
+    memset(b, 0x5a, 8);
+    memcpy(b, &n, sizeof n);
+}
 
 static mt_stats_t *st;
 static sc_findings_t seen;
@@ -89,6 +103,16 @@ static void append_ref(bson_t *d, ref_layout_t layout, uint32_t chan)
         snprintf(s, sizeof s, "s3cr3t-%u", chan);
         BSON_APPEND_UTF8(d, "channel", s);
         break;
+    case REF_LONG:
+        long_id(s, sizeof s, chan);
+        BSON_APPEND_UTF8(d, "channel", s);
+        break;
+    case REF_BIN80: {
+        uint8_t b[8];
+        bin80_id(b, chan);
+        BSON_APPEND_BINARY(d, "channel", (bson_subtype_t)0x80, b, sizeof b);
+        break;
+    }
     }
 }
 
@@ -125,6 +149,18 @@ static bson_t *lookup_filter(uint32_t i, uint32_t nchan, ref_layout_t layout)
         snprintf(s, sizeof s, "s3cr3t-%u", i % nchan);
         bson_t *f = bson_new();
         BSON_APPEND_UTF8(f, "_id", s);
+        return f;
+    }
+    if (layout == REF_LONG || layout == REF_BIN80) {
+        char s[64];
+        uint8_t b[8];
+        bson_t *f = bson_new();
+        long_id(s, sizeof s, i % nchan);
+        bin80_id(b, i % nchan);
+        if (layout == REF_LONG)
+            BSON_APPEND_UTF8(f, "_id", s);
+        else
+            BSON_APPEND_BINARY(f, "_id", (bson_subtype_t)0x80, b, sizeof b);
         return f;
     }
     if (layout == REF_NONE)
@@ -456,6 +492,26 @@ Test(n1, values_not_in_parent_give_medium)
     cr_assert(sc_is_null(all, "patterns.0.field"));
     bson_destroy(all);
     sc_close(&k);
+}
+
+/* Long strings are kept in the evidence as their hash: still found, under
+ * their field; and a binary that looks like that hash is still a value. */
+Test(n1, long_string_and_binary_references_are_found)
+{
+    static const ref_layout_t layouts[] = {REF_LONG, REF_BIN80};
+    for (size_t l = 0; l < 2; l++) {
+        sc_conn_t k = sc_open(st, 1 + l, "127.0.0.1:1");
+        send_parent(&k, 50, 20, layouts[l], NULL);
+        send_lookups(&k, 0, 50, 20, layouts[l], NULL);
+        settle();
+        cr_assert_eq(seen.count, (int)l + 1);
+        bson_t *f = sc_parse(seen.last);
+        cr_assert_str_eq(sc_str(f, "confidence"), "high", "layout %zu", l);
+        cr_assert_str_eq(sc_str(f, "field"), "channel");
+        cr_assert_eq(sc_int(f, "matched"), 50);
+        bson_destroy(f);
+        sc_close(&k);
+    }
 }
 
 Test(n1, partly_explained_values_stay_medium)
