@@ -521,9 +521,16 @@ static void reply_windows(mt_stats_conn_t *c, const mt_pending_t *p, const mt_re
                 len >= UINT32_MAX - wc->bytes_out ? UINT32_MAX : wc->bytes_out + (uint32_t)len;
             reply_error(w, wc, r);
             /* Evidence for the detectors: documents of finds and aggregates
-             * (a lookup's too: its children may be a nested loop's parent). */
-            if ((kind == MT_CMD_FIND || kind == MT_CMD_AGGREGATE) && r->batch)
-                mt_window_add_evidence(w, p->cmd_idx, r->batch, r->batch_len);
+             * that may be a parent, or a parent's children (a lookup's too:
+             * children may be a nested loop's parent). Another request in
+             * flight in the window may be a parent whose reply is still to
+             * come (a keyed window spans connections). */
+            if ((kind == MT_CMD_FIND || kind == MT_CMD_AGGREGATE) && r->batch) {
+                if (wc->docs >= st->cfg.n1_threshold || (r->has_cursor && r->cursor_id != 0))
+                    w->big_read = true;
+                if (w->big_read || w->inflight > (p->inflight ? 1u : 0u))
+                    mt_window_add_evidence(w, p->cmd_idx, r->batch, r->batch_len);
+            }
         }
         w->last_ns = now_ns;
         if (p->inflight && !r->more_to_come && w->inflight)

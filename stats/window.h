@@ -154,6 +154,11 @@ struct mt_window {
     int64_t started_ms; /* wall clock */
     uint32_t inflight;  /* requests sent, reply not yet seen */
     bool closed;
+    /* A find or aggregate in it returned n1-threshold documents or left a
+     * cursor open: it may be a parent, and the replies after it its children
+     * (whose documents a nested loop's parent is made of). Before one, no
+     * reply's documents can serve as evidence, and none are kept. */
+    bool big_read;
     uint32_t findings;
     mt_window_finding_t *found; /* the findings, once analysed (owned) */
     mt_window_range_t *cuts;    /* its segments when it was cut, else NULL (owned) */

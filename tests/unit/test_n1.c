@@ -9,6 +9,7 @@
 #include <criterion/parameterized.h>
 
 #include "evidence.h"
+#include "stats_int.h"
 #include "suggest.h"
 #include "stats_test_util.h"
 
@@ -512,6 +513,30 @@ Test(n1, long_string_and_binary_references_are_found)
         bson_destroy(f);
         sc_close(&k);
     }
+}
+
+/* Documents are kept as evidence from the first possible parent on (a read
+ * of n1-threshold documents, or one that leaves a cursor open): before it no
+ * reply can be a parent or a parent's child. */
+Test(n1, evidence_is_kept_from_the_first_possible_parent_on)
+{
+    sc_conn_t k = sc_open(st, 1, "127.0.0.1:1");
+    send_lookups(&k, 0, 10, 20, REF_PLAIN, NULL);
+    const mt_window_t *w = k.c->window;
+    cr_assert_not_null(w);
+    cr_assert_eq(w->ncmds, 10);
+    cr_assert_eq(w->ev_docs, 0, "ten lookups, no parent yet");
+    send_parent(&k, 4, 4, REF_PLAIN, NULL);
+    cr_assert_eq(w->ev_docs, 0, "four documents are not a parent's (threshold 5)");
+    bson_t *doc = show_doc(0, 4, REF_PLAIN);
+    bson_t *docs[1] = {doc};
+    sc_roundtrip(&k, sc_find("tvguide", "show", bson_new(), false, NULL),
+                 sc_cursor_reply("tvguide.show", docs, 1, 42, true), 1 * MS);
+    bson_destroy(doc);
+    cr_assert_eq(w->ev_docs, 1, "an open cursor may bring more");
+    send_lookups(&k, 0, 3, 20, REF_PLAIN, NULL);
+    cr_assert_eq(w->ev_docs, 4, "the children after it");
+    sc_close(&k);
 }
 
 Test(n1, partly_explained_values_stay_medium)
