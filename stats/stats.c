@@ -155,7 +155,7 @@ static void finding_event(const mt_window_t *w, const mt_detect_result_t *r, con
     ev->key[MT_PK_CHILD_COLLECTION] = c->collection;
     ev->key[MT_PK_CHILD_COMMAND] = c->command;
     ev->key[MT_PK_CHILD_SHAPE] = c->shape;
-    ev->key[MT_PK_CHILD_KEY] = r->has_key ? c->keys[r->key_term] : NULL;
+    ev->key[MT_PK_CHILD_KEY] = r->has_key ? mt_window_cmd_key(c, r->key_term) : NULL;
     ev->key[MT_PK_FIELD] = r->high && r->field[0] ? r->field : NULL;
     ev->high = r->high;
     ev->children = r->count;

@@ -312,14 +312,14 @@ void mt_window_trim(mt_window_t *w)
     keep_error_names(w);
     for (uint32_t i = 0; i < w->ncmds; i++) {
         mt_window_cmd_t *c = &w->cmds[i];
-        c->value_doc = NULL;
-        c->value_doc_len = 0;
-        for (unsigned t = 0; t < MT_SHAPE_LOOKUP_TERMS; t++)
-            c->keys[t] = NULL;
+        c->keys = NULL;
+        c->more = NULL;
         if (!c->entry || c->entry->overflow)
             forget_real_key(c);
     }
     arena_free(w);
+    w->keys = NULL;
+    w->keys_nterms = 0;
     if (w->ncmds > MT_WINDOW_CLOSED_COMMANDS) {
         mt_window_cmd_t *c = bson_realloc(w->cmds, MT_WINDOW_CLOSED_COMMANDS * sizeof *c);
         if (c) {
@@ -1157,7 +1157,7 @@ static bool is_read(mt_cmd_kind_t k)
 /* With log_values, the first term's value as {"": value}, for the finding
  * to show: only when its strings are valid UTF-8 (the decode step checks
  * the structure of what it does not show, not the text). */
-static void keep_value(mt_window_t *w, const mt_bson_elem_t *v, mt_window_cmd_t *wc)
+static void keep_value(mt_window_t *w, const mt_bson_elem_t *v, mt_window_lookup_more_t *more)
 {
     uint32_t len = 4 + 1 + 1 + v->value_len + 1;
     uint8_t *doc;
@@ -1170,8 +1170,33 @@ static void keep_value(mt_window_t *w, const mt_bson_elem_t *v, mt_window_cmd_t 
     doc[5] = '\0'; /* key "" */
     memcpy(doc + 6, v->value, v->value_len);
     doc[len - 1] = '\0';
-    wc->value_doc = doc;
-    wc->value_doc_len = len;
+    more->value_doc = doc;
+    more->value_doc_len = len;
+}
+
+/* The key paths of a lookup: the newest lookup's when it has the same
+ * shape, else copied into the arena (and then the newest). */
+static const char *const *lookup_keys(mt_window_reg_t *reg, mt_window_t *w,
+                                      const mt_shape_lookup_t *lk, uint64_t shape_hash)
+{
+    if (w->keys && w->keys_nterms == lk->nterms && w->keys_shape_hash == shape_hash)
+        return w->keys;
+    const char **keys = arena_alloc(w, lk->nterms * sizeof *keys);
+    if (!keys)
+        return NULL;
+    for (size_t i = 0; i < lk->nterms; i++) {
+        const char *key = lk->terms[i].key;
+        if (mt_shape_redacts(reg->rules.shape, key))
+            keys[i] = mt_window_strdup(w, "?", 0);
+        else
+            keys[i] = mt_window_strdup(w, key, key_len(reg, key));
+        if (!keys[i])
+            return NULL;
+    }
+    w->keys = keys;
+    w->keys_nterms = (uint8_t)lk->nterms;
+    w->keys_shape_hash = shape_hash;
+    return keys;
 }
 
 /* Lookups: the terms' key paths and value hashes (and, with log_values,
@@ -1187,28 +1212,25 @@ static void record_lookup(mt_window_reg_t *reg, mt_window_t *w, const mt_cmd_vie
         cmd->kind == MT_CMD_FIND_AND_MODIFY || (cmd->statements == 1 && !cmd->partial);
     if (!mt_shape_lookup(cmd, &lk))
         return;
-    /* lookups of the newest lookup's shape share its key strings */
-    bool share = w->keys_nterms == lk.nterms && w->keys_shape_hash == wc->shape_hash;
-    for (size_t i = 0; i < lk.nterms; i++) {
-        const char *key = lk.terms[i].key;
-        if (share)
-            wc->keys[i] = w->keys[i];
-        else if (mt_shape_redacts(reg->rules.shape, key))
-            wc->keys[i] = mt_window_strdup(w, "?", 0);
-        else
-            wc->keys[i] = mt_window_strdup(w, key, key_len(reg, key));
-        if (!wc->keys[i])
+    const char *const *keys = lookup_keys(reg, w, &lk, wc->shape_hash);
+    if (!keys)
+        return;
+    if (lk.nterms > 1 || reg->rules.log_values) {
+        mt_window_lookup_more_t *more = arena_alloc(w, sizeof *more);
+        if (!more)
             return;
-        wc->hashes[i] = term_hash(&lk.terms[i], lk.in_list);
+        memset(more, 0, sizeof *more);
+        for (size_t i = 1; i < lk.nterms; i++)
+            more->hashes[i - 1] = term_hash(&lk.terms[i], lk.in_list);
+        if (reg->rules.log_values)
+            keep_value(w, &lk.terms[0].value, more);
+        wc->more = more;
     }
+    wc->keys = keys;
+    wc->hash = term_hash(&lk.terms[0], lk.in_list);
     wc->nterms = (uint8_t)lk.nterms;
-    memcpy(w->keys, wc->keys, sizeof w->keys);
-    w->keys_nterms = wc->nterms;
-    w->keys_shape_hash = wc->shape_hash;
     wc->in_list = lk.in_list;
     wc->list_len = lk.list_len;
-    if (reg->rules.log_values)
-        keep_value(w, &lk.terms[0].value, wc);
 }
 
 /* "db.collection" matches itself, "db.*" every collection of db. */

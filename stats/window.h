@@ -71,6 +71,18 @@ typedef struct {
     size_t ev_bytes; /* evidence bytes held by open windows */
 } mt_window_budget_t;
 
+/* What a lookup keeps beyond its first term's value hash, in the window's
+ * arena while it is open: the other terms' hashes and, with log_values, the
+ * first value itself. Most lookups have one term and need none. */
+typedef struct {
+    uint64_t hashes[MT_SHAPE_LOOKUP_TERMS - 1]; /* terms 1.. */
+    const uint8_t *value_doc;                   /* {"": value}, or NULL */
+    uint32_t value_doc_len;
+} mt_window_lookup_more_t;
+
+/* A command as a window keeps it. Every command of a busy window is one of
+ * these written to fresh memory, so it is kept small: what a reply updates
+ * sits together at the end. */
 typedef struct {
     /* The shape registry entry it is accounted to ("<other>" past
      * --max-shapes) and the four key parts, which point into that entry;
@@ -83,37 +95,52 @@ typedef struct {
     const char *collection;
     const char *shape;
     uint64_t shape_hash; /* mt_shapes_hash() of the key */
-    mt_cmd_kind_t kind;
-    uint64_t start_ns;    /* when the request was forwarded */
-    uint64_t duration_ns; /* request to (first) reply */
-    uint64_t getmore_ns;  /* getMores on its cursor inside the window */
-    uint64_t docs;        /* documents returned, getMores on its cursor included */
-    bool replied;
-    bool ignored; /* mongotap:ignore comment or --ignore-ns: no detector looks at it */
+    uint64_t start_ns;   /* when the request was forwarded */
+    uint64_t query_hash; /* reads: filter, projection, sort, limit and skip, hashed */
 
     /* Lookups (mt_shape_lookup): each equality term's field path and a
      * hash of its value (mt_evidence_value_hash; an $in list: the order-free
      * sum over its elements). Values themselves are never kept, except the
-     * first term's with log_values. */
+     * first term's with log_values. Read them with mt_window_cmd_key() and
+     * mt_window_cmd_hash(). */
+    const char *const *keys; /* nterms paths in the arena, shared by lookups of one shape */
+    uint64_t hash;           /* term 0's */
+    const mt_window_lookup_more_t *more;
+    uint32_t list_len;
+    uint32_t bytes_in;     /* the request's size on the wire */
+    uint8_t kind;          /* mt_cmd_kind_t */
     uint8_t nterms;        /* 0: not a lookup */
     bool in_list;          /* the one term is an $in */
     bool single_statement; /* a write of exactly one statement (or one inserted document) */
+    bool ignored;          /* mongotap:ignore comment or --ignore-ns: no detector looks at it */
     uint8_t role;          /* MT_WINDOW_ROLE_*, once analysed */
-    uint32_t list_len;
-    uint16_t finding; /* 1-based index of the window's finding the role is in */
-    const char *keys[MT_SHAPE_LOOKUP_TERMS]; /* in the arena, while open */
-    uint64_t hashes[MT_SHAPE_LOOKUP_TERMS];
-    uint64_t query_hash;      /* reads: filter, projection, sort, limit and skip, hashed */
-    const uint8_t *value_doc; /* {"": value}, kept only with log_values */
-    uint32_t value_doc_len;
+    uint16_t finding;      /* 1-based index of the window's finding the role is in */
 
-    /* What /api/windows/ID shows of its exchange: sizes on the wire (its
-     * replies summed, saturating) and how it failed (ok: 0 or writeErrors). */
-    uint32_t bytes_in, bytes_out;
-    bool failed;
-    int32_t error_code;     /* 0 when none was given */
+    /* Set by its replies: what /api/windows/ID shows of its exchange (the
+     * replies' size summed, saturating) and how it failed (ok: 0 or
+     * writeErrors). */
+    uint64_t duration_ns;   /* request to (first) reply */
+    uint64_t getmore_ns;    /* getMores on its cursor inside the window */
+    uint64_t docs;          /* documents returned, getMores on its cursor included */
     const char *error_name; /* codeName, in the arena, or NULL */
+    uint32_t bytes_out;
+    int32_t error_code; /* 0 when none was given */
+    bool replied;
+    bool failed;
 } mt_window_cmd_t;
+
+/* Lookup term t's field path (NULL once the window is trimmed) and value
+ * hash. */
+static inline const char *mt_window_cmd_key(const mt_window_cmd_t *c, unsigned t)
+{
+    return c->keys && t < c->nterms ? c->keys[t] : NULL;
+}
+static inline uint64_t mt_window_cmd_hash(const mt_window_cmd_t *c, unsigned t)
+{
+    if (t == 0)
+        return c->hash;
+    return c->more && t < c->nterms ? c->more->hashes[t - 1] : 0;
+}
 
 enum { MT_WINDOW_ROLE_NONE = 0, MT_WINDOW_ROLE_PARENT, MT_WINDOW_ROLE_CHILD };
 const char *mt_window_role_str(uint8_t role);
@@ -175,7 +202,7 @@ struct mt_window {
      * previous record, which is cold by the time the next command comes. */
     uint64_t keys_shape_hash;
     uint8_t keys_nterms;
-    const char *keys[MT_SHAPE_LOOKUP_TERMS];
+    const char *const *keys;
 
     uint8_t *ev;
     size_t ev_len, ev_cap;

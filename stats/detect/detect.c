@@ -190,7 +190,7 @@ bool mt__detect_key_term(const mt_window_t *w, const uint32_t *kids, size_t n, u
 
     for (unsigned t = 0; t < f->nterms; t++)
         for (size_t k = 1; k < n; k++)
-            if (w->cmds[kids[k]].hashes[t] != f->hashes[t]) {
+            if (mt_window_cmd_hash(&w->cmds[kids[k]], t) != mt_window_cmd_hash(f, t)) {
                 varying |= 1u << t;
                 nvar++;
                 break;

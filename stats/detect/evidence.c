@@ -71,7 +71,7 @@ bool mt_evidence_init(mt_evidence_t *ev, mt_detect_ctx_t *ctx, const uint32_t *k
     memset(ev->table, 0xFF, ev->tcap * sizeof *ev->table);
     for (size_t k = 0; k < nkids; k++) {
         const mt_window_cmd_t *c = &w->cmds[kids[k]];
-        uint64_t h = c->hashes[term];
+        uint64_t h = mt_window_cmd_hash(c, term);
         size_t i = (size_t)(h & (ev->tcap - 1));
         while (ev->table[i] >= 0 && ev->hashes[ev->table[i]] != h)
             i = (i + 1) & (ev->tcap - 1);
@@ -268,7 +268,7 @@ static void probe_doc(mt_evidence_t *ev, size_t idx, bson_iter_t *it)
     char path[MT_DETECT_FIELD_MAX];
     if (idx >= ev->nkids)
         return;
-    ev->probe_hash = ev->w->cmds[ev->kids[idx]].hashes[ev->term];
+    ev->probe_hash = mt_window_cmd_hash(&ev->w->cmds[ev->kids[idx]], ev->term);
     ev->probe_hit = false;
     path[0] = '\0';
     walk_doc(ev, it, 1, path, 0);

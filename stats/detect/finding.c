@@ -21,7 +21,7 @@ void mt_finding_suggestion(const mt_window_t *w, const mt_detect_result_t *r, ch
     const mt_window_cmd_t *c = &w->cmds[r->first_child];
     mt_suggest_args_t a = {
         .collection = c->collection,
-        .key = r->has_key ? c->keys[r->key_term] : NULL,
+        .key = r->has_key ? mt_window_cmd_key(c, r->key_term) : NULL,
         .field = r->high && r->field[0] ? r->field : NULL,
         .distinct = r->distinct,
         .count = r->count,
@@ -96,7 +96,7 @@ void mt_finding_bson(const mt_window_t *w, const mt_detect_result_t *r, const ch
 
     BSON_APPEND_DOCUMENT_BEGIN(out, "children", &sub);
     mt_finding_shape_fields(&sub, c->db, c->collection, c->command, c->shape);
-    mt_finding_str_or_null(&sub, "key", r->has_key ? c->keys[r->key_term] : NULL);
+    mt_finding_str_or_null(&sub, "key", r->has_key ? mt_window_cmd_key(c, r->key_term) : NULL);
     if (r->constant_terms) {
         BSON_APPEND_ARRAY_BEGIN(&sub, "constant_keys", &arr);
         uint32_t n = 0;
@@ -106,7 +106,7 @@ void mt_finding_bson(const mt_window_t *w, const mt_detect_result_t *r, const ch
             if (!(r->constant_terms & (1u << t)))
                 continue;
             bson_uint32_to_string(n++, &kp, k, sizeof k);
-            BSON_APPEND_UTF8(&arr, kp, c->keys[t]);
+            BSON_APPEND_UTF8(&arr, kp, mt_window_cmd_key(c, t));
         }
         bson_append_array_end(&sub, &arr);
     }
@@ -135,7 +135,8 @@ void mt_finding_bson(const mt_window_t *w, const mt_detect_result_t *r, const ch
             const mt_window_cmd_t *k = &w->cmds[r->samples[i]];
             bson_t vdoc;
             bson_iter_t it;
-            if (!k->value_doc || !bson_init_static(&vdoc, k->value_doc, k->value_doc_len) ||
+            if (!k->more || !k->more->value_doc ||
+                !bson_init_static(&vdoc, k->more->value_doc, k->more->value_doc_len) ||
                 !bson_iter_init(&it, &vdoc) || !bson_iter_next(&it))
                 continue;
             char key[16];

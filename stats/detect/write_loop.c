@@ -89,7 +89,8 @@ static void distinct_values(const mt_window_t *w, const uint32_t *kids, size_t n
     for (size_t k = 0; k < nk; k++) {
         bool seen = false;
         for (size_t j = 0; j < k && !seen; j++)
-            seen = w->cmds[kids[j]].hashes[term] == w->cmds[kids[k]].hashes[term];
+            seen = mt_window_cmd_hash(&w->cmds[kids[j]], term) ==
+                   mt_window_cmd_hash(&w->cmds[kids[k]], term);
         if (!seen) {
             if (r->nsamples < MT_DETECT_SAMPLES)
                 r->samples[r->nsamples++] = kids[k];

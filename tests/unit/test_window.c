@@ -373,6 +373,7 @@ Test(window, lookups_of_one_shape_share_their_key_paths)
     cr_assert_eq(w->cmds[1].nterms, 0, "{} is no lookup");
     cr_assert_eq(w->cmds[2].keys[0], w->cmds[0].keys[0],
                  "shared across a command of another shape");
+    cr_assert_eq(w->cmds[2].keys, w->cmds[0].keys, "one array of paths");
     cr_assert_str_eq(w->cmds[3].keys[0], "b");
     cr_assert_str_eq(w->cmds[4].keys[0], "a");
     cr_assert_eq(w->cmds[4].nterms, 1);
