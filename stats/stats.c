@@ -146,15 +146,15 @@ static void finding_event(const mt_window_t *w, const mt_detect_result_t *r, con
     ev->type = r->type;
     if (r->has_parent) {
         const mt_window_cmd_t *p = &w->cmds[r->parent];
-        ev->key[MT_PK_PARENT_DB] = p->db;
-        ev->key[MT_PK_PARENT_COLLECTION] = p->collection;
-        ev->key[MT_PK_PARENT_COMMAND] = p->command;
-        ev->key[MT_PK_PARENT_SHAPE] = p->shape;
+        ev->key[MT_PK_PARENT_DB] = mt_window_cmd_db(p);
+        ev->key[MT_PK_PARENT_COLLECTION] = mt_window_cmd_collection(p);
+        ev->key[MT_PK_PARENT_COMMAND] = mt_window_cmd_command(p);
+        ev->key[MT_PK_PARENT_SHAPE] = mt_window_cmd_shape(p);
     }
-    ev->key[MT_PK_CHILD_DB] = c->db;
-    ev->key[MT_PK_CHILD_COLLECTION] = c->collection;
-    ev->key[MT_PK_CHILD_COMMAND] = c->command;
-    ev->key[MT_PK_CHILD_SHAPE] = c->shape;
+    ev->key[MT_PK_CHILD_DB] = mt_window_cmd_db(c);
+    ev->key[MT_PK_CHILD_COLLECTION] = mt_window_cmd_collection(c);
+    ev->key[MT_PK_CHILD_COMMAND] = mt_window_cmd_command(c);
+    ev->key[MT_PK_CHILD_SHAPE] = mt_window_cmd_shape(c);
     ev->key[MT_PK_CHILD_KEY] = r->has_key ? mt_window_cmd_key(c, r->key_term) : NULL;
     ev->key[MT_PK_FIELD] = r->high && r->field[0] ? r->field : NULL;
     ev->high = r->high;
@@ -175,14 +175,15 @@ static void finding_summary(const mt_window_t *w, const mt_detect_result_t *r, c
 
     if (r->has_parent) {
         const mt_window_cmd_t *p = &w->cmds[r->parent];
-        snprintf(parent, sizeof parent, "%s.%s %s (%llu docs) -> ", p->db, p->collection,
-                 p->command, (unsigned long long)r->parent_docs);
+        snprintf(parent, sizeof parent, "%s.%s %s (%llu docs) -> ", mt_window_cmd_db(p),
+                 mt_window_cmd_collection(p), mt_window_cmd_command(p),
+                 (unsigned long long)r->parent_docs);
     }
     snprintf(out, cap, "%s %s (%s confidence): %s%llu x %s.%s %s%s%s, window %llu: %s", id,
              mt_finding_type_str(r->type), r->high ? "high" : "medium", parent,
-             (unsigned long long)r->count, c->db, c->collection, c->command,
-             r->high && r->field[0] ? " via field " : "", r->high ? r->field : "",
-             (unsigned long long)w->id, sugg);
+             (unsigned long long)r->count, mt_window_cmd_db(c), mt_window_cmd_collection(c),
+             mt_window_cmd_command(c), r->high && r->field[0] ? " via field " : "",
+             r->high ? r->field : "", (unsigned long long)w->id, sugg);
 }
 
 /* A window closed: analyse it and keep what was found. */

@@ -249,17 +249,6 @@ void mt_window_add_evidence(mt_window_t *w, uint32_t idx, const uint8_t *array, 
     w->nsegs++;
 }
 
-/* What a closed window shows of a command past --max-shapes: the entry's
- * key, named by the command's kind. */
-static void forget_real_key(mt_window_cmd_t *c)
-{
-    static const char other[] = MT_SHAPES_OTHER;
-    c->db = c->entry ? c->entry->db : "";
-    c->collection = c->entry ? c->entry->collection : "";
-    c->shape = c->entry ? c->entry->shape : other;
-    c->command = c->kind == MT_CMD_OTHER ? "" : mt_cmd_kind_str(c->kind);
-}
-
 static void arena_free(mt_window_t *w)
 {
     mt_window_block_t *b = w->arena;
@@ -314,8 +303,7 @@ void mt_window_trim(mt_window_t *w)
         mt_window_cmd_t *c = &w->cmds[i];
         c->keys = NULL;
         c->more = NULL;
-        if (!c->entry || c->entry->overflow)
-            forget_real_key(c);
+        c->own = NULL; /* past --max-shapes: "<other>", named by its kind */
     }
     arena_free(w);
     w->keys = NULL;
@@ -515,7 +503,7 @@ static bool contains(const char *hay, const char *needle)
 static bool cmd_ns_contains(const mt_window_cmd_t *c, const char *needle)
 {
     char ns[MT_CMD_NS_MAX + 2];
-    bson_snprintf(ns, sizeof ns, "%s.%s", c->db, c->collection);
+    bson_snprintf(ns, sizeof ns, "%s.%s", mt_window_cmd_db(c), mt_window_cmd_collection(c));
     return contains(ns, needle);
 }
 
@@ -536,12 +524,13 @@ static bool any_cmd(const mt_window_t *w, const char *needle,
 
 static bool cmd_shape_contains(const mt_window_cmd_t *c, const char *needle)
 {
-    return contains(c->shape, needle);
+    return contains(mt_window_cmd_shape(c), needle);
 }
 
 static bool cmd_text_contains(const mt_window_cmd_t *c, const char *needle)
 {
-    return contains(c->command, needle) || cmd_ns_contains(c, needle) || contains(c->shape, needle);
+    return contains(mt_window_cmd_command(c), needle) || cmd_ns_contains(c, needle) ||
+           contains(mt_window_cmd_shape(c), needle);
 }
 
 static bool set(const char *s)
@@ -603,10 +592,10 @@ static void cmd_bson(const mt_window_t *w, uint32_t i, bson_t *c)
     uint64_t offset = m->start_ns > w->started_ns ? m->start_ns - w->started_ns : 0;
 
     BSON_APPEND_INT32(c, "index", (int32_t)i);
-    BSON_APPEND_UTF8(c, "command", m->command);
-    BSON_APPEND_UTF8(c, "db", m->db);
-    BSON_APPEND_UTF8(c, "collection", m->collection);
-    BSON_APPEND_UTF8(c, "shape", m->shape);
+    BSON_APPEND_UTF8(c, "command", mt_window_cmd_command(m));
+    BSON_APPEND_UTF8(c, "db", mt_window_cmd_db(m));
+    BSON_APPEND_UTF8(c, "collection", mt_window_cmd_collection(m));
+    BSON_APPEND_UTF8(c, "shape", mt_window_cmd_shape(m));
     BSON_APPEND_DOUBLE(c, "offset_ms", mt_json_ms(offset));
     BSON_APPEND_DOUBLE(c, "duration_ms", mt_json_ms(m->duration_ns + m->getmore_ns));
     BSON_APPEND_INT64(c, "docs", (int64_t)m->docs);
@@ -669,8 +658,8 @@ static void namespaces_bson(const mt_window_t *w, bson_t *doc)
         const mt_window_cmd_t *c = &w->cmds[i];
         bool known = false;
         for (uint32_t j = 0; j < n && !known; j++)
-            known =
-                strcmp(seen[j]->db, c->db) == 0 && strcmp(seen[j]->collection, c->collection) == 0;
+            known = strcmp(mt_window_cmd_db(seen[j]), mt_window_cmd_db(c)) == 0 &&
+                    strcmp(mt_window_cmd_collection(seen[j]), mt_window_cmd_collection(c)) == 0;
         if (known)
             continue;
         if (n == SUMMARY_NAMESPACES) {
@@ -678,10 +667,10 @@ static void namespaces_bson(const mt_window_t *w, bson_t *doc)
             break;
         }
         seen[n] = c;
-        if (*c->collection)
-            bson_snprintf(ns, sizeof ns, "%s.%s", c->db, c->collection);
+        if (*mt_window_cmd_collection(c))
+            bson_snprintf(ns, sizeof ns, "%s.%s", mt_window_cmd_db(c), mt_window_cmd_collection(c));
         else
-            bson_snprintf(ns, sizeof ns, "%s", c->db);
+            bson_snprintf(ns, sizeof ns, "%s", mt_window_cmd_db(c));
         const char *key = index_key(n++, k);
         BSON_APPEND_UTF8(&arr, key, ns);
     }
@@ -1271,18 +1260,18 @@ int mt_window_record(mt_window_reg_t *reg, mt_window_t *w, const mt_cmd_view_t *
     wc.shape_hash = shape_hash;
     wc.entry = entry;
     if (entry && !entry->overflow) {
-        wc.db = entry->db;
-        wc.collection = entry->collection;
-        wc.shape = entry->shape;
-        wc.command = cmd->kind == MT_CMD_GETMORE ? "getMore" : entry->command;
     } else {
         /* Past the shape bound the registry entry is "<other>": keep the
          * real key in the window so the detector can still group by it. */
-        wc.db = mt_window_strdup(w, cmd->db ? cmd->db : "", 0);
-        wc.collection = mt_window_strdup(w, cmd->collection ? cmd->collection : "", 0);
-        wc.command = mt_window_strdup(w, cmd->name, 0);
-        wc.shape = mt_window_strdup(w, shape, 0);
-        if (!wc.db || !wc.collection || !wc.command || !wc.shape) {
+        mt_window_names_t *own = arena_alloc(w, sizeof *own);
+        if (own) {
+            own->db = mt_window_strdup(w, cmd->db ? cmd->db : "", 0);
+            own->collection = mt_window_strdup(w, cmd->collection ? cmd->collection : "", 0);
+            own->command = mt_window_strdup(w, cmd->name, 0);
+            own->shape = mt_window_strdup(w, shape, 0);
+        }
+        wc.own = own;
+        if (!own || !own->db || !own->collection || !own->command || !own->shape) {
             w->total_cmds++;
             return -1;
         }

@@ -80,20 +80,26 @@ typedef struct {
     uint32_t value_doc_len;
 } mt_window_lookup_more_t;
 
+/* A command's key parts, for a command past --max-shapes while its window
+ * is open (in the arena). */
+typedef struct {
+    const char *command;
+    const char *db;
+    const char *collection;
+    const char *shape;
+} mt_window_names_t;
+
 /* A command as a window keeps it. Every command of a busy window is one of
  * these written to fresh memory, so it is kept small: what a reply updates
  * sits together at the end. */
 typedef struct {
     /* The shape registry entry it is accounted to ("<other>" past
-     * --max-shapes) and the four key parts, which point into that entry;
-     * past --max-shapes they point into the window's arena while the window
-     * is open, so that the detectors see the real key, and into the entry
-     * once it is closed (see mt_window_trim). */
+     * --max-shapes), which names its key parts; past --max-shapes the
+     * window's own copy does while the window is open, so that the
+     * detectors see the real key (see mt_window_trim). Read them with
+     * mt_window_cmd_command() and the others below. */
     const mt_shape_entry_t *entry;
-    const char *command;
-    const char *db;
-    const char *collection;
-    const char *shape;
+    const mt_window_names_t *own;
     uint64_t shape_hash; /* mt_shapes_hash() of the key */
     uint64_t start_ns;   /* when the request was forwarded */
     uint64_t query_hash; /* reads: filter, projection, sort, limit and skip, hashed */
@@ -128,6 +134,30 @@ typedef struct {
     bool replied;
     bool failed;
 } mt_window_cmd_t;
+
+/* A command's key parts: its own while it has them, else its entry's (a
+ * getMore is "getMore" in its cursor's entry; past --max-shapes, once
+ * trimmed, "<other>" named by its kind). */
+static inline const char *mt_window_cmd_command(const mt_window_cmd_t *c)
+{
+    if (c->own)
+        return c->own->command;
+    if (c->entry && !c->entry->overflow)
+        return c->kind == MT_CMD_GETMORE ? "getMore" : c->entry->command;
+    return c->kind == MT_CMD_OTHER ? "" : mt_cmd_kind_str((mt_cmd_kind_t)c->kind);
+}
+static inline const char *mt_window_cmd_db(const mt_window_cmd_t *c)
+{
+    return c->own ? c->own->db : c->entry ? c->entry->db : "";
+}
+static inline const char *mt_window_cmd_collection(const mt_window_cmd_t *c)
+{
+    return c->own ? c->own->collection : c->entry ? c->entry->collection : "";
+}
+static inline const char *mt_window_cmd_shape(const mt_window_cmd_t *c)
+{
+    return c->own ? c->own->shape : c->entry ? c->entry->shape : MT_SHAPES_OTHER;
+}
 
 /* Lookup term t's field path (NULL once the window is trimmed) and value
  * hash. */

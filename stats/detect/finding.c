@@ -20,13 +20,13 @@ void mt_finding_suggestion(const mt_window_t *w, const mt_detect_result_t *r, ch
 {
     const mt_window_cmd_t *c = &w->cmds[r->first_child];
     mt_suggest_args_t a = {
-        .collection = c->collection,
+        .collection = mt_window_cmd_collection(c),
         .key = r->has_key ? mt_window_cmd_key(c, r->key_term) : NULL,
         .field = r->high && r->field[0] ? r->field : NULL,
         .distinct = r->distinct,
         .count = r->count,
-        .command = c->command,
-        .shape = c->shape,
+        .command = mt_window_cmd_command(c),
+        .shape = mt_window_cmd_shape(c),
         .in_lists = r->in_lists,
     };
     mt_suggest(r->type, w->driver, &a, out, cap);
@@ -86,7 +86,8 @@ void mt_finding_bson(const mt_window_t *w, const mt_detect_result_t *r, const ch
     if (r->has_parent) {
         const mt_window_cmd_t *p = &w->cmds[r->parent];
         BSON_APPEND_DOCUMENT_BEGIN(out, "parent", &sub);
-        mt_finding_shape_fields(&sub, p->db, p->collection, p->command, p->shape);
+        mt_finding_shape_fields(&sub, mt_window_cmd_db(p), mt_window_cmd_collection(p),
+                                mt_window_cmd_command(p), mt_window_cmd_shape(p));
         BSON_APPEND_INT64(&sub, "docs_returned", (int64_t)r->parent_docs);
         BSON_APPEND_DOUBLE(&sub, "duration_ms", mt_json_ms(r->parent_ns));
         bson_append_document_end(out, &sub);
@@ -95,7 +96,8 @@ void mt_finding_bson(const mt_window_t *w, const mt_detect_result_t *r, const ch
     }
 
     BSON_APPEND_DOCUMENT_BEGIN(out, "children", &sub);
-    mt_finding_shape_fields(&sub, c->db, c->collection, c->command, c->shape);
+    mt_finding_shape_fields(&sub, mt_window_cmd_db(c), mt_window_cmd_collection(c),
+                            mt_window_cmd_command(c), mt_window_cmd_shape(c));
     mt_finding_str_or_null(&sub, "key", r->has_key ? mt_window_cmd_key(c, r->key_term) : NULL);
     if (r->constant_terms) {
         BSON_APPEND_ARRAY_BEGIN(&sub, "constant_keys", &arr);

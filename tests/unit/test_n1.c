@@ -988,3 +988,43 @@ Test(n1, ignore_ns_children_parent_database_or_elsewhere)
     cr_assert_eq(findings_with_ignore_ns("tvguide.chan"), 1, "not a prefix match");
     cr_assert_eq(findings_with_ignore_ns("tv.*"), 1, "not a prefix of the database");
 }
+
+/* Past --max-shapes the children are accounted under "<other>", yet the
+ * detector sees their real key while the window is open; once closed, the
+ * window shows them as the "<other>" entry, named by their kind. */
+Test(n1, children_past_max_shapes_keep_their_key_until_the_window_closes)
+{
+    mt_stats_config_t cfg;
+    teardown();
+    mt_stats_config_defaults(&cfg);
+    cfg.max_shapes = 1;
+    cfg.on_finding = sc_on_finding;
+    cfg.on_finding_data = &seen;
+    memset(&seen, 0, sizeof seen);
+    st = mt_stats_new(&cfg, sc_now);
+    cr_assert_not_null(st);
+
+    sc_conn_t k = sc_open(st, 1, "127.0.0.1:1");
+    send_parent(&k, 50, 20, REF_PLAIN, NULL);
+    send_lookups(&k, 0, 50, 20, REF_PLAIN, NULL);
+    const mt_window_cmd_t *child = &k.c->window->cmds[1];
+    cr_assert(child->entry && child->entry->overflow);
+    cr_assert_str_eq(mt_window_cmd_collection(child), "channel");
+    cr_assert_str_eq(mt_window_cmd_shape(child), "{\"_id\": \"?\"}");
+    settle();
+
+    cr_assert_eq(seen.count, 1);
+    bson_t *f = sc_parse(seen.last);
+    cr_assert_str_eq(sc_str(f, "children.collection"), "channel");
+    cr_assert_str_eq(sc_str(f, "children.shape"), "{\"_id\": \"?\"}");
+    cr_assert_str_eq(sc_str(f, "field"), "channel");
+    bson_destroy(f);
+    char *json = mt_stats_windows_json(st, 0, false, NULL);
+    bson_t *doc = sc_parse(json);
+    cr_assert_str_eq(sc_str(doc, "windows.0.commands.0.collection"), "show");
+    cr_assert_str_eq(sc_str(doc, "windows.0.commands.1.shape"), "<other>");
+    cr_assert_str_eq(sc_str(doc, "windows.0.commands.1.command"), "find");
+    bson_destroy(doc);
+    bson_free(json);
+    sc_close(&k);
+}

@@ -15,6 +15,9 @@
 
 static mt_stats_t *st;
 
+/* The key of the commands added to a window directly. */
+static const mt_window_names_t find_names = {"find", "d", "c", "{}"};
+
 static void setup_gap_max(uint64_t gap_ms, uint64_t max_ms)
 {
     mt_stats_config_t cfg;
@@ -469,8 +472,7 @@ Test(window, evidence_is_bounded_and_budgeted)
     mt_window_reg_init(&reg, &rules);
     mt_window_t *w = mt_window_reg_open(&reg, 1, NULL, NULL, sc_now, 0, "a", "", "");
     cr_assert_not_null(w);
-    mt_window_cmd_t c = {
-        .command = "find", .db = "d", .collection = "c", .shape = "{}", .kind = MT_CMD_FIND};
+    mt_window_cmd_t c = {.own = &find_names, .kind = MT_CMD_FIND};
     int idx = mt_window_add_cmd(w, &c);
     cr_assert_eq(idx, 0);
     cr_assert_eq(reg.budget.cmds, 1);
@@ -510,8 +512,7 @@ Test(window, evidence_keeps_long_top_level_values_as_hashes)
     mt_window_rules_t rules = {.gap_ns = 100 * MS, .max_ns = 30000 * MS};
     mt_window_reg_init(&reg, &rules);
     mt_window_t *w = mt_window_reg_open(&reg, 1, NULL, NULL, sc_now, 0, "a", "", "");
-    mt_window_cmd_t c = {
-        .command = "find", .db = "d", .collection = "c", .shape = "{}", .kind = MT_CMD_FIND};
+    mt_window_cmd_t c = {.own = &find_names, .kind = MT_CMD_FIND};
     mt_window_add_cmd(w, &c);
     char text[101];
     memset(text, 't', 100);
@@ -903,8 +904,7 @@ Test(window, windows_of_kept_findings_outlive_the_last_n)
 static mt_window_t *closed_window(mt_window_reg_t *reg, uint32_t n, uint64_t pin)
 {
     mt_window_t *w = mt_window_reg_open(reg, 1, NULL, NULL, sc_now, 0, "a", "", "");
-    mt_window_cmd_t c = {
-        .command = "find", .db = "d", .collection = "c", .shape = "{}", .kind = MT_CMD_FIND};
+    mt_window_cmd_t c = {.own = &find_names, .kind = MT_CMD_FIND};
     for (uint32_t i = 0; i < n; i++)
         mt_window_add_cmd(w, &c);
     mt_window_reg_detach(reg, w, sc_now);
