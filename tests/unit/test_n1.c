@@ -195,6 +195,20 @@ static bson_t *only_finding(void)
     return doc;
 }
 
+/* The newest finding's evidence: its confidence, field (NULL: null) and
+ * the children whose values were found there. */
+static void assert_evidence(const char *confidence, const char *field, int64_t matched)
+{
+    bson_t *f = sc_parse(seen.last);
+    cr_assert_str_eq(sc_str(f, "confidence"), confidence, "%s", seen.last);
+    if (field)
+        cr_assert_str_eq(sc_str(f, "field"), field, "%s", seen.last);
+    else
+        cr_assert(sc_is_null(f, "field"), "%s", seen.last);
+    cr_assert_eq(sc_int(f, "matched"), matched, "%s", seen.last);
+    bson_destroy(f);
+}
+
 TestSuite(n1, .init = setup, .fini = teardown);
 
 Test(n1, tvguide_finding_field_by_field)
@@ -469,11 +483,7 @@ ParameterizedTest(layout_case_t *c, n1, field_paths)
     send_lookups(&k, 0, 40, 40, c->layout, NULL);
     settle();
     cr_assert_eq(seen.count, 1);
-    bson_t *f = sc_parse(seen.last);
-    cr_assert_str_eq(sc_str(f, "confidence"), "high");
-    cr_assert_str_eq(sc_str(f, "field"), c->field);
-    cr_assert_eq(sc_int(f, "matched"), 40);
-    bson_destroy(f);
+    assert_evidence("high", c->field, 40);
     sc_close(&k);
 }
 
@@ -484,11 +494,7 @@ Test(n1, values_not_in_parent_give_medium)
     send_lookups(&k, 0, 50, 20, REF_NONE, NULL);
     settle();
     cr_assert_eq(seen.count, 1);
-    bson_t *f = sc_parse(seen.last);
-    cr_assert_str_eq(sc_str(f, "confidence"), "medium");
-    cr_assert(sc_is_null(f, "field"));
-    cr_assert_eq(sc_int(f, "matched"), 0);
-    bson_destroy(f);
+    assert_evidence("medium", NULL, 0);
     bson_t *all = only_finding();
     cr_assert(sc_is_null(all, "patterns.0.field"));
     bson_destroy(all);
@@ -506,11 +512,7 @@ Test(n1, long_string_and_binary_references_are_found)
         send_lookups(&k, 0, 50, 20, layouts[l], NULL);
         settle();
         cr_assert_eq(seen.count, (int)l + 1);
-        bson_t *f = sc_parse(seen.last);
-        cr_assert_str_eq(sc_str(f, "confidence"), "high", "layout %zu", l);
-        cr_assert_str_eq(sc_str(f, "field"), "channel");
-        cr_assert_eq(sc_int(f, "matched"), 50);
-        bson_destroy(f);
+        assert_evidence("high", "channel", 50);
         sc_close(&k);
     }
 }
@@ -549,10 +551,9 @@ Test(n1, partly_explained_values_stay_medium)
     settle();
     /* Two shapes? No: both are {_id: ?} on channel, one group of 50. */
     cr_assert_eq(seen.count, 1);
+    assert_evidence("medium", NULL, 30);
     bson_t *f = sc_parse(seen.last);
     cr_assert_eq(sc_int(f, "children.count"), 50);
-    cr_assert_str_eq(sc_str(f, "confidence"), "medium");
-    cr_assert_eq(sc_int(f, "matched"), 30);
     bson_destroy(f);
     sc_close(&k);
 }
@@ -905,11 +906,7 @@ Test(n1, two_fields_into_one_collection_told_apart_by_order)
                      sc_one_doc_reply("tvguide.channel", (i + 3) % 10), 500 * US);
     settle();
     cr_assert_eq(seen.count, 1);
-    bson_t *f = sc_parse(seen.last);
-    cr_assert_str_eq(sc_str(f, "confidence"), "high");
-    cr_assert_str_eq(sc_str(f, "field"), "editor.ref");
-    cr_assert_eq(sc_int(f, "matched"), 30);
-    bson_destroy(f);
+    assert_evidence("high", "editor.ref", 30);
     sc_close(&k);
 }
 
