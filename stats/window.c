@@ -111,76 +111,6 @@ int mt_window_add_cmd(mt_window_t *w, const mt_window_cmd_t *cmd)
     return (int)w->ncmds++;
 }
 
-static bool ev_hashed(const mt_bson_elem_t *e)
-{
-    if (e->type == BSON_TYPE_UTF8)
-        return e->value_len > MT_WINDOW_EV_INLINE;
-    return e->type == BSON_TYPE_BINARY &&
-           (e->value_len > MT_WINDOW_EV_INLINE || e->value[4] == MT_WINDOW_EV_HASHED);
-}
-
-/* An element kept as its value's hash: type, key, int32 8, subtype, hash. */
-#define EV_HASHED_VALUE (4 + 1 + 8)
-
-/* How long a returned document is as evidence (see MT_WINDOW_EV_INLINE);
- * *hashes tells whether any of its values is kept as a hash. */
-static uint32_t ev_doc_len(const uint8_t *doc, uint32_t len, bool *hashes)
-{
-    mt_bson_iter_t it;
-    mt_bson_elem_t e;
-    mt_bson_step_t step;
-    uint32_t out = 4 + 1;
-
-    *hashes = false;
-    if (!mt_bson_iter_init(&it, doc, len))
-        return len;
-    while ((step = mt_bson_iter_next(&it, &e)) == MT_BSON_ELEM) {
-        if (ev_hashed(&e)) {
-            out += 1 + e.key_len + 1 + EV_HASHED_VALUE;
-            *hashes = true;
-        } else {
-            out += (uint32_t)(e.value + e.value_len - ((const uint8_t *)e.key - 1));
-        }
-    }
-    if (step != MT_BSON_END) /* kept as it came */
-        *hashes = false;
-    return *hashes ? out : len;
-}
-
-/* Writes doc as evidence into out (ev_doc_len() bytes). */
-static void ev_doc_write(uint8_t *out, uint32_t out_len, bool hashes, const uint8_t *doc,
-                         uint32_t len)
-{
-    mt_bson_iter_t it;
-    mt_bson_elem_t e;
-    uint8_t *p = out + 4;
-
-    if (!hashes || !mt_bson_iter_init(&it, doc, len)) {
-        memcpy(out, doc, len);
-        return;
-    }
-    while (mt_bson_iter_next(&it, &e) == MT_BSON_ELEM) {
-        const uint8_t *start = (const uint8_t *)e.key - 1; /* the type byte */
-        if (!ev_hashed(&e)) {
-            size_t n = (size_t)(e.value + e.value_len - start);
-            memcpy(p, start, n);
-            p += n;
-            continue;
-        }
-        uint64_t h = mt_bson_value_hash(e.type, e.value, e.value_len);
-        *p++ = BSON_TYPE_BINARY;
-        memcpy(p, e.key, e.key_len + 1);
-        p += e.key_len + 1;
-        mt_wire_put_le32(p, 8);
-        p[4] = MT_WINDOW_EV_HASHED;
-        mt_wire_put_le32(p + 5, (uint32_t)h);
-        mt_wire_put_le32(p + 9, (uint32_t)(h >> 32));
-        p += EV_HASHED_VALUE;
-    }
-    *p = '\0';
-    mt_wire_put_le32(out, out_len);
-}
-
 void mt_window_add_evidence(mt_window_t *w, uint32_t idx, const uint8_t *array, uint32_t len)
 {
     mt_bson_iter_t it;
@@ -195,8 +125,8 @@ void mt_window_add_evidence(mt_window_t *w, uint32_t idx, const uint8_t *array, 
             break;
         if (e.type != BSON_TYPE_DOCUMENT)
             continue;
-        bool hashes;
-        uint32_t dlen = ev_doc_len(e.value, e.value_len, &hashes);
+        uint32_t dlen = e.value_len;
+        const uint8_t *doc = e.value;
         if (w->ev_len + dlen > MT_WINDOW_EVIDENCE_BYTES ||
             (w->budget && w->budget->ev_bytes + dlen > MT_WINDOW_TOTAL_EVIDENCE))
             break;
@@ -212,7 +142,7 @@ void mt_window_add_evidence(mt_window_t *w, uint32_t idx, const uint8_t *array, 
             w->ev = p;
             w->ev_cap = cap;
         }
-        ev_doc_write(w->ev + w->ev_len, dlen, hashes, e.value, e.value_len);
+        memcpy(w->ev + w->ev_len, doc, dlen);
         w->ev_len += dlen;
         w->ev_docs++;
         if (w->budget)

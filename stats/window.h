@@ -32,13 +32,6 @@
 #define MT_WINDOW_EVIDENCE_DOCS 20000
 #define MT_WINDOW_EVIDENCE_BYTES (8 * 1024 * 1024)
 #define MT_WINDOW_CLOSED_COMMANDS 1000
-/* Evidence keeps what the search compares, values by their hash (SPEC 5a):
- * a top-level string or binary of more than MT_WINDOW_EV_INLINE value bytes
- * is kept as its mt_bson_value_hash(), a binary of subtype
- * MT_WINDOW_EV_HASHED holding the 8 bytes little-endian (a binary of that
- * subtype from the wire is kept as its hash too, so none is mistaken). */
-#define MT_WINDOW_EV_INLINE 32
-#define MT_WINDOW_EV_HASHED 0x80
 /* Closed windows kept (--keep-windows): the last N, plus older ones whose
  * findings are still kept. Together they hold at most
  * MT_WINDOW_CLOSED_TOTAL_COMMANDS commands; past it the oldest windows give

@@ -20,22 +20,6 @@ uint64_t mt_evidence_value_hash(const bson_iter_t *it)
     return mt_bson_value_hash((uint8_t)bson_iter_type(it), it->raw + it->d1, it->next_off - it->d1);
 }
 
-/* A top-level value of a kept document: long ones are kept as their hash
- * (MT_WINDOW_EV_HASHED). */
-static uint64_t top_value_hash(const bson_iter_t *it)
-{
-    bson_subtype_t sub;
-    uint32_t len;
-    const uint8_t *data;
-
-    if (bson_iter_type(it) == BSON_TYPE_BINARY) {
-        bson_iter_binary(it, &sub, &len, &data);
-        if (sub == MT_WINDOW_EV_HASHED && len == 8)
-            return mt_wire_le32(data) | (uint64_t)mt_wire_le32(data + 4) << 32;
-    }
-    return mt_evidence_value_hash(it);
-}
-
 /* Evidence: which of the children's values appear in a parent's documents,
  * and under which field paths. */
 
@@ -197,8 +181,7 @@ static void walk_value(mt_evidence_t *ev, bson_iter_t *it, int depth, int adepth
             while (bson_iter_next(&child))
                 walk_value(ev, &child, depth, adepth + 1, path, plen);
     } else {
-        ev_hit(ev, depth == 1 && adepth == 0 ? top_value_hash(it) : mt_evidence_value_hash(it),
-               path);
+        ev_hit(ev, mt_evidence_value_hash(it), path);
     }
 }
 

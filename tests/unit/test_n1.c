@@ -21,7 +21,7 @@ typedef enum {
     REF_NONE,   /* the ids are nowhere in the parent */
     REF_STRING, /* {channel: "s3cr3t-<n>"}: string ids, for the values test */
     REF_LONG,   /* {channel: "<n>-...">}: 60-character string ids */
-    REF_BIN80,  /* {channel: BinData(0x80, 8 bytes)}: evidence's own marker, from the wire */
+    REF_BIN80,  /* {channel: BinData(0x80, 8 bytes)}: a user-defined binary subtype */
 } ref_layout_t;
 
 /* The id of channel n as REF_LONG and REF_BIN80 spell it. */
@@ -501,8 +501,8 @@ Test(n1, values_not_in_parent_give_medium)
     sc_close(&k);
 }
 
-/* Long strings are kept in the evidence as their hash: still found, under
- * their field; and a binary that looks like that hash is still a value. */
+/* References that are long strings or user-defined binaries are found
+ * under their field like any other value. */
 Test(n1, long_string_and_binary_references_are_found)
 {
     static const ref_layout_t layouts[] = {REF_LONG, REF_BIN80};

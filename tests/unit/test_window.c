@@ -7,10 +7,8 @@
  * windows of kept findings, the total command bound), and the /api/windows,
  * /api/windows/ID and /api/connections renderings.
  */
-#include "evidence.h"
 #include "stats_int.h"
 #include "window.h"
-#include "wire.h"
 #include "stats_test_util.h"
 
 static mt_stats_t *st;
@@ -441,8 +439,7 @@ Test(window, connections_show_their_open_window)
     bson_free(json);
 }
 
-/* An array of n documents {_id: i, pad: {s: <size bytes>}} (nested: kept
- * whole as evidence). */
+/* An array of n documents {_id: i, pad: <size bytes>}. */
 static bson_t *batch(uint32_t n, size_t pad)
 {
     char *s = malloc(pad + 1);
@@ -455,10 +452,7 @@ static bson_t *batch(uint32_t n, size_t pad)
         bson_uint32_to_string(i, &key, k, sizeof k);
         BSON_APPEND_DOCUMENT_BEGIN(arr, key, &d);
         BSON_APPEND_INT32(&d, "_id", (int32_t)i);
-        bson_t sub;
-        BSON_APPEND_DOCUMENT_BEGIN(&d, "pad", &sub);
-        BSON_APPEND_UTF8(&sub, "s", s);
-        bson_append_document_end(&d, &sub);
+        BSON_APPEND_UTF8(&d, "pad", s);
         bson_append_document_end(arr, &d);
     }
     free(s);
@@ -501,53 +495,6 @@ Test(window, evidence_is_bounded_and_budgeted)
     cr_assert_eq(reg.budget.ev_bytes, w->ev_len);
     mt_window_reg_clear(&reg);
     cr_assert_eq(reg.budget.ev_bytes, 0);
-    mt_window_reg_clear(&reg);
-}
-
-/* A top-level text of more than MT_WINDOW_EV_INLINE bytes is kept as its
- * hash: a 200-byte document with a 100-character string keeps 62 bytes. */
-Test(window, evidence_keeps_long_top_level_values_as_hashes)
-{
-    mt_window_reg_t reg;
-    mt_window_rules_t rules = {.gap_ns = 100 * MS, .max_ns = 30000 * MS};
-    mt_window_reg_init(&reg, &rules);
-    mt_window_t *w = mt_window_reg_open(&reg, 1, NULL, NULL, sc_now, 0, "a", "", "");
-    mt_window_cmd_t c = {.own = &find_names, .kind = MT_CMD_FIND};
-    mt_window_add_cmd(w, &c);
-    char text[101];
-    memset(text, 't', 100);
-    text[100] = '\0';
-    bson_t *arr = bson_new(), d;
-    BSON_APPEND_DOCUMENT_BEGIN(arr, "0", &d);
-    BSON_APPEND_INT32(&d, "_id", 7);
-    BSON_APPEND_UTF8(&d, "bio", text);
-    BSON_APPEND_UTF8(&d, "name", "short");
-    bson_append_document_end(arr, &d);
-    mt_window_add_evidence(w, 0, bson_get_data(arr), arr->len);
-
-    /* {_id: 7, bio: <hash>, name: "short"} */
-    uint32_t want = 4 + (1 + 4 + 4) + (1 + 4 + 4 + 1 + 8) + (1 + 5 + 4 + 6) + 1;
-    cr_assert_eq(w->ev_len, want);
-    bson_t kept;
-    bson_iter_t it;
-    cr_assert(bson_init_static(&kept, w->ev, w->ev_len));
-    cr_assert(bson_validate(&kept, BSON_VALIDATE_NONE, NULL));
-    cr_assert(bson_iter_init_find(&it, &kept, "bio") && BSON_ITER_HOLDS_BINARY(&it));
-    bson_subtype_t sub;
-    uint32_t len;
-    const uint8_t *data;
-    bson_iter_binary(&it, &sub, &len, &data);
-    cr_assert_eq(sub, MT_WINDOW_EV_HASHED);
-    cr_assert_eq(len, 8);
-    bson_iter_t src;
-    cr_assert(bson_iter_init_find(&src, arr, "0") && bson_iter_recurse(&src, &src) &&
-              bson_iter_find(&src, "bio"));
-    uint64_t h = mt_evidence_value_hash(&src);
-    cr_assert_eq(mt_wire_le32(data) | (uint64_t)mt_wire_le32(data + 4) << 32, h,
-                 "the value's hash, little-endian");
-    cr_assert(bson_iter_init_find(&it, &kept, "name") && BSON_ITER_HOLDS_UTF8(&it));
-    cr_assert_str_eq(bson_iter_utf8(&it, NULL), "short");
-    bson_destroy(arr);
     mt_window_reg_clear(&reg);
 }
 
