@@ -526,10 +526,10 @@ static void reply_windows(mt_stats_conn_t *c, const mt_pending_t *p, const mt_re
              * children may be a nested loop's parent). Another request in
              * flight in the window may be a parent whose reply is still to
              * come (a keyed window spans connections). */
-            if ((kind == MT_CMD_FIND || kind == MT_CMD_AGGREGATE) && r->batch) {
-                if (wc->docs >= st->cfg.n1_threshold || (r->has_cursor && r->cursor_id != 0))
+            if (kind == MT_CMD_FIND || kind == MT_CMD_AGGREGATE) {
+                if (wc->docs >= st->cfg.n1_threshold || r->cursor_id != 0)
                     w->big_read = true;
-                if (w->big_read || w->inflight > (p->inflight ? 1u : 0u))
+                if (r->batch && (w->big_read || w->inflight > (p->inflight ? 1u : 0u)))
                     mt_window_add_evidence(w, p->cmd_idx, r->batch, r->batch_len);
             }
         }
