@@ -288,6 +288,8 @@ static void give_back_evidence(mt_window_reg_t *reg, mt_window_t *w)
         w->arena = keep->next;
         mt_spares_put(&reg->spare_blocks, keep, keep->cap);
     }
+    if (w->ev)
+        reg->ev_hint = w->ev_cap;
     mt_spares_put(&reg->spare_ev, w->ev, w->ev_cap);
     mt_spares_put(&reg->spare_segs, w->segs, w->segs_cap * sizeof(*w->segs));
     w->ev = NULL;
@@ -330,7 +332,10 @@ static mt_window_t *window_new(mt_window_reg_t *reg)
     }
     if (w) {
         size_t cap = 0;
-        w->ev = mt_spares_take(&reg->spare_ev, 0, SIZE_MAX, &cap);
+        /* as large as the newest analysed window's, when one is kept */
+        w->ev = mt_spares_take(&reg->spare_ev, reg->ev_hint, SIZE_MAX, &cap);
+        if (!w->ev)
+            w->ev = mt_spares_take(&reg->spare_ev, 0, SIZE_MAX, &cap);
         w->ev_cap = w->ev ? cap : 0;
         w->segs = mt_spares_take(&reg->spare_segs, 0, SIZE_MAX, &cap);
         w->segs_cap = w->segs ? (uint32_t)(cap / sizeof(*w->segs)) : 0;
@@ -752,7 +757,8 @@ void mt_window_reg_init(mt_window_reg_t *reg, const mt_window_rules_t *rules)
     mt_idmap_init(&reg->by_id, sizeof(mt_window_t *), 1u << 22);
     mt_idmap_init(&reg->by_key, sizeof(mt_window_t *), MT_WINDOW_MAX_KEYED);
     mt_idmap_init(&reg->closed_id, sizeof(mt_window_t *), 2 * MT_WINDOW_KEEP_MAX);
-    mt_spares_init(&reg->spare_ev, MT_WINDOW_POOL, MT_WINDOW_POOL_EV, SIZE_MAX, bson_free);
+    mt_spares_init(&reg->spare_ev, MT_WINDOW_POOL, MT_WINDOW_POOL_EV_EACH, MT_WINDOW_POOL_EV_TOTAL,
+                   bson_free);
     mt_spares_init(&reg->spare_segs, MT_WINDOW_POOL, MT_WINDOW_POOL_EV, SIZE_MAX, bson_free);
     mt_spares_init(&reg->spare_blocks, MT_WINDOW_POOL, MT_WINDOW_POOL_EV, SIZE_MAX, bson_free);
     reg->next_id = 1;

@@ -53,11 +53,16 @@
 #define MT_WINDOW_TOTAL_EVIDENCE (64 * 1024 * 1024)
 /* Storage kept for reuse, so that a window per request allocates nothing:
  * up to MT_WINDOW_POOL retired windows (with a commands array of at most
- * MT_WINDOW_POOL_CMDS) and as many evidence buffers, segment arrays (of at
- * most MT_WINDOW_POOL_EV bytes) and arena blocks. */
+ * MT_WINDOW_POOL_CMDS) and as many segment arrays (of at most
+ * MT_WINDOW_POOL_EV bytes), arena blocks and evidence buffers; these of up
+ * to MT_WINDOW_POOL_EV_EACH bytes, MT_WINDOW_POOL_EV_TOTAL together (a
+ * window of a few 100-document replies needs a few hundred KiB, and a
+ * buffer freed is a buffer faulted in again by the next window). */
 #define MT_WINDOW_POOL 16
 #define MT_WINDOW_POOL_CMDS 256
 #define MT_WINDOW_POOL_EV (64 * 1024)
+#define MT_WINDOW_POOL_EV_EACH (1024 * 1024)
+#define MT_WINDOW_POOL_EV_TOTAL (8 * 1024 * 1024)
 
 typedef struct {
     size_t cmds;     /* commands kept by open windows */
@@ -351,6 +356,7 @@ typedef struct {
     mt_window_t *pool; /* retired windows for reuse, npool of them */
     size_t npool;
     mt_spares_t spare_ev, spare_segs, spare_blocks; /* blocks: arena blocks */
+    size_t ev_hint; /* evidence buffer size the newest analysed window had */
 } mt_window_reg_t;
 
 void mt_window_reg_init(mt_window_reg_t *reg, const mt_window_rules_t *rules);
