@@ -3,7 +3,8 @@
  * (SPEC section 4): the rules that open and close them and their storage
  * together. A window holds its commands (bounded), the single-key lookups'
  * values (as hashes) and, as evidence, copies of find/aggregate result
- * documents (bounded). The registry holds the open windows (by id, by
+ * documents from its first possible parent on (bounded; see big_read in
+ * mt_window_t). The registry holds the open windows (by id, by
  * "mongotap:" key) and the last closed ones, and calls back when one closes.
  */
 #ifndef MT_WINDOW_H
