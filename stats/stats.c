@@ -527,7 +527,7 @@ static void reply_windows(mt_stats_conn_t *c, const mt_pending_t *p, const mt_re
              * flight in the window may be a parent whose reply is still to
              * come (a keyed window spans connections). */
             if (kind == MT_CMD_FIND || kind == MT_CMD_AGGREGATE) {
-                if (wc->docs >= st->cfg.n1_threshold || r->cursor_id != 0)
+                if (mt_detect_is_parent(wc, st->cfg.n1_threshold) || r->cursor_id != 0)
                     w->big_read = true;
                 if (r->batch && (w->big_read || w->inflight > (p->inflight ? 1u : 0u)))
                     mt_window_add_evidence(w, p->cmd_idx, r->batch, r->batch_len);

@@ -1195,8 +1195,7 @@ int mt_window_record(mt_window_reg_t *reg, mt_window_t *w, const mt_cmd_view_t *
     wc.start_ns = now_ns;
     wc.shape_hash = shape_hash;
     wc.entry = entry;
-    if (entry && !entry->overflow) {
-    } else {
+    if (!entry || entry->overflow) {
         /* Past the shape bound the registry entry is "<other>": keep the
          * real key in the window so the detector can still group by it. */
         mt_window_names_t *own = arena_alloc(w, sizeof *own);

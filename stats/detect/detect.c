@@ -216,7 +216,7 @@ static void analyse_segment(mt_detect_ctx_t *ctx, uint32_t lo, uint32_t hi, uint
     mt_detect_repeated_read(ctx);
 }
 
-static bool is_parent(const mt_window_cmd_t *c, uint32_t threshold)
+bool mt_detect_is_parent(const mt_window_cmd_t *c, uint32_t threshold)
 {
     return (c->kind == MT_CMD_FIND || c->kind == MT_CMD_AGGREGATE) && c->docs >= threshold;
 }
@@ -247,7 +247,7 @@ static uint32_t next_boundary(const mt_window_t *w, uint32_t lo, uint32_t thresh
                 return i;
             }
         }
-        if (is_parent(c, threshold) && np < MAX_SEG_PARENTS) {
+        if (mt_detect_is_parent(c, threshold) && np < MAX_SEG_PARENTS) {
             bool known = false;
             for (size_t k = 0; k < np; k++)
                 known |= ps[k].shape == c->shape_hash;

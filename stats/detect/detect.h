@@ -104,6 +104,10 @@ void mt_detect_n_plus_one(mt_detect_ctx_t *ctx);
 void mt_detect_write_loop(mt_detect_ctx_t *ctx);
 void mt_detect_repeated_read(mt_detect_ctx_t *ctx);
 
+/* A find or aggregate that returned n1-threshold documents (getMores on its
+ * cursor included): what may be an N+1 or write loop's parent. */
+bool mt_detect_is_parent(const mt_window_cmd_t *c, uint32_t threshold);
+
 /* For the detectors: n zeroed bytes (16-aligned) that last until the window
  * is analysed; NULL when out of memory. */
 void *mt__detect_alloc(mt_detect_ctx_t *ctx, size_t n);

@@ -247,7 +247,7 @@ void mt_detect_n_plus_one(mt_detect_ctx_t *ctx)
         const mt_window_cmd_t *c = &w->cmds[i];
         if (c->ignored)
             continue; /* neither parent nor child */
-        if ((c->kind == MT_CMD_FIND || c->kind == MT_CMD_AGGREGATE) && c->docs >= ctx->threshold)
+        if (mt_detect_is_parent(c, ctx->threshold))
             parents[np++] = i;
         if (c->nterms > 0 && is_child_kind(c->kind))
             sk[nsk++] = (sk_t){c->shape_hash, i};

@@ -55,8 +55,7 @@ static void find_parent(mt_detect_ctx_t *ctx, mt_detect_result_t *r, const uint3
 
     for (uint32_t i = kids[0]; i > ctx->lo && nc < CANDIDATES; i--) {
         const mt_window_cmd_t *c = &w->cmds[i - 1];
-        if ((c->kind == MT_CMD_FIND || c->kind == MT_CMD_AGGREGATE) && c->docs >= ctx->threshold &&
-            !c->ignored)
+        if (mt_detect_is_parent(c, ctx->threshold) && !c->ignored)
             cands[nc++] = i - 1;
     }
     if (nc == 0 || !mt_evidence_init(&ev, ctx, kids, nk, r->key_term))
