@@ -298,6 +298,25 @@ static void give_back_evidence(mt_window_reg_t *reg, mt_window_t *w)
     w->nsegs = w->segs_cap = 0;
 }
 
+/* A retired window's commands array, when larger than a closed window
+ * keeps, goes back to the registry; its first MT_WINDOW_CLOSED_COMMANDS
+ * commands move to an array of their size. */
+static void give_back_commands(mt_window_reg_t *reg, mt_window_t *w)
+{
+    reg->cmds_hint = w->ncmds;
+    if (w->cmds_cap <= MT_WINDOW_CLOSED_COMMANDS)
+        return;
+    uint32_t keep = w->ncmds < MT_WINDOW_CLOSED_COMMANDS ? w->ncmds : MT_WINDOW_CLOSED_COMMANDS;
+    mt_window_cmd_t *kept = NULL;
+    if (keep && !(kept = bson_malloc(keep * sizeof *kept)))
+        return; /* mt_window_trim shrinks it in place */
+    if (keep)
+        memcpy(kept, w->cmds, keep * sizeof *kept);
+    mt_spares_put(&reg->spare_cmds, w->cmds, w->cmds_cap * sizeof *w->cmds);
+    w->cmds = kept;
+    w->ncmds = w->cmds_cap = keep;
+}
+
 /* A window the closed lists let go: kept with its commands array and first
  * arena block when the pool has room, else freed. */
 static void window_recycle(mt_window_reg_t *reg, mt_window_t *w)
@@ -344,6 +363,17 @@ static mt_window_t *window_new(mt_window_reg_t *reg)
             w->arena->next = NULL;
             w->arena->used = 0;
         }
+        /* as many commands as the newest retired window had, when that was
+         * more than a pooled window holds */
+        if (reg->cmds_hint > MT_WINDOW_POOL_CMDS && reg->cmds_hint > w->cmds_cap) {
+            size_t want = (size_t)reg->cmds_hint * sizeof(*w->cmds);
+            mt_window_cmd_t *cmds = mt_spares_take(&reg->spare_cmds, want, SIZE_MAX, &cap);
+            if (cmds) {
+                bson_free(w->cmds);
+                w->cmds = cmds;
+                w->cmds_cap = (uint32_t)(cap / sizeof(*w->cmds));
+            }
+        }
     }
     return w;
 }
@@ -359,6 +389,7 @@ static void pool_clear(mt_window_reg_t *reg)
     mt_spares_release(&reg->spare_ev);
     mt_spares_release(&reg->spare_segs);
     mt_spares_release(&reg->spare_blocks);
+    mt_spares_release(&reg->spare_cmds);
 }
 
 const char *mt_window_role_str(uint8_t role)
@@ -761,6 +792,9 @@ void mt_window_reg_init(mt_window_reg_t *reg, const mt_window_rules_t *rules)
                    bson_free);
     mt_spares_init(&reg->spare_segs, MT_WINDOW_POOL, MT_WINDOW_POOL_EV, SIZE_MAX, bson_free);
     mt_spares_init(&reg->spare_blocks, MT_WINDOW_POOL, MT_WINDOW_POOL_EV, SIZE_MAX, bson_free);
+    mt_spares_init(&reg->spare_cmds, MT_WINDOW_POOL,
+                   MT_WINDOW_MAX_COMMANDS * sizeof(mt_window_cmd_t), MT_WINDOW_POOL_CMDS_TOTAL,
+                   bson_free);
     reg->next_id = 1;
 }
 
@@ -922,6 +956,7 @@ void mt_window_reg_retire(mt_window_reg_t *reg, mt_window_t *w)
 {
     keep_error_names(w); /* before its arena is given back */
     give_back_evidence(reg, w);
+    give_back_commands(reg, w);
     mt_window_trim(w);
     mt_window_t **slot = mt_idmap_put(&reg->closed_id, (int64_t)w->id, NULL, NULL);
     if (slot)

@@ -58,12 +58,16 @@
  * MT_WINDOW_POOL_EV bytes), arena blocks and evidence buffers; these of up
  * to MT_WINDOW_POOL_EV_EACH bytes, MT_WINDOW_POOL_EV_TOTAL together (a
  * window of a few 100-document replies needs a few hundred KiB, and a
- * buffer freed is a buffer faulted in again by the next window). */
+ * buffer freed is a buffer faulted in again by the next window). Commands
+ * arrays larger than a closed window keeps are kept too, up to
+ * MT_WINDOW_POOL_CMDS_TOTAL bytes: a busy connection's next window writes
+ * its commands where the last one did, not to memory faulted in afresh. */
 #define MT_WINDOW_POOL 16
 #define MT_WINDOW_POOL_CMDS 256
 #define MT_WINDOW_POOL_EV (64 * 1024)
 #define MT_WINDOW_POOL_EV_EACH (1024 * 1024)
 #define MT_WINDOW_POOL_EV_TOTAL (8 * 1024 * 1024)
+#define MT_WINDOW_POOL_CMDS_TOTAL (16 * 1024 * 1024)
 
 typedef struct {
     size_t cmds;     /* commands kept by open windows */
@@ -357,7 +361,9 @@ typedef struct {
     mt_window_t *pool; /* retired windows for reuse, npool of them */
     size_t npool;
     mt_spares_t spare_ev, spare_segs, spare_blocks; /* blocks: arena blocks */
-    size_t ev_hint; /* evidence buffer size the newest analysed window had */
+    mt_spares_t spare_cmds;                         /* commands arrays */
+    size_t ev_hint;     /* evidence buffer size the newest analysed window had */
+    uint32_t cmds_hint; /* commands the newest retired window kept before its trim */
 } mt_window_reg_t;
 
 void mt_window_reg_init(mt_window_reg_t *reg, const mt_window_rules_t *rules);

@@ -930,3 +930,44 @@ Test(window, closed_windows_hold_a_bounded_number_of_commands)
     bson_destroy(&doc);
     mt_window_reg_clear(&reg);
 }
+
+/* A busy connection's windows, one after another: the next takes the array
+ * the last one wrote its commands to, and the closed one keeps its first
+ * commands in an array of their own. */
+Test(window, the_next_window_reuses_a_retired_windows_commands_array)
+{
+    mt_window_reg_t reg;
+    mt_window_rules_t rules = {.gap_ns = 100 * MS, .max_ns = 30000 * MS, .keep = 10};
+    mt_window_reg_init(&reg, &rules);
+    uint32_t n = 3 * MT_WINDOW_CLOSED_COMMANDS;
+    mt_window_t *w = mt_window_reg_open(&reg, 1, NULL, NULL, sc_now, 0, "a", "", "");
+    cr_assert_not_null(w);
+    for (uint32_t i = 0; i < n; i++) {
+        mt_window_cmd_t c = {.own = &find_names, .kind = MT_CMD_FIND, .bytes_in = i};
+        cr_assert_eq(mt_window_add_cmd(w, &c), (int)i);
+    }
+    const mt_window_cmd_t *busy = w->cmds;
+    mt_window_reg_detach(&reg, w, sc_now);
+    mt_window_reg_retire(&reg, w);
+    cr_assert_neq(w->cmds, busy, "the closed window moved its commands out");
+    cr_assert_eq(w->ncmds, MT_WINDOW_CLOSED_COMMANDS);
+    for (uint32_t i = 0; i < w->ncmds; i++)
+        cr_assert_eq(w->cmds[i].bytes_in, i);
+
+    mt_window_t *next = mt_window_reg_open(&reg, 1, NULL, NULL, sc_now, 0, "a", "", "");
+    cr_assert_not_null(next);
+    cr_assert_eq(next->cmds, busy, "the next window writes where the last one did");
+    cr_assert_geq(next->cmds_cap, n);
+    cr_assert_eq(next->ncmds, 0);
+    mt_window_cmd_t c = {.own = &find_names, .kind = MT_CMD_FIND, .bytes_in = 7};
+    cr_assert_eq(mt_window_add_cmd(next, &c), 0);
+    cr_assert_eq(next->cmds, busy);
+
+    /* a small window after it takes no large array */
+    mt_window_reg_detach(&reg, next, sc_now);
+    mt_window_reg_retire(&reg, next);
+    mt_window_t *small = mt_window_reg_open(&reg, 2, NULL, NULL, sc_now, 0, "a", "", "");
+    cr_assert_not_null(small);
+    cr_assert_leq(small->cmds_cap, MT_WINDOW_POOL_CMDS);
+    mt_window_reg_clear(&reg);
+}
