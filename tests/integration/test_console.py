@@ -198,17 +198,20 @@ def test_console_picks_up_an_admin_that_comes_up_later(mongotap, terminal):
 def test_console_with_admin_token(mongotap, terminal):
     tap = mongotap("--admin-token", "s3cret")
     without = terminal(console_argv("--admin", tap.admin_url, "--interval", "200"))
-    screen = without.wait_screen(lambda s: "401" in s, "the 401 message")
+    # the message, not "401" alone: the admin port may hold those digits
+    screen = without.wait_screen(lambda s: "401 Unauthorized" in s, "the 401 message")
     assert "--token" in screen
     assert without.quit_and_wait("q") == 0
 
     with_flag = terminal(console_argv("--admin", tap.admin_url, "--token", "s3cret"))
-    with_flag.wait_screen(lambda s: "cmds" in s.splitlines()[0] and "401" not in s, "totals with --token")
+    with_flag.wait_screen(lambda s: "cmds" in s.splitlines()[0] and "401 Unauthorized" not in s,
+                        "totals with --token")
     assert with_flag.quit_and_wait("q") == 0
 
     with_env = terminal(console_argv(), env={"MONGOTAP_ADMIN_URL": tap.admin_url,
                                              "MONGOTAP_TOKEN": "s3cret"})
-    with_env.wait_screen(lambda s: "cmds" in s.splitlines()[0] and "401" not in s, "totals from env")
+    with_env.wait_screen(lambda s: "cmds" in s.splitlines()[0] and "401 Unauthorized" not in s,
+                       "totals from env")
     assert with_env.quit_and_wait("q") == 0
 
 
