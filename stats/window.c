@@ -238,13 +238,6 @@ void mt_window_trim(mt_window_t *w)
     arena_free(w);
     w->keys = NULL;
     w->keys_nterms = 0;
-    if (w->ncmds > MT_WINDOW_CLOSED_COMMANDS) {
-        mt_window_cmd_t *c = bson_realloc(w->cmds, MT_WINDOW_CLOSED_COMMANDS * sizeof *c);
-        if (c) {
-            w->cmds = c;
-            w->ncmds = w->cmds_cap = MT_WINDOW_CLOSED_COMMANDS;
-        }
-    }
 }
 
 uint64_t mt_window_duration_ns(const mt_window_t *w)
@@ -298,18 +291,24 @@ static void give_back_evidence(mt_window_reg_t *reg, mt_window_t *w)
     w->nsegs = w->segs_cap = 0;
 }
 
-/* A retired window's commands array, when larger than a closed window
- * keeps, goes back to the registry; its first MT_WINDOW_CLOSED_COMMANDS
- * commands move to an array of their size. */
+/* A retired window keeps its first MT_WINDOW_CLOSED_COMMANDS commands. A
+ * larger array goes back to the registry and they move to one of their
+ * size; out of memory for that, the array is shrunk in place. */
 static void give_back_commands(mt_window_reg_t *reg, mt_window_t *w)
 {
+    uint32_t keep = w->ncmds < MT_WINDOW_CLOSED_COMMANDS ? w->ncmds : MT_WINDOW_CLOSED_COMMANDS;
+    mt_window_cmd_t *kept = NULL;
+
     reg->cmds_hint = w->ncmds;
     if (w->cmds_cap <= MT_WINDOW_CLOSED_COMMANDS)
         return;
-    uint32_t keep = w->ncmds < MT_WINDOW_CLOSED_COMMANDS ? w->ncmds : MT_WINDOW_CLOSED_COMMANDS;
-    mt_window_cmd_t *kept = NULL;
-    if (keep && !(kept = bson_malloc(keep * sizeof *kept)))
-        return; /* mt_window_trim shrinks it in place */
+    if (keep && !(kept = bson_malloc(keep * sizeof *kept))) {
+        if ((kept = bson_realloc(w->cmds, keep * sizeof *kept))) {
+            w->cmds = kept;
+            w->ncmds = w->cmds_cap = keep;
+        }
+        return;
+    }
     if (keep)
         memcpy(kept, w->cmds, keep * sizeof *kept);
     mt_spares_put(&reg->spare_cmds, w->cmds, w->cmds_cap * sizeof *w->cmds);

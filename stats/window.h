@@ -274,8 +274,8 @@ void mt_window_add_evidence(mt_window_t *w, uint32_t idx, const uint8_t *array, 
 /* After analysis: frees the evidence, the arena and what points into it
  * (lookup keys, logged values), so that a closed window holds numbers and
  * registry entries only (a command past --max-shapes is then shown as its
- * entry, "<other>", named by its kind), and cuts the command list to
- * MT_WINDOW_CLOSED_COMMANDS. */
+ * entry, "<other>", named by its kind). mt_window_reg_retire() calls it,
+ * after cutting the command list to MT_WINDOW_CLOSED_COMMANDS. */
 void mt_window_trim(mt_window_t *w);
 /* True when the window keeps no more commands (they are only counted). */
 bool mt_window_full(const mt_window_t *w);
@@ -379,8 +379,10 @@ mt_window_t *mt_window_reg_find(const mt_window_reg_t *reg, uint64_t id);
 mt_window_t *mt_window_reg_find_key(const mt_window_reg_t *reg, const char *key);
 /* Takes an open window out of the open set and marks it closed. */
 void mt_window_reg_detach(mt_window_reg_t *reg, mt_window_t *w, uint64_t now_ns);
-/* Trims a detached window and keeps it among the closed ones; windows past
- * the bounds are freed or give up their commands. */
+/* Cuts a detached window's commands to MT_WINDOW_CLOSED_COMMANDS (its
+ * storage kept for the next windows), trims it and keeps it among the
+ * closed ones; windows past the bounds are freed or give up their
+ * commands. */
 void mt_window_reg_retire(mt_window_reg_t *reg, mt_window_t *w);
 /* Findings up to this sequence number are gone: older windows pinned by
  * them only are freed. */
