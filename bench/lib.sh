@@ -1,7 +1,8 @@
 # shellcheck shell=bash disable=SC2034
-# lib.sh: what the benchmark scripts share (sourced by run.sh and profile.sh, after they set
-# BUILD or STUB and MONGOTAP): pinning, the work directory and its cleanup, readiness lines, and
-# starting the stub and mongotap. The variables it sets (SC2034) are read by those scripts.
+# lib.sh: what the benchmark scripts share (sourced by run.sh, ab.sh and profile.sh, after they
+# set BUILD or STUB and MONGOTAP): pinning, the work directory and its cleanup, readiness lines,
+# a process's CPU time, and starting the stub, mongotap and HAProxy. The variables it sets
+# (SC2034) are read by those scripts.
 
 STUB=${STUB:-$BUILD/bench/mt-stub-upstream}
 MONGOTAP=${MONGOTAP:-$BUILD/proxy/mongotap}
@@ -84,4 +85,46 @@ start_mongotap() {
     MONGOTAP_ADDR=$(sed -E 's/.*ready listen=([^ ,]+).*/\1/' <<<"$line")
     MONGOTAP_ADMIN=$(sed -E 's/.*admin=([^ ]+).*/\1/' <<<"$line")
     MONGOTAP_TLS_ADDR=$(sed -nE 's/.* tls_listen=([^ ,]+).*/\1/p' <<<"$line")
+}
+
+# CPU time a process has used, user and system, in clock ticks
+cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12, $13 }' "/proc/$1/stat"; }
+CLK_TCK=$(getconf CLK_TCK)
+
+PYTHON=${PYTHON:-python3}
+free_port() {
+    "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# start_haproxy NAME MAXCONN [tls]: sets HAPROXY_PID and HAPROXY_ADDR. In daemon mode (-D) haproxy
+# returns only once its listener is bound, which is the readiness signal. With tls it terminates
+# TLS on its bind and speaks TLS to the TLS stub, verifying it as mongotap does.
+start_haproxy() {
+    local name=$1 maxconn=$2 port bind_opts="" server="127.0.0.1:$STUB_PORT"
+    if [ "${3:-}" = tls ]; then
+        bind_opts=" ssl crt $CERTS/server-combined.pem"
+        server="127.0.0.1:$TLS_STUB_PORT ssl verify required ca-file $CERTS/ca.pem sni str(localhost) verifyhost localhost"
+    fi
+    port=$(free_port)
+    cat >"$WORK/$name.cfg" <<EOF
+global
+    nbthread 1
+    maxconn $maxconn
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+    maxconn $maxconn
+frontend mongo
+    bind 127.0.0.1:$port$bind_opts
+    default_backend stub
+backend stub
+    server stub $server maxconn $maxconn
+EOF
+    "${PIN_SRV[@]}" haproxy -D -p "$WORK/$name.pid" -f "$WORK/$name.cfg" >"$WORK/$name.log" 2>&1 ||
+        die "haproxy did not start: $(cat "$WORK/$name.log")"
+    HAPROXY_PID=$(head -n1 "$WORK/$name.pid")
+    PIDS+=("$HAPROXY_PID")
+    HAPROXY_ADDR=127.0.0.1:$port
 }

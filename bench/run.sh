@@ -114,47 +114,6 @@ HAPROXY_MAXCONN=$((IDLE_CONNS + 100 < IDLE_MAX ? IDLE_CONNS + 100 : IDLE_MAX))
 bench_workdir mt-bench
 
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
-# CPU time a process has used, user and system, in clock ticks
-cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12, $13 }' "/proc/$1/stat"; }
-CLK_TCK=$(getconf CLK_TCK)
-
-free_port() {
-    "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# start_haproxy NAME MAXCONN [tls]: sets HAPROXY_PID and HAPROXY_ADDR. In daemon mode (-D) haproxy
-# returns only once its listener is bound, which is the readiness signal. With tls it terminates
-# TLS on its bind and speaks TLS to the TLS stub, verifying it as mongotap does.
-start_haproxy() {
-    local name=$1 maxconn=$2 port bind_opts="" server="127.0.0.1:$STUB_PORT"
-    if [ "${3:-}" = tls ]; then
-        bind_opts=" ssl crt $CERTS/server-combined.pem"
-        server="127.0.0.1:$TLS_STUB_PORT ssl verify required ca-file $CERTS/ca.pem sni str(localhost) verifyhost localhost"
-    fi
-    port=$(free_port)
-    cat >"$WORK/$name.cfg" <<EOF
-global
-    nbthread 1
-    maxconn $maxconn
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 1h
-    timeout server 1h
-    maxconn $maxconn
-frontend mongo
-    bind 127.0.0.1:$port$bind_opts
-    default_backend stub
-backend stub
-    server stub $server maxconn $maxconn
-EOF
-    "${PIN_SRV[@]}" haproxy -D -p "$WORK/$name.pid" -f "$WORK/$name.cfg" >"$WORK/$name.log" 2>&1 ||
-        die "haproxy did not start: $(cat "$WORK/$name.log")"
-    HAPROXY_PID=$(head -n1 "$WORK/$name.pid")
-    PIDS+=("$HAPROXY_PID")
-    HAPROXY_ADDR=127.0.0.1:$port
-}
-
 # /api/stats once mongotap has seen every connection close (or after 5 s: then as is).
 admin_stats_when_idle() {
     local i body=""

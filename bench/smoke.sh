@@ -3,7 +3,7 @@
 # build tree (MT_BUILD_DIR, default build/) to hold bench/mt-loadgen, bench/mt-stub-upstream,
 # bench/mt-alloc-count.so and proxy/mongotap, runs `bench/run.sh --quick`, and fails if any target
 # answered no request or any error was seen, or if a CPU, allocation or memory measurement is
-# missing.
+# missing; then one short round of `bench/ab.sh`.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -75,5 +75,14 @@ PYEOF
     cat "$OUT/stdout.txt" >&2
     echo "bench smoke: FAIL" >&2
     exit 1
+fi
+if [ "${MT_BENCH_SKIP_MONGOTAP:-0}" != 1 ]; then
+    # ab.sh: one short round; it fails on any failed request, and must print both medians
+    if ! timeout 60 "$ROOT/bench/ab.sh" --rounds 1 --seconds 1 --conns 4 >"$OUT/ab.txt" 2>&1 ||
+        ! grep -qE '^  haproxy +[1-9]' "$OUT/ab.txt" || ! grep -qE '^  mongotap +[1-9]' "$OUT/ab.txt"; then
+        cat "$OUT/ab.txt" >&2
+        echo "bench smoke: FAIL: ab.sh" >&2
+        exit 1
+    fi
 fi
 echo "bench smoke: OK"
