@@ -105,7 +105,7 @@ print(json.dumps(r))
 EOF
         "$PYTHON" -c 'import json, sys
 r = json.loads(sys.argv[1])
-print("round %d %-12s %9.0f req/s  p99 %8.1f us  user %.2f sys %.2f us/req  vcs %.3f ics %.3f"
+print("round %d %-14s %9.0f req/s  p99 %8.1f us  user %.2f sys %.2f us/req  vcs %.3f ics %.3f"
       "  faults %.3f  segs %.1f" % (r["round"] + 1, r["target"], r["req_per_s"], r["p99_us"],
       r["user_us"], r["sys_us"], r["vcs"], r["ics"], r["faults"], r["segs"]))' "$(tail -n1 "$RESULTS")"
     done
@@ -125,6 +125,6 @@ for name in names:
     per = [r["req_per_s"] / next(x["req_per_s"] for x in rows
                                  if x["target"] == "haproxy" and x["round"] == r["round"])
            for r in rows if r["target"] == name]
-    print("  %-12s %9.0f (%.3f)  %.2f (%.3f)  %s" % (name, rps, rps / h, cpu, cpu / hcpu,
+    print("  %-14s %9.0f (%.3f)  %.2f (%.3f)  %s" % (name, rps, rps / h, cpu, cpu / hcpu,
           " ".join("%.2f" % p for p in per)))
 EOF
