@@ -95,6 +95,12 @@ int mt_window_add_cmd(mt_window_t *w, const mt_window_cmd_t *cmd)
         return -1;
     if (w->ncmds == w->cmds_cap) {
         uint32_t cap = w->cmds_cap ? w->cmds_cap * 2 : 16;
+        /* past a pooled window's size, straight to what the newest retired
+         * window held: not a copy of the whole array at every doubling (each
+         * a stall of the loop, up to a megabyte, that every connection waits
+         * out) */
+        if (cap > MT_WINDOW_POOL_CMDS && w->cmds_hint > cap)
+            cap = w->cmds_hint;
         if (cap > MT_WINDOW_MAX_COMMANDS)
             cap = MT_WINDOW_MAX_COMMANDS;
         mt_window_cmd_t *c = bson_realloc(w->cmds, cap * sizeof *c);
@@ -350,6 +356,7 @@ static mt_window_t *window_new(mt_window_reg_t *reg)
     }
     if (w) {
         size_t cap = 0;
+        w->cmds_hint = reg->cmds_hint;
         /* as large as the newest analysed window's, when one is kept */
         w->ev = mt_spares_take(&reg->spare_ev, reg->ev_hint, SIZE_MAX, &cap);
         if (!w->ev)

@@ -229,6 +229,9 @@ struct mt_window {
     /* what each command and reply touches, then the names */
     mt_window_cmd_t *cmds;
     uint32_t ncmds, cmds_cap;
+    /* commands the newest retired window had when this one opened: how far
+     * its array grows at once past a pooled window's size */
+    uint32_t cmds_hint;
     uint64_t total_cmds; /* kept or not */
     /* The newest lookup's key paths (in the arena) and its shape: the next
      * lookups of that shape share them. Kept here, not read back from the

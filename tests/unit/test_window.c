@@ -971,3 +971,44 @@ Test(window, the_next_window_reuses_a_retired_windows_commands_array)
     cr_assert_leq(small->cmds_cap, MT_WINDOW_POOL_CMDS);
     mt_window_reg_clear(&reg);
 }
+
+Test(window, a_window_past_a_pooled_size_grows_to_the_last_busy_ones_size_at_once)
+{
+    mt_window_reg_t reg;
+    mt_window_rules_t rules = {.gap_ns = 100 * MS, .max_ns = 30000 * MS, .keep = 10};
+    mt_window_reg_init(&reg, &rules);
+    uint32_t n = 3 * MT_WINDOW_CLOSED_COMMANDS;
+    mt_window_cmd_t c = {.own = &find_names, .kind = MT_CMD_FIND};
+    mt_window_t *busy = mt_window_reg_open(&reg, 1, NULL, NULL, sc_now, 0, "a", "", "");
+    cr_assert_not_null(busy);
+    for (uint32_t i = 0; i < n; i++)
+        cr_assert_eq(mt_window_add_cmd(busy, &c), (int)i);
+    mt_window_reg_detach(&reg, busy, sc_now);
+    mt_window_reg_retire(&reg, busy);
+
+    /* the first new window takes the retired array; the second finds none */
+    mt_window_t *first = mt_window_reg_open(&reg, 1, NULL, NULL, sc_now, 0, "a", "", "");
+    mt_window_t *second = mt_window_reg_open(&reg, 2, NULL, NULL, sc_now, 0, "a", "", "");
+    cr_assert(first && second);
+    cr_assert_geq(first->cmds_cap, n);
+    cr_assert_leq(second->cmds_cap, MT_WINDOW_POOL_CMDS);
+    for (uint32_t i = 0; i <= MT_WINDOW_POOL_CMDS; i++) {
+        c.bytes_in = i;
+        cr_assert_eq(mt_window_add_cmd(second, &c), (int)i);
+    }
+    cr_assert_eq(second->cmds_cap, n, "grown to %u at once, not doubled to %u", n,
+                 2 * MT_WINDOW_POOL_CMDS);
+    for (uint32_t i = 0; i <= MT_WINDOW_POOL_CMDS; i++)
+        cr_assert_eq(second->cmds[i].bytes_in, i);
+
+    /* after a small window retires, the next one doubles as before */
+    mt_window_reg_detach(&reg, first, sc_now);
+    mt_window_reg_retire(&reg, first);
+    mt_window_t *third = mt_window_reg_open(&reg, 3, NULL, NULL, sc_now, 0, "a", "", "");
+    cr_assert_not_null(third);
+    cr_assert_leq(third->cmds_cap, MT_WINDOW_POOL_CMDS);
+    for (uint32_t i = 0; i <= MT_WINDOW_POOL_CMDS; i++)
+        cr_assert_eq(mt_window_add_cmd(third, &c), (int)i);
+    cr_assert_eq(third->cmds_cap, 2 * MT_WINDOW_POOL_CMDS);
+    mt_window_reg_clear(&reg);
+}
