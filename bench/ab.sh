@@ -52,6 +52,9 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ ${#BUILDS[@]} -gt 0 ] || BUILDS=("mongotap=$BUILD/proxy/mongotap")
+for name in "${!BUILD_ENV[@]}"; do
+    printf '%s\n' "${BUILDS[@]}" | grep -q "^$name=" || { echo "ab.sh: --env for $name, which no --mongotap names" >&2; exit 2; }
+done
 
 . "$ROOT/bench/lib.sh"
 for tool in "$LOADGEN" "$STUB"; do
