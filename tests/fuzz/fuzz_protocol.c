@@ -35,8 +35,17 @@ static void account(const uint8_t *msg, size_t len, mt_msg_scratch_t *scratch,
     if (err != MT_MSG_OK)
         return;
     CHECK(m.inflated <= MT_MSG_INFLATE_MAX && m.inflated <= before);
+    if (!m.body && m.opcode == MT_OP_REPLY && !m.partial) {
+        /* a legacy reply that returned no document: nothing failed */
+        mt_reply_view_t r;
+        CHECK(m.number_returned == 0);
+        CHECK(mt_cmd_reply(&m, &r) == MT_MSG_OK && r.docs == 0);
+        CHECK(r.ok == ((m.response_flags & (MT_MSG_REPLY_FLAG_QUERY_FAILURE |
+                                            MT_MSG_REPLY_FLAG_CURSOR_NOT_FOUND)) == 0));
+        return;
+    }
     if (!m.body) {
-        /* only a message decompressed in part may have no body yet */
+        /* else only a message decompressed in part may have no body yet */
         mt_cmd_view_t cmd;
         CHECK(m.partial);
         CHECK(mt_cmd_request(&m, NULL, &cmd) == MT_MSG_ERR_SKIPPED);
