@@ -931,6 +931,23 @@ Test(window, closed_windows_hold_a_bounded_number_of_commands)
     mt_window_reg_clear(&reg);
 }
 
+/* A busy window of connection 1: n finds (the i-th of i bytes), then
+ * retired; *array is where it wrote them. */
+static mt_window_t *retire_busy_window(mt_window_reg_t *reg, uint32_t n,
+                                       const mt_window_cmd_t **array)
+{
+    mt_window_t *w = mt_window_reg_open(reg, 1, NULL, NULL, sc_now, 0, "a", "", "");
+    cr_assert_not_null(w);
+    for (uint32_t i = 0; i < n; i++) {
+        mt_window_cmd_t c = {.own = &find_names, .kind = MT_CMD_FIND, .bytes_in = i};
+        cr_assert_eq(mt_window_add_cmd(w, &c), (int)i);
+    }
+    *array = w->cmds;
+    mt_window_reg_detach(reg, w, sc_now);
+    mt_window_reg_retire(reg, w);
+    return w;
+}
+
 /* A busy connection's windows, one after another: the next takes the array
  * the last one wrote its commands to, and the closed one keeps its first
  * commands in an array of their own. */
@@ -940,15 +957,8 @@ Test(window, the_next_window_reuses_a_retired_windows_commands_array)
     mt_window_rules_t rules = {.gap_ns = 100 * MS, .max_ns = 30000 * MS, .keep = 10};
     mt_window_reg_init(&reg, &rules);
     uint32_t n = 3 * MT_WINDOW_CLOSED_COMMANDS;
-    mt_window_t *w = mt_window_reg_open(&reg, 1, NULL, NULL, sc_now, 0, "a", "", "");
-    cr_assert_not_null(w);
-    for (uint32_t i = 0; i < n; i++) {
-        mt_window_cmd_t c = {.own = &find_names, .kind = MT_CMD_FIND, .bytes_in = i};
-        cr_assert_eq(mt_window_add_cmd(w, &c), (int)i);
-    }
-    const mt_window_cmd_t *busy = w->cmds;
-    mt_window_reg_detach(&reg, w, sc_now);
-    mt_window_reg_retire(&reg, w);
+    const mt_window_cmd_t *busy;
+    mt_window_t *w = retire_busy_window(&reg, n, &busy);
     cr_assert_neq(w->cmds, busy, "the closed window moved its commands out");
     cr_assert_eq(w->ncmds, MT_WINDOW_CLOSED_COMMANDS);
     for (uint32_t i = 0; i < w->ncmds; i++)
@@ -979,17 +989,14 @@ Test(window, a_window_past_a_pooled_size_grows_to_the_last_busy_ones_size_at_onc
     mt_window_reg_init(&reg, &rules);
     uint32_t n = 3 * MT_WINDOW_CLOSED_COMMANDS;
     mt_window_cmd_t c = {.own = &find_names, .kind = MT_CMD_FIND};
-    mt_window_t *busy = mt_window_reg_open(&reg, 1, NULL, NULL, sc_now, 0, "a", "", "");
-    cr_assert_not_null(busy);
-    for (uint32_t i = 0; i < n; i++)
-        cr_assert_eq(mt_window_add_cmd(busy, &c), (int)i);
-    mt_window_reg_detach(&reg, busy, sc_now);
-    mt_window_reg_retire(&reg, busy);
+    const mt_window_cmd_t *busy;
+    retire_busy_window(&reg, n, &busy);
 
     /* the first new window takes the retired array; the second finds none */
     mt_window_t *first = mt_window_reg_open(&reg, 1, NULL, NULL, sc_now, 0, "a", "", "");
     mt_window_t *second = mt_window_reg_open(&reg, 2, NULL, NULL, sc_now, 0, "a", "", "");
     cr_assert(first && second);
+    cr_assert_eq(first->cmds, busy);
     cr_assert_geq(first->cmds_cap, n);
     cr_assert_leq(second->cmds_cap, MT_WINDOW_POOL_CMDS);
     for (uint32_t i = 0; i <= MT_WINDOW_POOL_CMDS; i++) {
