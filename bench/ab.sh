@@ -78,7 +78,8 @@ done
 
 # user and system ticks, minor faults, voluntary and involuntary switches, segments sent
 counters() {
-    awk '{ sub(/^.*\) /, ""); printf "%s %s %s ", $12, $13, $8 }' "/proc/$1/stat"
+    printf '%s ' "$(cpu_ticks "$1")"
+    awk '{ sub(/^.*\) /, ""); printf "%s ", $8 }' "/proc/$1/stat"
     awk '/^voluntary_ctxt/ { v = $2 } /^nonvoluntary_ctxt/ { n = $2 } END { printf "%s %s ", v, n }' \
         "/proc/$1/status"
     awk '/^Tcp:/ && n++ { print $12 }' /proc/net/snmp
