@@ -9,7 +9,9 @@
 
 #include <stddef.h>
 
-#define MT_SPARES_MAX 16
+/* The most any user keeps: the windows' commands arrays, one for each busy
+ * connection of a pool. */
+#define MT_SPARES_MAX 128
 
 typedef struct {
     struct {

@@ -318,6 +318,7 @@ static void give_back_commands(mt_window_reg_t *reg, mt_window_t *w)
     if (keep)
         memcpy(kept, w->cmds, keep * sizeof *kept);
     mt_spares_put(&reg->spare_cmds, w->cmds, w->cmds_cap * sizeof *w->cmds);
+    reg->spare_cmds_used = true;
     w->cmds = kept;
     w->ncmds = w->cmds_cap = keep;
 }
@@ -375,6 +376,7 @@ static mt_window_t *window_new(mt_window_reg_t *reg)
             size_t want = (size_t)reg->cmds_hint * sizeof(*w->cmds);
             mt_window_cmd_t *cmds = mt_spares_take(&reg->spare_cmds, want, SIZE_MAX, &cap);
             if (cmds) {
+                reg->spare_cmds_used = true;
                 bson_free(w->cmds);
                 w->cmds = cmds;
                 w->cmds_cap = (uint32_t)(cap / sizeof(*w->cmds));
@@ -798,7 +800,7 @@ void mt_window_reg_init(mt_window_reg_t *reg, const mt_window_rules_t *rules)
                    bson_free);
     mt_spares_init(&reg->spare_segs, MT_WINDOW_POOL, MT_WINDOW_POOL_EV, SIZE_MAX, bson_free);
     mt_spares_init(&reg->spare_blocks, MT_WINDOW_POOL, MT_WINDOW_POOL_EV, SIZE_MAX, bson_free);
-    mt_spares_init(&reg->spare_cmds, MT_WINDOW_POOL,
+    mt_spares_init(&reg->spare_cmds, MT_WINDOW_POOL_CMDS_ARRAYS,
                    MT_WINDOW_MAX_COMMANDS * sizeof(mt_window_cmd_t), MT_WINDOW_POOL_CMDS_TOTAL,
                    bson_free);
     reg->next_id = 1;
@@ -1257,9 +1259,23 @@ int mt_window_record(mt_window_reg_t *reg, mt_window_t *w, const mt_cmd_view_t *
     return mt_window_add_cmd(w, &wc);
 }
 
+/* Spare commands arrays no window has kept or taken for a while go back:
+ * the busy period they were kept for is over. */
+static void spare_cmds_age(mt_window_reg_t *reg, uint64_t now_ns)
+{
+    if (reg->spare_cmds_used || reg->spare_cmds.n == 0) {
+        reg->spare_cmds_used = false;
+        reg->spare_cmds_idle_ns = now_ns;
+    } else if (now_ns >= reg->spare_cmds_idle_ns + MT_WINDOW_POOL_IDLE_NS) {
+        mt_spares_release(&reg->spare_cmds);
+    }
+}
+
 void mt_window_reg_tick(mt_window_reg_t *reg, uint64_t now_ns)
 {
     h2o_linklist_t *n = reg->open.next;
+
+    spare_cmds_age(reg, now_ns);
 
     while (n != &reg->open) {
         h2o_linklist_t *next = n->next;

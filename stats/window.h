@@ -59,15 +59,21 @@
  * to MT_WINDOW_POOL_EV_EACH bytes, MT_WINDOW_POOL_EV_TOTAL together (a
  * window of a few 100-document replies needs a few hundred KiB, and a
  * buffer freed is a buffer faulted in again by the next window). Commands
- * arrays larger than a closed window keeps are kept too, up to
- * MT_WINDOW_POOL_CMDS_TOTAL bytes: a busy connection's next window writes
- * its commands where the last one did, not to memory faulted in afresh. */
+ * arrays larger than a closed window keeps are kept too: a busy
+ * connection's next window writes its commands where the last one did, not
+ * to memory faulted in afresh. Up to MT_WINDOW_POOL_CMDS_ARRAYS of them, as
+ * many bytes as the open windows may hold together (a pool of busy
+ * connections reopens all its windows at once, and each that starts cold
+ * faults a page in for every 32 commands), so keeping them never raises the
+ * peak; given back once none was taken or kept for a minute. */
 #define MT_WINDOW_POOL 16
 #define MT_WINDOW_POOL_CMDS 256
 #define MT_WINDOW_POOL_EV (64 * 1024)
 #define MT_WINDOW_POOL_EV_EACH (1024 * 1024)
 #define MT_WINDOW_POOL_EV_TOTAL (8 * 1024 * 1024)
-#define MT_WINDOW_POOL_CMDS_TOTAL (16 * 1024 * 1024)
+#define MT_WINDOW_POOL_CMDS_ARRAYS 128
+#define MT_WINDOW_POOL_CMDS_TOTAL ((size_t)MT_WINDOW_TOTAL_COMMANDS * sizeof(mt_window_cmd_t))
+#define MT_WINDOW_POOL_IDLE_NS (UINT64_C(60) * 1000000000)
 
 typedef struct {
     size_t cmds;     /* commands kept by open windows */
@@ -365,6 +371,8 @@ typedef struct {
     size_t npool;
     mt_spares_t spare_ev, spare_segs, spare_blocks; /* blocks: arena blocks */
     mt_spares_t spare_cmds;                         /* commands arrays */
+    bool spare_cmds_used;                           /* one was kept or taken since the last tick */
+    uint64_t spare_cmds_idle_ns;                    /* the tick that last found them so */
     size_t ev_hint;     /* evidence buffer size the newest analysed window had */
     uint32_t cmds_hint; /* commands the newest retired window kept before its trim */
 } mt_window_reg_t;

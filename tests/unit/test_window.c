@@ -933,6 +933,13 @@ Test(window, closed_windows_hold_a_bounded_number_of_commands)
 
 /* A busy window of connection 1: n finds (the i-th of i bytes), then
  * retired; *array is where it wrote them. */
+/* The registry of the tests of busy windows' storage. */
+static void busy_reg_init(mt_window_reg_t *reg)
+{
+    mt_window_rules_t rules = {.gap_ns = 100 * MS, .max_ns = 30000 * MS, .keep = 10};
+    mt_window_reg_init(reg, &rules);
+}
+
 static mt_window_t *retire_busy_window(mt_window_reg_t *reg, uint32_t n,
                                        const mt_window_cmd_t **array)
 {
@@ -954,8 +961,7 @@ static mt_window_t *retire_busy_window(mt_window_reg_t *reg, uint32_t n,
 Test(window, the_next_window_reuses_a_retired_windows_commands_array)
 {
     mt_window_reg_t reg;
-    mt_window_rules_t rules = {.gap_ns = 100 * MS, .max_ns = 30000 * MS, .keep = 10};
-    mt_window_reg_init(&reg, &rules);
+    busy_reg_init(&reg);
     uint32_t n = 3 * MT_WINDOW_CLOSED_COMMANDS;
     const mt_window_cmd_t *busy;
     mt_window_t *w = retire_busy_window(&reg, n, &busy);
@@ -982,11 +988,77 @@ Test(window, the_next_window_reuses_a_retired_windows_commands_array)
     mt_window_reg_clear(&reg);
 }
 
+/* A pool of busy connections closes its windows together (the clients
+ * went away, or window-max-ms came round): every array is kept, and the
+ * windows that open next all take one, none of them a fresh one. */
+Test(window, a_pool_of_busy_connections_keeps_every_windows_commands_array)
+{
+    enum { CONNS = 64 };
+    mt_window_reg_t reg;
+    busy_reg_init(&reg);
+    mt_window_t *open[CONNS];
+    const mt_window_cmd_t *arrays[CONNS];
+    mt_window_cmd_t c = {.own = &find_names, .kind = MT_CMD_FIND};
+    for (int i = 0; i < CONNS; i++) {
+        open[i] = mt_window_reg_open(&reg, (uint64_t)i + 1, NULL, NULL, sc_now, 0, "a", "", "");
+        cr_assert_not_null(open[i]);
+        for (uint32_t k = 0; k < 2 * MT_WINDOW_CLOSED_COMMANDS; k++)
+            cr_assert_geq(mt_window_add_cmd(open[i], &c), 0);
+        arrays[i] = open[i]->cmds;
+    }
+    for (int i = 0; i < CONNS; i++) {
+        mt_window_reg_detach(&reg, open[i], sc_now);
+        mt_window_reg_retire(&reg, open[i]);
+    }
+    cr_assert_eq(reg.spare_cmds.n, CONNS, "%zu of %d arrays kept", reg.spare_cmds.n, CONNS);
+
+    for (int i = 0; i < CONNS; i++) {
+        mt_window_t *w =
+            mt_window_reg_open(&reg, (uint64_t)i + 100, NULL, NULL, sc_now, 0, "a", "", "");
+        cr_assert_not_null(w);
+        bool reused = false;
+        for (int k = 0; k < CONNS; k++)
+            reused |= w->cmds == arrays[k];
+        cr_assert(reused, "window %d writes to an array a busy window had", i);
+        cr_assert_geq(w->cmds_cap, 2 * MT_WINDOW_CLOSED_COMMANDS);
+    }
+    cr_assert_eq(reg.spare_cmds.n, 0);
+    mt_window_reg_clear(&reg);
+}
+
+/* Kept arrays are for the next busy period, not forever: a minute in which
+ * no window kept or took one gives them back. */
+Test(window, spare_commands_arrays_go_back_after_a_minute_unused)
+{
+    mt_window_reg_t reg;
+    busy_reg_init(&reg);
+    const mt_window_cmd_t *busy;
+    uint64_t t = sc_now + 1000 * MS;
+
+    retire_busy_window(&reg, 2 * MT_WINDOW_CLOSED_COMMANDS, &busy);
+    cr_assert_eq(reg.spare_cmds.n, 1);
+    mt_window_reg_tick(&reg, t);
+    mt_window_reg_tick(&reg, t + 59000 * MS);
+    cr_assert_eq(reg.spare_cmds.n, 1, "kept through 59 s unused");
+
+    /* taken and kept again: the minute starts over */
+    mt_window_t *w = mt_window_reg_open(&reg, 1, NULL, NULL, t + 59000 * MS, 0, "a", "", "");
+    cr_assert_eq(w->cmds, busy);
+    mt_window_reg_detach(&reg, w, t + 59000 * MS);
+    mt_window_reg_retire(&reg, w);
+    mt_window_reg_tick(&reg, t + 59500 * MS);
+    mt_window_reg_tick(&reg, t + 100000 * MS);
+    cr_assert_eq(reg.spare_cmds.n, 1, "kept: 40.5 s since it was last used");
+    mt_window_reg_tick(&reg, t + 119500 * MS);
+    cr_assert_eq(reg.spare_cmds.n, 0, "given back after a minute unused");
+    cr_assert_eq(reg.spare_cmds.bytes, 0);
+    mt_window_reg_clear(&reg);
+}
+
 Test(window, a_window_past_a_pooled_size_grows_to_the_last_busy_ones_size_at_once)
 {
     mt_window_reg_t reg;
-    mt_window_rules_t rules = {.gap_ns = 100 * MS, .max_ns = 30000 * MS, .keep = 10};
-    mt_window_reg_init(&reg, &rules);
+    busy_reg_init(&reg);
     uint32_t n = 3 * MT_WINDOW_CLOSED_COMMANDS;
     mt_window_cmd_t c = {.own = &find_names, .kind = MT_CMD_FIND};
     const mt_window_cmd_t *busy;
