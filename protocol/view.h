@@ -117,16 +117,19 @@ typedef struct {
     bool unread;       /* decompression stopped before the reply document (the view came with
                         * MT_MSG_ERR_SKIPPED): only the ids and more_to_come are known */
 
-    bson_t body;            /* static view of the reply document (first doc for OP_REPLY) */
+    bson_t body;            /* static view of the reply document (first doc for OP_REPLY),
+                             * validated but for the insides of the batch's documents */
     bool ok;                /* ok: 1 (and OP_REPLY without QueryFailure) */
     int32_t code;           /* error code, 0 when none */
     int32_t response_flags; /* OP_REPLY responseFlags, 0 for OP_MSG */
     const char *code_name;  /* or NULL */
     bool has_cursor;
-    int64_t cursor_id;    /* cursor.id (0 when exhausted); OP_REPLY without a cursor
-                           * document: the header's cursorID */
-    const char *ns;       /* cursor.ns or NULL */
-    const uint8_t *batch; /* BSON array firstBatch/nextBatch, or NULL */
+    int64_t cursor_id; /* cursor.id (0 when exhausted); OP_REPLY without a cursor
+                        * document: the header's cursorID */
+    const char *ns;    /* cursor.ns or NULL */
+    /* BSON array firstBatch/nextBatch, or NULL: its elements' framing is
+     * checked, what is inside each document is not */
+    const uint8_t *batch;
     uint32_t batch_len;
     int32_t docs; /* documents in the batch (OP_REPLY: numberReturned) */
     bool has_n;

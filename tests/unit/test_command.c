@@ -317,6 +317,39 @@ Test(command, write_errors_are_counted)
     free(b);
 }
 
+/* Returned documents are counted by their framing: what is inside them is
+ * not accounting's to read (a window checks those it keeps as evidence). A
+ * batch whose framing is broken is refused as before. */
+Test(command, returned_documents_are_counted_not_read)
+{
+    size_t len;
+    uint8_t *b = fx_op_msg_json("{\"cursor\": {\"firstBatch\": [{\"a\": 1}, {\"b\": 1}, "
+                                "{\"c\": 1}], \"id\": 0, \"ns\": \"d.c\"}, \"ok\": 1.0}",
+                                0, &len);
+    uint8_t *bad_type = memmem(b, len,
+                               "\x10"
+                               "b",
+                               3);
+    cr_assert_not_null(bad_type);
+    *bad_type = 0x42; /* no such BSON type, inside the second document */
+    mt_msg_t m;
+    mt_reply_view_t r;
+    cr_assert_eq(mt_msg_parse(b, len, NULL, &m), MT_MSG_ERR_BSON, "a full parse refuses it");
+    cr_assert_eq(mt_msg_parse_budget(b, len, NULL, NULL, MT_MSG_DEFER_BODY, &m), MT_MSG_OK);
+    cr_assert_eq(mt_cmd_reply(&m, &r), MT_MSG_OK);
+    cr_assert(r.ok);
+    cr_assert_eq(r.docs, 3);
+    cr_assert_str_eq(r.ns, "d.c");
+
+    /* the second document's length one byte short: its end is no longer a NUL */
+    uint8_t *doc = bad_type - 4;
+    cr_assert_eq(doc[0], 12);
+    doc[0] = 11;
+    cr_assert_eq(mt_msg_parse_budget(b, len, NULL, NULL, MT_MSG_DEFER_BODY, &m), MT_MSG_OK);
+    cr_assert_eq(mt_cmd_reply(&m, &r), MT_MSG_ERR_BSON);
+    free(b);
+}
+
 /* ---- monitoring and errors ---------------------------------------------- */
 
 Test(command, end_sessions_rejected_by_server)

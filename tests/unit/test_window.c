@@ -459,16 +459,50 @@ static bson_t *batch(uint32_t n, size_t pad)
     return arr;
 }
 
+/* A registry with one open window holding one find, command 0, for
+ * evidence. */
+static mt_window_t *open_evidence_window(mt_window_reg_t *reg)
+{
+    mt_window_rules_t rules = {.gap_ns = 100 * MS, .max_ns = 30000 * MS};
+    mt_window_reg_init(reg, &rules);
+    mt_window_t *w = mt_window_reg_open(reg, 1, NULL, NULL, sc_now, 0, "a", "", "");
+    cr_assert_not_null(w);
+    mt_window_cmd_t c = {.own = &find_names, .kind = MT_CMD_FIND};
+    cr_assert_eq(mt_window_add_cmd(w, &c), 0);
+    return w;
+}
+
+/* Replies hand their documents over framed but unread: evidence keeps only
+ * those that are well-formed inside, which the detectors will read. */
+Test(window, evidence_keeps_only_well_formed_documents)
+{
+    mt_window_reg_t reg;
+    mt_window_t *w = open_evidence_window(&reg);
+    bson_t *arr = fx_json("{\"0\": {\"a\": 1}, \"1\": {\"b\": 1}, \"2\": {\"c\": 1}}");
+    uint8_t *bytes = bson_malloc(arr->len);
+    memcpy(bytes, bson_get_data(arr), arr->len);
+    uint8_t *bad_type = memmem(bytes, arr->len,
+                               "\x10"
+                               "b",
+                               3);
+    cr_assert_not_null(bad_type);
+    *bad_type = 0x42; /* no such BSON type */
+    mt_window_add_evidence(w, 0, bytes, arr->len);
+    cr_assert_eq(w->ev_docs, 2);
+    cr_assert_eq(w->ev_len, 2 * 12u, "the first and the third document");
+    cr_assert_eq(w->ev[4], BSON_TYPE_INT32);
+    cr_assert_eq(w->ev[5], 'a');
+    cr_assert_eq(w->ev[12 + 5], 'c');
+    bson_free(bytes);
+    bson_destroy(arr);
+    mt_window_reg_clear(&reg);
+}
+
 Test(window, evidence_is_bounded_and_budgeted)
 {
     mt_window_reg_t reg;
-    mt_window_rules_t rules = {.gap_ns = 100 * MS, .max_ns = 30000 * MS};
-    mt_window_reg_init(&reg, &rules);
-    mt_window_t *w = mt_window_reg_open(&reg, 1, NULL, NULL, sc_now, 0, "a", "", "");
-    cr_assert_not_null(w);
+    mt_window_t *w = open_evidence_window(&reg);
     mt_window_cmd_t c = {.own = &find_names, .kind = MT_CMD_FIND};
-    int idx = mt_window_add_cmd(w, &c);
-    cr_assert_eq(idx, 0);
     cr_assert_eq(reg.budget.cmds, 1);
     /* by documents: 1.2 times the bound offered, the bound kept */
     bson_t *small = batch(MT_WINDOW_EVIDENCE_DOCS * 6 / 10, 10);
