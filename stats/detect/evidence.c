@@ -229,7 +229,11 @@ static void each_doc(mt_evidence_t *ev, const uint32_t *parents, size_t nparents
                 break;
             bson_t doc;
             bson_iter_t it;
-            if (bson_init_static(&doc, p, dlen) && bson_iter_init(&it, &doc))
+            /* kept as the reply framed it: a document malformed inside is
+             * no evidence (it keeps its place: idx pairs documents with
+             * children) */
+            if (mt_bson_validate(p, dlen, MT_BSON_MAX_DEPTH, MT_BSON_CHECK_STRUCTURE) &&
+                bson_init_static(&doc, p, dlen) && bson_iter_init(&it, &doc))
                 fn(ev, idx, &it);
             idx++;
             p += dlen;

@@ -103,6 +103,53 @@ static bson_t *count_reply(void)
     return fx_json("{\"n\": 3, \"ok\": 1.0}");
 }
 
+/* A parent returns a document malformed inside, its framing intact: the
+ * reply is accounted and forwarded as it is; as evidence that document is
+ * skipped whole (read as far as it goes, its author would explain its
+ * child), and the others still name the field the children look up. */
+Test(detect, a_malformed_returned_document_is_no_evidence)
+{
+    enum { N = 8 };
+    sc_conn_t k = sc_open(st, 1, "127.0.0.1:1");
+    bson_t *docs[N];
+    for (uint32_t i = 0; i < N; i++) {
+        bson_oid_t oid;
+        docs[i] = bson_new();
+        sc_oid(&oid, 1000 + i);
+        BSON_APPEND_OID(docs[i], "_id", &oid);
+        sc_oid(&oid, 2000 + i);
+        BSON_APPEND_OID(docs[i], "author", &oid);
+        BSON_APPEND_INT32(docs[i], "n", (int32_t)i);
+    }
+    bson_t *reply = sc_cursor_reply("blog.post", docs, N, 0, true);
+    sc_free_docs(docs, N);
+    bson_t *find = sc_find("blog", "post", bson_new(), false, NULL);
+    int32_t rid = sc_send(&k, find);
+    bson_destroy(find);
+    sc_now += 1 * MS;
+    size_t len;
+    uint8_t *m = fx_op_msg(0, k.next_reply_rid++, rid, reply, NULL, NULL, 0, &len);
+    bson_destroy(reply);
+    uint8_t *n3 = memmem(m, len, "\x10n\x00\x03\x00\x00\x00", 7);
+    cr_assert_not_null(n3);
+    *n3 = 0x42; /* document 3: no such BSON type, after its author */
+    sc_deliver(st, k.c, false, m, len, sc_now);
+    free(m);
+    for (uint32_t i = 0; i < N; i++)
+        sc_roundtrip(&k, sc_find("blog", "user", sc_id_filter(2000 + i), true, NULL),
+                     sc_one_doc_reply("blog.user", 2000 + i), 300 * US);
+    settle();
+    sc_close(&k);
+
+    bson_t *all = all_findings();
+    cr_assert_eq(count_type(all, "n_plus_one"), 1);
+    cr_assert_eq(sc_int(all, "findings.0.parent.docs_returned"), N, "the reply was accounted");
+    cr_assert_eq(sc_int(all, "findings.0.children.count"), N);
+    cr_assert_str_eq(sc_str(all, "findings.0.field"), "author");
+    cr_assert_eq(sc_int(all, "findings.0.matched"), N - 1, "document 3 explains nothing");
+    bson_destroy(all);
+}
+
 /* ---- more kinds of children --------------------------------------------- */
 
 static void count_loop(uint32_t n)
