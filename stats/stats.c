@@ -498,6 +498,11 @@ static void reply_error(mt_window_t *w, mt_window_cmd_t *wc, const mt_reply_view
         wc->error_name = mt_window_strdup(w, name, MT_WINDOW_ERROR_NAME_MAX);
 }
 
+static uint32_t batch_docs(const mt_reply_view_t *r)
+{
+    return r->docs > 0 ? (uint32_t)r->docs : 0;
+}
+
 /* Folds a reply into the windows of its request and, for a getMore, of the
  * command that opened the cursor. */
 static void reply_windows(mt_stats_conn_t *c, const mt_pending_t *p, const mt_reply_view_t *r,
@@ -530,7 +535,7 @@ static void reply_windows(mt_stats_conn_t *c, const mt_pending_t *p, const mt_re
                 if (mt_detect_is_parent(wc, st->cfg.n1_threshold) || r->cursor_id != 0)
                     w->big_read = true;
                 if (r->batch && (w->big_read || w->inflight > (p->inflight ? 1u : 0u)))
-                    mt_window_add_evidence(w, p->cmd_idx, r->batch, r->batch_len);
+                    mt_window_add_evidence(w, p->cmd_idx, r->batch, r->batch_len, batch_docs(r));
             }
         }
         w->last_ns = now_ns;
@@ -544,7 +549,7 @@ static void reply_windows(mt_stats_conn_t *c, const mt_pending_t *p, const mt_re
             oc->docs += docs;
             oc->getmore_ns += latency;
             if (r->batch)
-                mt_window_add_evidence(ow, p->origin_idx, r->batch, r->batch_len);
+                mt_window_add_evidence(ow, p->origin_idx, r->batch, r->batch_len, batch_docs(r));
             ow->last_ns = now_ns;
         }
     }

@@ -117,62 +117,44 @@ int mt_window_add_cmd(mt_window_t *w, const mt_window_cmd_t *cmd)
     return (int)w->ncmds++;
 }
 
-void mt_window_add_evidence(mt_window_t *w, uint32_t idx, const uint8_t *array, uint32_t len)
+/* Room for need more evidence bytes, within the window's bound and the
+ * budget of all open windows. */
+static bool ev_reserve(mt_window_t *w, size_t need)
 {
-    mt_bson_iter_t it;
-    mt_bson_elem_t e;
-    if (w->closed || idx >= w->ncmds || !array || len < 5)
-        return;
-    if (!mt_bson_iter_init(&it, array, len))
-        return;
-    uint32_t seg_off = (uint32_t)w->ev_len;
-    while (mt_bson_iter_next(&it, &e) == MT_BSON_ELEM) {
-        if (w->ev_docs >= MT_WINDOW_EVIDENCE_DOCS)
-            break;
-        /* framed by the reply's view, not walked: the detectors check each
-         * one whole when they first read it (most evidence never is) */
-        if (e.type != BSON_TYPE_DOCUMENT)
-            continue;
-        uint32_t dlen = e.value_len;
-        const uint8_t *doc = e.value;
-        if (w->ev_len + dlen > MT_WINDOW_EVIDENCE_BYTES ||
-            (w->budget && w->budget->ev_bytes + dlen > MT_WINDOW_TOTAL_EVIDENCE))
-            break;
-        if (w->ev_len + dlen > w->ev_cap) {
-            size_t cap = w->ev_cap ? w->ev_cap : 4096;
-            while (cap < w->ev_len + dlen)
-                cap *= 2;
-            if (cap > MT_WINDOW_EVIDENCE_BYTES)
-                cap = MT_WINDOW_EVIDENCE_BYTES;
-            uint8_t *p = bson_realloc(w->ev, cap);
-            if (!p)
-                break;
-            w->ev = p;
-            w->ev_cap = cap;
-        }
-        memcpy(w->ev + w->ev_len, doc, dlen);
-        w->ev_len += dlen;
-        w->ev_docs++;
-        if (w->budget)
-            w->budget->ev_bytes += dlen;
+    if (w->ev_len + need > MT_WINDOW_EVIDENCE_BYTES ||
+        (w->budget && w->budget->ev_bytes + need > MT_WINDOW_TOTAL_EVIDENCE))
+        return false;
+    if (w->ev_len + need > w->ev_cap) {
+        size_t cap = w->ev_cap ? w->ev_cap : 4096;
+        while (cap < w->ev_len + need)
+            cap *= 2;
+        if (cap > MT_WINDOW_EVIDENCE_BYTES)
+            cap = MT_WINDOW_EVIDENCE_BYTES;
+        uint8_t *p = bson_realloc(w->ev, cap);
+        if (!p)
+            return false;
+        w->ev = p;
+        w->ev_cap = cap;
     }
-    /* room for the next reply's documents, say a few small ones */
-    if (w->ev_cap > w->ev_len)
-        prefetch_for_write(w->ev + w->ev_len,
-                           w->ev_cap - w->ev_len < 256 ? w->ev_cap - w->ev_len : 256);
+    return true;
+}
+
+/* Names ev[seg_off..ev_len) as command idx's, extending the previous run of
+ * documents when it is the same command's; forgets what it cannot name. */
+static void ev_segment(mt_window_t *w, uint32_t idx, uint32_t seg_off, bool array)
+{
+    mt_window_evseg_t *last = w->nsegs ? &w->segs[w->nsegs - 1] : NULL;
+
     if (w->ev_len == seg_off)
         return;
-    /* Extend the previous segment when it is the same command's. */
-    if (w->nsegs && w->segs[w->nsegs - 1].cmd == idx &&
-        w->segs[w->nsegs - 1].off + w->segs[w->nsegs - 1].len == seg_off) {
-        w->segs[w->nsegs - 1].len += (uint32_t)w->ev_len - seg_off;
+    if (!array && last && !last->array && last->cmd == idx && last->off + last->len == seg_off) {
+        last->len += (uint32_t)w->ev_len - seg_off;
         return;
     }
     if (w->nsegs == w->segs_cap) {
         uint32_t cap = w->segs_cap ? w->segs_cap * 2 : 8;
         mt_window_evseg_t *s = bson_realloc(w->segs, cap * sizeof *s);
         if (!s) {
-            /* forget the documents we cannot index */
             if (w->budget)
                 w->budget->ev_bytes -= w->ev_len - seg_off;
             w->ev_len = seg_off;
@@ -181,10 +163,46 @@ void mt_window_add_evidence(mt_window_t *w, uint32_t idx, const uint8_t *array, 
         w->segs = s;
         w->segs_cap = cap;
     }
-    w->segs[w->nsegs].cmd = idx;
-    w->segs[w->nsegs].off = seg_off;
-    w->segs[w->nsegs].len = (uint32_t)w->ev_len - seg_off;
-    w->nsegs++;
+    w->segs[w->nsegs++] = (mt_window_evseg_t){
+        .cmd = idx, .off = seg_off, .len = (uint32_t)w->ev_len - seg_off, .array = array};
+}
+
+void mt_window_add_evidence(mt_window_t *w, uint32_t idx, const uint8_t *array, uint32_t len,
+                            uint32_t ndocs)
+{
+    mt_bson_iter_t it;
+    mt_bson_elem_t e;
+    uint32_t seg_off = (uint32_t)w->ev_len;
+
+    if (w->closed || idx >= w->ncmds || !array || len < 5 || ndocs == 0)
+        return;
+    /* The documents are kept as the reply's view framed them, not walked:
+     * the detectors check each one whole when they first read it (most
+     * evidence never is). A batch that fits is kept whole, in one copy. */
+    if (w->ev_docs + ndocs <= MT_WINDOW_EVIDENCE_DOCS && ev_reserve(w, len)) {
+        memcpy(w->ev + w->ev_len, array, len);
+        w->ev_len += len;
+        w->ev_docs += ndocs;
+        if (w->budget)
+            w->budget->ev_bytes += len;
+        ev_segment(w, idx, seg_off, true);
+        return;
+    }
+    /* else as many of its documents as the bounds leave room for */
+    if (!mt_bson_iter_init(&it, array, len))
+        return;
+    while (w->ev_docs < MT_WINDOW_EVIDENCE_DOCS && mt_bson_iter_next(&it, &e) == MT_BSON_ELEM) {
+        if (e.type != BSON_TYPE_DOCUMENT)
+            continue;
+        if (!ev_reserve(w, e.value_len))
+            break;
+        memcpy(w->ev + w->ev_len, e.value, e.value_len);
+        w->ev_len += e.value_len;
+        w->ev_docs++;
+        if (w->budget)
+            w->budget->ev_bytes += e.value_len;
+    }
+    ev_segment(w, idx, seg_off, false);
 }
 
 static void arena_free(mt_window_t *w)

@@ -199,11 +199,13 @@ typedef struct {
     uint32_t lo, hi;
 } mt_window_range_t;
 
-/* Evidence: a run of documents (concatenated BSON) returned to one command. */
+/* Evidence: documents returned to one command, either a reply's batch whole
+ * (a BSON array: array) or a run of documents (concatenated BSON). */
 typedef struct {
     uint32_t cmd;
     uint32_t off;
     uint32_t len;
+    bool array;
 } mt_window_evseg_t;
 
 typedef struct mt_window_block mt_window_block_t;
@@ -276,9 +278,11 @@ int mt_window_add_cmd(mt_window_t *w, const mt_window_cmd_t *cmd);
 const char *mt_window_strdup(mt_window_t *w, const char *s, size_t max);
 const uint8_t *mt_window_memdup(mt_window_t *w, const uint8_t *p, size_t len);
 
-/* Copies the documents of a BSON array (a firstBatch / nextBatch) as
- * evidence for command idx, within the evidence bounds. */
-void mt_window_add_evidence(mt_window_t *w, uint32_t idx, const uint8_t *array, uint32_t len);
+/* Copies the documents of a BSON array (a firstBatch / nextBatch of ndocs
+ * elements, framed by the reply's view) as evidence for command idx, within
+ * the evidence bounds. */
+void mt_window_add_evidence(mt_window_t *w, uint32_t idx, const uint8_t *array, uint32_t len,
+                            uint32_t ndocs);
 
 /* After analysis: frees the evidence, the arena and what points into it
  * (lookup keys, logged values), so that a closed window holds numbers and

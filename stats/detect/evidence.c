@@ -213,6 +213,18 @@ static bool in_sorted(const uint32_t *a, size_t n, uint32_t v)
     return false;
 }
 
+/* fn on a kept document, checked whole first: kept as the reply framed it,
+ * one malformed inside is no evidence (it keeps its place: idx pairs
+ * documents with children). */
+static void doc_checked(mt_evidence_t *ev, size_t idx, const uint8_t *p, uint32_t len, doc_fn fn)
+{
+    bson_t doc;
+    bson_iter_t it;
+    if (mt_bson_validate(p, len, MT_BSON_MAX_DEPTH, MT_BSON_CHECK_STRUCTURE) &&
+        bson_init_static(&doc, p, len) && bson_iter_init(&it, &doc))
+        fn(ev, idx, &it);
+}
+
 /* Calls fn on each kept document returned to the parents, in order. */
 static void each_doc(mt_evidence_t *ev, const uint32_t *parents, size_t nparents, doc_fn fn)
 {
@@ -223,19 +235,21 @@ static void each_doc(mt_evidence_t *ev, const uint32_t *parents, size_t nparents
         if (!in_sorted(parents, nparents, seg->cmd))
             continue;
         const uint8_t *p = w->ev + seg->off, *end = p + seg->len;
+        if (seg->array) {
+            mt_bson_iter_t it;
+            mt_bson_elem_t e;
+            if (!mt_bson_iter_init(&it, p, seg->len))
+                continue;
+            while (mt_bson_iter_next(&it, &e) == MT_BSON_ELEM)
+                if (e.type == BSON_TYPE_DOCUMENT)
+                    doc_checked(ev, idx++, e.value, e.value_len, fn);
+            continue;
+        }
         while (end - p >= 5) {
             uint32_t dlen = mt_wire_le32(p);
             if (dlen < 5 || dlen > (size_t)(end - p))
                 break;
-            bson_t doc;
-            bson_iter_t it;
-            /* kept as the reply framed it: a document malformed inside is
-             * no evidence (it keeps its place: idx pairs documents with
-             * children) */
-            if (mt_bson_validate(p, dlen, MT_BSON_MAX_DEPTH, MT_BSON_CHECK_STRUCTURE) &&
-                bson_init_static(&doc, p, dlen) && bson_iter_init(&it, &doc))
-                fn(ev, idx, &it);
-            idx++;
+            doc_checked(ev, idx++, p, dlen, fn);
             p += dlen;
         }
     }

@@ -488,11 +488,23 @@ Test(window, evidence_keeps_documents_as_they_are_framed)
                                3);
     cr_assert_not_null(bad_type);
     *bad_type = 0x42; /* no such BSON type */
-    mt_window_add_evidence(w, 0, bytes, arr->len);
-    cr_assert_eq(w->ev_docs, 3);
-    cr_assert_eq(w->ev_len, 3 * 12u, "the three documents, not the number");
-    cr_assert_eq(w->ev[12 + 4], 0x42, "the second as it came");
-    cr_assert_eq(w->ev[24 + 5], 'c');
+    mt_window_add_evidence(w, 0, bytes, arr->len, 4);
+    cr_assert_eq(w->ev_docs, 4);
+    cr_assert_eq(w->nsegs, 1);
+    cr_assert(w->segs[0].array, "a batch that fits is kept whole");
+    cr_assert_eq(w->segs[0].len, arr->len);
+    cr_assert_eq(memcmp(w->ev, bytes, arr->len), 0, "as it came, the second document too");
+
+    /* past the bound on documents, one at a time: what is not a document is not kept */
+    w->ev_docs = MT_WINDOW_EVIDENCE_DOCS - 3;
+    size_t before = w->ev_len;
+    mt_window_add_evidence(w, 0, bytes, arr->len, 4);
+    cr_assert_eq(w->ev_docs, MT_WINDOW_EVIDENCE_DOCS);
+    cr_assert_eq(w->nsegs, 2);
+    cr_assert_not(w->segs[1].array);
+    cr_assert_eq(w->ev_len - before, 3 * 12u, "the three documents, not the number");
+    cr_assert_eq(w->ev[before + 12 + 4], 0x42, "the second as it came");
+    cr_assert_eq(w->ev[before + 24 + 5], 'c');
     bson_free(bytes);
     bson_destroy(arr);
     mt_window_reg_clear(&reg);
@@ -505,12 +517,14 @@ Test(window, evidence_is_bounded_and_budgeted)
     mt_window_cmd_t c = {.own = &find_names, .kind = MT_CMD_FIND};
     cr_assert_eq(reg.budget.cmds, 1);
     /* by documents: 1.2 times the bound offered, the bound kept */
-    bson_t *small = batch(MT_WINDOW_EVIDENCE_DOCS * 6 / 10, 10);
-    mt_window_add_evidence(w, 0, bson_get_data(small), small->len);
-    mt_window_add_evidence(w, 0, bson_get_data(small), small->len);
+    uint32_t n = MT_WINDOW_EVIDENCE_DOCS * 6 / 10;
+    bson_t *small = batch(n, 10);
+    mt_window_add_evidence(w, 0, bson_get_data(small), small->len, n);
+    mt_window_add_evidence(w, 0, bson_get_data(small), small->len, n);
+    mt_window_add_evidence(w, 0, bson_get_data(small), small->len, n);
     bson_destroy(small);
     cr_assert_eq(w->ev_docs, MT_WINDOW_EVIDENCE_DOCS);
-    cr_assert_eq(w->nsegs, 1, "runs of one command's documents are merged");
+    cr_assert_eq(w->nsegs, 2, "the first batch whole, then as many of the second's as fit");
     cr_assert_eq(reg.budget.ev_bytes, w->ev_len);
     mt_window_reg_detach(&reg, w, sc_now);
     cr_assert_eq(reg.budget.cmds, 0);
@@ -522,7 +536,8 @@ Test(window, evidence_is_bounded_and_budgeted)
     w = mt_window_reg_open(&reg, 1, NULL, NULL, sc_now, 0, "a", "", "");
     mt_window_add_cmd(w, &c);
     bson_t *big = batch(3 * MT_WINDOW_EVIDENCE_BYTES / (100 * 1024), 100 * 1024);
-    mt_window_add_evidence(w, 0, bson_get_data(big), big->len);
+    mt_window_add_evidence(w, 0, bson_get_data(big), big->len,
+                           3 * MT_WINDOW_EVIDENCE_BYTES / (100 * 1024));
     bson_destroy(big);
     cr_assert_leq(w->ev_len, MT_WINDOW_EVIDENCE_BYTES);
     cr_assert_geq(w->ev_len, MT_WINDOW_EVIDENCE_BYTES - 110 * 1024);
