@@ -5,6 +5,7 @@ void mt_spares_init(mt_spares_t *s, size_t max_n, size_t max_each, size_t max_by
 {
     s->n = 0;
     s->bytes = 0;
+    s->uses = 0;
     s->max_n = max_n < MT_SPARES_MAX ? max_n : MT_SPARES_MAX;
     s->max_each = max_each;
     s->max_bytes = max_bytes;
@@ -19,6 +20,7 @@ void mt_spares_put(mt_spares_t *s, void *p, size_t cap)
         s->slot[s->n].p = p;
         s->slot[s->n++].cap = cap;
         s->bytes += cap;
+        s->uses++;
     } else {
         s->free_fn(p);
     }
@@ -38,6 +40,7 @@ void *mt_spares_take(mt_spares_t *s, size_t min_cap, size_t max_cap, size_t *cap
     void *p = s->slot[best].p;
     *cap = s->slot[best].cap;
     s->bytes -= *cap;
+    s->uses++;
     for (s->n--; best < s->n; best++)
         s->slot[best] = s->slot[best + 1];
     return p;

@@ -8,6 +8,7 @@
 #define MT_SPARES_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* The most any user keeps: the windows' commands arrays, one for each busy
  * connection of a pool. */
@@ -22,6 +23,7 @@ typedef struct {
     size_t bytes; /* capacity held in all */
     size_t max_n, max_each, max_bytes;
     void (*free_fn)(void *); /* how the buffers are freed */
+    uint64_t uses;           /* buffers kept and taken so far: whether they are still wanted */
 } mt_spares_t;
 
 /* max_n is capped at MT_SPARES_MAX; free_fn frees what is not kept. */

@@ -88,6 +88,25 @@ bool mt_window_full(const mt_window_t *w)
            (w->budget && w->budget->cmds >= MT_WINDOW_TOTAL_COMMANDS);
 }
 
+/* Past a pooled window's size, a spare array a busy window gave back, when
+ * one holds cap commands: memory already faulted in, and what the spares
+ * hold is never on top of what open windows use. */
+static bool grow_into_spare(mt_window_t *w, uint32_t cap)
+{
+    size_t got;
+    mt_window_cmd_t *c;
+
+    if (cap <= MT_WINDOW_POOL_CMDS || !w->spare_cmds ||
+        !(c = mt_spares_take(w->spare_cmds, (size_t)cap * sizeof *c, SIZE_MAX, &got)))
+        return false;
+    if (w->ncmds)
+        memcpy(c, w->cmds, w->ncmds * sizeof *c);
+    bson_free(w->cmds);
+    w->cmds = c;
+    w->cmds_cap = (uint32_t)(got / sizeof *c);
+    return true;
+}
+
 int mt_window_add_cmd(mt_window_t *w, const mt_window_cmd_t *cmd)
 {
     w->total_cmds++;
@@ -103,11 +122,13 @@ int mt_window_add_cmd(mt_window_t *w, const mt_window_cmd_t *cmd)
             cap = w->cmds_hint;
         if (cap > MT_WINDOW_MAX_COMMANDS)
             cap = MT_WINDOW_MAX_COMMANDS;
-        mt_window_cmd_t *c = bson_realloc(w->cmds, cap * sizeof *c);
-        if (!c)
-            return -1;
-        w->cmds = c;
-        w->cmds_cap = cap;
+        if (!grow_into_spare(w, cap)) {
+            mt_window_cmd_t *c = bson_realloc(w->cmds, cap * sizeof *c);
+            if (!c)
+                return -1;
+            w->cmds = c;
+            w->cmds_cap = cap;
+        }
     }
     w->cmds[w->ncmds] = *cmd;
     if (w->ncmds + 1 < w->cmds_cap)
@@ -338,7 +359,6 @@ static void give_back_commands(mt_window_reg_t *reg, mt_window_t *w)
     if (keep)
         memcpy(kept, w->cmds, keep * sizeof *kept);
     mt_spares_put(&reg->spare_cmds, w->cmds, w->cmds_cap * sizeof *w->cmds);
-    reg->spare_cmds_used = true;
     w->cmds = kept;
     w->ncmds = w->cmds_cap = keep;
 }
@@ -396,7 +416,6 @@ static mt_window_t *window_new(mt_window_reg_t *reg)
             size_t want = (size_t)reg->cmds_hint * sizeof(*w->cmds);
             mt_window_cmd_t *cmds = mt_spares_take(&reg->spare_cmds, want, SIZE_MAX, &cap);
             if (cmds) {
-                reg->spare_cmds_used = true;
                 bson_free(w->cmds);
                 w->cmds = cmds;
                 w->cmds_cap = (uint32_t)(cap / sizeof(*w->cmds));
@@ -868,6 +887,7 @@ mt_window_t *mt_window_reg_open(mt_window_reg_t *reg, uint64_t conn_id, const ch
     w->started_ns = w->last_ns = now_ns;
     w->started_ms = now_ms;
     w->budget = &reg->budget;
+    w->spare_cmds = &reg->spare_cmds;
     bson_strncpy(w->client_addr, client_addr ? client_addr : "", sizeof w->client_addr);
     bson_strncpy(w->app_name, app_name ? app_name : "", sizeof w->app_name);
     bson_strncpy(w->driver, driver ? driver : "", sizeof w->driver);
@@ -936,6 +956,7 @@ void mt_window_reg_detach(mt_window_reg_t *reg, mt_window_t *w, uint64_t now_ns)
     reg->budget.cmds -= w->ncmds;
     reg->budget.ev_bytes -= w->ev_len;
     w->budget = NULL;
+    w->spare_cmds = NULL;
 }
 
 /* Frees a closed window kept in one of the closed lists. */
@@ -1283,8 +1304,8 @@ int mt_window_record(mt_window_reg_t *reg, mt_window_t *w, const mt_cmd_view_t *
  * the busy period they were kept for is over. */
 static void spare_cmds_age(mt_window_reg_t *reg, uint64_t now_ns)
 {
-    if (reg->spare_cmds_used || reg->spare_cmds.n == 0) {
-        reg->spare_cmds_used = false;
+    if (reg->spare_cmds.uses != reg->spare_cmds_uses || reg->spare_cmds.n == 0) {
+        reg->spare_cmds_uses = reg->spare_cmds.uses;
         reg->spare_cmds_idle_ns = now_ns;
     } else if (now_ns >= reg->spare_cmds_idle_ns + MT_WINDOW_POOL_IDLE_NS) {
         mt_spares_release(&reg->spare_cmds);

@@ -64,8 +64,10 @@
  * to memory faulted in afresh. Up to MT_WINDOW_POOL_CMDS_ARRAYS of them, as
  * many bytes as the open windows may hold together (a pool of busy
  * connections reopens all its windows at once, and each that starts cold
- * faults a page in for every 32 commands), so keeping them never raises the
- * peak; given back once none was taken or kept for a minute. */
+ * faults a page in for every 32 commands); a window that outgrows a pooled
+ * array takes one large enough before asking for fresh memory, so that they
+ * are used up before open windows grow beside them; given back once none
+ * was taken or kept for a minute. */
 #define MT_WINDOW_POOL 16
 #define MT_WINDOW_POOL_CMDS 256
 #define MT_WINDOW_POOL_EV (64 * 1024)
@@ -256,6 +258,7 @@ struct mt_window {
 
     mt_window_block_t *arena;
     mt_window_budget_t *budget; /* the registry's, while open */
+    mt_spares_t *spare_cmds;    /* the registry's, while open: where a growing array looks first */
 
     h2o_linklist_t link;      /* in the registry's open list, then recent or pinned */
     h2o_linklist_t held_link; /* closed: in a list of windows still holding commands */
@@ -375,10 +378,10 @@ typedef struct {
     size_t npool;
     mt_spares_t spare_ev, spare_segs, spare_blocks; /* blocks: arena blocks */
     mt_spares_t spare_cmds;                         /* commands arrays */
-    bool spare_cmds_used;                           /* one was kept or taken since the last tick */
-    uint64_t spare_cmds_idle_ns;                    /* the tick that last found them so */
-    size_t ev_hint;     /* evidence buffer size the newest analysed window had */
-    uint32_t cmds_hint; /* commands the newest retired window kept before its trim */
+    uint64_t spare_cmds_uses;    /* spare_cmds.uses at the last tick that saw them used */
+    uint64_t spare_cmds_idle_ns; /* that tick */
+    size_t ev_hint;              /* evidence buffer size the newest analysed window had */
+    uint32_t cmds_hint;          /* commands the newest retired window kept before its trim */
 } mt_window_reg_t;
 
 void mt_window_reg_init(mt_window_reg_t *reg, const mt_window_rules_t *rules);

@@ -32,8 +32,16 @@ Test(spares, kept_within_every_bound_and_freed_past_them)
     cr_assert_eq(freed, 3, "past max_n");
     cr_assert_eq(s.n, 2);
     cr_assert_eq(s.bytes, 150);
+    cr_assert_eq(s.uses, 2, "counted when kept, not when freed");
     mt_spares_put(&s, NULL, 10);
     cr_assert_eq(freed, 3, "NULL is ignored");
+    size_t cap;
+    void *p = mt_spares_take(&s, 60, SIZE_MAX, &cap);
+    cr_assert_not_null(p);
+    cr_assert_eq(s.uses, 3, "and when taken");
+    cr_assert_null(mt_spares_take(&s, 101, SIZE_MAX, &cap));
+    cr_assert_eq(s.uses, 3, "not when none fits");
+    mt_spares_put(&s, p, cap);
     mt_spares_release(&s);
     cr_assert_eq(freed, 5);
     cr_assert_eq(s.n, 0);

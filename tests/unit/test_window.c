@@ -1129,14 +1129,25 @@ Test(window, a_window_past_a_pooled_size_grows_to_the_last_busy_ones_size_at_onc
     for (uint32_t i = 0; i <= MT_WINDOW_POOL_CMDS; i++)
         cr_assert_eq(second->cmds[i].bytes_in, i);
 
-    /* after a small window retires, the next one doubles as before */
+    /* after a small window retires, the next one doubles as before, up to a
+     * pooled window's size; past it, it grows into the array the first
+     * gave back, not into fresh memory beside it */
     mt_window_reg_detach(&reg, first, sc_now);
     mt_window_reg_retire(&reg, first);
+    cr_assert_eq(reg.spare_cmds.n, 1);
     mt_window_t *third = mt_window_reg_open(&reg, 3, NULL, NULL, sc_now, 0, "a", "", "");
     cr_assert_not_null(third);
     cr_assert_leq(third->cmds_cap, MT_WINDOW_POOL_CMDS);
-    for (uint32_t i = 0; i <= MT_WINDOW_POOL_CMDS; i++)
+    for (uint32_t i = 0; i < MT_WINDOW_POOL_CMDS; i++) {
+        c.bytes_in = i;
         cr_assert_eq(mt_window_add_cmd(third, &c), (int)i);
-    cr_assert_eq(third->cmds_cap, 2 * MT_WINDOW_POOL_CMDS);
+    }
+    cr_assert_eq(third->cmds_cap, MT_WINDOW_POOL_CMDS);
+    cr_assert_eq(mt_window_add_cmd(third, &c), (int)MT_WINDOW_POOL_CMDS);
+    cr_assert_eq(third->cmds, busy, "grown into the spare");
+    cr_assert_geq(third->cmds_cap, n);
+    cr_assert_eq(reg.spare_cmds.n, 0);
+    for (uint32_t i = 0; i < MT_WINDOW_POOL_CMDS; i++)
+        cr_assert_eq(third->cmds[i].bytes_in, i, "the commands came along");
     mt_window_reg_clear(&reg);
 }
