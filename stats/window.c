@@ -89,8 +89,8 @@ bool mt_window_full(const mt_window_t *w)
 }
 
 /* Past a pooled window's size, a spare array a busy window gave back, when
- * one holds cap commands: memory already faulted in, and what the spares
- * hold is never on top of what open windows use. */
+ * one holds cap commands: memory already faulted in, and spares are used up
+ * before open windows grow beside them. */
 static bool grow_into_spare(mt_window_t *w, uint32_t cap)
 {
     size_t got;
@@ -207,23 +207,25 @@ void mt_window_add_evidence(mt_window_t *w, uint32_t idx, const uint8_t *array, 
         if (w->budget)
             w->budget->ev_bytes += len;
         ev_segment(w, idx, seg_off, true);
-        return;
+    } else if (mt_bson_iter_init(&it, array, len)) {
+        /* as many of its documents as the bounds leave room for */
+        while (w->ev_docs < MT_WINDOW_EVIDENCE_DOCS && mt_bson_iter_next(&it, &e) == MT_BSON_ELEM) {
+            if (e.type != BSON_TYPE_DOCUMENT)
+                continue;
+            if (!ev_reserve(w, e.value_len))
+                break;
+            memcpy(w->ev + w->ev_len, e.value, e.value_len);
+            w->ev_len += e.value_len;
+            w->ev_docs++;
+            if (w->budget)
+                w->budget->ev_bytes += e.value_len;
+        }
+        ev_segment(w, idx, seg_off, false);
     }
-    /* else as many of its documents as the bounds leave room for */
-    if (!mt_bson_iter_init(&it, array, len))
-        return;
-    while (w->ev_docs < MT_WINDOW_EVIDENCE_DOCS && mt_bson_iter_next(&it, &e) == MT_BSON_ELEM) {
-        if (e.type != BSON_TYPE_DOCUMENT)
-            continue;
-        if (!ev_reserve(w, e.value_len))
-            break;
-        memcpy(w->ev + w->ev_len, e.value, e.value_len);
-        w->ev_len += e.value_len;
-        w->ev_docs++;
-        if (w->budget)
-            w->budget->ev_bytes += e.value_len;
-    }
-    ev_segment(w, idx, seg_off, false);
+    /* room for the next reply's documents, say a few small ones */
+    if (w->ev_cap > w->ev_len)
+        prefetch_for_write(w->ev + w->ev_len,
+                           w->ev_cap - w->ev_len < 256 ? w->ev_cap - w->ev_len : 256);
 }
 
 static void arena_free(mt_window_t *w)
