@@ -121,8 +121,8 @@ static bool count_elems(const mt_bson_elem_t *arr, unsigned depth, uint32_t *n,
 
 /* Returned documents, counted by their framing alone (each element's type
  * and length, checked by the cursor): accounting never reads inside them,
- * and a window that keeps some as evidence checks each one it keeps
- * (mt_window_add_evidence). A 100-document reply is most of a find's bytes. */
+ * and a detector that reads one kept as evidence checks it whole first
+ * (stats/detect/evidence.c). A 100-document reply is most of a find's bytes. */
 static bool count_docs(const mt_bson_elem_t *arr, uint32_t *n)
 {
     mt_bson_iter_t it;

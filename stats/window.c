@@ -91,13 +91,13 @@ bool mt_window_full(const mt_window_t *w)
 /* Past a pooled window's size, a spare array a busy window gave back, when
  * one holds cap commands: memory already faulted in, and spares are used up
  * before open windows grow beside them. */
-static bool grow_into_spare(mt_window_t *w, uint32_t cap)
+static bool grow_into_spare(mt_spares_t *spares, mt_window_t *w, uint32_t cap)
 {
     size_t got;
     mt_window_cmd_t *c;
 
-    if (cap <= MT_WINDOW_POOL_CMDS || !w->spare_cmds ||
-        !(c = mt_spares_take(w->spare_cmds, (size_t)cap * sizeof *c, SIZE_MAX, &got)))
+    if (cap <= MT_WINDOW_POOL_CMDS || !spares ||
+        !(c = mt_spares_take(spares, (size_t)cap * sizeof *c, SIZE_MAX, &got)))
         return false;
     if (w->ncmds)
         memcpy(c, w->cmds, w->ncmds * sizeof *c);
@@ -122,7 +122,7 @@ int mt_window_add_cmd(mt_window_t *w, const mt_window_cmd_t *cmd)
             cap = w->cmds_hint;
         if (cap > MT_WINDOW_MAX_COMMANDS)
             cap = MT_WINDOW_MAX_COMMANDS;
-        if (!grow_into_spare(w, cap)) {
+        if (!grow_into_spare(w->spare_cmds, w, cap)) {
             mt_window_cmd_t *c = bson_realloc(w->cmds, cap * sizeof *c);
             if (!c)
                 return -1;
@@ -157,6 +157,20 @@ static bool ev_reserve(mt_window_t *w, size_t need)
         w->ev = p;
         w->ev_cap = cap;
     }
+    return true;
+}
+
+/* Copies len bytes holding ndocs documents to the end of the evidence,
+ * when the bounds leave room for them. */
+static bool ev_append(mt_window_t *w, const uint8_t *p, uint32_t len, uint32_t ndocs)
+{
+    if (!ev_reserve(w, len))
+        return false;
+    memcpy(w->ev + w->ev_len, p, len);
+    w->ev_len += len;
+    w->ev_docs += ndocs;
+    if (w->budget)
+        w->budget->ev_bytes += len;
     return true;
 }
 
@@ -200,26 +214,13 @@ void mt_window_add_evidence(mt_window_t *w, uint32_t idx, const uint8_t *array, 
     /* The documents are kept as the reply's view framed them, not walked:
      * the detectors check each one whole when they first read it (most
      * evidence never is). A batch that fits is kept whole, in one copy. */
-    if (w->ev_docs + ndocs <= MT_WINDOW_EVIDENCE_DOCS && ev_reserve(w, len)) {
-        memcpy(w->ev + w->ev_len, array, len);
-        w->ev_len += len;
-        w->ev_docs += ndocs;
-        if (w->budget)
-            w->budget->ev_bytes += len;
+    if (w->ev_docs + ndocs <= MT_WINDOW_EVIDENCE_DOCS && ev_append(w, array, len, ndocs)) {
         ev_segment(w, idx, seg_off, true);
     } else if (mt_bson_iter_init(&it, array, len)) {
         /* as many of its documents as the bounds leave room for */
-        while (w->ev_docs < MT_WINDOW_EVIDENCE_DOCS && mt_bson_iter_next(&it, &e) == MT_BSON_ELEM) {
-            if (e.type != BSON_TYPE_DOCUMENT)
-                continue;
-            if (!ev_reserve(w, e.value_len))
+        while (w->ev_docs < MT_WINDOW_EVIDENCE_DOCS && mt_bson_iter_next(&it, &e) == MT_BSON_ELEM)
+            if (e.type == BSON_TYPE_DOCUMENT && !ev_append(w, e.value, e.value_len, 1))
                 break;
-            memcpy(w->ev + w->ev_len, e.value, e.value_len);
-            w->ev_len += e.value_len;
-            w->ev_docs++;
-            if (w->budget)
-                w->budget->ev_bytes += e.value_len;
-        }
         ev_segment(w, idx, seg_off, false);
     }
     /* room for the next reply's documents, say a few small ones */
@@ -414,15 +415,8 @@ static mt_window_t *window_new(mt_window_reg_t *reg)
         }
         /* as many commands as the newest retired window had, when that was
          * more than a pooled window holds */
-        if (reg->cmds_hint > MT_WINDOW_POOL_CMDS && reg->cmds_hint > w->cmds_cap) {
-            size_t want = (size_t)reg->cmds_hint * sizeof(*w->cmds);
-            mt_window_cmd_t *cmds = mt_spares_take(&reg->spare_cmds, want, SIZE_MAX, &cap);
-            if (cmds) {
-                bson_free(w->cmds);
-                w->cmds = cmds;
-                w->cmds_cap = (uint32_t)(cap / sizeof(*w->cmds));
-            }
-        }
+        if (reg->cmds_hint > w->cmds_cap)
+            grow_into_spare(&reg->spare_cmds, w, reg->cmds_hint);
     }
     return w;
 }

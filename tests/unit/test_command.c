@@ -318,7 +318,7 @@ Test(command, write_errors_are_counted)
 }
 
 /* Returned documents are counted by their framing: what is inside them is
- * not accounting's to read (a window checks those it keeps as evidence). A
+ * not accounting's to read (a detector checks those it reads as evidence). A
  * batch whose framing is broken is refused as before. */
 Test(command, returned_documents_are_counted_not_read)
 {
