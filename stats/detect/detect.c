@@ -101,13 +101,18 @@ void mt_detect_scratch_free(mt_detect_scratch_t *s)
     memset(s, 0, sizeof *s);
 }
 
-/* Bottom-up merge sort through one buffer of n elements. */
+/* Bottom-up merge sort through one buffer of n elements. Keys mostly come
+ * in command order already (one shape's commands, sorted by index): input
+ * in order is only read, and two runs in order are copied without a merge. */
 void mt__detect_sort(mt_detect_ctx_t *ctx, void *base, size_t n, size_t size,
                      int (*cmp)(const void *, const void *))
 {
     uint8_t *a = base, *b;
+    size_t i;
 
-    if (n < 2)
+    for (i = 1; i < n && cmp(a + (i - 1) * size, a + i * size) <= 0; i++)
+        ;
+    if (i >= n)
         return;
     if (!(b = mt__detect_alloc(ctx, n * size))) {
         qsort(base, n, size, cmp); /* out of memory: let the library try */
@@ -117,7 +122,12 @@ void mt__detect_sort(mt_detect_ctx_t *ctx, void *base, size_t n, size_t size,
         for (size_t lo = 0; lo < n; lo += 2 * width) {
             size_t mid = lo + width < n ? lo + width : n,
                    hi = lo + 2 * width < n ? lo + 2 * width : n;
-            size_t i = lo, j = mid, k = lo;
+            size_t j = mid, k = lo;
+            if (mid < hi && cmp(a + (mid - 1) * size, a + mid * size) <= 0) {
+                memcpy(b + lo * size, a + lo * size, (hi - lo) * size); /* in order already */
+                continue;
+            }
+            i = lo;
             while (i < mid && j < hi) {
                 if (cmp(a + j * size, a + i * size) < 0)
                     memcpy(b + k++ * size, a + j++ * size, size);

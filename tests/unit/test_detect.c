@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "detect.h"
 #include "stats_test_util.h"
 
 #define T 5 /* --n1-threshold */
@@ -532,6 +533,80 @@ Test(detect, an_n_plus_one_over_one_value_is_not_also_a_repeated_read)
     cr_assert_eq(sc_int(all, "findings.0.children.distinct_values"), 1);
     bson_destroy(all);
     sc_close(&k);
+}
+
+Test(detect, repeated_reads_among_many_distinct_ones_are_each_found)
+{
+    /* 300 questions asked once, three asked T + 2, T - 1 and T times,
+     * interleaved: the counting table sees every one of them */
+    static const uint32_t again[3] = {T + 2, T - 1, T};
+    uint32_t asked[3] = {0};
+    sc_conn_t k = sc_open(st, 1, "127.0.0.1:1");
+    for (uint32_t i = 0; i < 300; i++) {
+        uint32_t q = i % 3;
+        sc_roundtrip(&k, sc_find("blog", "user", oid_filter("_id", i), true, NULL),
+                     sc_one_doc_reply("blog.user", i), 300 * US);
+        if (i % 7 == 0 && asked[q] < again[q]) {
+            asked[q]++;
+            sc_roundtrip(&k, sc_find("blog", "user", oid_filter("_id", 90000 + q), true, NULL),
+                         sc_one_doc_reply("blog.user", 90000 + q), 300 * US);
+        }
+    }
+    settle();
+    cr_assert_eq(asked[0] + asked[1] + asked[2], 3 * T + 1);
+    bson_t *all = all_findings();
+    cr_assert_eq(sc_array_len(all, "findings"), 2);
+    cr_assert_eq(count_type(all, "repeated_read"), 2);
+    int64_t a = sc_int(all, "findings.0.children.count"),
+            b = sc_int(all, "findings.1.children.count");
+    cr_assert(a + b == 2 * T + 2 && (a == T || b == T), "counts %lld and %lld", (long long)a,
+              (long long)b);
+    bson_destroy(all);
+    sc_close(&k);
+}
+
+/* The detectors' sort against a plain stable insertion sort, on input in
+ * order, in reverse, in runs and at random, with many equal keys. */
+typedef struct {
+    uint32_t key, pos;
+} sort_item_t;
+
+static int sort_item_cmp(const void *a, const void *b)
+{
+    const sort_item_t *x = a, *y = b;
+    return x->key < y->key ? -1 : (x->key > y->key);
+}
+
+Test(detect, the_detectors_sort_is_stable_on_every_kind_of_input)
+{
+    enum { N = 300 };
+    mt_detect_scratch_t scratch = {0};
+    mt_detect_ctx_t ctx = {.scratch = &scratch};
+    sort_item_t got[N], want[N];
+    uint32_t seed = 7;
+
+    for (unsigned kind = 0; kind < 5; kind++)
+        for (size_t n = 0; n <= N; n += (n < 20 ? 1 : 37)) {
+            for (size_t i = 0; i < n; i++) {
+                seed = seed * 1103515245u + 12345u;
+                uint32_t keys[5] = {(uint32_t)i, (uint32_t)(n - i), (uint32_t)(i / 8),
+                                    (uint32_t)((i % 16) < 8 ? i : n - i), (seed >> 16) % 11};
+                got[i] = (sort_item_t){keys[kind], (uint32_t)i};
+            }
+            memcpy(want, got, n * sizeof *got);
+            for (size_t i = 1; i < n; i++)
+                for (size_t j = i; j > 0 && want[j].key < want[j - 1].key; j--) {
+                    sort_item_t t = want[j];
+                    want[j] = want[j - 1];
+                    want[j - 1] = t;
+                }
+            mt__detect_sort(&ctx, got, n, sizeof *got, sort_item_cmp);
+            for (size_t i = 0; i < n; i++)
+                cr_assert(got[i].key == want[i].key && got[i].pos == want[i].pos,
+                          "kind %u, %zu items: at %zu got %u/%u, want %u/%u", kind, n, i,
+                          got[i].key, got[i].pos, want[i].key, want[i].pos);
+        }
+    mt_detect_scratch_free(&scratch);
 }
 
 /* ---- segments ----------------------------------------------------------- */
