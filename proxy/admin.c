@@ -508,6 +508,11 @@ void mt_admin_publish_finding(mt_admin_t *a, const char *json)
         broadcast(a, "finding", json);
 }
 
+bool mt_admin_has_viewers(const mt_admin_t *a)
+{
+    return a && a->nviewers > 0;
+}
+
 /* ---- routes ----------------------------------------------------------- */
 
 /* Readiness for probes, which send no token and may name any Host: the

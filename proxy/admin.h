@@ -38,6 +38,8 @@ int mt_admin_listen(mt_admin_t *a, char *bound, size_t cap);
 void mt_admin_set_monitor(mt_admin_t *a, mt_monitor_t *monitor);
 /* Sends a finding to every /events viewer. */
 void mt_admin_publish_finding(mt_admin_t *a, const char *json);
+/* Whether any /events viewer is connected (false without an admin). */
+bool mt_admin_has_viewers(const mt_admin_t *a);
 /* Stops listening and ends every /events stream. */
 void mt_admin_close(mt_admin_t *a);
 

@@ -18,6 +18,7 @@
 #include <bson/bson.h>
 
 #include "admin.h"
+#include "json.h"
 #include "log.h"
 #include "proxy.h"
 
@@ -80,11 +81,20 @@ static void close_file(uv_file fd)
 
 /* Findings go to the log file as one line each, written (not buffered) as
  * they are found, and to every /events viewer. */
-static void on_finding(void *data, const char *json, const char *summary)
+static void on_finding(void *data, const bson_t *finding, const char *summary)
 {
     mt_app_t *a = data;
+    char *json;
 
     mt_warn("finding %s", summary); /* so a developer watching the terminal sees it */
+    /* the JSON costs more than the finding did: only for a log or a viewer */
+    if (a->findings_fd < 0 && !mt_admin_has_viewers(a->admin))
+        return;
+    json = mt_json_render(finding, false);
+    if (!json) {
+        mt_error("cannot render finding: out of memory");
+        return;
+    }
     if (a->findings_fd >= 0) {
         size_t len = strlen(json);
         char *line = malloc(len + 1);
@@ -96,6 +106,7 @@ static void on_finding(void *data, const char *json, const char *summary)
         }
     }
     mt_admin_publish_finding(a->admin, json);
+    bson_free(json);
 }
 
 void mt_app_reopen_findings_log(mt_app_t *a)

@@ -222,10 +222,8 @@ static void window_closed_cb(void *data, mt_window_t *w, uint64_t now_ns)
         };
         bson_strncpy(found[i].id, ids[i], sizeof found[i].id);
         if (st->cfg.on_finding) {
-            char *json = mt_json_render(&doc, false);
             finding_summary(w, r, ids[i], sugg, line, sizeof line);
-            st->cfg.on_finding(st->cfg.on_finding_data, json, line);
-            bson_free(json);
+            st->cfg.on_finding(st->cfg.on_finding_data, &doc, line);
         }
         bson_destroy(&doc);
     }

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <bson/bson.h>
+
 #include "counters.h"
 #include "report.h"
 #include "shape.h"
@@ -22,10 +24,11 @@
 typedef struct mt_stats mt_stats_t;
 typedef struct mt_stats_conn mt_stats_conn_t;
 
-/* Called once per finding, with its JSON (one line, no trailing newline) and
- * a one-line summary for the log (namespaces, sizes, field, fix; no user
- * value). */
-typedef void (*mt_stats_finding_cb)(void *data, const char *json, const char *summary);
+/* Called once per finding, with its document (valid during the call; JSON
+ * with mt_json_render, which costs more than finding it: render it only for
+ * someone who reads it) and a one-line summary for the log (namespaces,
+ * sizes, field, fix; no user value). */
+typedef void (*mt_stats_finding_cb)(void *data, const bson_t *finding, const char *summary);
 
 typedef struct {
     uint64_t window_gap_ms; /* default 100 */

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "account.h"
+#include "json.h"
 #include "stats.h"
 #include "wire.h"
 
@@ -40,11 +41,12 @@ static void render_all(mt_stats_t *st, uint64_t now)
         bson_free(out[i]);
 }
 
-static void on_finding(void *data, const char *json, const char *summary)
+/* rendered as the findings log and the live viewers would */
+static void on_finding(void *data, const bson_t *finding, const char *summary)
 {
     (void)data;
-    (void)json;
     (void)summary;
+    bson_free(mt_json_render(finding, false));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -1,7 +1,9 @@
 """/events under a viewer that stops reading: the proxy keeps its throughput, a healthy viewer keeps
 getting its `stats` event every second, and the stuck viewer is dropped (its bounded queue
-overflows and the connection is closed) instead of buffering without end."""
+overflows and the connection is closed) instead of buffering without end. A viewer gets every
+finding found while it is connected, as the same JSON /api/findings has."""
 
+import json
 import socket
 import statistics
 import threading
@@ -53,6 +55,7 @@ class Viewer(threading.Thread):
         self.sock.sendall(b"GET /events HTTP/1.1\r\nHost: %s:%d\r\nAccept: text/event-stream\r\n\r\n"
                           % (host.encode(), port))
         self.stats_at = []
+        self.findings = []
         self.head = b""
         self.closed = False
         self._lock = threading.Lock()
@@ -78,7 +81,20 @@ class Viewer(threading.Thread):
                 if b"event: stats" in event:
                     with self._lock:
                         self.stats_at.append(time.monotonic())
+                elif b"event: finding" in event:
+                    data = b"".join(line[len(b"data: "):] for line in event.split(b"\n")
+                                    if line.startswith(b"data: "))
+                    with self._lock:
+                        self.findings.append(json.loads(data))
         self.closed = True
+
+    def finding_ids(self):
+        with self._lock:
+            return [f["id"] for f in self.findings]
+
+    def finding(self, fid):
+        with self._lock:
+            return next((f for f in self.findings if f["id"] == fid), None)
 
     def count_since(self, t):
         with self._lock:
@@ -100,12 +116,18 @@ def stuck_viewer(host, port):
     return s
 
 
+def client_and_viewer(tap, dbname):
+    """A client of tap, and a /events viewer of it, reading."""
+    client = pymongo.MongoClient(tap.uri(dbname), serverSelectionTimeoutMS=10000)
+    viewer = Viewer(*tap.admin)
+    viewer.start()
+    return client, viewer
+
+
 def test_stuck_viewer_neither_slows_the_proxy_nor_starves_others(mongotap, dbname):
     tap = mongotap()
     host, port = tap.admin
-    client = pymongo.MongoClient(tap.uri(dbname), serverSelectionTimeoutMS=10000)
-    healthy = Viewer(host, port)
-    healthy.start()
+    client, healthy = client_and_viewer(tap, dbname)
     stuck = None
     try:
         coll = client[dbname]["pressure"]
@@ -158,4 +180,55 @@ def test_stuck_viewer_neither_slows_the_proxy_nor_starves_others(mongotap, dbnam
         healthy.stop()
         if stuck is not None:
             stuck.close()
+        client.close()
+
+
+def one_n1_window(coll, key):
+    """One explicit request window holding one N+1: a find of PARENT_DOCS documents, then one _id
+    lookup per document."""
+    ids = [d["_id"] for d in coll.find({"kind": "parent"}, comment=key)]
+    for i in ids:
+        coll.find_one({"_id": i}, comment=key)
+
+
+def new_finding(tap, known):
+    """The one finding of /api/findings not in known, once its window has been analysed."""
+    def fresh():
+        found = [f for f in tap.get_json("/api/findings")["findings"] if f["id"] not in known]
+        return found[0] if len(found) == 1 else None
+    return helpers.poll("a new finding in /api/findings", fresh, timeout=15)
+
+
+def test_a_viewer_gets_every_finding_as_the_api_has_it(mongotap, dbname):
+    # Findings are rendered as JSON only while a findings log or a viewer wants them: a viewer
+    # that comes after another has gone must still get its findings.
+    tap = mongotap()
+    client, first = client_and_viewer(tap, dbname)
+    second = None
+    try:
+        coll = client[dbname]["events"]
+        seed(coll)
+        helpers.poll("the first viewer's stream", lambda: first.head, timeout=10)
+        one_n1_window(coll, "mongotap:sse-first")
+        f1 = new_finding(tap, set())
+        got = helpers.poll("the finding on the first viewer", lambda: first.finding(f1["id"]))
+        assert got == f1, (got, f1)
+        first.stop()
+
+        one_n1_window(coll, "mongotap:sse-nobody")
+        f2 = new_finding(tap, {f1["id"]})
+        assert f2["type"] == "n_plus_one" and f2["children"]["count"] == PARENT_DOCS, f2
+
+        second = Viewer(*tap.admin)
+        second.start()
+        helpers.poll("the second viewer's stream", lambda: second.head, timeout=10)
+        one_n1_window(coll, "mongotap:sse-second")
+        f3 = new_finding(tap, {f1["id"], f2["id"]})
+        got = helpers.poll("the finding on the second viewer", lambda: second.finding(f3["id"]))
+        assert got == f3, (got, f3)
+        assert f1["id"] not in second.finding_ids()
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
         client.close()

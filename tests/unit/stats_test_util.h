@@ -8,6 +8,7 @@
 #define MT_STATS_TEST_UTIL_H
 
 #include "account.h"
+#include "json.h"
 #include "proto_test_util.h"
 #include "stats.h"
 
@@ -288,12 +289,14 @@ typedef struct {
     char *last_summary;
 } sc_findings_t;
 
-static inline void sc_on_finding(void *data, const char *json, const char *summary)
+static inline void sc_on_finding(void *data, const bson_t *finding, const char *summary)
 {
     sc_findings_t *f = data;
+    char *json = mt_json_render(finding, false);
     f->count++;
     free(f->last);
     f->last = strdup(json);
+    bson_free(json);
     free(f->last_summary);
     f->last_summary = strdup(summary);
 }
