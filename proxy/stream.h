@@ -50,6 +50,8 @@ struct mt_stream {
     mt_stream_read_cb read_cb;
     mt_stream_handshake_cb handshake_cb;
     mt_stream_close_cb close_cb;
+    uv_alloc_cb sock_alloc; /* the socket's reader (stream.c): plaintext or ciphertext */
+    uv_read_cb sock_read;
     uv_timer_t *kick;     /* TLS only: hands over what OpenSSL still holds after a pause */
     size_t cipher_queued; /* TLS: ciphertext bytes waiting in uv_write requests */
     int handles;          /* open while closing */
@@ -58,6 +60,7 @@ struct mt_stream {
     bool ended;           /* the end or error was delivered */
     bool reading;         /* the owner wants data */
     bool tcp_reading;
+    bool sock_reading; /* libuv watches the socket for us to read it */
     bool handshaking;
     bool closing;
 };
