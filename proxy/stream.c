@@ -1,5 +1,6 @@
 /*
- * stream: plaintext calls go straight to libuv. A TLS stream reads
+ * stream: the socket is read with recv(2) and written with send(2) on the
+ * libuv handle, everything else is libuv's. A TLS stream reads
  * ciphertext into a chunk of its pool, feeds it to OpenSSL and decrypts into
  * the owner's buffers; writes encrypt from the owner's buffers into chunks
  * that are written in order, each chunk owned by its uv_write until the
@@ -89,7 +90,7 @@ const char *mt_stream_tls_reason(const mt_stream_t *s)
     return s->tls ? mt_tls_reason(s->tls) : "not a TLS stream";
 }
 
-/* ---- plaintext: libuv as it is ---------------------------------------- */
+/* ---- the socket: recv and send on libuv's handle ----------------------- */
 
 /* uv_try_write with sendmsg(2) instead of write(2): the same bytes and the
  * same rule (nothing while libuv still has writes queued, so order holds),

@@ -1,7 +1,8 @@
 /*
  * stream: one TCP connection, in plaintext or in TLS, behind one API shaped
  * like libuv's streams, so that the proxy's sessions and the upstream
- * monitor treat both alike. In plaintext each call is the libuv call; in
+ * monitor treat both alike. In plaintext each call is the libuv call (reads
+ * and writes with recv/send, stream.c); in
  * TLS, reads decrypt into the owner's buffers and writes encrypt straight
  * from them (tls.h), and only ciphertext lives in the stream's own buffers.
  */
