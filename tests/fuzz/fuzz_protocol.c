@@ -45,10 +45,15 @@ static void account(const uint8_t *msg, size_t len, mt_msg_scratch_t *scratch,
         return;
     }
     if (!m.body) {
-        /* else only a message decompressed in part may have no body yet */
+        /* else only a message decompressed in part may have no body yet:
+         * a request's view is skipped, a reply has none, and a reply's view
+         * of either is left unread */
         mt_cmd_view_t cmd;
+        mt_reply_view_t r;
         CHECK(m.partial);
-        CHECK(mt_cmd_request(&m, NULL, &cmd) == MT_MSG_ERR_SKIPPED);
+        CHECK(mt_cmd_request(&m, NULL, &cmd) ==
+              (m.opcode == MT_OP_REPLY ? MT_MSG_ERR_OPCODE : MT_MSG_ERR_SKIPPED));
+        CHECK(mt_cmd_reply(&m, &r) == MT_MSG_ERR_SKIPPED && r.unread && r.docs == 0);
         return;
     }
     bson_t body;
