@@ -101,11 +101,13 @@ static int socket_try_write(mt_stream_t *s, const uv_buf_t bufs[], unsigned nbuf
 {
     uv_os_fd_t fd;
     ssize_t n;
+    int rc;
 
     if (uv_stream_get_write_queue_size((uv_stream_t *)&s->tcp) > 0)
         return UV_EAGAIN;
-    if (uv_fileno((uv_handle_t *)&s->tcp, &fd) < 0)
-        return uv_try_write((uv_stream_t *)&s->tcp, bufs, nbufs);
+    rc = uv_fileno((uv_handle_t *)&s->tcp, &fd);
+    if (rc < 0)
+        return rc;
     /* libuv documents uv_buf_t as layout-compatible with struct iovec on Unix */
     struct msghdr msg = {.msg_iov = (struct iovec *)bufs, .msg_iovlen = nbufs};
     do
@@ -290,20 +292,11 @@ static void tcp_read_start(mt_stream_t *s)
 {
     int rc;
 
-    if (s->tcp_reading || s->pending_error || s->ended || s->closing)
+    if (s->sock_reading || s->pending_error || s->ended || s->closing)
         return;
     rc = socket_read_start(s, chunk_alloc_cb, tls_read_cb);
     if (rc < 0)
         s->pending_error = rc;
-    else
-        s->tcp_reading = true;
-}
-
-static void tcp_read_stop(mt_stream_t *s)
-{
-    if (s->tcp_reading)
-        socket_read_stop(s);
-    s->tcp_reading = false;
 }
 
 /* Decrypts into owner buffers, each filled with as many records as fit,
@@ -328,7 +321,7 @@ static void deliver(mt_stream_t *s)
         rc = mt_tls_pending_out(s->tls) ? flush_out(s, NULL, true) : 0;
         if (st == MT_TLS_EOF || st == MT_TLS_ERROR || rc < 0) {
             s->tls_done = true;
-            tcp_read_stop(s);
+            socket_read_stop(s);
             s->pending_error = rc < 0 ? rc : st == MT_TLS_EOF ? UV_EOF : UV_EPROTO;
         }
         s->read_cb(s, (ssize_t)got, &b); /* 0: only part of a record came */
@@ -350,7 +343,7 @@ static void handshake_finish(mt_stream_t *s, int status)
     s->handshaking = false;
     s->handshake_cb = NULL;
     if (status < 0 || !s->reading)
-        tcp_read_stop(s);
+        socket_read_stop(s);
     if (cb)
         cb(s, status);
     /* records that came with the last handshake flight */
@@ -383,7 +376,7 @@ static void tls_read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0 || s->closing)
         return;
     if (nread < 0) {
-        tcp_read_stop(s);
+        socket_read_stop(s);
         s->pending_error = nread == UV_ENOBUFS ? UV_ENOMEM : (int)nread;
         if (s->handshaking) {
             if (nread == UV_EOF)
@@ -461,7 +454,7 @@ void mt_stream_read_stop(mt_stream_t *s)
     }
     s->reading = false;
     if (!s->handshaking)
-        tcp_read_stop(s);
+        socket_read_stop(s);
     uv_timer_stop(s->kick);
 }
 

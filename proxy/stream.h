@@ -60,8 +60,7 @@ struct mt_stream {
     bool tls_done;        /* OpenSSL said end or error: nothing more to decrypt */
     bool ended;           /* the end or error was delivered */
     bool reading;         /* the owner wants data */
-    bool tcp_reading;
-    bool sock_reading; /* libuv watches the socket for us to read it */
+    bool sock_reading;    /* libuv watches the socket for us to read it */
     bool handshaking;
     bool closing;
 };
